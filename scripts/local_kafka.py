@@ -1,0 +1,353 @@
+#!/usr/bin/env python3
+"""A local Apache Kafka broker for tests, the demo and benchmarks: ``up``, ``down``, ``status``.
+
+Order of preference for ``up``:
+  1. the broker named by BOOTSTRAP_SERVERS, if one answers there;
+  2. an unpacked Apache Kafka in KAFKA_HOME (its libs/ on the classpath);
+  3. with no ``java`` but a Docker daemon: the official apache/kafka image;
+  4. Apache Kafka assembled from Maven Central with ``mvn`` into .cache/kafka (git-ignored).
+Cases 2 and 4 run one combined KRaft broker+controller on 127.0.0.1:$KAFKA_PORT (default 9092; the
+controller listens on KAFKA_PORT+1), formatted once, logging to the file ``status`` prints.
+A second ``up`` while the broker answers is a no-op. Only the standard library and confluent-kafka are used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+KAFKA_VERSION = os.environ.get("KAFKA_VERSION", "4.3.1")
+DOCKER_IMAGE = f"apache/kafka:{KAFKA_VERSION}"
+DOCKER_NAME = "login-stream-kafka"
+CACHE = Path(os.environ.get("KAFKA_CACHE_DIR", ROOT / ".cache" / "kafka"))
+POM = ROOT / "tools" / "kafka" / "pom.xml"
+
+
+class KafkaSetupError(Exception):
+    pass
+
+
+def port() -> int:
+    raw = os.environ.get("KAFKA_PORT", "9092")
+    if not raw.isdigit() or not 0 < int(raw) < 65535:
+        raise KafkaSetupError(f"KAFKA_PORT={raw!r}: must be a port number 1-65534")
+    return int(raw)
+
+
+def local_bootstrap() -> str:
+    return f"127.0.0.1:{port()}"
+
+
+def state_dir() -> Path:
+    return CACHE / f"broker-{port()}"
+
+
+def log_file() -> Path:
+    return state_dir() / "broker.log"
+
+
+def pid_file() -> Path:
+    return state_dir() / "broker.pid"
+
+
+def answers(bootstrap: str, timeout: float = 3.0) -> bool:
+    """True when a broker at ``bootstrap`` answers a metadata request."""
+    host, _, p = bootstrap.split(",", maxsplit=1)[0].rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(p)), timeout=min(timeout, 2.0)):
+            pass
+    except (OSError, ValueError):
+        return False
+    try:
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AdminClient
+    except ImportError:  # no client installed: an open port is the best we can tell
+        return True
+    try:
+        md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=timeout)
+    except KafkaException:
+        return False
+    return bool(md.brokers)
+
+
+def _pid() -> int | None:
+    try:
+        pid = int(pid_file().read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def _docker_ok() -> bool:
+    if not shutil.which("docker"):
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=20, check=False).returncode == 0
+
+
+def _classpath() -> str:
+    home = os.environ.get("KAFKA_HOME")
+    if home:
+        libs = Path(home) / "libs"
+        if not libs.is_dir():
+            raise KafkaSetupError(
+                f"KAFKA_HOME={home!r} has no libs/ folder; point it to an unpacked Apache Kafka"
+            )
+        return f"{libs}/*"
+    libs = CACHE / f"libs-{KAFKA_VERSION}"
+    marker = libs / ".complete"
+    if not marker.exists():
+        if not shutil.which("mvn"):
+            raise KafkaSetupError(
+                "`mvn` (Apache Maven) is not on PATH: it is needed to assemble Apache Kafka "
+                "from Maven Central. "
+                "Install it (Debian/Ubuntu: `apt-get install maven`; macOS: `brew install maven`), "
+                "or set KAFKA_HOME to an unpacked Kafka, or BOOTSTRAP_SERVERS to a running broker."
+            )
+        print(f"assembling Apache Kafka {KAFKA_VERSION} from Maven Central into {libs} ...", flush=True)
+        shutil.rmtree(libs, ignore_errors=True)
+        subprocess.run(
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(POM),
+                f"-Dkafka.version={KAFKA_VERSION}",
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={libs}",
+                "-DincludeScope=runtime",
+            ],
+            check=True,
+        )
+        marker.write_text(KAFKA_VERSION)
+    return f"{libs}/*"
+
+
+def _write_config(data: Path) -> Path:
+    p = port()
+    cfg = state_dir() / "server.properties"
+    cfg.write_text(
+        "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.bootstrap.servers=127.0.0.1:{p + 1}",
+                f"listeners=PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{p + 1}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{p + 1}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                f"log.dirs={data}",
+                "num.partitions=6",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=10",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "transaction.state.log.num.partitions=4",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "log.retention.hours=24",
+                "",
+            ]
+        )
+    )
+    log4j = state_dir() / "log4j2.properties"
+    log4j.write_text(
+        "\n".join(
+            [
+                "appender.out.type=Console",
+                "appender.out.name=OUT",
+                "appender.out.layout.type=PatternLayout",
+                "appender.out.layout.pattern=[%d] %p %m (%c)%n",
+                "rootLogger.level=INFO",
+                "rootLogger.appenderRef.out.ref=OUT",
+                "logger.kafka.name=kafka",
+                "logger.kafka.level=WARN",
+                "logger.apache.name=org.apache.kafka",
+                "logger.apache.level=WARN",
+                "logger.started.name=kafka.server.KafkaRaftServer",
+                "logger.started.level=INFO",
+                "",
+            ]
+        )
+    )
+    return cfg
+
+
+def _java() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if not java or not Path(java).exists():
+        raise KafkaSetupError(
+            "`java` is not on PATH: the local Kafka broker needs a Java 17+ runtime. Install one "
+            "(Debian/Ubuntu: `apt-get install openjdk-17-jre-headless`; macOS: `brew install openjdk@17`), "
+            "or set BOOTSTRAP_SERVERS to a running broker."
+        )
+    return java
+
+
+def _start_java() -> None:
+    java = _java()
+    cp = _classpath()
+    state_dir().mkdir(parents=True, exist_ok=True)
+    data = state_dir() / "data"
+    cfg = _write_config(data)
+    if not (data / "meta.properties").exists():
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        subprocess.run(
+            [
+                java,
+                "-cp",
+                cp,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(cfg),
+                "--standalone",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    heap = os.environ.get("KAFKA_HEAP_OPTS", "-Xms256m -Xmx1g").split()
+    with open(log_file(), "ab") as out:
+        proc = subprocess.Popen(
+            [
+                java,
+                *heap,
+                "-XX:+UseG1GC",
+                "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={state_dir() / 'log4j2.properties'}",
+                "-cp",
+                cp,
+                "kafka.Kafka",
+                str(cfg),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    pid_file().write_text(str(proc.pid))
+
+
+def _start_docker() -> None:
+    p = port()
+    subprocess.run(["docker", "rm", "-f", DOCKER_NAME], capture_output=True, check=False)
+    env = {
+        "KAFKA_NODE_ID": "1",
+        "KAFKA_PROCESS_ROLES": "broker,controller",
+        "KAFKA_LISTENERS": "PLAINTEXT://:9092,CONTROLLER://:9093",
+        "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://127.0.0.1:{p}",
+        "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@localhost:9093",
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
+        "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+        "KAFKA_NUM_PARTITIONS": "6",
+    }
+    args = ["docker", "run", "-d", "--name", DOCKER_NAME, "-p", f"127.0.0.1:{p}:9092"]
+    for k, v in env.items():
+        args += ["-e", f"{k}={v}"]
+    subprocess.run([*args, DOCKER_IMAGE], check=True, stdout=subprocess.DEVNULL)
+    state_dir().mkdir(parents=True, exist_ok=True)
+    (state_dir() / "docker").write_text(DOCKER_NAME)
+
+
+def up(timeout: float = 120.0) -> str:
+    """Make sure a broker answers; return its bootstrap address."""
+    named = os.environ.get("BOOTSTRAP_SERVERS")
+    if named and answers(named):
+        print(f"using the broker at BOOTSTRAP_SERVERS={named}", flush=True)
+        return named
+    bootstrap = local_bootstrap()
+    if answers(bootstrap):
+        print(f"Kafka already running at {bootstrap}", flush=True)
+        return bootstrap
+    if _pid() is None:
+        if not os.environ.get("KAFKA_HOME") and not shutil.which("java") and _docker_ok():
+            _start_docker()
+        else:
+            _start_java()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if answers(bootstrap):
+            print(f"Kafka {KAFKA_VERSION} is up at {bootstrap} (log: {log_file()})", flush=True)
+            return bootstrap
+        if _pid() is None and not (state_dir() / "docker").exists():
+            raise KafkaSetupError(f"the broker exited during start-up; see {log_file()}")
+        time.sleep(0.5)
+    raise KafkaSetupError(f"the broker did not answer at {bootstrap} within {timeout:.0f}s; see {log_file()}")
+
+
+def down() -> None:
+    docker_marker = state_dir() / "docker"
+    if docker_marker.exists():
+        subprocess.run(["docker", "rm", "-f", DOCKER_NAME], capture_output=True, check=False)
+        docker_marker.unlink()
+        print("stopped the Kafka container")
+    pid = _pid()
+    if pid is None:
+        print(f"no local broker running on port {port()}")
+        return
+    os.killpg(pid, signal.SIGTERM)
+    for _ in range(300):
+        if _pid() is None:
+            break
+        time.sleep(0.1)
+    else:
+        os.killpg(pid, signal.SIGKILL)
+    pid_file().unlink(missing_ok=True)
+    print(f"stopped the local broker (pid {pid})")
+
+
+def status() -> int:
+    bootstrap = local_bootstrap()
+    ok = answers(bootstrap)
+    pid = _pid()
+    print(f"bootstrap: {bootstrap}")
+    print(f"state:     {'running' if ok else 'stopped'}" + (f" (pid {pid})" if pid else ""))
+    print(f"log:       {log_file()}")
+    named = os.environ.get("BOOTSTRAP_SERVERS")
+    if named:
+        print(f"BOOTSTRAP_SERVERS={named}: {'answers' if answers(named) else 'does not answer'}")
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--timeout", type=float, default=120.0)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "up":
+            up(args.timeout)
+            return 0
+        if args.command == "down":
+            down()
+            return 0
+        return status()
+    except (KafkaSetupError, subprocess.CalledProcessError) as exc:
+        print(f"local_kafka: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
