@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from typing import IO, Any, Protocol
 
 from confluent_kafka import KafkaError, Message, Producer
+from prometheus_client import Counter
 
 from login_common.contract import (
     HEADER_ATTACK_ID,
     HEADER_CONTENT_TYPE,
     HEADER_CORRELATION_ID,
+    HEADER_COUNTRY,
     HEADER_SCENARIO,
     HEADER_SCHEMA_VERSION,
+    HEADER_TRUTH,
     SCHEMA_VERSION,
 )
 from login_producer.metrics import ProducerMetrics
 from login_producer.simulate import SimEvent
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_SCHEMA = str(SCHEMA_VERSION).encode()
+_JSON = b"application/json"
 
 
 class Sink(Protocol):
@@ -28,7 +34,23 @@ class Sink(Protocol):
         ...
 
 
+class _SentCounters:
+    """Per-scenario children of the ``sent`` counter, looked up once each."""
+
+    def __init__(self, metrics: ProducerMetrics) -> None:
+        self._metric = metrics.sent
+        self._children: dict[str, Counter] = {}
+
+    def inc(self, scenario: str) -> None:
+        child = self._children.get(scenario)
+        if child is None:
+            child = self._children[scenario] = self._metric.labels(scenario)
+        child.inc()
+
+
 class KafkaSink:
+    """Idempotent (acks=all) producer, batched by linger.ms, keyed by user_id; labels in headers."""
+
     def __init__(
         self,
         topic: str,
@@ -41,6 +63,7 @@ class KafkaSink:
         self.metrics = metrics
         self.fetch_format = fetch_format
         self.failed = 0
+        self._sent = _SentCounters(metrics)
         self._producer = Producer(
             {
                 "enable.idempotence": True,
@@ -54,15 +77,18 @@ class KafkaSink:
         )
 
     def send(self, sim: SimEvent) -> None:
-        payload = sim.fetch_view() if self.fetch_format else sim.event
-        value = json.dumps(payload, separators=(",", ":")).encode()
         headers: list[tuple[str, str | bytes | None]] = [
-            (HEADER_SCHEMA_VERSION, str(SCHEMA_VERSION).encode()),
-            (HEADER_CONTENT_TYPE, b"application/json"),
+            (HEADER_SCHEMA_VERSION, _SCHEMA),
+            (HEADER_CONTENT_TYPE, _JSON),
         ]
-        if not self.fetch_format:
-            headers.append((HEADER_CORRELATION_ID, str(uuid.uuid4()).encode()))
+        if self.fetch_format:
+            value = _dumps(sim.fetch_view()).encode()
+        else:
+            value = _dumps(sim.event).encode()
+            headers.append((HEADER_CORRELATION_ID, str(sim.event.get("event_id", "")).encode()))
             headers.append((HEADER_SCENARIO, sim.scenario.encode()))
+            headers.append((HEADER_TRUTH, ",".join(sim.truth).encode()))
+            headers.append((HEADER_COUNTRY, sim.country.encode()))
             if sim.attack_id:
                 headers.append((HEADER_ATTACK_ID, sim.attack_id.encode()))
         sent_at = time.monotonic()
@@ -83,7 +109,7 @@ class KafkaSink:
                 break
             except BufferError:
                 self._producer.poll(0.05)  # local queue full: serve callbacks and retry
-        self.metrics.sent.labels(sim.scenario).inc()
+        self._sent.inc(sim.scenario)
         self._producer.poll(0)
 
     def close(self, timeout: float = 30.0) -> int:
@@ -92,22 +118,35 @@ class KafkaSink:
 
 
 class FileSink:
-    """JSON lines; full events carry their labels in ``_label_*`` fields, fetch format carries none."""
+    """JSON lines. Full events carry their labels in a separate ``_label`` object; fetch format none."""
 
-    def __init__(self, stream: IO[str], metrics: ProducerMetrics, *, fetch_format: bool = False) -> None:
+    def __init__(
+        self, stream: IO[str], metrics: ProducerMetrics, *, fetch_format: bool = False, batch: int = 512
+    ) -> None:
         self.stream = stream
+        self.batch = max(1, batch)
         self.metrics = metrics
         self.fetch_format = fetch_format
+        self._sent = _SentCounters(metrics)
+        self._buffer: list[str] = []
+        self._write = stream.write
 
     def send(self, sim: SimEvent) -> None:
-        if self.fetch_format:
-            record = sim.fetch_view()
-        else:
-            record = {**sim.event, "_label_scenario": sim.scenario, "_label_attack_id": sim.attack_id}
-        self.stream.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self.metrics.sent.labels(sim.scenario).inc()
-        self.metrics.delivered.inc()
+        record = sim.fetch_view() if self.fetch_format else {**sim.event, "_label": sim.label()}
+        line = _dumps(record)
+        buf = self._buffer
+        buf.append(line)
+        if len(buf) >= self.batch:
+            self._flush_buffer()
+        self._sent.inc(sim.scenario)
+
+    def _flush_buffer(self) -> None:
+        if self._buffer:
+            self._write("\n".join(self._buffer) + "\n")
+            self.metrics.delivered.inc(len(self._buffer))
+            self._buffer.clear()
 
     def close(self, timeout: float = 30.0) -> int:
+        self._flush_buffer()
         self.stream.flush()
         return 0
