@@ -130,10 +130,23 @@ class FileSink:
         self._sent = _SentCounters(metrics)
         self._buffer: list[str] = []
         self._write = stream.write
+        self._label_json: dict[tuple[str, str | None, tuple[str, ...], str], str] = {}
+
+    def _label_suffix(self, sim: SimEvent) -> str:
+        """``,"_label":{...}}``: the label closes the event object (cached for attack-free labels)."""
+        key = (sim.scenario, sim.attack_id, sim.truth, sim.country)
+        suffix = self._label_json.get(key)
+        if suffix is None:
+            suffix = ',"_label":' + _dumps(sim.label()) + "}"
+            if sim.attack_id is None:  # attack ids are unique: caching them would only grow
+                self._label_json[key] = suffix
+        return suffix
 
     def send(self, sim: SimEvent) -> None:
-        record = sim.fetch_view() if self.fetch_format else {**sim.event, "_label": sim.label()}
-        line = _dumps(record)
+        if self.fetch_format:
+            line = _dumps(sim.fetch_view())
+        else:
+            line = _dumps(sim.event)[:-1] + self._label_suffix(sim)
         buf = self._buffer
         buf.append(line)
         if len(buf) >= self.batch:
