@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import IO, Any, Protocol
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -64,6 +63,9 @@ class KafkaSink:
         self.fetch_format = fetch_format
         self.failed = 0
         self._sent = _SentCounters(metrics)
+        self._delivered_count = metrics.delivered
+        self._latency = metrics.delivery_latency
+        self._pending = 0
         self._producer = Producer(
             {
                 "enable.idempotence": True,
@@ -91,26 +93,34 @@ class KafkaSink:
             headers.append((HEADER_COUNTRY, sim.country.encode()))
             if sim.attack_id:
                 headers.append((HEADER_ATTACK_ID, sim.attack_id.encode()))
-        sent_at = time.monotonic()
-
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                self.failed += 1
-                self.metrics.send_errors.labels(err.name()).inc()
-            else:
-                self.metrics.delivered.inc()
-                self.metrics.delivery_latency.observe(time.monotonic() - sent_at)
-
+        produce = self._producer.produce
         while True:
             try:
-                self._producer.produce(
-                    self.topic, value=value, key=sim.key.encode(), headers=headers, on_delivery=on_delivery
+                produce(
+                    self.topic,
+                    value=value,
+                    key=sim.key.encode(),
+                    headers=headers,
+                    on_delivery=self._delivered,
                 )
                 break
             except BufferError:
                 self._producer.poll(0.05)  # local queue full: serve callbacks and retry
         self._sent.inc(sim.scenario)
-        self._producer.poll(0)
+        self._pending += 1
+        if self._pending >= 256:  # serve delivery callbacks in batches
+            self._pending = 0
+            self._producer.poll(0)
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self.failed += 1
+            self.metrics.send_errors.labels(err.name()).inc()
+            return
+        self._delivered_count.inc()
+        latency = msg.latency()
+        if latency is not None:
+            self._latency.observe(latency)
 
     def close(self, timeout: float = 30.0) -> int:
         remaining = self._producer.flush(timeout)
