@@ -88,12 +88,22 @@ class Device:
     lag_s: int  # upgrade lag after each release
 
     def user_agent(self, version: str) -> str:
-        if self.device_type == "web":
-            return (
-                f"Mozilla/5.0 ({self.platform}) AppleWebKit/537.36 (KHTML, like Gecko) "
-                f"Chrome/131.0.0.0 Safari/537.36 LoginWeb/{version}"
-            )
-        return f"LoginApp/{version} ({self.platform})"
+        key = (self.platform, version)
+        agent = _AGENTS.get(key)
+        if agent is None:
+            if self.device_type == "web":
+                agent = (
+                    f"Mozilla/5.0 ({self.platform}) AppleWebKit/537.36 (KHTML, like Gecko) "
+                    f"Chrome/131.0.0.0 Safari/537.36 LoginWeb/{version}"
+                )
+            else:
+                agent = f"LoginApp/{version} ({self.platform})"
+            _AGENTS[key] = agent
+        return agent
+
+
+# (platform, version) -> user agent: a few hundred platforms times the versions of a run.
+_AGENTS: dict[tuple[str, str], str] = {}
 
 
 def make_device(key: int, slot: int, kind: str | None = None) -> Device:

@@ -209,6 +209,8 @@ class Simulation:
         self._phones: dict[tuple[int, int], Device] = {}
         self._busy: dict[int, float] = {}
         self._heap: list[tuple[float, int, _Login]] = []
+        # simulated time: a rejected candidate costs its step; wall clock: redraw up to 20 times
+        self._tries = 1 if self.rate <= 0 else 20
         self._seq = 0
         self._attack_seq = 0
         self._attack_cum = list(accumulate(c.attack_weight for c in COUNTRIES))
@@ -252,25 +254,23 @@ class Simulation:
     def _pick_index(self) -> int:
         return min(self.users - 1, int(self.users * self._rng.random() ** ACTIVITY_SKEW))
 
-    def _rhythm(self, p: Profile, t: float) -> float:
-        local = int(t) + p.tz_s
-        w = DAILY_RHYTHM[(local // 3600 - p.shift_h) % 24]
-        if (local // 86400 + 3) % 7 >= 5:
-            w *= WEEKEND_FACTOR
-        return w
-
-    def _pick_user(self, t: float, *, free: bool = True, history: bool = False) -> Profile | None:
-        """An active user whose daily rhythm accepts time ``t`` (None when the draw is rejected)."""
-        rng = self._rng
-        tries = 1 if self.rate <= 0 else 20
-        for _ in range(tries):
-            idx = self._pick_index()
-            if free and self._busy.get(idx, 0.0) > t:
+    def _pick_user(self, t: float) -> Profile | None:
+        """A free, active user whose daily rhythm accepts time ``t`` (None when the draw is rejected)."""
+        rand = self._rng.random
+        users, busy, profile = self.users, self._busy, self.population.profile
+        ts = int(t)
+        for _ in range(self._tries):
+            idx = int(users * rand() ** ACTIVITY_SKEW)
+            if idx >= users:
+                idx = users - 1
+            if busy and busy.get(idx, 0.0) > t:
                 continue
-            if history and not self.oracle.has_history(idx):
-                continue
-            p = self.population.profile(idx)
-            if rng.random() < self._rhythm(p, t):
+            p = profile(idx)
+            local = ts + p.tz_s
+            w = DAILY_RHYTHM[(local // 3600 - p.shift_h) % 24]
+            if (local // 86400 + 3) % 7 >= 5:
+                w *= WEEKEND_FACTOR
+            if rand() < w:
                 return p
         return None
 

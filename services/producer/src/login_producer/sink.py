@@ -40,11 +40,11 @@ class _SentCounters:
         self._metric = metrics.sent
         self._children: dict[str, Counter] = {}
 
-    def inc(self, scenario: str) -> None:
+    def inc(self, scenario: str, amount: int = 1) -> None:
         child = self._children.get(scenario)
         if child is None:
             child = self._children[scenario] = self._metric.labels(scenario)
-        child.inc()
+        child.inc(amount)
 
 
 class KafkaSink:
@@ -138,6 +138,7 @@ class FileSink:
         self.metrics = metrics
         self.fetch_format = fetch_format
         self._sent = _SentCounters(metrics)
+        self._scenarios: dict[str, int] = {}  # counted here, added to the metric with each write
         self._buffer: list[str] = []
         self._write = stream.write
         self._label_json: dict[tuple[str, str | None, tuple[str, ...], str], str] = {}
@@ -159,15 +160,19 @@ class FileSink:
             line = _dumps(sim.event)[:-1] + self._label_suffix(sim)
         buf = self._buffer
         buf.append(line)
+        counts = self._scenarios
+        counts[sim.scenario] = counts.get(sim.scenario, 0) + 1
         if len(buf) >= self.batch:
             self._flush_buffer()
-        self._sent.inc(sim.scenario)
 
     def _flush_buffer(self) -> None:
         if self._buffer:
             self._write("\n".join(self._buffer) + "\n")
+            for scenario, n in self._scenarios.items():
+                self._sent.inc(scenario, n)
             self.metrics.delivered.inc(len(self._buffer))
             self._buffer.clear()
+            self._scenarios.clear()
 
     def close(self, timeout: float = 30.0) -> int:
         self._flush_buffer()
