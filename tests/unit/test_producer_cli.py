@@ -102,6 +102,7 @@ def test_help_documents_flags_and_environment() -> None:
         "ACCOUNT_TAKEOVER_RATIO",
         "TRUTH_TRAVEL_MAX_SPEED_KMH",
         "LOGINS_PER_USER_DAY",
+        "--office-share",
     ):
         assert needle in text
 

@@ -322,3 +322,11 @@ def test_truth_names_are_the_detectors(stream: list[SimEvent]) -> None:
     assert seen == set(DETECTORS)
     for ev in stream:
         assert list(ev.truth) == [d for d in DETECTORS if d in ev.truth]
+
+
+@pytest.mark.parametrize("users", [1, 2])
+def test_tiny_populations_keep_running(users: int, geo: GeoIP2Fast) -> None:
+    events = list(itertools.islice(Simulation(seed=5, users=users).events(), 10000))
+    assert len({e.key for e in events if e.scenario == BENIGN}) == users
+    assert {ACCOUNT_TAKEOVER, BRUTE_FORCE} <= {e.scenario for e in events}
+    assert all(geo.lookup(e.event["ip"]).country_code == e.country for e in events[::50])

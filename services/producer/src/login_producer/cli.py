@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--users", type=int, help="population size, 1 to 1000000 [USERS]")
     parser.add_argument("--start-time", dest="start_time", type=int, help="epoch seconds [START_TIME]")
     parser.add_argument(
+        "--logins-per-user-day", dest="logins_per_user_day", type=float, help="[LOGINS_PER_USER_DAY]"
+    )
+    parser.add_argument("--office-share", dest="office_share", type=float, help="[OFFICE_SHARE]")
+    parser.add_argument(
         "--format", dest="output_format", choices=["full", "fetch"], help="event format [OUTPUT_FORMAT]"
     )
     parser.add_argument("--out", help="write JSON lines to FILE ('-' = stdout) instead of Kafka")

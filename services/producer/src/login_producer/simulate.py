@@ -328,12 +328,14 @@ class Simulation:
         return f"{prefix}-{self.seed}-{self._attack_seq:06d}"
 
     def _country(self, cum: list[float], exclude: set[int] | None = None) -> int:
+        """A country index drawn by the weights behind ``cum``; -1 when ``exclude`` leaves none."""
         rng = self._rng
-        for _ in range(50):
+        for _ in range(20):
             ci = bisect_right(cum, rng.random() * cum[-1])
             if not exclude or ci not in exclude:
                 return ci
-        raise SimulationError("no country left to choose from")  # pragma: no cover
+        left = [c for c in range(len(COUNTRIES)) if exclude and c not in exclude]
+        return rng.choice(left) if left else -1
 
     def _attacker_locale(self, ci: int) -> str:
         if COUNTRIES[ci].code == US:
@@ -479,6 +481,8 @@ class Simulation:
         rng = self._rng
         known = {c for c in range(len(COUNTRIES)) if self.oracle.knows_country(victim.idx, c)}
         ci = self._country(self._attack_cum, known | {victim.country})
+        if ci < 0:
+            return  # the victim has logged in from every country already
         ip = self._pools[COUNTRIES[ci].code].hosting.address(rng.getrandbits(40))
         device_id, device_type = self._foreign_device()
         agent = rng.choice(_ATTACK_AGENTS[3:])
@@ -510,6 +514,8 @@ class Simulation:
         far_enough = max(2000.0, 2 * rules.travel_min_distance_km)
         near = {c for c in range(len(COUNTRIES)) if self.oracle.distance_km(victim.country, c) < far_enough}
         ci = self._country(self._attack_cum, near)
+        if ci < 0:
+            return
         dist = self.oracle.distance_km(victim.country, ci)
         attack = self._attack_id("it")
         device = self._phone(victim)
