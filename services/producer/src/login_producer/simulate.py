@@ -398,7 +398,8 @@ class Simulation:
         rng = self._rng
         dest = self._country(self._travel_cum, {p.country})
         dist = self.oracle.distance_km(p.country, dest)
-        flight_s = (dist / FLIGHT_KMH + FLIGHT_OVERHEAD_H + rng.uniform(0, 2)) * 3600
+        cruise = min(FLIGHT_KMH, 0.8 * self.rules.travel_max_speed_kmh)  # always a plausible speed
+        flight_s = (dist / cruise + FLIGHT_OVERHEAD_H + rng.uniform(0, 2)) * 3600
         arrive = t + flight_s
         stay = rng.uniform(2, 10) * 86400
         pool = self._pools[COUNTRIES[dest].code].residential
