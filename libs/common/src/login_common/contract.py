@@ -22,6 +22,10 @@ HEADER_CONTENT_TYPE: Final = "content-type"
 # Ground truth written by the simulator; the consumer never reads these.
 HEADER_SCENARIO: Final = "x-sim-scenario"
 HEADER_ATTACK_ID: Final = "x-sim-attack-id"
+# Comma-separated names of the detectors the simulation intends the event to trigger ("" = none).
+HEADER_TRUTH: Final = "x-sim-truth"
+# ISO country the simulation intends the event's IP to geolocate to.
+HEADER_COUNTRY: Final = "x-sim-country"
 # Dead-letter headers.
 HEADER_DLQ_ERROR_TYPE: Final = "dlq-error-type"
 HEADER_DLQ_ERROR_DETAIL: Final = "dlq-error-detail"
@@ -30,6 +34,15 @@ HEADER_DLQ_SOURCE_PARTITION: Final = "dlq-source-partition"
 HEADER_DLQ_SOURCE_OFFSET: Final = "dlq-source-offset"
 HEADER_DLQ_CONSUMER_VERSION: Final = "dlq-consumer-version"
 HEADER_DLQ_TIME: Final = "dlq-time"
+
+# Names of the stateful detectors; x-sim-truth lists a subset of these (rules: docs/producer.md).
+DETECTORS: Final = (
+    "brute_force",
+    "credential_stuffing",
+    "impossible_travel",
+    "new_device",
+    "new_country",
+)
 
 # The seven fields of the common login data generator, in its order.
 FETCH_FIELDS: Final = (

@@ -14,9 +14,10 @@ from login_common.errors import ConfigError
 from login_common.http import MetricsServer
 from login_common.kafka import broker_reachable, stop_event
 from login_common.logs import configure_logging
-from login_common.settings import env_help, load_settings
+from login_common.settings import env_help, env_name, load_settings
 from login_producer import __version__
-from login_producer.config import ProducerSettings
+from login_producer.config import RATIO_FIELDS, RULE_FIELDS, ProducerSettings
+from login_producer.errors import ProducerError
 from login_producer.metrics import ProducerMetrics
 from login_producer.simulate import Simulation
 from login_producer.sink import FileSink, KafkaSink, Sink
@@ -24,19 +25,35 @@ from login_producer.sink import FileSink, KafkaSink, Sink
 log = structlog.get_logger("login_producer")
 
 
+def _flag(parser: argparse._ActionsContainer, field: str, kind: type, text: str) -> None:
+    parser.add_argument(
+        "--" + field.replace("_", "-"),
+        dest=field,
+        type=kind,
+        metavar="X",
+        help=f"{text} [{env_name(ProducerSettings, field)}]",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="login-producer",
-        description="Simulate user logins and write them to Kafka (or to a JSON-lines file with --out).",
+        description="Simulate user logins (with labelled attacks) and write them to Kafka, or to a "
+        "JSON-lines file with --out. Labels travel in x-sim-* headers (Kafka) or a _label field (file).",
         epilog=env_help(ProducerSettings) + "\n\nCommand-line flags override the environment.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--rate", type=float, help="events per second (0 = as fast as possible) [RATE]")
+    parser.add_argument("--rate", type=float, help="events per second (0 = simulated clock, flat out) [RATE]")
     parser.add_argument("--count", type=int, help="stop after N events [COUNT]")
-    parser.add_argument("--duration", type=float, help="stop after S seconds [DURATION]")
+    parser.add_argument("--duration", type=float, help="stop after S wall-clock seconds [DURATION]")
     parser.add_argument("--seed", type=int, help="random seed [SEED]")
-    parser.add_argument("--users", type=int, help="population size [USERS]")
+    parser.add_argument("--users", type=int, help="population size, 1 to 1000000 [USERS]")
+    parser.add_argument("--start-time", dest="start_time", type=int, help="epoch seconds [START_TIME]")
+    parser.add_argument(
+        "--logins-per-user-day", dest="logins_per_user_day", type=float, help="[LOGINS_PER_USER_DAY]"
+    )
+    parser.add_argument("--office-share", dest="office_share", type=float, help="[OFFICE_SHARE]")
     parser.add_argument(
         "--format", dest="output_format", choices=["full", "fetch"], help="event format [OUTPUT_FORMAT]"
     )
@@ -44,25 +61,46 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--topic", dest="input_topic", help="target topic [INPUT_TOPIC]")
     parser.add_argument("--bootstrap-servers", dest="bootstrap_servers", help="[BOOTSTRAP_SERVERS]")
     parser.add_argument("--metrics-port", dest="metrics_port", type=int, help="[METRICS_PORT]")
+    mix = parser.add_argument_group("scenario mix (share of events, 0 disables)")
+    for field in RATIO_FIELDS:
+        _flag(mix, field, float, ProducerSettings.model_fields[field].description or "")
+    rules = parser.add_argument_group("truth rules (x-sim-truth; docs/producer.md)")
+    for field in RULE_FIELDS:
+        info = ProducerSettings.model_fields[field]
+        kind = int if info.annotation in (int,) or field == "truth_stuffing_prefix" else float
+        _flag(rules, field, kind, info.description or "")
     return parser
+
+
+def _open_sink(settings: ProducerSettings, out: str | None, metrics: ProducerMetrics) -> tuple[Sink, Any]:
+    fetch = settings.output_format == "fetch"
+    if out is None:
+        config = {**settings.kafka_common(), "linger.ms": settings.linger_ms}
+        return KafkaSink(settings.input_topic, config, metrics, fetch_format=fetch), None
+    stream = sys.stdout if out == "-" else open(out, "w", encoding="utf-8")  # noqa: SIM115
+    batch = 512 if settings.rate <= 0 else 1  # paced output reaches the reader line by line
+    return FileSink(stream, metrics, fetch_format=fetch, batch=batch), stream
 
 
 def run(settings: ProducerSettings, out: str | None = None, registry: CollectorRegistry | None = None) -> int:
     registry = registry or CollectorRegistry()
     metrics = ProducerMetrics.create(registry)
     stop = stop_event()
-    sink: Sink
-    stream = None
-    if out is not None:
-        stream = sys.stdout if out == "-" else open(out, "w", encoding="utf-8")  # noqa: SIM115
-        sink = FileSink(stream, metrics, fetch_format=settings.output_format == "fetch")
-    else:
-        sink = KafkaSink(
-            settings.input_topic,
-            {**settings.kafka_common(), "linger.ms": settings.linger_ms},
-            metrics,
-            fetch_format=settings.output_format == "fetch",
+    try:
+        sim = Simulation(
+            seed=settings.seed,
+            users=settings.users,
+            start_time=settings.start_time or None,
+            rate=settings.rate,
+            mix=settings.scenario_mix(),
+            rules=settings.truth_rules(),
+            logins_per_user_day=settings.logins_per_user_day,
+            office_share=settings.office_share,
         )
+    except ProducerError as exc:
+        log.error("producer.simulation_failed", error=str(exc))
+        return 2
+    sink, stream = _open_sink(settings, out, metrics)
     server = None
     if out is None:
         server = MetricsServer(
@@ -75,23 +113,23 @@ def run(settings: ProducerSettings, out: str | None = None, registry: CollectorR
                 else (False, "broker unreachable")
             ),
         ).start()
-    sim = Simulation(seed=settings.seed, users=settings.users)
+    bound = log.bind(topic=settings.input_topic, out=out, seed=settings.seed, users=settings.users)
     started = time.monotonic()
+    sim_start = float(sim.start_time or 0.0)
+    count, duration, rate = settings.count, settings.duration, settings.rate
     sent = 0
-    log.info("producer.start", topic=settings.input_topic, rate=settings.rate, out=out, version=__version__)
+    undelivered = 0
+    bound.info("producer.start", rate=rate, count=count, duration=duration, version=__version__)
     try:
         for event in sim.events():
-            if stop.is_set():
+            if stop.is_set() or (count and sent >= count):
                 break
-            if settings.count and sent >= settings.count:
+            if duration and time.monotonic() - started >= duration:
                 break
-            elapsed = time.monotonic() - started
-            if settings.duration and elapsed >= settings.duration:
-                break
-            if settings.rate > 0:
-                ahead = sent / settings.rate - elapsed
-                if ahead > 0:
-                    stop.wait(ahead)
+            if rate > 0:
+                ahead = (event.time - sim_start) - (time.monotonic() - started)
+                if ahead > 0 and stop.wait(ahead):
+                    break
             sink.send(event)
             sent += 1
     finally:
@@ -100,8 +138,14 @@ def run(settings: ProducerSettings, out: str | None = None, registry: CollectorR
             stream.close()
         if server is not None:
             server.stop()
-    log.info(
-        "producer.stop", sent=sent, undelivered=undelivered, seconds=round(time.monotonic() - started, 2)
+    seconds = time.monotonic() - started
+    bound.info(
+        "producer.stop",
+        sent=sent,
+        undelivered=undelivered,
+        seconds=round(seconds, 3),
+        events_per_second=round(sent / seconds) if seconds > 0 else None,
+        signalled=stop.is_set(),
     )
     return 0 if undelivered == 0 else 1
 
