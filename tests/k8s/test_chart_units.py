@@ -338,3 +338,12 @@ def test_components_can_be_switched_off(render: Render) -> None:
     assert [s["metadata"]["name"] for s in find(objs, "Service")] == [CONSUMER]
     pod = one(objs, "Pod")
     assert not any("producer" in a for a in pod["spec"]["containers"][0]["args"])
+
+
+def test_every_object_names_the_release_namespace(render: Render) -> None:
+    # `helm template | kubectl apply` and Tilt apply the objects as rendered: each must carry its namespace
+    for obj in render("ci/full-values.yaml"):
+        expected = (
+            "monitoring" if "grafana_dashboard" in obj["metadata"].get("labels", {}) else "login-stream"
+        )
+        assert obj["metadata"].get("namespace") == expected, obj["metadata"]["name"]
