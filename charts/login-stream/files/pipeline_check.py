@@ -185,7 +185,7 @@ def verify(args: argparse.Namespace, offsets: Offsets) -> dict[str, Any]:
             return False
 
         dlq_ok, _ = read_from(
-            args.bootstrap, args.dlq_topic, offsets["dlq"], on_dlq, max(10.0, args.timeout / 2)
+            args.bootstrap, args.dlq_topic, offsets["dlq"], on_dlq, max(5.0, args.timeout / 2)
         )
         summary["dlq"] = "untouched" if dlq_ok and all(found) else ("altered" if found else "missing")
         ok = ok and summary["dlq"] == "untouched"
