@@ -1,26 +1,24 @@
 """The chart's pipeline check (`helm test` hook, `make e2e` client) against a real broker and consumer.
 
 The script runs as the hook runs it, as a separate process with only its arguments; the consumer is
-the real login-consumer loop. Without a consumer the check must fail: that is what makes `helm test`
-worth running.
+`login-consumer`, started as the image starts it (entry point, environment variables). Without a
+consumer the check must fail: that is what makes `helm test` worth running.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
 
-from login_common.settings import load_settings
-from login_consumer.app import ConsumerApp
-from login_consumer.config import ConsumerSettings
-from login_consumer.metrics import ConsumerMetrics
 from tests.k8s.conftest import CHART
-from tests.kafka_utils import running
 
 pytestmark = pytest.mark.integration
 
@@ -57,24 +55,52 @@ def topics(topic_factory: Callable[..., str]) -> dict[str, str]:
     }
 
 
-def consumer(kafka: str, topics: dict[str, str], group: str) -> ConsumerApp:
-    settings = load_settings(
-        ConsumerSettings,
-        bootstrap_servers=kafka,
-        input_topic=topics["input"],
-        output_topic=topics["output"],
-        dlq_topic=topics["dlq"],
-        group_id=group,
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def consumer(kafka: str, topics: dict[str, str], group: str) -> Iterator[str]:
+    """A running login-consumer; yields its /ready URL."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "BOOTSTRAP_SERVERS": kafka,
+        "INPUT_TOPIC": topics["input"],
+        "OUTPUT_TOPIC": topics["output"],
+        "DLQ_TOPIC": topics["dlq"],
+        "GROUP_ID": group,
+        "METRICS_PORT": str(port),
+        "LOG_FORMAT": "json",
+    }
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "login-consumer")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    return ConsumerApp(settings, ConsumerMetrics.create(CollectorRegistry()))
+    try:
+        yield f"http://127.0.0.1:{port}/ready"
+    finally:
+        proc.terminate()
+        try:
+            _, stderr = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, stderr = proc.communicate()
+    assert proc.returncode in (0, -15), stderr[-2000:]
 
 
 def test_check_passes_through_a_running_consumer(
     kafka: str, topics: dict[str, str], group_factory: Callable[[str], str]
 ) -> None:
-    app = consumer(kafka, topics, group_factory("check"))
-    with running(app.run, "consumer"):
-        code, summary = run_check(kafka, topics, "check", "--count=50", "--timeout=90", "--dlq")
+    with consumer(kafka, topics, group_factory("check")) as ready:
+        code, summary = run_check(
+            kafka, topics, "check", "--count=50", "--timeout=90", "--dlq", f"--ready-url={ready}"
+        )
     assert code == 0, summary
     assert summary["result"] == "ok"
     assert summary["processed"] == 50
@@ -98,8 +124,7 @@ def test_mark_produce_verify_in_two_halves(
     assert set(offsets) == {"output", "dlq"}
     marker = "split-test"
     assert run_check(kafka, topics, "produce", f"--marker={marker}", "--count=30")[1]["sent"] == 30
-    app = consumer(kafka, topics, group_factory("check"))
-    with running(app.run, "consumer"):
+    with consumer(kafka, topics, group_factory("check")):
         sent = run_check(kafka, topics, "produce", f"--marker={marker}", "--start=30", "--count=30")[1]
         assert sent["sent"] == 30
         code, summary = run_check(
