@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.k8s.conftest import CHART, ROOT, Render
-from tests.k8s.kube_schemas import Validator, describe
+from tests.k8s.conftest import CHART, ROOT, Render, schema_problems
+from tests.k8s.kube_schemas import Obj, Validator
 
 CI_VALUES = sorted(p.name for p in (CHART / "ci").glob("*-values.yaml"))
 # The values the repository deploys with: `make deploy` (kind) and Tilt (kind + dev overrides).
@@ -32,11 +32,10 @@ def test_helm_lint(helm: str, values: str) -> None:
     assert "0 chart(s) failed" in out.stdout
 
 
-def _check(objs: list[dict[str, object]], validator: Validator) -> None:
+def _check(objs: list[Obj], validator: Validator) -> None:
     assert objs, "nothing rendered"
-    problems = {describe(o): validator.errors(o) for o in objs}
-    problems = {k: v for k, v in problems.items() if v}
-    assert not problems, "\n".join(f"{k}: {e}" for k, errs in problems.items() for e in errs)
+    problems = schema_problems(objs, validator)
+    assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize("values", CI_VALUES)
@@ -50,7 +49,7 @@ def test_deploy_values_render_valid_objects(render: Render, validator: Validator
     _check(render(*files), validator)
 
 
-def test_every_kind_the_chart_can_render_is_covered(render: Render, validator: Validator) -> None:
+def test_every_kind_the_chart_can_render_is_covered(render: Render) -> None:
     kinds = {o["kind"] for o in render("ci/full-values.yaml")}
     assert kinds >= {
         "Deployment",

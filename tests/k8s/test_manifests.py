@@ -10,8 +10,8 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.k8s.conftest import CHART, ROOT
-from tests.k8s.kube_schemas import Obj, Validator, describe, load_file
+from tests.k8s.conftest import CHART, ROOT, schema_problems
+from tests.k8s.kube_schemas import Obj, Validator, load_file
 
 K8S = ROOT / "k8s"
 KIND_CONFIG = K8S / "kind-config.yaml"
@@ -45,7 +45,7 @@ def test_every_yaml_file_is_accounted_for() -> None:
 
 @pytest.mark.parametrize("path", MANIFESTS, ids=rel)
 def test_manifest_is_schema_valid(validator: Validator, path: Path) -> None:
-    problems = [f"{describe(o)}: {e}" for o in load_file(path) for e in validator.errors(o)]
+    problems = schema_problems(load_file(path), validator)
     assert not problems, "\n".join(problems)
 
 
