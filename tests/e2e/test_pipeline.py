@@ -113,14 +113,22 @@ def check(api: Any, s: Settings, *args: str, timeout: float = 600) -> dict[str, 
         resp.update(timeout=5)
         out.append(resp.read_stdout() if resp.peek_stdout() else "")
         err.append(resp.read_stderr() if resp.peek_stderr() else "")
-    still_open = resp.is_open()
+    timed_out = resp.is_open()
+    returncode: int | None = None
+    if not timed_out:
+        try:
+            returncode = resp.returncode  # from the exec error channel, before closing
+        except (TypeError, KeyError, ValueError, IndexError):
+            returncode = None
+    out.append(resp.read_stdout() if resp.peek_stdout() else "")
+    err.append(resp.read_stderr() if resp.peek_stderr() else "")
     resp.close()
     stdout, stderr = "".join(out).strip(), "".join(err).strip()
-    assert not still_open, f"pipeline_check {args[0]} still running after {timeout}s"
+    assert not timed_out, f"pipeline_check {args[0]} still running after {timeout}s"
     lines = stdout.splitlines()
     assert lines, f"pipeline_check {args[0]} printed nothing; stderr: {stderr[-2000:]}"
     result: dict[str, Any] = json.loads(lines[-1])
-    result["_returncode"] = resp.returncode
+    result["_returncode"] = returncode
     result["_stderr"] = stderr[-2000:]
     return result
 
