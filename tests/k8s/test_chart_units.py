@@ -265,8 +265,10 @@ def test_dashboards_ship_without_drift(render: Render) -> None:
         assert cm["metadata"]["annotations"]["grafana_folder"] == "login-stream"
         shipped.update(cm["data"])
     assert shipped == files  # byte for byte, and no dashboard more or less
-    for text in shipped.values():
+    for name, text in shipped.items():
         json.loads(text)
+        # a ConfigMap holds at most 1 MiB; client-side apply (Tilt) also copies it into a 256 KiB annotation
+        assert len(text.encode()) < 250 * 1024, f"{name} is too large to ship as a ConfigMap"
 
 
 def test_dashboards_namespace_and_switch(render: Render) -> None:
