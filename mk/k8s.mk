@@ -1,0 +1,151 @@
+# Kubernetes: kind cluster with Strimzi and kube-prometheus-stack, the login-stream chart, Tilt, e2e.
+# docs/kubernetes.md walks through them. Needs docker (or podman), kubectl and, for `make up`, tilt;
+# helm and kind come from `make tools`.
+
+KIND_CLUSTER   ?= login-stream
+KUBE_CONTEXT   ?= kind-$(KIND_CLUSTER)
+APP_NS         ?= login-stream
+MONITORING_NS  ?= monitoring
+STRIMZI_NS     ?= strimzi
+KEDA_NS        ?= keda
+KAFKA_CLUSTER  ?= login-stream
+RELEASE        ?= login-stream
+IMAGE_TAG      ?= dev
+GRAFANA_PORT   ?= 3000
+KAFDROP_PORT   ?= 9000
+KUBECTL        ?= kubectl
+HELM           ?= helm
+DOCKER         ?= docker
+
+# Upstream charts, pinned (the same versions as the CRDs in ../shared/crds/SOURCES.txt).
+STRIMZI_CHART   ?= oci://quay.io/strimzi-helm/strimzi-kafka-operator
+STRIMZI_VERSION ?= 1.2.0
+PROM_CHARTS     ?= https://prometheus-community.github.io/helm-charts
+KPS_VERSION     ?= 88.2.0
+KEDA_CHARTS     ?= https://kedacore.github.io/charts
+KEDA_VERSION    ?= 2.20.2
+CRD_OUT         ?= .cache/crds
+
+K  := $(KUBECTL) --context $(KUBE_CONTEXT)
+HC := $(HELM) --kube-context $(KUBE_CONTEXT)
+
+define need
+@command -v $(1) >/dev/null 2>&1 || { echo "$(1) not found: $(2)" >&2; exit 1; }
+endef
+
+.PHONY: cluster
+cluster: tools ## Create the kind cluster: Strimzi, kube-prometheus-stack, Kafka, topics; waits until Ready (idempotent)
+	$(call need,$(DOCKER),kind runs its node in a container: install Docker (or set DOCKER=podman))
+	$(call need,$(KUBECTL),install kubectl (kubernetes.io/docs/tasks/tools))
+	@if kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)'; then \
+	  echo "== kind cluster $(KIND_CLUSTER) exists"; kind export kubeconfig --name $(KIND_CLUSTER); \
+	else \
+	  echo "== creating kind cluster $(KIND_CLUSTER)"; \
+	  kind create cluster --name $(KIND_CLUSTER) --config k8s/kind-config.yaml --wait 180s; \
+	fi
+	$(K) apply -f k8s/namespaces.yaml
+	@echo "== Strimzi $(STRIMZI_VERSION) (watching $(APP_NS))"
+	$(HC) upgrade --install strimzi-cluster-operator $(STRIMZI_CHART) --version $(STRIMZI_VERSION) \
+	  --namespace $(STRIMZI_NS) --values k8s/values/strimzi-operator.yaml --wait --timeout 10m
+	@echo "== kube-prometheus-stack $(KPS_VERSION)"
+	$(HC) upgrade --install kube-prometheus-stack kube-prometheus-stack --repo $(PROM_CHARTS) \
+	  --version $(KPS_VERSION) --namespace $(MONITORING_NS) --values k8s/values/kube-prometheus-stack.yaml \
+	  --wait --timeout 15m
+	@echo "== Kafka $(KAFKA_CLUSTER), topics, PodMonitors"
+	$(K) apply -f k8s/kafka/ -f k8s/monitoring/
+	$(K) -n $(APP_NS) wait kafka/$(KAFKA_CLUSTER) --for=condition=Ready --timeout=15m
+	$(K) -n $(APP_NS) wait kafkatopic --all --for=condition=Ready --timeout=5m
+	@echo "== cluster ready: next \`make deploy\` (or \`make up\` for Tilt)"
+
+.PHONY: cluster-down
+cluster-down: tools ## Delete the kind cluster
+	kind delete cluster --name $(KIND_CLUSTER)
+
+.PHONY: keda
+keda: tools ## Install KEDA (optional; then deploy with --set keda.enabled=true)
+	$(HC) upgrade --install keda keda --repo $(KEDA_CHARTS) --version $(KEDA_VERSION) \
+	  --namespace $(KEDA_NS) --create-namespace --values k8s/values/keda.yaml --wait --timeout 10m
+
+.PHONY: images
+images: ## Build the login-producer and login-consumer images (tag IMAGE_TAG=dev)
+	$(call need,$(DOCKER),install Docker to build the images)
+	$(DOCKER) build -f services/producer/Dockerfile -t login-producer:$(IMAGE_TAG) .
+	$(DOCKER) build -f services/consumer/Dockerfile -t login-consumer:$(IMAGE_TAG) .
+
+.PHONY: kind-load
+kind-load: tools images ## Build the images and load them into the kind cluster
+	kind load docker-image login-producer:$(IMAGE_TAG) login-consumer:$(IMAGE_TAG) --name $(KIND_CLUSTER)
+
+.PHONY: deploy
+deploy: tools kind-load ## helm upgrade --install the chart on the kind cluster (images built and loaded first)
+	$(HC) upgrade --install $(RELEASE) charts/login-stream --namespace $(APP_NS) \
+	  --values k8s/values/login-stream.yaml --set image.tag=$(IMAGE_TAG) $(HELM_ARGS) --wait --timeout 5m
+	$(HC) status $(RELEASE) --namespace $(APP_NS) --show-resources | head -n 40
+
+.PHONY: helm-test
+helm-test: tools ## Run the chart's `helm test` (marked events through the pipeline)
+	$(HC) test $(RELEASE) --namespace $(APP_NS) --logs
+
+.PHONY: up
+up: cluster ## Tilt dev loop: build, live-update, deploy, port-forward (Ctrl-C, then `make stop`)
+	$(call need,tilt,install Tilt (docs.tilt.dev/install.html))
+	tilt up --context $(KUBE_CONTEXT)
+
+.PHONY: stop
+stop: tools ## Remove the app (Tilt resources or the helm release); Kafka and monitoring stay
+	-@command -v tilt >/dev/null 2>&1 && tilt down --context $(KUBE_CONTEXT) || true
+	-$(HC) uninstall $(RELEASE) --namespace $(APP_NS) --ignore-not-found
+	-$(K) -n $(APP_NS) delete -f k8s/ui/kafdrop.yaml --ignore-not-found
+
+.PHONY: clean
+clean: cluster-down ## Delete the cluster and the downloaded CRDs
+	rm -rf $(CRD_OUT) .tilt-dev
+
+.PHONY: grafana
+grafana: ## Port-forward Grafana to localhost:3000 and print how to read the admin password
+	@echo "Grafana: http://localhost:$(GRAFANA_PORT)  user: admin"
+	@echo "password: $(KUBECTL) --context $(KUBE_CONTEXT) -n $(MONITORING_NS) get secret kube-prometheus-stack-grafana -o jsonpath='{.data.admin-password}' | base64 -d; echo"
+	@printf 'which is: '; $(K) -n $(MONITORING_NS) get secret kube-prometheus-stack-grafana \
+	  -o jsonpath='{.data.admin-password}' | base64 -d; echo
+	$(K) -n $(MONITORING_NS) port-forward svc/kube-prometheus-stack-grafana $(GRAFANA_PORT):80
+
+.PHONY: monitor
+monitor: ## Deploy Kafdrop (Kafka web UI) if needed and port-forward it to localhost:9000
+	$(K) apply -f k8s/ui/kafdrop.yaml
+	$(K) -n $(APP_NS) rollout status deployment/kafdrop --timeout=3m
+	@echo "Kafdrop: http://localhost:$(KAFDROP_PORT)"
+	$(K) -n $(APP_NS) port-forward svc/kafdrop $(KAFDROP_PORT):9000
+
+.PHONY: logs
+logs: ## Follow the logs of every pod of the release
+	$(K) -n $(APP_NS) logs -l app.kubernetes.io/instance=$(RELEASE) --all-containers --prefix -f --max-log-requests 12
+
+.PHONY: health
+health: ## Kafka, topics, deployments and the services' /ready, through the API server
+	$(K) -n $(APP_NS) get kafka,kafkanodepool,kafkatopic
+	$(K) -n $(APP_NS) get deployments,pods -l app.kubernetes.io/instance=$(RELEASE)
+	@for svc in consumer:8000 producer:8001; do \
+	  name=$(RELEASE)-$${svc%%:*}; printf '%s /ready: ' "$$name"; \
+	  $(K) get --raw "/api/v1/namespaces/$(APP_NS)/services/$$name:$${svc##*:}/proxy/ready" || exit 1; \
+	done
+
+.PHONY: e2e
+e2e: init ## End-to-end tests against the current kube context (stops with a reason when none answers)
+	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+.PHONY: crds
+crds: tools ## Fetch the Strimzi, prometheus-operator and KEDA CRDs (pinned charts) into .cache/crds
+	@mkdir -p $(CRD_OUT)/charts
+	$(HELM) template strimzi $(STRIMZI_CHART) --version $(STRIMZI_VERSION) --include-crds \
+	  --kube-version 1.37.0 > $(CRD_OUT)/charts/strimzi.yaml
+	$(HELM) template kps kube-prometheus-stack --repo $(PROM_CHARTS) --version $(KPS_VERSION) --include-crds \
+	  --kube-version 1.37.0 > $(CRD_OUT)/charts/kube-prometheus-stack.yaml
+	$(HELM) template keda keda --repo $(KEDA_CHARTS) --version $(KEDA_VERSION) --include-crds \
+	  --kube-version 1.37.0 > $(CRD_OUT)/charts/keda.yaml
+	$(PY) -m tests.k8s.kube_schemas extract-crds $(CRD_OUT) $(CRD_OUT)/charts/*.yaml
+	@rm -rf $(CRD_OUT)/charts
+	@echo "validate with them: CRD_DIR=$(CRD_OUT) make k8s-check"
+
+.PHONY: k8s-check
+k8s-check: init tools ## Offline checks: helm lint/template, schemas + CRDs, chart units, Tiltfile, kind config, workflow
+	$(BIN)/pytest tests/k8s $(PYTEST_ARGS)
