@@ -77,12 +77,16 @@ def _get(url: str) -> str:
         return str(resp.read().decode())
 
 
-def _wait(what: str, check: Callable[[], bool], timeout: float, procs: list[subprocess.Popen[bytes]]) -> None:
+def _wait(
+    what: str, check: Callable[[], bool], timeout: float, procs: dict[Path, subprocess.Popen[bytes]]
+) -> None:
+    """Poll ``check`` until true; fail with the log tail if one of ``procs`` (log → process) exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for proc in procs:
+        for log, proc in procs.items():
             if proc.poll() is not None:
-                pytest.fail(f"{proc.args!r} exited with {proc.returncode} while waiting for {what}")
+                tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+                pytest.fail(f"{proc.args!r} exited with {proc.returncode} while waiting for {what}:\n{tail}")
         with contextlib.suppress(Exception):  # not there yet: retried until the deadline
             if check():
                 return
@@ -135,7 +139,11 @@ def live(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]
             workdir=work / "prometheus",
             scrape_interval=f"{SCRAPE_S}s",
         )
-        procs_and_prom = [*procs, prom.process]
+        procs_and_prom = {
+            work / "consumer.log": consumer,
+            work / "producer.log": producer,
+            prom.log: prom.process,
+        }
 
         def targets_up() -> bool:
             active = prom.api("targets", state="active")["activeTargets"]
