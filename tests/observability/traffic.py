@@ -23,6 +23,7 @@ IP_JP = "133.242.0.1"
 IP_BR = "200.160.2.3"
 IP_RU = "5.255.255.5"
 IP_DE = "185.220.101.1"
+BOT_AGENT = "python-requests/2.32"
 
 
 def _event(user: str, ip: str, ts: float, outcome: str = "success", **extra: Any) -> dict[str, Any]:
@@ -44,6 +45,7 @@ def _event(user: str, ip: str, ts: float, outcome: str = "success", **extra: Any
 def attack_round(tag: str, now: float | None = None) -> Iterator[tuple[str, bytes]]:
     """One round of suspicious and malformed messages as (key, value) pairs; ``tag`` keeps ids unique."""
     now = time.time() if now is None else now
+    # Locale RI (United States) with a foreign IP and failed passwords scores high even without detectors.
     # Brute force: many failed passwords on one account from one address, then a success.
     victim = f"bf-victim-{tag}"
     for i in range(30):
@@ -53,7 +55,8 @@ def attack_round(tag: str, now: float | None = None) -> Iterator[tuple[str, byte
     for i in range(40):
         user = f"cs-user-{tag}-{i}"
         outcome = "success" if i % 10 == 0 else "failure"
-        yield user, json.dumps(_event(user, IP_DE, now - 20 + i * 0.5, outcome, device_id="stuffer")).encode()
+        event = _event(user, IP_DE, now - 20 + i * 0.5, outcome, device_id="stuffer", user_agent=BOT_AGENT)
+        yield user, json.dumps(event).encode()
     # Impossible travel: the same account in the US and in Japan within two minutes, new device.
     traveller = f"traveller-{tag}"
     yield traveller, json.dumps(_event(traveller, IP_US, now - 120)).encode()
