@@ -268,7 +268,13 @@ def heatmap(title: str, description: str, tgt: Json, unit: str) -> Json:
     panel["options"] = {
         "calculate": False,
         "cellGap": 1,
-        "color": {"exponent": 0.5, "fill": "dark-orange", "mode": "scheme", "scale": "exponential"},
+        "color": {
+            "exponent": 0.5,
+            "fill": "dark-orange",
+            "mode": "scheme",
+            "scale": "exponential",
+            "scheme": "Oranges",
+        },
         "legend": {"show": True},
         "rowsFrame": {"layout": "auto"},
         "tooltip": {"mode": "single", "yHistogram": True},
@@ -399,7 +405,7 @@ def pipeline() -> Json:
     )
     lay.add(
         stat(
-            "Dead-lettered",
+            "Dead-letter share",
             "Share of the messages read that went to the dead-letter topic.",
             f"sum(rate(login_consumer_events_dlq_total{c}[{RI}]))"
             f" / sum(rate(login_consumer_events_consumed_total{c}[{RI}]))",
