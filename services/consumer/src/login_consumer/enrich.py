@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -114,7 +114,7 @@ _PLATFORMS: Final[dict[str, tuple[str, str]]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)  # read-only once built; not frozen: frozen __init__ is slow
 class CountryInfo:
     code: str
     name: str
@@ -127,7 +127,7 @@ GeoKey = tuple[str, str, str]  # (country, continent, US census region) metric l
 NO_GEO: Final[GeoKey] = ("-", "-", "-")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)  # read-only once built; not frozen: frozen __init__ is slow
 class IpInfo:
     version: int
     ip_class: str
@@ -138,7 +138,7 @@ class IpInfo:
     geo_key: GeoKey | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)  # read-only once built; not frozen: frozen __init__ is slow
 class LocaleInfo:
     doc: Doc
     country: str | None
@@ -147,7 +147,7 @@ class LocaleInfo:
     geo_key: GeoKey | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)  # read-only once built; not frozen: frozen __init__ is slow
 class TimeInfo:
     event_time: str
     doc: Doc
@@ -155,7 +155,7 @@ class TimeInfo:
     night: bool  # local time 00:00-05:59 (False when no timezone is known)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)  # read-only once built; not frozen: frozen __init__ is slow
 class Place:
     """What an (ip, locale) pair says: the IP, the locale, the timezone to use, metric labels, risk."""
 
@@ -167,7 +167,7 @@ class Place:
     factors: Factors
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)  # read-only once built; not frozen: frozen __init__ is slow
 class Client:
     """What a (device_type, app_version) pair says."""
 
@@ -358,9 +358,11 @@ def read_locale(raw: str) -> LocaleInfo:
 
 def time_features(ts: int, timezone: str | None, source: str | None) -> TimeInfo:
     """The ISO UTC event time and the ``time`` sub-document for epoch seconds ``ts``."""
-    weekday = (ts // 86_400 + 3) % 7  # 1970-01-01 was a Thursday
-    hour = ts // 3_600 % 24
-    event_time = datetime.fromtimestamp(ts, UTC).isoformat()[:-6] + "Z"
+    days, rest = divmod(ts, 86_400)
+    hour, rest = divmod(rest, 3_600)
+    minute, second = divmod(rest, 60)
+    weekday = (days + 3) % 7  # 1970-01-01 was a Thursday
+    event_time = f"{_utc_date(days)}T{hour:02d}:{minute:02d}:{second:02d}Z"
     local: Doc | None = None
     if timezone is not None:
         moment = datetime.fromtimestamp(ts, _zone(timezone))
@@ -382,6 +384,11 @@ def time_features(ts: int, timezone: str | None, source: str | None) -> TimeInfo
         "local": local,
     }
     return TimeInfo(event_time, doc, (weekday, hour), local is not None and local["hour"] < 6)
+
+
+@lru_cache(maxsize=4_096)
+def _utc_date(days: int) -> str:
+    return datetime.fromtimestamp(days * 86_400, UTC).date().isoformat()
 
 
 @cache
