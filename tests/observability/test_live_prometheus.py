@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import urllib.request
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,15 @@ WARMUP_S = float(os.environ.get("OBS_TEST_WARMUP", "20"))  # seconds of scraping
 REPORT = ROOT / ".cache" / "observability" / "live-report.json"
 
 lp = load("local_prometheus")
+
+# Panels whose data depends on work not on this branch yet, with the reason. Strict both ways: a pending
+# panel without data is reported (warning + the printed summary) instead of failing; a pending panel that
+# now has data fails the test until it is removed from here. Nothing else may be empty.
+PENDING: dict[str, str] = {
+    "login-stream / Pipeline overview / Detector state size": "no stateful detectors yet (NoDetectors)",
+    "login-stream / Login risk / Detections by type": "no stateful detectors yet (NoDetectors)",
+    "login-stream / Login risk / Detections in range": "no stateful detectors yet (NoDetectors)",
+}
 
 
 @dataclass
@@ -233,7 +243,12 @@ def test_every_dashboard_panel_returns_data(live: Live) -> None:
         problems += [f"{path.name}: {p}" for p in var_problems]
         for q in (q for q in queries.panel_queries() if q.dashboard == queries.load_dashboard(path)["title"]):
             expr = resolver.substitute(q.expr, values)
-            row: dict[str, Any] = {"query": q.name, "expr": expr, "instant": q.instant}
+            row: dict[str, Any] = {
+                "query": q.name,
+                "panel": f"{q.dashboard} / {q.panel}",
+                "expr": expr,
+                "instant": q.instant,
+            }
             try:
                 if q.instant:
                     data = live.prom.api("query", query=expr, time=now)
@@ -248,10 +263,26 @@ def test_every_dashboard_panel_returns_data(live: Live) -> None:
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     errors = [f"  {r['query']}: {r['error']}\n      {r['expr']}" for r in rows if "error" in r]
-    empty = [f"  {r['query']}\n      {r['expr']}" for r in rows if r.get("series") == 0]
+    empty = [
+        f"  {r['query']}\n      {r['expr']}"
+        for r in rows
+        if r.get("series") == 0 and r["panel"] not in PENDING
+    ]
+    pending_empty = sorted({r["panel"] for r in rows if r.get("series") == 0 and r["panel"] in PENDING})
+    pending_with_data = sorted({r["panel"] for r in rows if r.get("series") and r["panel"] in PENDING})
+    unknown_pending = sorted(set(PENDING) - {r["panel"] for r in rows})
     with_data = sum(1 for r in rows if r.get("series"))
-    summary = f"{with_data}/{len(rows)} panel queries returned data (report: {REPORT})"
+    panels = {r["panel"] for r in rows}
+    panels_empty = {r["panel"] for r in rows if not r.get("series")}
+    summary = (
+        f"{with_data}/{len(rows)} panel queries returned data; "
+        f"{len(panels) - len(panels_empty)}/{len(panels)} panels show data (report: {REPORT})"
+    )
     print(summary)
+    for panel in pending_empty:
+        message = f"panel shows nothing (pending: {PENDING[panel]}): {panel}"
+        print(message)
+        warnings.warn(message, stacklevel=1)
     assert rows, "no panel queries found in dashboards/"
     message = [summary]
     if problems:
@@ -260,6 +291,37 @@ def test_every_dashboard_panel_returns_data(live: Live) -> None:
         message += ["queries Prometheus rejected:", *errors]
     if empty:
         message += ["panels that show nothing:", *empty]
+    if pending_with_data:
+        message += ["pending panels that now show data (remove them from PENDING):", *pending_with_data]
+    if unknown_pending:
+        message += ["PENDING names panels that do not exist:", *unknown_pending]
     assert not problems, "\n".join(message)
     assert not errors, "\n".join(message)
     assert not empty, "\n".join(message)
+    assert not pending_with_data, "\n".join(message)
+    assert not unknown_pending, "\n".join(message)
+
+
+def _instant(live: Live, expr: str) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = live.prom.api("query", query=expr, time=time.time())["result"]
+    return result
+
+
+def test_crafted_traffic_shows_on_the_panels(live: Live) -> None:
+    """Not just any data: the injected attacks and malformed messages are what the panels show."""
+    assert live.injected > 0
+    users = {r["metric"]["user_id"] for r in _instant(live, "login_consumer_flagged_user_events")}
+    assert any(u.startswith("bf-victim-") for u in users), f"brute-force victim not flagged: {users}"
+    ips = {r["metric"]["ip"] for r in _instant(live, "login_consumer_flagged_ip_events")}
+    assert {traffic.IP_DE, traffic.IP_RU} <= ips, f"attacking IPs not flagged: {ips}"
+    reasons = {
+        r["metric"]["reason"] for r in _instant(live, "sum by (reason) (login_consumer_events_dlq_total) > 0")
+    }
+    assert {"not_json", "missing_field", "invalid_ip"} <= reasons, reasons
+    high = _instant(live, 'sum(login_consumer_risk_level_total{level="high"})')
+    assert high, "no high-risk events"
+    assert float(high[0]["value"][1]) >= live.injected / 2
+    countries = {
+        r["metric"]["country"] for r in _instant(live, "sum by (country) (login_consumer_logins_total)")
+    }
+    assert {"RU", "DE", "JP", "BR", "GB"} <= countries, countries
