@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """``make demo``: the whole pipeline on the local broker with a live terminal view.
 
-Starts login-consumer and login-producer as child processes (each with its own metrics port), shows
-rates, counts and consumer lag once a second, and stops cleanly on Ctrl-C or after --duration seconds,
+Starts login-consumer and login-producer as child processes (each with its own metrics port) and a
+Prometheus scraping both with the alert rules of monitoring/rules loaded (PROMETHEUS_BIN overrides
+/usr/bin/prometheus; without one the demo runs on and says so; --no-prometheus skips it). Shows rates,
+counts and consumer lag once a second, and stops cleanly on Ctrl-C or after --duration seconds,
 printing a summary whose ``processed: N`` line scripts can read.
 """
 
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
+from local_prometheus import CONSUMER_JOB, PRODUCER_JOB, Prometheus, PrometheusError
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.live import Live
@@ -87,6 +90,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0 = Ctrl-C)")
     parser.add_argument("--rate", type=float, default=float(os.environ.get("DEMO_RATE", "500")))
+    parser.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus")
     args = parser.parse_args()
 
     bootstrap = os.environ.get("BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -115,6 +119,19 @@ def main() -> int:
     consumer = spawn("login-consumer", cport, [])
     producer = spawn("login-producer", pport, ["--rate", str(args.rate)])
     console = Console()
+    prometheus: Prometheus | None = None
+    if not args.no_prometheus:
+        shutil.rmtree(logs / "prometheus" / "data", ignore_errors=True)  # no stale series from earlier runs
+        try:
+            prometheus = Prometheus.start(
+                {CONSUMER_JOB: [f"127.0.0.1:{cport}"], PRODUCER_JOB: [f"127.0.0.1:{pport}"]},
+                workdir=logs / "prometheus",
+                port=int(os.environ.get("PROMETHEUS_PORT", "9090")),
+                scrape_interval="2s",
+            )
+            print(f"prometheus: {prometheus.url}  (alerts: {prometheus.url}/alerts; log: {prometheus.log})")
+        except PrometheusError as exc:
+            print(f"prometheus: not started ({exc})")
     lag = Lag(bootstrap, topics["input"], group)
     stopping = False
 
@@ -152,6 +169,8 @@ def main() -> int:
             "dead-lettered", f"{c.get('login_consumer_events_dlq_total', 0):.0f}", f"{rates['dlq']:.0f}"
         )
         t.add_row("consumer lag", "?" if lag_now is None else str(lag_now), "")
+        if prometheus is not None:
+            t.caption = f"Prometheus: {prometheus.url}"
         return t
 
     keys = {
@@ -203,6 +222,8 @@ def main() -> int:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        if prometheus is not None:
+            prometheus.stop()
         lag_final = lag.total()
         lag.close()
 
@@ -216,6 +237,8 @@ def main() -> int:
     print(f"dead-lettered: {dlq:.0f}")
     print(f"lag: {lag_final if lag_final is not None else '?'}")
     print(f"logs: {logs}")
+    if prometheus is not None:
+        print(f"prometheus: {prometheus.url} (stopped; data in {prometheus.workdir / 'data'})")
     if code == 0 and args.duration and processed <= 0:
         code = 1
     return code

@@ -1,0 +1,29 @@
+# Observability: alert rules (promtool), dashboards as code, a local Prometheus. See docs/observability.md.
+PROMTOOL        ?= $(shell command -v promtool 2>/dev/null || echo /usr/bin/promtool)
+RULE_FILES      := $(wildcard monitoring/rules/*.yaml)
+RULE_TESTS      := $(wildcard monitoring/tests/*.test.yaml)
+PROMETHEUS_PORT ?= 9090
+CONSUMER_METRICS ?= 127.0.0.1:8000
+PRODUCER_METRICS ?= 127.0.0.1:8001
+
+.PHONY: rules-check
+rules-check: ## promtool check rules + promtool test rules (alert unit tests)
+	$(PROMTOOL) check rules $(RULE_FILES)
+	$(PROMTOOL) test rules $(RULE_TESTS)
+
+.PHONY: dashboards
+dashboards: init ## Regenerate dashboards/*.json from scripts/build_dashboards.py
+	$(PY) scripts/build_dashboards.py
+
+.PHONY: dashboards-check
+dashboards-check: init ## Fail if dashboards/*.json differ from what the generator writes
+	$(PY) scripts/build_dashboards.py --check
+
+.PHONY: prometheus
+prometheus: init ## Run a local Prometheus (rules loaded) scraping CONSUMER_METRICS and PRODUCER_METRICS
+	$(PY) scripts/local_prometheus.py --port $(PROMETHEUS_PORT) \
+	  --consumer $(CONSUMER_METRICS) --producer $(PRODUCER_METRICS)
+
+.PHONY: test-observability
+test-observability: init kafka-up ## Rules, dashboards and the real-Prometheus test only
+	KAFKA_BOOTSTRAP=$${KAFKA_BOOTSTRAP:-$(BOOTSTRAP_SERVERS)} $(BIN)/pytest tests/observability $(PYTEST_ARGS)

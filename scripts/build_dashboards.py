@@ -1,0 +1,1002 @@
+#!/usr/bin/env python3
+"""Grafana dashboards as code: writes ``dashboards/*.json`` (Grafana 11/12 dashboard JSON).
+
+``python scripts/build_dashboards.py`` regenerates the files; ``--check`` exits 1 when a committed file
+differs from what this script generates (a test runs it). Pure Python, no dependencies.
+
+Every panel uses the ``$datasource`` variable (type prometheus) and only the metrics of docs/metrics.md
+plus Prometheus' ``up``. ``$namespace`` narrows to one deployment (All matches series without the label,
+as in the local demo); ``$consumer_job`` and ``$producer_job`` are hidden variables that find the scrape
+jobs from the services' own metrics, so the ``up`` panels work whatever the jobs are called.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "dashboards"
+
+DS: dict[str, str] = {"type": "prometheus", "uid": "${datasource}"}
+NS = 'namespace=~"$namespace"'
+RI = "$__rate_interval"
+TAGS = ["login-stream"]
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+Json = dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------- targets
+
+
+def target(
+    expr: str,
+    legend: str = "__auto",
+    *,
+    instant: bool = False,
+    fmt: str = "time_series",
+    ref: str = "A",
+) -> Json:
+    return {
+        "datasource": DS,
+        "editorMode": "code",
+        "expr": expr,
+        "format": fmt,
+        "instant": instant,
+        "legendFormat": legend,
+        "range": not instant,
+        "refId": ref,
+    }
+
+
+def targets(*items: tuple[str, str]) -> list[Json]:
+    """Range targets from (expr, legend) pairs, refIds A, B, C, ..."""
+    return [target(expr, legend, ref=chr(ord("A") + i)) for i, (expr, legend) in enumerate(items)]
+
+
+def quantiles(metric: str, by: str = "", qs: tuple[float, ...] = (0.5, 0.95, 0.99)) -> list[Json]:
+    grouping = f"{by}, le" if by else "le"
+    return targets(
+        *(
+            (
+                f"histogram_quantile({q}, sum by ({grouping}) (rate({metric}_bucket{{{NS}}}[{RI}])))",
+                f"p{round(q * 100)}" + (f" {{{{{by}}}}}" if by else ""),
+            )
+            for q in qs
+        )
+    )
+
+
+# ---------------------------------------------------------------------------------------------- panels
+
+
+@dataclass
+class Layout:
+    """Places panels left to right in rows of 24 columns."""
+
+    y: int = 0
+    x: int = 0
+    row_h: int = 0
+    next_id: int = 1
+    panels: list[Json] = field(default_factory=list)
+
+    def add(self, panel: Json, w: int, h: int) -> None:
+        if self.x + w > 24:
+            self.newline()
+        panel["id"] = self.next_id
+        self.next_id += 1
+        panel["gridPos"] = {"h": h, "w": w, "x": self.x, "y": self.y}
+        self.panels.append(panel)
+        self.x += w
+        self.row_h = max(self.row_h, h)
+
+    def newline(self) -> None:
+        if self.x:
+            self.y += self.row_h
+        self.x = 0
+        self.row_h = 0
+
+    def row(self, title: str) -> None:
+        self.newline()
+        self.panels.append(
+            {
+                "collapsed": False,
+                "gridPos": {"h": 1, "w": 24, "x": 0, "y": self.y},
+                "id": self.next_id,
+                "panels": [],
+                "title": title,
+                "type": "row",
+            }
+        )
+        self.next_id += 1
+        self.y += 1
+
+
+def base(kind: str, title: str, description: str, tgts: list[Json]) -> Json:
+    return {"datasource": DS, "description": description, "targets": tgts, "title": title, "type": kind}
+
+
+def timeseries(
+    title: str,
+    description: str,
+    tgts: list[Json],
+    unit: str,
+    *,
+    stack: bool = False,
+    bars: bool = False,
+    min0: bool = True,
+) -> Json:
+    custom: Json = {
+        "drawStyle": "bars" if bars else "line",
+        "fillOpacity": 60 if bars else (25 if stack else 10),
+        "lineWidth": 1,
+        "showPoints": "never",
+        "spanNulls": False,
+        "stacking": {"group": "A", "mode": "normal" if stack else "none"},
+    }
+    defaults: Json = {"color": {"mode": "palette-classic"}, "custom": custom, "unit": unit}
+    if min0:
+        defaults["min"] = 0
+    panel = base("timeseries", title, description, tgts)
+    panel["fieldConfig"] = {"defaults": defaults, "overrides": []}
+    panel["options"] = {
+        "legend": {"calcs": ["mean", "max", "lastNotNull"], "displayMode": "table", "placement": "bottom"},
+        "tooltip": {"mode": "multi", "sort": "desc"},
+    }
+    return panel
+
+
+def stat(
+    title: str,
+    description: str,
+    expr: str,
+    unit: str,
+    *,
+    thresholds: list[tuple[float | None, str]] | None = None,
+    decimals: int | None = None,
+) -> Json:
+    steps = [{"color": c, "value": v} for v, c in (thresholds or [(None, "green")])]
+    defaults: Json = {
+        "color": {"mode": "thresholds"},
+        "thresholds": {"mode": "absolute", "steps": steps},
+        "unit": unit,
+    }
+    if decimals is not None:
+        defaults["decimals"] = decimals
+    panel = base("stat", title, description, [target(expr, "__auto")])
+    panel["fieldConfig"] = {"defaults": defaults, "overrides": []}
+    panel["options"] = {
+        "colorMode": "value",
+        "graphMode": "area",
+        "justifyMode": "auto",
+        "orientation": "auto",
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        "textMode": "auto",
+    }
+    return panel
+
+
+def bargauge(title: str, description: str, tgt: Json, unit: str) -> Json:
+    panel = base("bargauge", title, description, [tgt])
+    panel["fieldConfig"] = {
+        "defaults": {
+            "color": {"mode": "continuous-GrYlRd"},
+            "min": 0,
+            "thresholds": {"mode": "absolute", "steps": [{"color": "green", "value": None}]},
+            "unit": unit,
+        },
+        "overrides": [],
+    }
+    panel["options"] = {
+        "displayMode": "gradient",
+        "minVizHeight": 16,
+        "minVizWidth": 8,
+        "namePlacement": "left",
+        "orientation": "horizontal",
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        "showUnfilled": True,
+        "sizing": "auto",
+        "valueMode": "color",
+    }
+    return panel
+
+
+def piechart(title: str, description: str, tgt: Json) -> Json:
+    panel = base("piechart", title, description, [tgt])
+    panel["fieldConfig"] = {
+        "defaults": {"color": {"mode": "palette-classic"}, "unit": "short"},
+        "overrides": [],
+    }
+    panel["options"] = {
+        "displayLabels": ["percent"],
+        "legend": {"displayMode": "table", "placement": "right", "showLegend": True, "values": ["value"]},
+        "pieType": "donut",
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        "tooltip": {"mode": "single", "sort": "none"},
+    }
+    return panel
+
+
+def table(title: str, description: str, tgt: Json, label: str, value_title: str) -> Json:
+    panel = base("table", title, description, [tgt])
+    panel["fieldConfig"] = {
+        "defaults": {
+            "custom": {"align": "auto", "cellOptions": {"type": "auto"}, "filterable": True},
+            "thresholds": {"mode": "absolute", "steps": [{"color": "green", "value": None}]},
+        },
+        "overrides": [
+            {
+                "matcher": {"id": "byName", "options": "Value"},
+                "properties": [
+                    {"id": "custom.cellOptions", "value": {"mode": "gradient", "type": "gauge"}},
+                    {"id": "color", "value": {"mode": "continuous-YlRd"}},
+                ],
+            }
+        ],
+    }
+    panel["options"] = {
+        "cellHeight": "sm",
+        "footer": {"countRows": False, "fields": "", "reducer": ["sum"], "show": False},
+        "showHeader": True,
+        "sortBy": [{"desc": True, "displayName": value_title}],
+    }
+    panel["transformations"] = [
+        {
+            "id": "organize",
+            "options": {
+                "excludeByName": {"Time": True},
+                "indexByName": {label: 0, "Value": 1},
+                "renameByName": {"Value": value_title},
+            },
+        }
+    ]
+    return panel
+
+
+def heatmap(title: str, description: str, tgt: Json, unit: str) -> Json:
+    panel = base("heatmap", title, description, [tgt])
+    panel["fieldConfig"] = {
+        "defaults": {"custom": {"scaleDistribution": {"type": "linear"}}},
+        "overrides": [],
+    }
+    panel["options"] = {
+        "calculate": False,
+        "cellGap": 1,
+        "color": {
+            "exponent": 0.5,
+            "fill": "dark-orange",
+            "mode": "scheme",
+            "scale": "exponential",
+            "scheme": "Oranges",
+        },
+        "legend": {"show": True},
+        "rowsFrame": {"layout": "auto"},
+        "tooltip": {"mode": "single", "yHistogram": True},
+        "yAxis": {"axisPlacement": "left", "unit": unit},
+    }
+    return panel
+
+
+# ------------------------------------------------------------------------------------------- templating
+
+
+def datasource_var() -> Json:
+    return {
+        "current": {},
+        "hide": 0,
+        "includeAll": False,
+        "label": "Data source",
+        "multi": False,
+        "name": "datasource",
+        "options": [],
+        "query": "prometheus",
+        "refresh": 1,
+        "regex": "",
+        "type": "datasource",
+    }
+
+
+def query_var(name: str, label: str, query: str, *, hide: int = 0, all_value: str | None = None) -> Json:
+    """A multi-value query variable whose default is All: ``all_value`` if given (".*" also matches
+    series without the label), else Grafana's regex of every value found."""
+    var: Json = {"allValue": all_value} if all_value is not None else {}
+    return var | {
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "datasource": DS,
+        "definition": query,
+        "hide": hide,
+        "includeAll": True,
+        "label": label,
+        "multi": True,
+        "name": name,
+        "options": [],
+        "query": {"qryType": 1, "query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        "refresh": 2,
+        "regex": "",
+        "sort": 1,
+        "type": "query",
+    }
+
+
+def dashboard(uid: str, title: str, description: str, layout: Layout, variables: list[Json]) -> Json:
+    return {
+        "annotations": {
+            "list": [
+                {
+                    "builtIn": 1,
+                    "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+                    "enable": True,
+                    "hide": True,
+                    "iconColor": "rgba(0, 211, 255, 1)",
+                    "name": "Annotations & Alerts",
+                    "type": "dashboard",
+                }
+            ]
+        },
+        "description": description,
+        "editable": True,
+        "fiscalYearStartMonth": 0,
+        "graphTooltip": 1,
+        "id": None,
+        "links": [
+            {
+                "asDropdown": False,
+                "icon": "external link",
+                "includeVars": True,
+                "keepTime": True,
+                "tags": TAGS,
+                "targetBlank": False,
+                "title": "login-stream",
+                "type": "dashboards",
+            }
+        ],
+        "panels": layout.panels,
+        "refresh": "10s",
+        "schemaVersion": 39,
+        "tags": TAGS,
+        "templating": {"list": [datasource_var(), *variables]},
+        "time": {"from": "now-30m", "to": "now"},
+        "timepicker": {},
+        "timezone": "browser",
+        "title": title,
+        "uid": uid,
+        "version": 1,
+        "weekStart": "",
+    }
+
+
+NAMESPACE_VAR = query_var(
+    "namespace", "Namespace", "label_values(login_consumer_events_consumed_total, namespace)", all_value=".*"
+)
+
+
+# ------------------------------------------------------------------------------------ pipeline overview
+
+
+def pipeline() -> Json:
+    c = f"{{{NS}}}"
+    lay = Layout()
+    lay.row("Now")
+    lay.add(
+        stat(
+            "Input",
+            "Messages read from the input topic per second.",
+            f"sum(rate(login_consumer_events_consumed_total{c}[{RI}]))",
+            "ops",
+        ),
+        4,
+        4,
+    )
+    lay.add(
+        stat(
+            "Output",
+            "Events written to the output topic per second.",
+            f"sum(rate(login_consumer_events_processed_total{c}[{RI}]))",
+            "ops",
+        ),
+        4,
+        4,
+    )
+    lay.add(
+        stat(
+            "Dead-letter share",
+            "Share of the messages read that went to the dead-letter topic.",
+            f"sum(rate(login_consumer_events_dlq_total{c}[{RI}]))"
+            f" / sum(rate(login_consumer_events_consumed_total{c}[{RI}]))",
+            "percentunit",
+            thresholds=[(None, "green"), (0.01, "orange"), (0.05, "red")],
+            decimals=2,
+        ),
+        4,
+        4,
+    )
+    lay.add(
+        stat(
+            "Consumer lag",
+            "Messages not yet consumed, summed over all assigned partitions.",
+            f"sum(login_consumer_lag_messages{c})",
+            "short",
+            thresholds=[(None, "green"), (1000, "orange"), (10000, "red")],
+        ),
+        4,
+        4,
+    )
+    lay.add(
+        stat(
+            "p99 event-to-output",
+            "99th percentile of input message timestamp to acknowledged output.",
+            f"histogram_quantile(0.99, sum by (le) "
+            f"(rate(login_consumer_event_latency_seconds_bucket{c}[{RI}])))",
+            "s",
+            thresholds=[(None, "green"), (1, "orange"), (5, "red")],
+        ),
+        4,
+        4,
+    )
+    up_panel = stat(
+        "Replicas up",
+        "Scrape targets up per job (consumer and producer).",
+        f'sum by (job) (up{{job=~"$consumer_job|$producer_job", {NS}}})',
+        "short",
+        thresholds=[(None, "red"), (1, "green")],
+    )
+    up_panel["targets"][0]["legendFormat"] = "{{job}}"
+    lay.add(up_panel, 4, 4)
+
+    lay.row("Throughput")
+    lay.add(
+        timeseries(
+            "Input, output and dead-letter rate",
+            "Events per second: delivered by the producer, read by the consumer, written to the output "
+            "topic, and dead-lettered.",
+            targets(
+                (f"sum(rate(login_producer_events_delivered_total{c}[{RI}]))", "produced (acknowledged)"),
+                (f"sum(rate(login_consumer_events_consumed_total{c}[{RI}]))", "input (consumed)"),
+                (f"sum(rate(login_consumer_events_processed_total{c}[{RI}]))", "output (processed)"),
+                (f"sum(rate(login_consumer_events_dlq_total{c}[{RI}]))", "dead-lettered"),
+            ),
+            "ops",
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Dead-lettered by reason",
+            "Messages sent to the dead-letter topic per second, by error type (dlq-error-type header).",
+            targets((f"sum by (reason) (rate(login_consumer_events_dlq_total{c}[{RI}]))", "{{reason}}")),
+            "ops",
+            stack=True,
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Produced by scenario",
+            "Events the producer hands to Kafka per second, by simulated scenario (ground truth).",
+            targets((f"sum by (scenario) (rate(login_producer_events_sent_total{c}[{RI}]))", "{{scenario}}")),
+            "ops",
+            stack=True,
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Errors by type",
+            "Consumer errors per second by type (delivery, commit, processing, kafka) and failed commits.",
+            targets(
+                (f"sum by (type) (rate(login_consumer_errors_total{c}[{RI}]))", "{{type}}"),
+                (f"sum(rate(login_consumer_commit_failures_total{c}[{RI}]))", "commit failures"),
+            ),
+            "ops",
+        ),
+        12,
+        8,
+    )
+
+    lay.row("Latency")
+    lay.add(
+        timeseries(
+            "Processing time per event",
+            "Consumer processing time per event (validate, enrich, score, route): p50, p95, p99.",
+            quantiles("login_consumer_processing_seconds"),
+            "s",
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Event-to-output latency",
+            "Input message timestamp to acknowledged output: p50, p95, p99.",
+            quantiles("login_consumer_event_latency_seconds"),
+            "s",
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Producer delivery latency",
+            "Producer send to broker acknowledgement: p50, p95, p99.",
+            quantiles("login_producer_delivery_latency_seconds"),
+            "s",
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        heatmap(
+            "Processing time distribution",
+            "Events per processing-time bucket over time.",
+            target(
+                f"sum by (le) (increase(login_consumer_processing_seconds_bucket{c}[{RI}]))",
+                "{{le}}",
+                fmt="heatmap",
+            ),
+            "s",
+        ),
+        24,
+        8,
+    )
+
+    lay.row("Kafka consumer group")
+    lay.add(
+        timeseries(
+            "Consumer lag per partition",
+            "Messages behind the end of each assigned partition (scrape-time, per consumer replica).",
+            targets(
+                (
+                    f"sum by (topic, partition) (login_consumer_lag_messages{c})",
+                    "{{topic}}/{{partition}}",
+                )
+            ),
+            "short",
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Assigned partitions per replica",
+            "Partitions currently assigned to each consumer replica.",
+            targets((f"sum by (instance) (login_consumer_assigned_partitions{c})", "{{instance}}")),
+            "short",
+            stack=True,
+        ),
+        6,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Rebalances",
+            "Rebalance callbacks (assign, revoke, lost) per interval.",
+            targets((f"sum by (event) (increase(login_consumer_rebalances_total{c}[{RI}]))", "{{event}}")),
+            "short",
+            bars=True,
+        ),
+        6,
+        8,
+    )
+
+    lay.row("Replicas")
+    lay.add(
+        timeseries(
+            "Targets up",
+            "Prometheus scrape health of every consumer and producer replica (1 = up).",
+            targets((f'up{{job=~"$consumer_job|$producer_job", {NS}}}', "{{job}} {{instance}}")),
+            "short",
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Detector state size",
+            "Entries held by each stateful detector store, summed over replicas.",
+            targets((f"sum by (store) (login_consumer_state_entries{c})", "{{store}}")),
+            "short",
+        ),
+        12,
+        8,
+    )
+    return dashboard(
+        "login-pipeline",
+        "login-stream / Pipeline overview",
+        "Throughput, dead-lettering, latency, consumer lag and health of the login-stream pipeline.",
+        lay,
+        [
+            NAMESPACE_VAR,
+            query_var(
+                "consumer_job",
+                "Consumer job",
+                'label_values(login_consumer_events_consumed_total{namespace=~"$namespace"}, job)',
+                hide=2,
+            ),
+            query_var(
+                "producer_job",
+                "Producer job",
+                'label_values(login_producer_events_delivered_total{namespace=~"$namespace"}, job)',
+                hide=2,
+            ),
+        ],
+    )
+
+
+# ------------------------------------------------------------------------------------------- login risk
+
+
+def hour_weekday_matrix() -> Json:
+    """Logins per (weekday, hour) as a colour-graded matrix: a table after 'grouping to matrix'."""
+    panel = base(
+        "table",
+        "Logins by hour of day (UTC) and weekday",
+        "Logins in the selected time range per hour of day (columns, UTC) and weekday (rows).",
+        [
+            target(
+                f"sum by (weekday, hour) (increase(login_consumer_logins_by_time_total{{{NS}}}[$__range]))",
+                instant=True,
+                fmt="table",
+            )
+        ],
+    )
+    corner = "weekday\\hour"
+    panel["fieldConfig"] = {
+        "defaults": {
+            "color": {"mode": "continuous-BlYlRd"},
+            "custom": {"align": "center", "cellOptions": {"type": "color-background", "mode": "gradient"}},
+            "decimals": 0,
+            "unit": "short",
+        },
+        "overrides": [
+            {
+                "matcher": {"id": "byName", "options": corner},
+                "properties": [
+                    {"id": "displayName", "value": "weekday"},
+                    {"id": "custom.cellOptions", "value": {"type": "auto"}},
+                    {
+                        "id": "mappings",
+                        "value": [
+                            {
+                                "options": {
+                                    str(i): {"index": i, "text": day} for i, day in enumerate(WEEKDAYS)
+                                },
+                                "type": "value",
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
+    panel["options"] = {"cellHeight": "sm", "showHeader": True}
+    panel["transformations"] = [
+        {
+            "id": "groupingToMatrix",
+            "options": {"columnField": "hour", "rowField": "weekday", "valueField": "Value"},
+        },
+        {
+            "id": "organize",
+            "options": {"indexByName": {corner: 0, **{str(h): h + 1 for h in range(24)}}},
+        },
+        {"id": "sortBy", "options": {"sort": [{"field": corner}]}},
+    ]
+    return panel
+
+
+def geomap() -> Json:
+    panel = base(
+        "geomap",
+        "Logins by country",
+        "Logins in the selected time range by ISO country of the client IP.",
+        [
+            target(
+                f"sum by (country) (increase(login_consumer_logins_total{{{NS}}}[$__range]))",
+                instant=True,
+                fmt="table",
+            )
+        ],
+    )
+    panel["fieldConfig"] = {
+        "defaults": {
+            "color": {"mode": "continuous-BlPu"},
+            "thresholds": {"mode": "absolute", "steps": [{"color": "green", "value": None}]},
+            "unit": "short",
+        },
+        "overrides": [],
+    }
+    panel["options"] = {
+        "basemap": {"config": {}, "name": "Basemap", "type": "default"},
+        "controls": {"mouseWheelZoom": False, "showAttribution": True, "showZoom": True},
+        "layers": [
+            {
+                "config": {
+                    "showLegend": True,
+                    "style": {
+                        "color": {"field": "Value", "fixed": "dark-green"},
+                        "opacity": 0.6,
+                        "size": {"field": "Value", "fixed": 5, "max": 25, "min": 3},
+                        "symbol": {"fixed": "img/icons/marker/circle.svg", "mode": "fixed"},
+                    },
+                },
+                "location": {
+                    "gazetteer": "public/gazetteer/countries.json",
+                    "lookup": "country",
+                    "mode": "lookup",
+                },
+                "name": "Logins",
+                "tooltip": True,
+                "type": "markers",
+            }
+        ],
+        "tooltip": {"mode": "details"},
+        "view": {"allLayers": True, "id": "zero", "lat": 20, "lon": 0, "zoom": 1},
+    }
+    return panel
+
+
+def risk() -> Json:
+    c = f"{{{NS}}}"
+    rng = "$__range"
+    lay = Layout()
+    lay.row("Risk")
+    lay.add(
+        stat(
+            "High-risk share",
+            "Share of scored logins rated high risk.",
+            f'sum(rate(login_consumer_risk_level_total{{level="high", {NS}}}[{RI}]))'
+            f" / sum(rate(login_consumer_risk_level_total{c}[{RI}]))",
+            "percentunit",
+            thresholds=[(None, "green"), (0.01, "orange"), (0.05, "red")],
+            decimals=2,
+        ),
+        4,
+        8,
+    )
+    lay.add(
+        bargauge(
+            "Risk score distribution",
+            "Logins per risk-score band (0-100) in the selected time range.",
+            target(
+                f"sum by (le) (increase(login_consumer_risk_score_bucket{c}[{rng}]))",
+                "{{le}}",
+                instant=True,
+                fmt="heatmap",
+            ),
+            "short",
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Risk levels over time",
+            "Scored logins per second by risk level.",
+            targets((f"sum by (level) (rate(login_consumer_risk_level_total{c}[{RI}]))", "{{level}}")),
+            "ops",
+            stack=True,
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        heatmap(
+            "Risk score over time",
+            "Logins per risk-score band over time.",
+            target(
+                f"sum by (le) (increase(login_consumer_risk_score_bucket{c}[{RI}]))",
+                "{{le}}",
+                fmt="heatmap",
+            ),
+            "short",
+        ),
+        24,
+        8,
+    )
+
+    lay.row("Detections")
+    lay.add(
+        timeseries(
+            "Detections by type",
+            "Stateful detections per second by detector.",
+            targets((f"sum by (detector) (rate(login_consumer_detections_total{c}[{RI}]))", "{{detector}}")),
+            "ops",
+            stack=True,
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        bargauge(
+            "Detections in range",
+            "Detections by detector in the selected time range.",
+            target(
+                f"sort_desc(sum by (detector) (increase(login_consumer_detections_total{c}[{rng}])))",
+                "{{detector}}",
+                instant=True,
+            ),
+            "short",
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        table(
+            "Top flagged users",
+            "Users with the most flagged events (top 20 kept by each consumer replica).",
+            target(
+                f"topk(20, sum by (user_id) (login_consumer_flagged_user_events{c}))",
+                instant=True,
+                fmt="table",
+            ),
+            "user_id",
+            "flagged events",
+        ),
+        12,
+        9,
+    )
+    lay.add(
+        table(
+            "Top flagged IPs",
+            "Client IPs with the most flagged events (top 20 kept by each consumer replica).",
+            target(
+                f"topk(20, sum by (ip) (login_consumer_flagged_ip_events{c}))",
+                instant=True,
+                fmt="table",
+            ),
+            "ip",
+            "flagged events",
+        ),
+        12,
+        9,
+    )
+
+    lay.row("Geography and time")
+    lay.add(geomap(), 12, 10)
+    lay.add(
+        bargauge(
+            "Logins by continent",
+            "Logins in the selected time range by continent of the client IP.",
+            target(
+                f"sort_desc(sum by (continent) (increase(login_consumer_logins_total{c}[{rng}])))",
+                "{{continent}}",
+                instant=True,
+            ),
+            "short",
+        ),
+        6,
+        10,
+    )
+    lay.add(
+        bargauge(
+            "US logins by census region",
+            "Logins from the United States in the selected time range by census region.",
+            target(
+                f"sort_desc(sum by (region) "
+                f'(increase(login_consumer_logins_total{{country="US", {NS}}}[{rng}])))',
+                "{{region}}",
+                instant=True,
+            ),
+            "short",
+        ),
+        6,
+        10,
+    )
+    lay.add(
+        bargauge(
+            "Top countries",
+            "The 15 countries with the most logins in the selected time range.",
+            target(
+                f"topk(15, sum by (country) (increase(login_consumer_logins_total{c}[{rng}])))",
+                "{{country}}",
+                instant=True,
+            ),
+            "short",
+        ),
+        8,
+        10,
+    )
+    lay.add(hour_weekday_matrix(), 16, 10)
+
+    lay.row("Clients")
+    lay.add(
+        piechart(
+            "Platform mix",
+            "Logins in the selected time range by platform.",
+            target(
+                f"sum by (platform) (increase(login_consumer_logins_by_platform_total{c}[{rng}]))",
+                "{{platform}}",
+                instant=True,
+            ),
+        ),
+        8,
+        9,
+    )
+    lay.add(
+        piechart(
+            "App version mix",
+            "Logins in the selected time range by app version (major.minor).",
+            target(
+                f"sum by (app_version) (increase(login_consumer_logins_by_platform_total{c}[{rng}]))",
+                "{{app_version}}",
+                instant=True,
+            ),
+        ),
+        8,
+        9,
+    )
+    lay.add(
+        timeseries(
+            "Logins by platform and version",
+            "Logins per second by platform and app version.",
+            targets(
+                (
+                    f"sum by (platform, app_version) "
+                    f"(rate(login_consumer_logins_by_platform_total{c}[{RI}]))",
+                    "{{platform}} {{app_version}}",
+                )
+            ),
+            "ops",
+            stack=True,
+        ),
+        8,
+        9,
+    )
+    return dashboard(
+        "login-risk",
+        "login-stream / Login risk",
+        "Risk scores, detections, flagged users and IPs, geography, time of day and client mix.",
+        lay,
+        [NAMESPACE_VAR],
+    )
+
+
+# ------------------------------------------------------------------------------------------------- main
+
+DASHBOARDS = {"login-pipeline.json": pipeline, "login-risk.json": risk}
+
+
+def render(build: Any) -> str:
+    return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--check", action="store_true", help="fail if a committed file differs")
+    parser.add_argument("--out", type=Path, default=OUT, help="output directory (default: dashboards/)")
+    args = parser.parse_args(argv)
+    stale = []
+    for name, build in DASHBOARDS.items():
+        path = args.out / name
+        text = render(build)
+        if args.check:
+            old = path.read_text(encoding="utf-8") if path.exists() else ""
+            if old != text:
+                stale.append(name)
+                sys.stdout.writelines(
+                    list(
+                        difflib.unified_diff(old.splitlines(True), text.splitlines(True), name, "generated")
+                    )[:40]
+                )
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    if stale:
+        print(f"\nout of date: {', '.join(stale)}; run `make dashboards`", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

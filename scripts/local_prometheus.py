@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""A local Prometheus scraping login-consumer and login-producer, with the alert rules loaded.
+
+Used by ``make demo`` (scripts/demo.py), ``make prometheus`` and the real-Prometheus test
+(tests/observability). The binary is ``PROMETHEUS_BIN`` if set, else ``prometheus`` on PATH, else
+/usr/bin/prometheus (Debian's package). Scrape jobs are named ``login-consumer`` and ``login-producer``,
+as on Kubernetes (docs/observability.md).
+
+    python scripts/local_prometheus.py --consumer 127.0.0.1:8000 --producer 127.0.0.1:8001
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = ROOT / "monitoring" / "rules" / "login-stream.rules.yaml"
+CONSUMER_JOB = "login-consumer"
+PRODUCER_JOB = "login-producer"
+
+
+class PrometheusError(RuntimeError):
+    """Prometheus could not be found, started, or answered an API call with an error."""
+
+
+def find_binary() -> str:
+    named = os.environ.get("PROMETHEUS_BIN")
+    if named:
+        if not (Path(named).is_file() and os.access(named, os.X_OK)):
+            raise PrometheusError(f"PROMETHEUS_BIN={named} is not an executable file")
+        return named
+    found = shutil.which("prometheus") or (
+        "/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None
+    )
+    if not found:
+        raise PrometheusError(
+            "no prometheus binary: install Debian's `prometheus` package or set PROMETHEUS_BIN"
+        )
+    return found
+
+
+def free_port(preferred: int = 0) -> int:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def config_yaml(jobs: Mapping[str, Iterable[str]], rules: Iterable[Path], scrape_interval: str = "5s") -> str:
+    """Prometheus configuration (JSON is valid YAML, so no YAML library is needed)."""
+    config: dict[str, Any] = {
+        "global": {
+            "scrape_interval": scrape_interval,
+            "scrape_timeout": scrape_interval,
+            "evaluation_interval": scrape_interval,
+        },
+        "rule_files": [str(p) for p in rules],
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [{"targets": list(targets)}]} for job, targets in jobs.items()
+        ],
+    }
+    return json.dumps(config, indent=2) + "\n"
+
+
+@dataclass
+class Prometheus:
+    """A running Prometheus child process and a tiny client for its HTTP API."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    workdir: Path
+    log: Path
+
+    @classmethod
+    def start(
+        cls,
+        jobs: Mapping[str, Iterable[str]],
+        *,
+        workdir: Path | None = None,
+        port: int = 0,
+        scrape_interval: str = "5s",
+        rules: Iterable[Path] = (RULES,),
+        binary: str | None = None,
+        ready_timeout: float = 30.0,
+    ) -> Prometheus:
+        exe = binary or find_binary()
+        workdir = workdir or Path(tempfile.mkdtemp(prefix="prometheus-"))
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "prometheus.yml").write_text(config_yaml(jobs, rules, scrape_interval), encoding="utf-8")
+        port = free_port(port)
+        log = workdir / "prometheus.log"
+        out: IO[bytes]
+        with open(log, "wb") as out:
+            process = subprocess.Popen(
+                [
+                    exe,
+                    f"--config.file={workdir / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={workdir / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--storage.tsdb.retention.time=1d",
+                    "--web.enable-lifecycle",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        prom = cls(process, f"http://127.0.0.1:{port}", workdir, log)
+        prom.wait_ready(ready_timeout)
+        return prom
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                tail = self.log.read_text(errors="replace")[-2000:]
+                raise PrometheusError(f"prometheus exited with {self.process.returncode}:\n{tail}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:  # noqa: S310
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise PrometheusError(f"prometheus at {self.url} not ready within {timeout:.0f}s (log: {self.log})")
+
+    def api(self, path: str, **params: str | float) -> Any:
+        """GET /api/v1/<path>; returns ``data`` or raises PrometheusError with Prometheus' message."""
+        query = urllib.parse.urlencode({k: str(v) for k, v in params.items()})
+        try:
+            with urllib.request.urlopen(f"{self.url}/api/v1/{path}?{query}", timeout=10) as resp:  # noqa: S310
+                body = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            body = json.loads(exc.read() or b"{}")
+        if body.get("status") != "success":
+            raise PrometheusError(f"{body.get('errorType', '?')}: {body.get('error', body)}")
+        return body["data"]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--consumer", action="append", default=[], help="host:port of a consumer (repeatable)"
+    )
+    parser.add_argument(
+        "--producer", action="append", default=[], help="host:port of a producer (repeatable)"
+    )
+    parser.add_argument("--port", type=int, default=9090, help="listen port (another free one if taken)")
+    parser.add_argument("--scrape-interval", default="5s")
+    parser.add_argument("--dir", type=Path, default=ROOT / ".cache" / "prometheus", help="config and data")
+    args = parser.parse_args(argv)
+    jobs = {
+        CONSUMER_JOB: args.consumer or ["127.0.0.1:8000"],
+        PRODUCER_JOB: args.producer or ["127.0.0.1:8001"],
+    }
+    try:
+        prom = Prometheus.start(jobs, workdir=args.dir, port=args.port, scrape_interval=args.scrape_interval)
+    except PrometheusError as exc:
+        print(f"local_prometheus: {exc}", file=sys.stderr)
+        return 1
+    print(f"prometheus: {prom.url}  (scraping {jobs}; rules {RULES.relative_to(ROOT)}; log {prom.log})")
+    print("Ctrl-C stops it.")
+    stopping = False
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not stopping and prom.process.poll() is None:
+        time.sleep(0.5)
+    prom.stop()
+    return 0 if stopping else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
