@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 
 import pytest
@@ -30,7 +31,14 @@ def test_every_produced_event_arrives_processed(
     dlq = topic_factory("dlq")
 
     producer_settings = load_settings(
-        ProducerSettings, bootstrap_servers=kafka, input_topic=source, count=N, rate=0, metrics_port=0, seed=7
+        ProducerSettings,
+        bootstrap_servers=kafka,
+        input_topic=source,
+        count=N,
+        rate=0,
+        metrics_port=0,
+        seed=7,
+        start_time=int(time.time()) - 2 * 86400,  # simulated clock: recent enough to be valid
     )
     assert run_producer(producer_settings, registry=CollectorRegistry()) == 0
     sent = drain(kafka, source, expected=N)

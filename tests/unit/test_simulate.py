@@ -11,7 +11,7 @@ import pytest
 from geoip2fast import GeoIP2Fast
 
 from login_common.contract import DETECTORS, FETCH_FIELDS, schema
-from login_common.geo import COUNTRY_POINTS, great_circle_km
+from login_common.geo import COUNTRY_POINTS, GEOIP_DATA_FILE, great_circle_km
 from login_producer.population import Population, app_version_at
 from login_producer.simulate import (
     ACCOUNT_TAKEOVER,
@@ -49,7 +49,7 @@ def stream(sim: Simulation) -> list[SimEvent]:
 
 @pytest.fixture(scope="module")
 def geo() -> GeoIP2Fast:
-    return GeoIP2Fast()
+    return GeoIP2Fast(verbose=False, geoip2fast_data_file=GEOIP_DATA_FILE)
 
 
 def by_attack(stream: Iterable[SimEvent], scenario: str) -> dict[str, list[SimEvent]]:

@@ -14,7 +14,7 @@ import pytest
 from geoip2fast import GeoIP2Fast
 
 from login_common.contract import DETECTORS
-from login_common.geo import COUNTRY_POINTS, great_circle_km
+from login_common.geo import COUNTRY_POINTS, GEOIP_DATA_FILE, great_circle_km
 from login_producer.simulate import ScenarioMix, SimEvent, Simulation
 from login_producer.truth import TruthRules
 
@@ -75,7 +75,9 @@ def test_labels_match_an_independent_reading_of_the_rules(seed: int, users: int,
         brute_force=0.03, credential_stuffing=0.03, impossible_travel=0.02, account_takeover=0.02
     )
     events = list(itertools.islice(Simulation(seed=seed, users=users, rules=rules, mix=mix).events(), 12000))
-    expected = reference_labels(events, rules, GeoIP2Fast())
+    expected = reference_labels(
+        events, rules, GeoIP2Fast(verbose=False, geoip2fast_data_file=GEOIP_DATA_FILE)
+    )
     got = [e.truth for e in events]
     mismatches = [
         (i, events[i].scenario, g, x) for i, (g, x) in enumerate(zip(got, expected, strict=True)) if g != x

@@ -73,6 +73,12 @@ COUNTRY_POINTS: Final[dict[str, tuple[float, float]]] = {
 }
 
 
+# The geoip2fast dataset both services use (IPv4 and IPv6). geoip2fast keeps its data in module globals, so
+# every reader in a process must load the same file: a reader created with another file replaces the data
+# under all the others.
+GEOIP_DATA_FILE = "geoip2fast-ipv6.dat.gz"
+
+
 def great_circle_km(a: tuple[float, float], b: tuple[float, float]) -> float:
     """Haversine distance in km between two (latitude, longitude) points in degrees."""
     lat1, lon1 = math.radians(a[0]), math.radians(a[1])

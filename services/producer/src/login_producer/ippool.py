@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from login_common.geo import GEOIP_DATA_FILE
 from login_producer.errors import SimulationError
 
 HOSTS_PER_BLOCK = 254
@@ -73,7 +74,7 @@ def _networks() -> Iterable[tuple[int, int, str]]:
         from geoip2fast import geoip2fast as data
     except ImportError as exc:  # pragma: no cover - declared dependency
         raise SimulationError("geoip2fast is not installed; it is a dependency of login-producer") from exc
-    GeoIP2Fast()  # loads the default data file into the module's lists
+    GeoIP2Fast(verbose=False, geoip2fast_data_file=GEOIP_DATA_FILE)  # loads the data into the module's lists
     names: list[str] = [str(n).split(":", 1)[0] for n in data.mainListNamesCountry]
     firsts: Any = data.mainListFirstIP
     lengths: Any = data.mainListNetlength
