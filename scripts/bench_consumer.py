@@ -141,6 +141,7 @@ def bench_in_process(
         for batch in batches:
             result = processor.process(batch)
             metrics.record_batch(result.stats, len(result.outputs))
+            del result
         rates.append(len(messages) / (time.perf_counter() - started))
     return rates, processor.enricher.cache_sizes()
 

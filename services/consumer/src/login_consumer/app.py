@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any, Final
@@ -233,13 +234,14 @@ class ConsumerApp:
         if not delivered:
             self._rewind(first, stop)
             return
-        acked_at = time.time()
+        acked_ms = time.time() * 1000.0
         self.metrics.record_batch(result.stats, len(result.outputs))
-        self.metrics.latency.observe_many(
-            max(0.0, acked_at - msg.timestamp()[1] / 1000.0)
-            for msg, _, _, _ in result.outputs
-            if msg.timestamp()[0] != 0
-        )
+        created = Counter(msg.timestamp() for msg, _, _, _ in result.outputs)  # (type, ms); repeats a lot
+        latencies: Counter[float] = Counter()
+        for (kind, ms), count in created.items():
+            if kind != 0:  # TIMESTAMP_NOT_AVAILABLE
+                latencies[max(0.0, (acked_ms - ms) / 1000.0)] += count
+        self.metrics.latency.observe_counts(latencies)
 
     def _produce(self, topic: str, value: bytes | None, key: bytes | None, headers: Any) -> None:
         produce = self._producer.produce
