@@ -52,6 +52,19 @@ _MAX_DETAIL: Final = 500
 TP = tuple[str, int]
 
 
+class KafkaLogs:
+    """librdkafka's own log lines, through structlog (JSON in containers) instead of raw stderr."""
+
+    _METHODS: Final = {10: "debug", 20: "info", 30: "warning", 40: "error", 50: "critical"}
+
+    def __init__(self, logger: Any) -> None:
+        self._logger = logger
+
+    def log(self, level: int, fmt: str, *args: object) -> None:
+        method = self._METHODS.get(level - level % 10, "warning")
+        getattr(self._logger, method)("librdkafka", message=fmt % args if args else fmt)
+
+
 def dlq_headers(msg: Message, why: Invalid, now_ms: int) -> list[tuple[str, bytes | str | None]]:
     """The input's own headers, then the dead-letter headers."""
     headers: list[tuple[str, bytes | str | None]] = message_headers(msg)
@@ -102,11 +115,22 @@ class ConsumerApp:
         self._log = log.bind(
             group=settings.group_id, topic=settings.input_topic, guarantee=settings.processing_guarantee
         )
+        kafka_logs = KafkaLogs(self._log)
         self._consumer = Consumer(
-            {**settings.consumer_config(), "on_commit": self._on_commit, "error_cb": self._on_error}
+            {
+                **settings.consumer_config(),
+                "on_commit": self._on_commit,
+                "error_cb": self._on_error,
+                "logger": kafka_logs,
+            }
         )
         self._producer = Producer(
-            {**settings.producer_config(), "on_delivery": self._on_delivery, "error_cb": self._on_error}
+            {
+                **settings.producer_config(),
+                "on_delivery": self._on_delivery,
+                "error_cb": self._on_error,
+                "logger": kafka_logs,
+            }
         )
         self._assignment: set[TP] = set()
         self._positions: dict[TP, int] = {}  # next offsets whose outputs are acknowledged
