@@ -186,7 +186,11 @@ class ConsumerApp:
         refs = [PartitionRef(p.topic, p.partition) for p in partitions]
         self._assignment.update((r.topic, r.partition) for r in refs)
         self.metrics.assigned_partitions.set(len(self._assignment))
-        self.detectors.on_assign(refs)
+        try:
+            self.detectors.on_assign(refs)
+        except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the consumer
+            self.metrics.errors.labels("processing").inc()
+            self._log.error("detectors.on_assign_failed", error=repr(exc)[:300])
         self.assigned.set()
         self._log.info("partitions.assigned", partitions=sorted(p.partition for p in partitions))
 
@@ -205,7 +209,11 @@ class ConsumerApp:
         self._log.warning("partitions.lost", partitions=sorted(p for _, p in gone))
 
     def _forget(self, gone: set[TP], *, lost: bool) -> None:
-        self.detectors.on_revoke([PartitionRef(t, p) for t, p in sorted(gone)], lost=lost)
+        try:
+            self.detectors.on_revoke([PartitionRef(t, p) for t, p in sorted(gone)], lost=lost)
+        except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the consumer
+            self.metrics.errors.labels("processing").inc()
+            self._log.error("detectors.on_revoke_failed", error=repr(exc)[:300])
         self._assignment -= gone
         for tp in gone:
             self._positions.pop(tp, None)
