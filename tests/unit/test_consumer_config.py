@@ -1,4 +1,4 @@
-"""Consumer settings: defaults, the client configurations they build, and start-up errors naming the variable."""
+"""Consumer settings: defaults, the client configurations they build, errors naming the variable."""
 
 from __future__ import annotations
 
