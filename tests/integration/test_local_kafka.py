@@ -54,11 +54,11 @@ def _free_port() -> str:
         return str(s.getsockname()[1])
 
 
-def test_missing_java_is_named(tmp_path: Path) -> None:
-    # A PATH with python only: no java, no mvn, no docker; a port where nothing listens.
+def _bare_env(tmp_path: Path) -> dict[str, str]:
+    """An environment whose PATH is an empty folder (no java, mvn, docker) and whose port is free."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    env = {
+    return {
         "PATH": str(bindir),
         "KAFKA_PORT": _free_port(),
         "BOOTSTRAP_SERVERS": "",
@@ -66,26 +66,20 @@ def test_missing_java_is_named(tmp_path: Path) -> None:
         "JAVA_HOME": "",
         "KAFKA_CACHE_DIR": str(tmp_path / "cache"),
     }
-    out = run("up", env=env)
+
+
+def test_missing_java_is_named(tmp_path: Path) -> None:
+    out = run("up", env=_bare_env(tmp_path))
     assert out.returncode == 1
     assert "`java` is not on PATH" in out.stderr
 
 
 def test_missing_maven_is_named(tmp_path: Path) -> None:
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
+    env = _bare_env(tmp_path)
     java = subprocess.run(["which", "java"], capture_output=True, text=True, check=False).stdout.strip()
     if not java:
         pytest.skip("no java on this machine: the missing-maven path cannot be reached")
-    (bindir / "java").symlink_to(java)
-    env = {
-        "PATH": str(bindir),
-        "KAFKA_PORT": _free_port(),
-        "BOOTSTRAP_SERVERS": "",
-        "KAFKA_HOME": "",
-        "JAVA_HOME": "",
-        "KAFKA_CACHE_DIR": str(tmp_path / "cache"),
-    }
+    (Path(env["PATH"]) / "java").symlink_to(java)
     out = run("up", env=env)
     assert out.returncode == 1
     assert "`mvn` (Apache Maven) is not on PATH" in out.stderr
