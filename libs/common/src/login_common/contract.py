@@ -34,6 +34,8 @@ HEADER_DLQ_SOURCE_PARTITION: Final = "dlq-source-partition"
 HEADER_DLQ_SOURCE_OFFSET: Final = "dlq-source-offset"
 HEADER_DLQ_CONSUMER_VERSION: Final = "dlq-consumer-version"
 HEADER_DLQ_TIME: Final = "dlq-time"
+# Set by ``login-consumer replay-dlq`` on a re-fed message: "<dlq topic>:<partition>:<offset>".
+HEADER_DLQ_REPLAYED_FROM: Final = "dlq-replayed-from"
 
 # Names of the stateful detectors; x-sim-truth lists a subset of these (rules: docs/producer.md).
 DETECTORS: Final = (
@@ -121,3 +123,16 @@ def field_limits() -> dict[str, tuple[int, int]]:
 
 def field_enums() -> dict[str, frozenset[str]]:
     return {name: frozenset(spec["enum"]) for name, spec in schema()["properties"].items() if "enum" in spec}
+
+
+# The output of login-consumer on ``processed-logins`` (its ``schema-version`` header carries this number).
+PROCESSED_SCHEMA_VERSION: Final = 1
+PROCESSED_SCHEMA_RESOURCE: Final = f"schemas/processed_login.v{PROCESSED_SCHEMA_VERSION}.json"
+
+
+@cache
+def processed_schema() -> dict[str, Any]:
+    """The processed-login JSON Schema (cached; do not mutate it)."""
+    text = resources.files("login_common").joinpath(PROCESSED_SCHEMA_RESOURCE).read_text(encoding="utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded

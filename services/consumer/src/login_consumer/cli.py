@@ -1,4 +1,4 @@
-"""``login-consumer``: run the pipeline."""
+"""``login-consumer``: run the pipeline (default), or ``replay-dlq`` to re-feed dead letters."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import structlog
 from prometheus_client import CollectorRegistry
 
-from login_common.errors import ConfigError
+from login_common.errors import ConfigError, LoginStreamError
 from login_common.http import MetricsServer
 from login_common.kafka import broker_reachable, stop_event
 from login_common.logs import configure_logging
@@ -16,7 +16,11 @@ from login_common.settings import env_help, load_settings
 from login_consumer import __version__
 from login_consumer.app import ConsumerApp
 from login_consumer.config import ConsumerSettings
+from login_consumer.errors import EnrichmentError
 from login_consumer.metrics import ConsumerMetrics
+from login_consumer.process import tune_gc
+from login_consumer.replay import replay_dlq
+from login_consumer.validate import ERROR_TYPES
 
 log = structlog.get_logger("login_consumer")
 
@@ -29,37 +33,91 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("run", help="consume, process and route events until SIGTERM/SIGINT (the default)")
+    replay = commands.add_parser(
+        "replay-dlq",
+        help="re-feed dead letters to the input topic after a fix, and say how many moved",
+        description=(
+            "Re-feed messages of DLQ_TOPIC (up to its end at start) to INPUT_TOPIC with their original key, "
+            "value and headers (dlq-* headers dropped, dlq-replayed-from added). The DLQ is left as is."
+        ),
+    )
+    replay.add_argument(
+        "--error-type",
+        action="append",
+        default=[],
+        metavar="TYPE",
+        help=f"only letters of this error type (repeatable; default: all). Types: {', '.join(ERROR_TYPES)}",
+    )
+    replay.add_argument("--to-topic", help="target topic (default: INPUT_TOPIC)")
+    replay.add_argument("--limit", type=int, default=0, help="move at most N messages (0 = no limit)")
+    replay.add_argument("--timeout", type=float, default=60.0, help="give up after S seconds (default 60)")
+    replay.add_argument("--dry-run", action="store_true", help="count what would move; send nothing")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    build_parser().parse_args(argv)
-    try:
-        settings = load_settings(ConsumerSettings)
-    except ConfigError as exc:
-        print(f"login-consumer: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_format, settings.log_level)
+def run(settings: ConsumerSettings) -> int:
     registry = CollectorRegistry()
-    app = ConsumerApp(settings, ConsumerMetrics.create(registry))
-    server = MetricsServer(
-        registry,
-        settings.metrics_port,
-        healthz=lambda: (
-            (True, "ok")
-            if broker_reachable(settings.bootstrap_servers, 2.0)
-            else (False, "broker unreachable")
-        ),
-        ready=lambda: (True, "assigned") if app.assigned.is_set() else (False, "not in group yet"),
-    ).start()
+    try:
+        app = ConsumerApp(settings, ConsumerMetrics.create(registry, settings.processing_guarantee))
+    except EnrichmentError as exc:
+        print(f"login-consumer: GEOIP_DATA_FILE={settings.geoip_data_file!r}: {exc}", file=sys.stderr)
+        return 2
+
+    def healthz() -> tuple[bool, str]:
+        ok, detail = app.alive()
+        if ok and not broker_reachable(settings.bootstrap_servers, 2.0):
+            return False, "broker unreachable"
+        return ok, detail
+
+    server = MetricsServer(registry, settings.metrics_port, healthz=healthz, ready=app.ready).start()
     stop = stop_event()
-    log.info("consumer.start", topic=settings.input_topic, group=settings.group_id, version=__version__)
+    tune_gc()
+    log.info(
+        "consumer.start",
+        topic=settings.input_topic,
+        group=settings.group_id,
+        guarantee=settings.processing_guarantee,
+        metrics_port=server.port,
+        version=__version__,
+    )
     try:
         app.run(stop)
     finally:
         server.stop()
     log.info("consumer.stop")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(ConsumerSettings)
+    except ConfigError as exc:
+        print(f"login-consumer: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format, settings.log_level)
+    if args.command == "replay-dlq":
+        unknown = sorted(set(args.error_type) - set(ERROR_TYPES))
+        if unknown:
+            print(f"login-consumer: unknown --error-type {', '.join(unknown)}", file=sys.stderr)
+            return 2
+        try:
+            report = replay_dlq(
+                settings,
+                error_types=args.error_type,
+                target=args.to_topic,
+                dry_run=args.dry_run,
+                limit=args.limit,
+                timeout=args.timeout,
+            )
+        except LoginStreamError as exc:
+            print(f"login-consumer: {exc}", file=sys.stderr)
+            return 1
+        print(report.summary())
+        return 1 if report.failed else 0
+    return run(settings)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,17 @@
-"""Consumer configuration from environment variables."""
+"""Consumer configuration from environment variables (one pydantic-settings model)."""
 
 from __future__ import annotations
 
-from pydantic import Field
+import socket
+from typing import Any, Literal
+
+from packaging.version import InvalidVersion, Version
+from pydantic import Field, field_validator, model_validator
 
 from login_common.settings import CommonSettings
+from login_consumer.risk import DEFAULT_WEIGHTS, parse_weights
+
+Guarantee = Literal["at-least-once", "exactly-once"]
 
 
 class ConsumerSettings(CommonSettings):
@@ -23,3 +30,116 @@ class ConsumerSettings(CommonSettings):
     )
     batch_size: int = Field(1000, ge=1, le=100_000, description="Maximum messages consumed per batch.")
     poll_timeout: float = Field(0.5, gt=0, le=30, description="Seconds to wait for a batch.")
+    processing_guarantee: Guarantee = Field(
+        "at-least-once",
+        description="at-least-once (commit after outputs are acknowledged) or exactly-once (transactions).",
+    )
+    transactional_id: str = Field(
+        "",
+        max_length=249,
+        description="Transactional id in exactly-once mode; empty = GROUP_ID-<hostname> (stable per pod).",
+    )
+    transaction_timeout_ms: int = Field(
+        60_000, ge=1_000, le=900_000, description="transaction.timeout.ms in exactly-once mode."
+    )
+    session_timeout_ms: int = Field(
+        45_000, ge=6_000, le=300_000, description="Consumer group session timeout (session.timeout.ms)."
+    )
+    delivery_timeout: float = Field(
+        30.0, gt=0, le=600, description="Seconds to wait for the broker to acknowledge a batch's outputs."
+    )
+    linger_ms: int = Field(5, ge=0, le=1_000, description="Output producer linger.ms (batching delay).")
+    shutdown_timeout: float = Field(
+        8.0, gt=0, le=60, description="Seconds allowed to drain and commit on SIGTERM/SIGINT."
+    )
+    max_event_bytes: int = Field(
+        65_536, ge=256, le=10_485_760, description="Larger input messages are dead-lettered (too_large)."
+    )
+    timestamp_max_age_seconds: int = Field(
+        30 * 86_400, ge=0, description="Events older than this (by their timestamp) are invalid."
+    )
+    timestamp_max_ahead_seconds: int = Field(
+        300, ge=0, description="Events further in the future than this are invalid."
+    )
+    min_app_version: str = Field(
+        "2.3.0", min_length=1, description="Oldest supported app version (PEP 440, e.g. 2.3.0)."
+    )
+    risk_weights: str = Field(
+        "",
+        description=(
+            "Overrides of risk factor weights, 'name=weight,...' (0-100). Factors: "
+            + ", ".join(DEFAULT_WEIGHTS)
+        ),
+    )
+    risk_medium_threshold: int = Field(30, ge=1, le=100, description="Scores from here on are medium.")
+    risk_high_threshold: int = Field(60, ge=1, le=100, description="Scores from here on are high.")
+    geo_cache_size: int = Field(
+        100_000, ge=0, le=10_000_000, description="Entries of the bounded per-IP enrichment cache."
+    )
+    geoip_data_file: str = Field(
+        "geoip2fast-ipv6.dat.gz",
+        min_length=1,
+        description="geoip2fast dataset: a file name bundled with geoip2fast, or a path.",
+    )
+
+    @field_validator("min_app_version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        try:
+            Version(value)
+        except InvalidVersion:
+            raise ValueError(f"{value!r} is not a PEP 440 version") from None
+        return value
+
+    @field_validator("risk_weights")
+    @classmethod
+    def _weights(cls, value: str) -> str:
+        parse_weights(value)  # raises ValueError naming the bad entry
+        return value
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> ConsumerSettings:
+        if self.risk_medium_threshold >= self.risk_high_threshold:
+            raise ValueError(
+                f"RISK_MEDIUM_THRESHOLD ({self.risk_medium_threshold}) must be below "
+                f"RISK_HIGH_THRESHOLD ({self.risk_high_threshold})"
+            )
+        return self
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.processing_guarantee == "exactly-once"
+
+    def weights(self) -> dict[str, int]:
+        return {**DEFAULT_WEIGHTS, **parse_weights(self.risk_weights)}
+
+    def effective_transactional_id(self) -> str:
+        return self.transactional_id or f"{self.group_id}-{socket.gethostname()}"
+
+    def consumer_config(self) -> dict[str, Any]:
+        return {
+            **self.kafka_common(),
+            "group.id": self.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "session.timeout.ms": self.session_timeout_ms,
+            "heartbeat.interval.ms": max(1000, self.session_timeout_ms // 5),
+        }
+
+    def producer_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            **self.kafka_common(),
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": self.linger_ms,
+            "compression.type": "lz4",
+            "batch.num.messages": 10_000,
+            "queue.buffering.max.messages": 1_000_000,
+            "delivery.report.only.error": True,
+        }
+        if self.exactly_once:
+            config["transactional.id"] = self.effective_transactional_id()
+            config["transaction.timeout.ms"] = self.transaction_timeout_ms
+        return config

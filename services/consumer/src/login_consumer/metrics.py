@@ -1,12 +1,175 @@
-"""Consumer metrics, registered on an injected registry."""
+"""Consumer metrics (docs/metrics.md is the catalogue), registered on an injected registry.
+
+The hot path never touches a metric per event: ``Processor`` aggregates a batch into ``BatchStats`` and
+``ConsumerMetrics.record_batch`` applies it with one update per distinct label set. Histograms that get
+many observations per batch are ``BatchHistogram``s (bucket counts added in bulk). Lag and the top-20
+flagged users/IPs are collected at scrape time from snapshots the consumer loop keeps.
+"""
 
 from __future__ import annotations
 
+import heapq
+import math
+import threading
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from operator import itemgetter
+from typing import TYPE_CHECKING, Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-PROCESSING_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05)
+from login_consumer import __version__
+from login_consumer.validate import ERROR_TYPES
+
+if TYPE_CHECKING:
+    from login_consumer.process import BatchStats
+
+PROCESSING_BUCKETS: Final = (
+    0.000001,
+    0.0000025,
+    0.000005,
+    0.00001,
+    0.000025,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.05,
+)
+LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+RISK_BUCKETS: Final = tuple(range(10, 101, 10))
+ERROR_KINDS: Final = ("delivery", "commit", "processing", "kafka")
+REBALANCE_EVENTS: Final = ("assign", "revoke", "lost")
+TOP_N: Final = 20
+MAX_APP_VERSION_LABELS: Final = 50
+
+
+def _bound(value: float) -> str:
+    """A bucket bound as Prometheus writes it (``0.005``, ``10.0``, ``+Inf``)."""
+    return "+Inf" if value == math.inf else repr(float(value))
+
+
+class BatchHistogram(Collector):
+    """A histogram that takes many observations at once (thread-safe; collected like a Histogram)."""
+
+    def __init__(
+        self, name: str, documentation: str, buckets: Iterable[float], registry: CollectorRegistry
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self._bounds = (*sorted(float(b) for b in buckets), math.inf)
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        bounds = self._bounds
+        counts = [0] * len(bounds)
+        total = 0.0
+        for value in values:
+            counts[bisect_left(bounds, value)] += 1
+            total += value
+        with self._lock:
+            mine = self._counts
+            for index, count in enumerate(counts):
+                if count:
+                    mine[index] += count
+            self._sum += total
+
+    def observe_repeated(self, value: float, times: int) -> None:
+        """``times`` observations of the same ``value`` (e.g. a batch's time per event)."""
+        if times <= 0:
+            return
+        with self._lock:
+            self._counts[bisect_left(self._bounds, value)] += times
+            self._sum += value * times
+
+    def describe(self) -> Iterator[Metric]:
+        yield HistogramMetricFamily(self.name, self.documentation)
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            counts = list(self._counts)
+            total = self._sum
+        cumulative = 0
+        buckets = []
+        for bound, count in zip(self._bounds, counts, strict=True):
+            cumulative += count
+            buckets.append((_bound(bound), cumulative))
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=buckets, sum_value=total)
+
+
+class TopCounter:
+    """Approximate heavy hitters: exact counts for up to ``capacity`` keys, pruned to the top on overflow."""
+
+    def __init__(self, capacity: int = 1_000) -> None:
+        self.capacity = capacity
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def update(self, counts: Mapping[str, int]) -> None:
+        if not counts:
+            return
+        with self._lock:
+            mine = self._counts
+            for key, count in counts.items():
+                mine[key] = mine.get(key, 0) + count
+            if len(mine) > 2 * self.capacity:
+                self._counts = dict(heapq.nlargest(self.capacity, mine.items(), key=itemgetter(1)))
+
+    def top(self, n: int = TOP_N) -> list[tuple[str, int]]:
+        with self._lock:
+            return heapq.nlargest(n, self._counts.items(), key=itemgetter(1))
+
+
+class _TopCollector(Collector):
+    def __init__(self, name: str, documentation: str, label: str, counter: TopCounter) -> None:
+        self.name, self.documentation, self.label, self.counter = name, documentation, label, counter
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.name, self.documentation, labels=[self.label])
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=[self.label])
+        for key, count in self.counter.top(TOP_N):
+            family.add_metric([key], count)
+        yield family
+
+
+class LagCollector(Collector):
+    """login_consumer_lag_messages from the snapshot the consumer loop refreshes (about once a second)."""
+
+    name = "login_consumer_lag_messages"
+    documentation = "Consumer lag (high watermark - position) per assigned partition."
+
+    def __init__(self) -> None:
+        self._lag: dict[tuple[str, int], int] = {}
+        self._lock = threading.Lock()
+
+    def set(self, lag: Mapping[tuple[str, int], int]) -> None:
+        with self._lock:
+            self._lag = dict(lag)
+
+    def snapshot(self) -> dict[tuple[str, int], int]:
+        with self._lock:
+            return dict(self._lag)
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.name, self.documentation, labels=["topic", "partition"])
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=["topic", "partition"])
+        for (topic, partition), lag in sorted(self.snapshot().items()):
+            family.add_metric([topic, str(partition)], lag)
+        yield family
 
 
 @dataclass(frozen=True)
@@ -14,11 +177,47 @@ class ConsumerMetrics:
     consumed: Counter
     processed: Counter
     dlq: Counter
-    processing: Histogram
+    errors: Counter
+    processing: BatchHistogram
+    latency: BatchHistogram
+    risk_score: BatchHistogram
+    risk_level: Counter
+    detections: Counter
+    logins: Counter
+    logins_by_time: Counter
+    logins_by_platform: Counter
+    rebalances: Counter
+    commit_failures: Counter
+    assigned_partitions: Gauge
+    state_entries: Gauge
+    info: Gauge
+    lag: LagCollector
+    flagged_users: TopCounter
+    flagged_ips: TopCounter
+    app_version_labels: set[str]
 
     @classmethod
-    def create(cls, registry: CollectorRegistry) -> ConsumerMetrics:
-        return cls(
+    def create(cls, registry: CollectorRegistry, guarantee: str = "at-least-once") -> ConsumerMetrics:
+        lag = LagCollector()
+        registry.register(lag)
+        flagged_users, flagged_ips = TopCounter(), TopCounter()
+        registry.register(
+            _TopCollector(
+                "login_consumer_flagged_user_events",
+                "Flagged events (high risk or detected) of the top-20 flagged users.",
+                "user_id",
+                flagged_users,
+            )
+        )
+        registry.register(
+            _TopCollector(
+                "login_consumer_flagged_ip_events",
+                "Flagged events (high risk or detected) of the top-20 flagged IPs.",
+                "ip",
+                flagged_ips,
+            )
+        )
+        metrics = cls(
             consumed=Counter(
                 "login_consumer_events_consumed", "Messages read from the input topic.", registry=registry
             ),
@@ -31,10 +230,121 @@ class ConsumerMetrics:
                 ["reason"],
                 registry=registry,
             ),
-            processing=Histogram(
-                "login_consumer_processing_seconds",
-                "Processing time per event (batch time divided by batch size).",
-                buckets=PROCESSING_BUCKETS,
+            errors=Counter(
+                "login_consumer_errors",
+                "Errors by type (delivery, commit, processing, kafka).",
+                ["type"],
                 registry=registry,
             ),
+            processing=BatchHistogram(
+                "login_consumer_processing_seconds",
+                "Processing time per event (a batch's time divided by its size, once per event).",
+                PROCESSING_BUCKETS,
+                registry,
+            ),
+            latency=BatchHistogram(
+                "login_consumer_event_latency_seconds",
+                "Input message timestamp to output acknowledged by the broker.",
+                LATENCY_BUCKETS,
+                registry,
+            ),
+            risk_score=BatchHistogram(
+                "login_consumer_risk_score", "Risk score of processed events (0-100).", RISK_BUCKETS, registry
+            ),
+            risk_level=Counter(
+                "login_consumer_risk_level", "Processed events per risk level.", ["level"], registry=registry
+            ),
+            detections=Counter(
+                "login_consumer_detections",
+                "Stateful detections by detector name.",
+                ["detector"],
+                registry=registry,
+            ),
+            logins=Counter(
+                "login_consumer_logins",
+                "Processed logins by country, continent and US census region ('-' when unknown).",
+                ["country", "continent", "region"],
+                registry=registry,
+            ),
+            logins_by_time=Counter(
+                "login_consumer_logins_by_time",
+                "Processed logins by UTC weekday (0=Monday) and hour.",
+                ["weekday", "hour"],
+                registry=registry,
+            ),
+            logins_by_platform=Counter(
+                "login_consumer_logins_by_platform",
+                "Processed logins by platform and app version (major.minor).",
+                ["platform", "app_version"],
+                registry=registry,
+            ),
+            rebalances=Counter(
+                "login_consumer_rebalances", "Rebalance callbacks by event.", ["event"], registry=registry
+            ),
+            commit_failures=Counter(
+                "login_consumer_commit_failures", "Offset commits that failed.", registry=registry
+            ),
+            assigned_partitions=Gauge(
+                "login_consumer_assigned_partitions", "Partitions currently assigned.", registry=registry
+            ),
+            state_entries=Gauge(
+                "login_consumer_state_entries", "Detector state size per store.", ["store"], registry=registry
+            ),
+            info=Gauge(
+                "login_consumer_info",
+                "Consumer version and processing guarantee (always 1).",
+                ["version", "guarantee"],
+                registry=registry,
+            ),
+            lag=lag,
+            flagged_users=flagged_users,
+            flagged_ips=flagged_ips,
+            app_version_labels=set(),
         )
+        metrics.info.labels(__version__, guarantee).set(1)
+        for reason in ERROR_TYPES:
+            metrics.dlq.labels(reason)
+        for kind in ERROR_KINDS:
+            metrics.errors.labels(kind)
+        for level in ("low", "medium", "high"):
+            metrics.risk_level.labels(level)
+        for event in REBALANCE_EVENTS:
+            metrics.rebalances.labels(event)
+        return metrics
+
+    def _app_label(self, version: str) -> str:
+        """Bounded label values: the first MAX_APP_VERSION_LABELS versions seen, then ``other``."""
+        seen = self.app_version_labels
+        if version in seen:
+            return version
+        if len(seen) < MAX_APP_VERSION_LABELS:
+            seen.add(version)
+            return version
+        return "other"
+
+    def record_batch(self, stats: BatchStats, processed: int) -> None:
+        """Apply a delivered batch's aggregates (one update per distinct label set)."""
+        self.consumed.inc(stats.consumed)
+        self.processed.inc(processed)
+        for reason, count in stats.dlq.items():
+            self.dlq.labels(reason).inc(count)
+        for kind, count in stats.errors.items():
+            self.errors.labels(kind).inc(count)
+        self.processing.observe_repeated(stats.seconds / max(1, stats.consumed), stats.consumed)
+        self.risk_score.observe_many(stats.risk_scores)
+        for level, count in stats.levels.items():
+            self.risk_level.labels(level).inc(count)
+        for detector, count in stats.detections.items():
+            self.detections.labels(detector).inc(count)
+        for (country, continent, region), count in stats.geo.items():
+            self.logins.labels(country, continent, region).inc(count)
+        for (weekday, hour), count in stats.times.items():
+            self.logins_by_time.labels(str(weekday), str(hour)).inc(count)
+        for (platform, version), count in stats.platforms.items():
+            self.logins_by_platform.labels(platform, self._app_label(version)).inc(count)
+        self.flagged_users.update(stats.flagged_users)
+        self.flagged_ips.update(stats.flagged_ips)
+
+    def set_state_sizes(self, sizes: Mapping[str, int]) -> None:
+        for store, size in sizes.items():
+            self.state_entries.labels(store).set(size)
