@@ -36,7 +36,7 @@ from login_common.contract import (
 from login_common.kafka import message_headers
 from login_consumer import __version__
 from login_consumer.config import ConsumerSettings
-from login_consumer.detect import Detectors, PartitionRef, build_detectors
+from login_consumer.detect import Detectors, PartitionRef, StateChangelog, build_detectors
 from login_consumer.metrics import ConsumerMetrics
 from login_consumer.process import BatchResult, Processor
 from login_consumer.validate import Invalid
@@ -96,6 +96,8 @@ class ConsumerApp:
         self.metrics = metrics
         self.detectors = detectors if detectors is not None else build_detectors(settings)
         self.processor = processor or Processor.from_settings(settings, self.detectors)
+        # detectors that keep their state in a changelog topic: written with each batch, before its commit
+        self._changelog = self.detectors if isinstance(self.detectors, StateChangelog) else None
         self.assigned = threading.Event()
         self.exactly_once = settings.exactly_once
         self._log = log.bind(
@@ -262,6 +264,14 @@ class ConsumerApp:
             now_ms = int(time.time() * 1000)
             for msg, why in result.dead:
                 self._produce(self.settings.dlq_topic, msg.value(), msg.key(), dlq_headers(msg, why, now_ms))
+        if self._changelog is not None:
+            for topic, partition, state_key, state_value in self._changelog.changes():
+                while True:
+                    try:
+                        produce(topic, state_value, state_key, partition)
+                        break
+                    except BufferError:
+                        self._producer.poll(0.05)
 
     def _flush(self, stop: threading.Event) -> int:
         """Wait for acknowledgements (up to DELIVERY_TIMEOUT, less once stopping); messages left."""
@@ -326,6 +336,8 @@ class ConsumerApp:
 
     def _rewind(self, first: dict[TP, int], stop: threading.Event) -> None:
         """Seek back to a batch's first offsets so it is processed again (after a short pause)."""
+        if self._changelog is not None:  # undo the batch's effect on the detector state
+            self._changelog.rewind([PartitionRef(t, p) for t, p in first if (t, p) in self._assignment])
         for tp in _tps(first):
             if (tp.topic, tp.partition) in self._assignment:
                 try:
