@@ -153,6 +153,19 @@ class ConsumerSettings(CommonSettings):
         max_length=249,
         description="Changelog topic of the detector state; empty = GROUP_ID-detector-state.",
     )
+    event_time_alignment: bool = Field(
+        True,
+        description=(
+            "Release consumed events in event-time order across the assigned partitions (a consumer "
+            "catching up reads its partitions at different paces; network windows need one clock)."
+        ),
+    )
+    alignment_max_wait_ms: int = Field(
+        5_000, ge=0, le=60_000, description="Event-time alignment: longest wait for a silent partition."
+    )
+    alignment_max_buffered: int = Field(
+        100_000, ge=1_000, le=5_000_000, description="Event-time alignment: most messages held back."
+    )
     state_restore_timeout: float = Field(
         120.0, gt=0, le=3_600, description="Seconds allowed to read a partition assignment's changelog."
     )
