@@ -19,7 +19,6 @@ processed without detections and ``login_consumer_errors_total{type="processing"
 from __future__ import annotations
 
 import ipaddress
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
@@ -30,13 +29,12 @@ from login_common.geo import COUNTRY_POINTS, great_circle_km
 from login_consumer.state import (
     MAX_COUNTRIES,
     MAX_DEVICES,
-    MAX_FAILURES,
+    MOVE_AFTER,
     DetectorState,
     Failures,
     History,
     Limits,
     NetWindow,
-    PartitionState,
 )
 
 if TYPE_CHECKING:
@@ -337,6 +335,10 @@ class StatefulDetectors:
         return net
 
     def detect(self, batch: DetectBatch) -> Mapping[int, Sequence[Detection]]:
+        events = batch.events
+        found: dict[int, list[Detection]] = {}
+        if not events:
+            return found
         cfg = self.config
         enabled = cfg.enabled
         bf_on = BRUTE_FORCE in enabled
@@ -347,211 +349,238 @@ class StatefulDetectors:
         history_on = it_on or nd_on or nc_on
         bf_k, bf_w = cfg.brute_force_failures, cfg.brute_force_window
         cs_m, cs_w = cfg.stuffing_accounts, cfg.stuffing_window
-        vmax, dmin = cfg.travel_max_speed_kmh, cfg.travel_min_distance_km
         grace = cfg.grace
-        risks = cfg.risks
-        dist = self._dist
+        move_after = MOVE_AFTER
         state = self.state
         gen = state.gen
         networks = state.networks
-        network = self._network
+        hot = state.hot
+        dirty_networks = state.dirty_networks
+        net_cache = self._nets
         partitions = state.partitions
         replay_until = self._replay_until
-        found: dict[int, list[Detection]] = {}
-        events, parts, offsets = batch.events, batch.partitions, batch.offsets
+        parts = batch.partitions
 
-        if not events:
-            return found
         current = parts[0]
-        ps: PartitionState = state.partition(current)
-        ps.meta_gen = gen
+        ps = state.partition(current)
+        history, failures = ps.history, ps.failures
+        dirty_history, dirty_failures = ps.dirty_history, ps.dirty_failures
+        wm, applied = ps.watermark, ps.applied
         replay = replay_until.get(current, -1)
-        for i, doc in enumerate(events):
-            p = parts[i]
+        i = -1
+        for doc, p, offset in zip(events, parts, batch.offsets, strict=True):
+            i += 1
             if p != current:
+                ps.watermark, ps.applied, ps.meta_dirty = wm, applied, True
                 current = p
                 ps = partitions.get(p) or state.partition(p)
-                ps.meta_gen = gen
+                history, failures = ps.history, ps.failures
+                dirty_history, dirty_failures = ps.dirty_history, ps.dirty_failures
+                wm, applied = ps.watermark, ps.applied
                 replay = replay_until.get(p, -1)
             ts: int = doc["timestamp"]
             late: str | None = None
-            if offsets[i] <= replay:
-                late = "replayed: applied before the restore; state not updated"
-                self.replayed_events += 1
-            else:
-                ps.applied = offsets[i]
-                wm = ps.watermark
+            if offset > replay:
+                applied = offset
                 if ts > wm:
-                    ps.watermark = ts
+                    wm = ts
                 elif ts < wm - grace:
                     late = f"late: {wm - ts}s behind the watermark (grace {grace}s); state not updated"
                     self.late_events += 1
-            user: str = doc["user_id"]
-            ip: str = doc["ip"]
+            else:
+                late = "replayed: applied before the restore; state not updated"
+                self.replayed_events += 1
             dets: list[Detection] | None = None
             if doc["outcome"] == "failure":
+                user: str = doc["user_id"]
+                ip: str = doc["ip"]
                 if bf_on:
-                    failures = ps.failures
-                    key = (user, ip)
-                    entry = failures.get(key)
-                    horizon = ts - bf_w
+                    pair = (ip, user)
+                    entry = failures.get(pair)
                     if late is not None:
-                        count = 1 + (sum(1 for t in entry.times if horizon < t <= ts) if entry else 0)
-                    elif entry is None:
-                        failures[key] = Failures(deque((ts,)), gen)
-                        count = 1
+                        count = 1 + (entry.count(ts - bf_w, ts) if entry is not None else 0)
                     else:
-                        del failures[key]
-                        failures[key] = entry
-                        entry.gen = gen
-                        times = entry.times
-                        slack = horizon - grace
-                        while times and times[0] <= slack:
-                            times.popleft()
-                        if not times or ts >= times[-1]:
-                            times.append(ts)
-                            count = len(times) if times[0] > horizon else sum(1 for t in times if t > horizon)
+                        if entry is None:
+                            entry = failures[pair] = Failures(ip, user, gen)
+                            dirty_failures.append(entry)
                         else:
-                            at = len(times)
-                            while at and times[at - 1] > ts:
-                                at -= 1
-                            times.insert(at, ts)
-                            count = sum(1 for t in times if horizon < t <= ts)
-                        if len(times) > MAX_FAILURES:
-                            times.popleft()
+                            del failures[pair]
+                            failures[pair] = entry
+                            if entry.gen != gen:
+                                entry.gen = gen
+                                dirty_failures.append(entry)
+                        count = entry.add(ts, bf_w, grace)
                     if count >= bf_k:
-                        dets = [
-                            Detection(
-                                BRUTE_FORCE,
-                                self._evidence(
-                                    f"{count} failed logins for this account from {ip} within {bf_w}s "
-                                    f"(threshold {bf_k})",
-                                    late,
-                                ),
-                                risks[BRUTE_FORCE],
-                            )
-                        ]
+                        dets = [self._brute_force(count, ip, late)]
                 if cs_on:
-                    net = network(ip)
+                    net = net_cache.get(ip) or self._network(ip)
                     window = networks.get(net)
-                    horizon = ts - cs_w
                     if late is not None:
-                        accounts = window.accounts_between(horizon, ts, user) if window else 1
+                        accounts = window.count(ts - cs_w, ts, user) if window is not None else 1
                     else:
                         if window is None:
-                            window = networks[net] = NetWindow(gen)
+                            window = networks[net] = NetWindow(net, gen)
+                            dirty_networks.append(window)
                         else:
                             del networks[net]
                             networks[net] = window
-                            window.gen = gen
-                            window.expire(horizon - grace)
-                        entries = window.entries
-                        in_order = not entries or ts >= entries[-1][0]
-                        window.add(ts, user, p)
-                        if in_order and entries[0][0] > horizon:
-                            accounts = len(window.accounts)
-                        else:
-                            accounts = window.accounts_between(horizon, ts)
+                            if window.gen != gen:
+                                window.gen = gen
+                                dirty_networks.append(window)
+                        accounts = window.add(ts, user, p, cs_w, grace)
                     if accounts >= cs_m:
-                        det = self._stuffing(accounts, net, late)
+                        if window is not None:
+                            hot[net] = window
                         if dets is None:
-                            dets = [det]
+                            dets = [self._stuffing(accounts, net, late)]
                         else:
-                            dets.append(det)
+                            dets.append(self._stuffing(accounts, net, late))
             else:  # a success, or an event without outcome
-                if cs_on:
-                    net = network(ip)
-                    window = networks.get(net)
-                    if window is not None and window.entries:
-                        horizon = ts - cs_w
-                        entries = window.entries
-                        if entries[0][0] > horizon and ts >= entries[-1][0]:
-                            accounts = len(window.accounts)
-                        else:
-                            accounts = window.accounts_between(horizon, ts)
+                if hot:  # networks whose last failure saw >= m accounts: only they can flag a success
+                    ip = doc["ip"]
+                    net = net_cache.get(ip) or self._network(ip)
+                    window = hot.get(net)
+                    if window is not None:
+                        accounts = (
+                            window.accounts_at(ts, cs_w, grace)
+                            if late is None
+                            else window.count(ts - cs_w, ts)
+                        )
+                        if window.dead and window.gen != gen:
+                            window.gen = gen
+                            dirty_networks.append(window)
                         if accounts >= cs_m:
                             dets = [self._stuffing(accounts, net, late)]
+                        elif late is None:
+                            del hot[net]
                 if history_on:
-                    history = ps.history
+                    user = doc["user_id"]
                     device: str | None = doc["device_id"]
                     geo = doc["geo"]
                     country: str | None = geo["country_code"] if geo is not None else None
                     known = history.get(user)
+                    if (
+                        known is not None
+                        and late is None
+                        and country == known.last_country
+                        and device in known.devices
+                    ):  # the common case: a known device, in the country of the last success
+                        if ts >= known.last_ts:  # noqa: PLR1730 - no call on the hot path
+                            known.last_ts = ts
+                        if known.gen != gen:
+                            known.gen = gen
+                            dirty_history.append(known)
+                        if ts - known.moved > move_after:
+                            del history[user]
+                            history[user] = known
+                            known.moved = ts
+                        if dets is not None:
+                            found[i] = dets
+                        continue
                     if known is None:
                         if late is None:
-                            history[user] = History(
-                                [device] if device is not None else [],
-                                [country] if country is not None else [],
+                            known = history[user] = History(
+                                user,
+                                [] if device is None else [device],
+                                [] if country is None else [country],
                                 ts,
                                 country,
                                 gen,
                             )
-                    else:
-                        if nd_on and device is not None and device not in known.devices:
-                            det = Detection(
-                                NEW_DEVICE,
-                                self._evidence(
-                                    f"device {device} is not among the account's {len(known.devices)} "
-                                    "known device(s)",
-                                    late,
-                                ),
-                                risks[NEW_DEVICE],
-                            )
-                            dets = [det] if dets is None else [*dets, det]
-                        if nc_on and country is not None and country not in known.countries:
-                            det = Detection(
-                                NEW_COUNTRY,
-                                self._evidence(
-                                    f"country {country} is new for the account "
-                                    f"(known: {','.join(known.countries)})",
-                                    late,
-                                ),
-                                risks[NEW_COUNTRY],
-                            )
-                            dets = [det] if dets is None else [*dets, det]
-                        last = known.last_country
-                        if it_on and country is not None and last is not None and last != country:
-                            km = dist.get(last, {}).get(country)
-                            if km is not None and km >= dmin:
-                                elapsed = abs(ts - known.last_ts)
-                                if elapsed == 0 or km * 3600.0 / elapsed > vmax:
-                                    det = Detection(
-                                        IMPOSSIBLE_TRAVEL,
-                                        self._evidence(
-                                            f"{last} -> {country}: {km:.0f} km in {elapsed}s = "
-                                            + (
-                                                "instantly"
-                                                if elapsed == 0
-                                                else f"{km * 3600.0 / elapsed:.0f} km/h"
-                                            )
-                                            + f" (max {vmax:.0f} km/h, min {dmin:.0f} km)",
-                                            late,
-                                        ),
-                                        risks[IMPOSSIBLE_TRAVEL],
-                                    )
-                                    dets = [det] if dets is None else [*dets, det]
-                        if late is None:
+                            dirty_history.append(known)
+                        if dets is not None:
+                            found[i] = dets
+                        continue
+                    new_device = nd_on and device is not None and device not in known.devices
+                    new_country = country is not None and country not in known.countries
+                    last = known.last_country
+                    if (
+                        new_device
+                        or (new_country and nc_on)
+                        or (it_on and country is not None and last != country)
+                    ):
+                        more = self._compare(
+                            known, device if new_device else None, country, new_country, ts, late
+                        )
+                        if more:
+                            dets = more if dets is None else dets + more
+                    if late is None:
+                        if known.gen != gen:
+                            known.gen = gen
+                            dirty_history.append(known)
+                        if ts - known.moved > move_after:
                             del history[user]
                             history[user] = known
-                            known.gen = gen
-                            if device is not None and device not in known.devices:
-                                devices = known.devices
-                                devices.append(device)
-                                if len(devices) > MAX_DEVICES:
-                                    del devices[0]
-                            if country is not None:
-                                if country not in known.countries:
-                                    countries = known.countries
-                                    countries.append(country)
-                                    if len(countries) > MAX_COUNTRIES:
-                                        del countries[0]
-                                if ts >= known.last_ts:
-                                    known.last_ts = ts
-                                    known.last_country = country
+                            known.moved = ts
+                        if new_device:
+                            devices = known.devices
+                            devices.append(device)  # type: ignore[arg-type] # new_device: not None
+                            if len(devices) > MAX_DEVICES:
+                                del devices[0]
+                        elif device is not None and not nd_on and device not in known.devices:
+                            known.devices.append(device)
+                            if len(known.devices) > MAX_DEVICES:
+                                del known.devices[0]
+                        if country is not None:
+                            if new_country:
+                                countries = known.countries
+                                countries.append(country)
+                                if len(countries) > MAX_COUNTRIES:
+                                    del countries[0]
+                            if ts >= known.last_ts:
+                                known.last_ts = ts
+                                known.last_country = country
             if dets is not None:
                 found[i] = dets
+        ps.watermark, ps.applied, ps.meta_dirty = wm, applied, True
         state.sweep()
+        if self.source is None:
+            state.discard_changes()
         return found
+
+    def _compare(  # noqa: PLR0917
+        self,
+        known: History,
+        new_device: str | None,
+        country: str | None,
+        new_country: bool,
+        ts: int,
+        late: str | None,
+    ) -> list[Detection]:
+        """new_device, new_country and impossible_travel for a success of a user with history."""
+        cfg = self.config
+        risks = cfg.risks
+        out: list[Detection] = []
+        if new_device is not None:
+            text = f"device {new_device} is not among the account's {len(known.devices)} known device(s)"
+            out.append(Detection(NEW_DEVICE, self._evidence(text, late), risks[NEW_DEVICE]))
+        if new_country and NEW_COUNTRY in cfg.enabled:
+            text = f"country {country} is new for the account (known: {','.join(known.countries)})"
+            out.append(Detection(NEW_COUNTRY, self._evidence(text, late), risks[NEW_COUNTRY]))
+        last = known.last_country
+        if country is None or last is None or last == country or IMPOSSIBLE_TRAVEL not in cfg.enabled:
+            return out
+        km = self._dist.get(last, {}).get(country)
+        if km is None or km < cfg.travel_min_distance_km:
+            return out
+        elapsed = abs(ts - known.last_ts)
+        speed = km * 3600.0 / elapsed if elapsed else float("inf")
+        if speed > cfg.travel_max_speed_kmh:
+            pace = f"{speed:.0f} km/h" if elapsed else "at once"
+            text = (
+                f"{last} -> {country}: {km:.0f} km in {elapsed}s, {pace} "
+                f"(max {cfg.travel_max_speed_kmh:.0f} km/h, min {cfg.travel_min_distance_km:.0f} km)"
+            )
+            out.append(Detection(IMPOSSIBLE_TRAVEL, self._evidence(text, late), risks[IMPOSSIBLE_TRAVEL]))
+        return out
+
+    def _brute_force(self, count: int, ip: str, late: str | None) -> Detection:
+        cfg = self.config
+        text = (
+            f"{count} failed logins for this account from {ip} within {cfg.brute_force_window}s "
+            f"(threshold {cfg.brute_force_failures})"
+        )
+        return Detection(BRUTE_FORCE, self._evidence(text, late), cfg.risks[BRUTE_FORCE])
 
     def _stuffing(self, accounts: int, net: str, late: str | None) -> Detection:
         cfg = self.config
