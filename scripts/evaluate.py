@@ -156,8 +156,9 @@ def run_in_process(
     from login_consumer.detect import build_detectors
     from login_consumer.process import Processor
 
-    os.environ.update({k: v for k, v in consumer_env().items() if k not in os.environ})
-    settings = load_settings(ConsumerSettings, state_changelog=False)
+    settings = load_settings(
+        ConsumerSettings, state_changelog=False, timestamp_max_age_seconds=MAX_AGE, metrics_port=0
+    )
     detectors = build_detectors(settings)
     processor = Processor.from_settings(settings, detectors)
     labels: dict[str, frozenset[str]] = {}

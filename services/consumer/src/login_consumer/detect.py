@@ -397,8 +397,8 @@ class StatefulDetectors:
                 if bf_on:
                     pair = (ip, user)
                     entry = failures.get(pair)
-                    if late is not None:
-                        count = 1 + (entry.count(ts - bf_w, ts) if entry is not None else 0)
+                    if late is not None:  # a replayed failure is in the window already; a late one is not
+                        count = (offset > replay) + (entry.count(ts - bf_w, ts) if entry is not None else 0)
                     else:
                         if entry is None:
                             entry = failures[pair] = Failures(ip, user, gen)
@@ -416,7 +416,8 @@ class StatefulDetectors:
                     net = net_cache.get(ip) or self._network(ip)
                     window = networks.get(net)
                     if late is not None:
-                        accounts = window.count(ts - cs_w, ts, user) if window is not None else 1
+                        extra = user if offset > replay else None
+                        accounts = window.count(ts - cs_w, ts, extra) if window is not None else 1
                     else:
                         if window is None:
                             window = networks[net] = NetWindow(net, gen)
