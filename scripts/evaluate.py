@@ -12,7 +12,7 @@ Prints per detector a confusion table (TP/FP/FN/TN over every labelled event), p
 F1; exits 1 when any detector's precision or recall is below ``--min`` (0.95), 2 when the run itself
 failed. ``--json FILE`` writes the figures.
 
-    python scripts/evaluate.py [--events 200000] [--seed 42] [--partitions 6] [--in-process]
+    python scripts/evaluate.py [--events 500000] [--seed 42] [--partitions 6] [--in-process]
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ from confluent_kafka import Consumer, Message
 DETECTORS = ("brute_force", "credential_stuffing", "impossible_travel", "new_device", "new_country")
 MAX_AGE = 20 * 365 * 86_400  # the simulated clock starts in 2025: accept old timestamps
 TRUTH_HEADER = "x-sim-truth"
+SCENARIO_HEADER = "x-sim-scenario"
+SCENARIOS: dict[str, str] = {}  # event_id -> scenario (only with --show)
 ID_HEADER = "correlation-id"
 BIN = Path(sys.executable).parent
 
@@ -181,6 +183,7 @@ def run_in_process(
             event = orjson.loads(line)
             label = event.pop("_label")
             labels[event["event_id"]] = _names(label["truth"])
+            SCENARIOS[event["event_id"]] = label["scenario"]
             key = event["user_id"].encode()
             p = zlib.crc32(key) % partitions
             value = orjson.dumps(event)
@@ -274,8 +277,11 @@ def run_via_broker(
         except subprocess.TimeoutExpired:
             proc.kill()
         log.seek(0)
-        tail = log.read()[-3000:].decode(errors="replace")
+        text = log.read()
         log.close()
+        tail = text[-3000:].decode(errors="replace")
+        if args.consumer_log:
+            args.consumer_log.write_bytes(text)
     if len(results) < args.events:
         raise EvaluationError(f"only {len(results)} of {args.events} outputs arrived; consumer log:\n{tail}")
     detected: dict[str, frozenset[str]] = {}
@@ -293,6 +299,8 @@ def run_via_broker(
         event_id = (_header(msg, ID_HEADER) or b"").decode()
         truth = (_header(msg, TRUTH_HEADER) or b"").decode()
         labels[event_id] = _names(truth.split(","))
+        if args.show:
+            SCENARIOS[event_id] = (_header(msg, SCENARIO_HEADER) or b"").decode()
     timings["labels_s"] = time.monotonic() - started
     if len(labels) < args.events:
         raise EvaluationError(f"only {len(labels)} of {args.events} labelled inputs read back")
@@ -308,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=500_000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--partitions", type=int, default=6, help="input topic partitions")
@@ -317,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min", type=float, default=0.95, help="precision and recall to reach")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the outputs")
     parser.add_argument("--json", type=Path, help="write the figures to this file")
+    parser.add_argument("--show", type=int, default=0, help="print up to N misclassified events")
+    parser.add_argument("--consumer-log", type=Path, help="keep the consumer's log in this file")
     args = parser.parse_args(argv)
 
     started = time.monotonic()
@@ -341,6 +351,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{time.monotonic() - started:.1f}s ({', '.join(f'{k} {v:.1f}' for k, v in timings.items())})"
     )
     print(render(table, args.min))
+    if args.show:
+        empty: frozenset[str] = frozenset()
+        wrong = [e for e, truth in labels.items() if truth != detected.get(e, empty)]
+        for event_id in wrong[: args.show]:
+            print(
+                f"  {event_id} {SCENARIOS.get(event_id, '?')}: truth {sorted(labels[event_id])}, "
+                f"detected {sorted(detected.get(event_id, empty))}"
+            )
     below = [c.detector for c in table.values() if c.precision < args.min or c.recall < args.min]
     if args.json:
         args.json.write_text(

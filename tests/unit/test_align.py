@@ -115,3 +115,15 @@ def test_drop_forgets_a_partition() -> None:
     assert aligner.holding((TOPIC, 0)) == 0
     assert stamps(aligner.release([(TOPIC, 1)], lambda tp: True)) == [(1, 0)]
     assert aligner.snapshot() == {"buffered": 0, "forced": 0, "timeouts": 0}
+
+
+def test_waiting_does_not_count_while_the_client_is_busy() -> None:
+    clock = Clock()
+    aligner = Aligner(max_wait=2.0, clock=clock)
+    aligner.add([msg(0, 0, 10)])
+    clock.now = 5.0
+    assert aligner.release(ASSIGNED, lambda tp: False, busy=True) == []  # partition 1 is queued behind
+    clock.now = 6.0
+    assert aligner.release(ASSIGNED, lambda tp: False) == []
+    clock.now = 7.5
+    assert stamps(aligner.release(ASSIGNED, lambda tp: False)) == [(0, 0)]

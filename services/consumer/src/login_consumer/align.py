@@ -12,19 +12,22 @@ still deliver an older one, i.e. its event time is at or before every partition'
   and the aligner then holds nothing back);
 * any other partition is bounded by the newest event time read from it (its events arrive in order).
 
-When a partition with unread data has delivered nothing for ``max_wait`` seconds, it stops holding the
-others back (like Kafka Streams' ``max.task.idle.ms``); when more than ``max_buffered`` messages are
+When a partition with unread data has delivered nothing for ``max_wait`` seconds while the client had
+nothing else queued locally, it stops holding the others back (like Kafka Streams'
+``max.task.idle.ms``); when more than ``max_buffered`` messages are
 held, the oldest are released anyway, and a partition holding more than its share is paused until the
 others catch up. Released messages keep each partition's offset order (a partition's event times are
 made non-decreasing for ordering), so committing the released messages' offsets commits a prefix of
 every partition. With one assigned partition the aligner is a pass-through.
 
 Event time is read from the message value (its ``timestamp`` field) with a decoder that skips every
-other field; a value that has none sorts with its partition's previous message.
+other field; a value that has none sorts with its partition's previous message. Events of the same
+second are released in the order they were produced (the record's create time breaks the tie).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -32,10 +35,12 @@ from operator import itemgetter
 from typing import Any, Final
 
 import msgspec
-from confluent_kafka import Message
+from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
 
 TP = tuple[str, int]
-UNBOUNDED: Final = float("inf")
+Key = tuple[float, int]  # (event time, the message's create time in ms): the order of release
+FIRST: Final[Key] = (-math.inf, 0)
+LAST: Final[Key] = (math.inf, 0)
 _FIRST: Final = itemgetter(0)
 
 
@@ -71,15 +76,15 @@ class Aligner:
     def __init__(
         self,
         *,
-        max_wait: float = 5.0,
+        max_wait: float = 2.0,
         max_buffered: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_wait = max_wait
         self.max_buffered = max_buffered
         self._clock = clock
-        self._queues: dict[TP, deque[tuple[float, Message]]] = {}
-        self._newest: dict[TP, float] = {}  # newest event time read per partition (while assigned)
+        self._queues: dict[TP, deque[tuple[Key, Message]]] = {}
+        self._newest: dict[TP, Key] = {}  # newest order key read per partition (while assigned)
         self._heard: dict[TP, float] = {}  # when each partition last delivered a message
         self.buffered = 0
         self.forced = 0  # messages released before their turn because too many were held
@@ -91,30 +96,40 @@ class Aligner:
         for msg in messages:
             tp = (msg.topic() or "", msg.partition() or 0)
             ts = event_time(msg.value())
-            last = newest.get(tp, -UNBOUNDED)
-            if ts is None or ts < last:
-                ts = last  # keep the partition's order
-            newest[tp] = ts
+            kind, created = msg.timestamp()
+            last = newest.get(tp, FIRST)
+            key = last if ts is None else (ts, created if kind == TIMESTAMP_CREATE_TIME else 0)
+            key = max(key, last)  # keep the partition's order
+            newest[tp] = key
             heard[tp] = now
             queue = queues.get(tp)
             if queue is None:
                 queue = queues[tp] = deque()
-            queue.append((ts, msg))
+            queue.append((key, msg))
             self.buffered += 1
 
-    def release(self, assignment: Iterable[TP], at_end: Callable[[TP], bool]) -> list[Message]:
-        """The messages that can go now, in event-time order."""
+    def release(
+        self, assignment: Iterable[TP], at_end: Callable[[TP], bool], *, busy: bool = False
+    ) -> list[Message]:
+        """The messages that can go now, in event-time order.
+
+        ``busy``: the client still had messages queued locally (the last read filled a batch), so a
+        partition that delivered nothing is behind in that queue, not silent: its wait does not count.
+        """
         if not self.buffered:
             return []
         now = self._clock()
-        bound = UNBOUNDED
+        if busy:
+            for tp in assignment:
+                self._heard[tp] = now
+        bound = LAST
         for tp in assignment:
             if at_end(tp):
                 continue  # what it delivers next is newer than anything read so far
             if not self._queues.get(tp) and now - self._heard.setdefault(tp, now) > self.max_wait:
                 self.timeouts += 1
                 continue  # silent for too long: stop waiting for it
-            bound = min(bound, self._newest.get(tp, -UNBOUNDED))
+            bound = min(bound, self._newest.get(tp, FIRST))
         out = self._take(bound)
         if self.buffered > self.max_buffered:
             extra = self._oldest(self.buffered - self.max_buffered // 2)
@@ -124,17 +139,17 @@ class Aligner:
             out.sort(key=_FIRST)
         return [msg for _, msg in out]
 
-    def _take(self, bound: float) -> list[tuple[float, Message]]:
-        out: list[tuple[float, Message]] = []
+    def _take(self, bound: Key) -> list[tuple[Key, Message]]:
+        out: list[tuple[Key, Message]] = []
         for queue in self._queues.values():
             while queue and queue[0][0] <= bound:
                 out.append(queue.popleft())
         self.buffered -= len(out)
         return out
 
-    def _oldest(self, count: int) -> list[tuple[float, Message]]:
+    def _oldest(self, count: int) -> list[tuple[Key, Message]]:
         """The ``count`` oldest buffered messages (by event time, each partition in order)."""
-        out: list[tuple[float, Message]] = []
+        out: list[tuple[Key, Message]] = []
         queues = [q for q in self._queues.values() if q]
         while len(out) < count and queues:
             queue = min(queues, key=lambda q: q[0][0])

@@ -237,7 +237,8 @@ class ConsumerApp:
         errors = [msg for msg in messages if msg.error() is not None]
         aligner.add(msg for msg in messages if msg.error() is None)
         before = (aligner.forced, aligner.timeouts)
-        released = aligner.release(self._assignment, self._at_end)
+        busy = len(messages) >= self.settings.batch_size
+        released = aligner.release(self._assignment, self._at_end, busy=busy)
         if (aligner.forced, aligner.timeouts) != before:
             self._warn("alignment.out_of_order", **aligner.snapshot())
         crowded = set(aligner.crowded(sorted(self._assignment)))

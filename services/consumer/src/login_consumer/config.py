@@ -161,7 +161,7 @@ class ConsumerSettings(CommonSettings):
         ),
     )
     alignment_max_wait_ms: int = Field(
-        5_000, ge=0, le=60_000, description="Event-time alignment: longest wait for a silent partition."
+        2_000, ge=0, le=60_000, description="Event-time alignment: longest wait for a silent partition."
     )
     alignment_max_buffered: int = Field(
         100_000, ge=1_000, le=5_000_000, description="Event-time alignment: most messages held back."

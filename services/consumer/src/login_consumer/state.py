@@ -36,8 +36,8 @@ from typing import Any, Final
 
 import orjson
 
-MAX_DEVICES: Final = 16  # per user; the oldest known device is forgotten first
-MAX_COUNTRIES: Final = 16
+MAX_DEVICES: Final = 64  # per user; the oldest known device is forgotten first
+MAX_COUNTRIES: Final = 32
 MAX_FAILURES: Final = 256  # per (ip, user) window; beyond, the oldest times go (the count saturates)
 SCAN_LIMIT: Final = 256  # out-of-order counts scan at most this many entries
 MOVE_AFTER: Final = 3_600  # seconds of event time between two moves of a history entry
