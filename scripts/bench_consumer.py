@@ -146,6 +146,7 @@ def bench_in_process(
             if changelog is not None:
                 changelog.changes()  # the batch's state records, as the consumer loop writes them
             metrics.record_batch(result.stats, len(result.outputs))
+            del result
         rates.append(len(messages) / (time.perf_counter() - started))
     return rates, processor.enricher.cache_sizes()
 
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--events", type=int, default=300_000)
-    parser.add_argument("--passes", type=int, default=5)
+    parser.add_argument("--passes", type=int, default=7)
     parser.add_argument("--target", type=float, default=100_000, help="in-process events/s to reach")
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
     parser.add_argument("--e2e-events", type=int, default=200_000)

@@ -208,7 +208,9 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(
     isolation = "read_committed" if guarantee == "exactly-once" else "read_uncommitted"
     outputs = drain(kafka, output, expected=len(ids), timeout=120, isolation=isolation)
     letters = drain(kafka, dlq, expected=invalid, timeout=30, isolation=isolation)
+    resumed = second.metric("login_consumer_events_consumed_total")
     code, _ = second.stop()
+    assert resumed > 0, "the kill did not land mid-stream"
     assert code == 0
     assert killed_at == 0
 

@@ -169,3 +169,8 @@ def test_no_detectors_is_the_default(settings: ConsumerSettings) -> None:
     processor = Processor.from_settings(settings)
     assert isinstance(processor.detectors, NoDetectors)
     assert processor.detectors.state_sizes() == {}
+
+
+def test_output_schema_is_a_valid_json_schema() -> None:
+    jsonschema.Draft202012Validator.check_schema(processed_schema())
+    assert processed_schema()["properties"]["schema_version"] == {"const": 1}

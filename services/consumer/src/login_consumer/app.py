@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any, Final
@@ -50,6 +51,19 @@ RETRY_BACKOFF_SECONDS: Final = 1.0
 _MAX_DETAIL: Final = 500
 
 TP = tuple[str, int]
+
+
+class KafkaLogs:
+    """librdkafka's own log lines, through structlog (JSON in containers) instead of raw stderr."""
+
+    _METHODS: Final = {10: "debug", 20: "info", 30: "warning", 40: "error", 50: "critical"}
+
+    def __init__(self, logger: Any) -> None:
+        self._logger = logger
+
+    def log(self, level: int, fmt: str, *args: object) -> None:
+        method = self._METHODS.get(level - level % 10, "warning")
+        getattr(self._logger, method)("librdkafka", message=fmt % args if args else fmt)
 
 
 def dlq_headers(msg: Message, why: Invalid, now_ms: int) -> list[tuple[str, bytes | str | None]]:
@@ -113,11 +127,22 @@ class ConsumerApp:
         self._log = log.bind(
             group=settings.group_id, topic=settings.input_topic, guarantee=settings.processing_guarantee
         )
+        kafka_logs = KafkaLogs(self._log)
         self._consumer = Consumer(
-            {**settings.consumer_config(), "on_commit": self._on_commit, "error_cb": self._on_error}
+            {
+                **settings.consumer_config(),
+                "on_commit": self._on_commit,
+                "error_cb": self._on_error,
+                "logger": kafka_logs,
+            }
         )
         self._producer = Producer(
-            {**settings.producer_config(), "on_delivery": self._on_delivery, "error_cb": self._on_error}
+            {
+                **settings.producer_config(),
+                "on_delivery": self._on_delivery,
+                "error_cb": self._on_error,
+                "logger": kafka_logs,
+            }
         )
         self._assignment: set[TP] = set()
         self._positions: dict[TP, int] = {}  # next offsets whose outputs are acknowledged
@@ -173,7 +198,11 @@ class ConsumerApp:
         refs = [PartitionRef(p.topic, p.partition) for p in partitions]
         self._assignment.update((r.topic, r.partition) for r in refs)
         self.metrics.assigned_partitions.set(len(self._assignment))
-        self.detectors.on_assign(refs)
+        try:
+            self.detectors.on_assign(refs)
+        except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the consumer
+            self.metrics.errors.labels("processing").inc()
+            self._log.error("detectors.on_assign_failed", error=repr(exc)[:300])
         self.assigned.set()
         self._log.info("partitions.assigned", partitions=sorted(p.partition for p in partitions))
 
@@ -192,7 +221,11 @@ class ConsumerApp:
         self._log.warning("partitions.lost", partitions=sorted(p for _, p in gone))
 
     def _forget(self, gone: set[TP], *, lost: bool) -> None:
-        self.detectors.on_revoke([PartitionRef(t, p) for t, p in sorted(gone)], lost=lost)
+        try:
+            self.detectors.on_revoke([PartitionRef(t, p) for t, p in sorted(gone)], lost=lost)
+        except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the consumer
+            self.metrics.errors.labels("processing").inc()
+            self._log.error("detectors.on_revoke_failed", error=repr(exc)[:300])
         if self._aligner is not None:
             self._aligner.drop(gone)
             self._paused -= gone
@@ -287,13 +320,14 @@ class ConsumerApp:
         if not delivered:
             self._rewind(first, stop)
             return
-        acked_at = time.time()
+        acked_ms = time.time() * 1000.0
         self.metrics.record_batch(result.stats, len(result.outputs))
-        self.metrics.latency.observe_many(
-            max(0.0, acked_at - msg.timestamp()[1] / 1000.0)
-            for msg, _, _, _ in result.outputs
-            if msg.timestamp()[0] != 0
-        )
+        created = Counter(msg.timestamp() for msg, _, _, _ in result.outputs)  # (type, ms); repeats a lot
+        latencies: Counter[float] = Counter()
+        for (kind, ms), count in created.items():
+            if kind != 0:  # TIMESTAMP_NOT_AVAILABLE
+                latencies[max(0.0, (acked_ms - ms) / 1000.0)] += count
+        self.metrics.latency.observe_counts(latencies)
 
     def _produce(self, topic: str, value: bytes | None, key: bytes | None, headers: Any) -> None:
         produce = self._producer.produce
@@ -317,7 +351,13 @@ class ConsumerApp:
             for msg, why in result.dead:
                 self._produce(self.settings.dlq_topic, msg.value(), msg.key(), dlq_headers(msg, why, now_ms))
         if self._changelog is not None:
-            for topic, partition, state_key, state_value in self._changelog.changes():
+            try:
+                changes = self._changelog.changes()
+            except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the consumer
+                self.metrics.errors.labels("processing").inc()
+                self._log.error("detectors.changes_failed", error=repr(exc)[:300])
+                changes = []
+            for topic, partition, state_key, state_value in changes:
                 while True:
                     try:
                         produce(topic, state_value, state_key, partition)
@@ -389,7 +429,11 @@ class ConsumerApp:
     def _rewind(self, first: dict[TP, int], stop: threading.Event) -> None:
         """Seek back to a batch's first offsets so it is processed again (after a short pause)."""
         if self._changelog is not None:  # undo the batch's effect on the detector state
-            self._changelog.rewind([PartitionRef(t, p) for t, p in first if (t, p) in self._assignment])
+            try:
+                self._changelog.rewind([PartitionRef(t, p) for t, p in first if (t, p) in self._assignment])
+            except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the consumer
+                self.metrics.errors.labels("processing").inc()
+                self._log.error("detectors.rewind_failed", error=repr(exc)[:300])
         if self._aligner is not None:  # what it holds of these partitions comes again after the seek
             self._aligner.drop(first)
         for tp in _tps(first):

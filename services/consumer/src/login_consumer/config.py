@@ -228,7 +228,7 @@ class ConsumerSettings(CommonSettings):
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
             "session.timeout.ms": self.session_timeout_ms,
-            "heartbeat.interval.ms": max(1000, self.session_timeout_ms // 5),
+            "heartbeat.interval.ms": min(3000, self.session_timeout_ms // 3),
         }
 
     def producer_config(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ flagged users/IPs are collected at scrape time from snapshots the consumer loop 
 
 from __future__ import annotations
 
+import collections
 import heapq
 import math
 import threading
@@ -15,7 +16,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -83,6 +84,15 @@ class BatchHistogram(Collector):
                 if count:
                     mine[index] += count
             self._sum += total
+
+    def observe_counts(self, counts: Mapping[float, int]) -> None:
+        """Observations given as value -> how many times (cheap when values repeat, e.g. risk scores)."""
+        bounds = self._bounds
+        with self._lock:
+            mine = self._counts
+            for value, count in counts.items():
+                mine[bisect_left(bounds, value)] += count
+                self._sum += value * count
 
     def observe_repeated(self, value: float, times: int) -> None:
         """``times`` observations of the same ``value`` (e.g. a batch's time per event)."""
@@ -195,6 +205,7 @@ class ConsumerMetrics:
     flagged_users: TopCounter
     flagged_ips: TopCounter
     app_version_labels: set[str]
+    children: dict[tuple[str, tuple[str, ...]], Any]  # (metric, label values) -> labelled child
 
     @classmethod
     def create(cls, registry: CollectorRegistry, guarantee: str = "at-least-once") -> ConsumerMetrics:
@@ -300,6 +311,7 @@ class ConsumerMetrics:
             flagged_users=flagged_users,
             flagged_ips=flagged_ips,
             app_version_labels=set(),
+            children={},
         )
         metrics.info.labels(__version__, guarantee).set(1)
         for reason in ERROR_TYPES:
@@ -322,26 +334,35 @@ class ConsumerMetrics:
             return version
         return "other"
 
+    def _inc(self, metric: Counter, labels: tuple[str, ...], count: float) -> None:
+        """``metric.labels(*labels).inc(count)``, with the labelled child cached."""
+        key = (metric._name, labels)
+        child = self.children.get(key)
+        if child is None:
+            child = self.children[key] = metric.labels(*labels)
+        child.inc(count)
+
     def record_batch(self, stats: BatchStats, processed: int) -> None:
         """Apply a delivered batch's aggregates (one update per distinct label set)."""
+        inc = self._inc
         self.consumed.inc(stats.consumed)
         self.processed.inc(processed)
         for reason, count in stats.dlq.items():
-            self.dlq.labels(reason).inc(count)
+            inc(self.dlq, (reason,), count)
         for kind, count in stats.errors.items():
-            self.errors.labels(kind).inc(count)
+            inc(self.errors, (kind,), count)
         self.processing.observe_repeated(stats.seconds / max(1, stats.consumed), stats.consumed)
-        self.risk_score.observe_many(stats.risk_scores)
+        self.risk_score.observe_counts(collections.Counter(stats.risk_scores))
         for level, count in stats.levels.items():
-            self.risk_level.labels(level).inc(count)
+            inc(self.risk_level, (level,), count)
         for detector, count in stats.detections.items():
-            self.detections.labels(detector).inc(count)
-        for (country, continent, region), count in stats.geo.items():
-            self.logins.labels(country, continent, region).inc(count)
+            inc(self.detections, (detector,), count)
+        for geo, count in stats.geo.items():
+            inc(self.logins, geo, count)
         for (weekday, hour), count in stats.times.items():
-            self.logins_by_time.labels(str(weekday), str(hour)).inc(count)
+            inc(self.logins_by_time, (str(weekday), str(hour)), count)
         for (platform, version), count in stats.platforms.items():
-            self.logins_by_platform.labels(platform, self._app_label(version)).inc(count)
+            inc(self.logins_by_platform, (platform, self._app_label(version)), count)
         self.flagged_users.update(stats.flagged_users)
         self.flagged_ips.update(stats.flagged_ips)
 

@@ -30,7 +30,7 @@ from login_common.contract import (
 from login_consumer import __version__
 from login_consumer.config import ConsumerSettings
 from login_consumer.detect import NO_DETECTIONS, DetectBatch, Detection, Detectors, NoDetectors
-from login_consumer.enrich import Enriched, Enricher, GeoKey, processed_at_now
+from login_consumer.enrich import Client, Enriched, Enricher, Place, TimeInfo, processed_at_now
 from login_consumer.risk import RiskModel
 from login_consumer.validate import Invalid, Validator
 
@@ -154,9 +154,10 @@ class Processor:
         dumps = orjson.dumps
         scores = stats.risk_scores
         levels: list[str] = []
-        geo: list[GeoKey] = []
-        times: list[tuple[int, int]] = []
-        platforms: list[tuple[str, str]] = []
+        # cached objects, counted by identity (cheaper than hashing their label tuples per event)
+        places: list[Place] = []
+        moments: list[TimeInfo] = []
+        clients: list[Client] = []
         flagged: list[dict[str, Any]] = []
         fresh_prefix = str(uuid.uuid4())[:24].encode()  # new correlation ids: this + a 12-hex counter
         fresh = 0
@@ -192,9 +193,9 @@ class Processor:
             outputs.append((msg, key, value, out_headers))
             scores.append(risk_score)
             levels.append(level)
-            geo.append(place.geo_key)
-            times.append(moment.key)
-            platforms.append(client.key)
+            places.append(place)
+            moments.append(moment)
+            clients.append(client)
             if dets:
                 flagged.append(doc)
                 stats.detections.update(d.detector for d in dets)
@@ -202,9 +203,12 @@ class Processor:
                 flagged.append(doc)
 
         stats.levels.update(levels)
-        stats.geo.update(geo)
-        stats.times.update(times)
-        stats.platforms.update(platforms)
+        for place, count in Counter(places).items():
+            stats.geo[place.geo_key] += count
+        for moment, count in Counter(moments).items():
+            stats.times[moment.key] += count
+        for client, count in Counter(clients).items():
+            stats.platforms[client.key] += count
         stats.dlq.update(why.error_type for _, why in dead)
         for doc in flagged:
             stats.flagged_users[doc["user_id"]] += 1
