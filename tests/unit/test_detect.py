@@ -430,3 +430,13 @@ def test_state_is_bounded_under_a_long_attack() -> None:
     window = feed.detectors.state.networks["192.0.2.0/24"]
     assert len(window.live) + len(window.grace) <= 500 * 9 + 500  # accounts of the last 900 s
     assert feed.detectors.state_sizes()["user_ip_failures"] <= 100_000
+
+
+def test_out_of_order_failures_stay_bounded() -> None:
+    feed = Feed()
+    for rounds in range(5):  # the same 600 failures again and again, all within the grace period
+        feed.names([fail(ts=T0 + n // 3) for n in range(600)])
+        del rounds
+    entry = next(iter(feed.detectors.state.partitions[0].failures.values()))
+    assert len(entry.live) <= 256
+    assert len(entry.grace) <= 256

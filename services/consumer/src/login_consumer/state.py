@@ -39,7 +39,7 @@ import orjson
 MAX_DEVICES: Final = 64  # per user; the oldest known device is forgotten first
 MAX_COUNTRIES: Final = 32
 MAX_FAILURES: Final = 256  # per (ip, user) window; beyond, the oldest times go (the count saturates)
-SCAN_LIMIT: Final = 256  # out-of-order counts scan at most this many entries
+SCAN_LIMIT: Final = 32  # out-of-order counts scan at most this many entries (else: the live count)
 MOVE_AFTER: Final = 3_600  # seconds of event time between two moves of a history entry
 EVICTED: Final = -1  # the ``gen`` of an entry that left its store
 
@@ -109,8 +109,17 @@ class Failures:
             if len(live) > MAX_FAILURES:
                 live.popleft()
             return len(live)
-        _insort(live if ts > live[-1] - window else self.grace, ts)
-        return self.count(ts - window, ts)
+        newest = live[-1]
+        if ts > newest - window:
+            _insort(live, ts)
+            if len(live) > MAX_FAILURES:
+                live.popleft()
+        elif ts > newest - window - grace:
+            _insort(self.grace, ts)
+            if len(self.grace) > MAX_FAILURES:
+                self.grace.popleft()
+        # (older still: counted for itself, not kept)
+        return self.count(ts - window, ts) + (ts <= newest - window - grace)
 
     def count(self, low: int, high: int) -> int:
         """Failures in (low, high] (exact up to SCAN_LIMIT entries, else the live count)."""
