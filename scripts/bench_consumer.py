@@ -33,6 +33,7 @@ from prometheus_client import CollectorRegistry
 from login_common.kafka import broker_reachable, ensure_topics
 from login_common.settings import load_settings
 from login_consumer.config import ConsumerSettings
+from login_consumer.detect import StateChangelog, build_detectors
 from login_consumer.metrics import ConsumerMetrics
 from login_consumer.process import Processor, tune_gc
 
@@ -130,7 +131,9 @@ def make_events(count: int, *, users: int = 20_000, seed: int = 7, per_second: i
 def bench_in_process(
     messages: list[Message], settings: ConsumerSettings, passes: int
 ) -> tuple[list[float], dict[str, int]]:
-    processor = Processor.from_settings(settings)
+    detectors = build_detectors(settings)  # the stateful detectors unless DETECTORS=none
+    changelog = detectors if isinstance(detectors, StateChangelog) else None
+    processor = Processor.from_settings(settings, detectors)
     metrics = ConsumerMetrics.create(CollectorRegistry())
     tune_gc()  # as login-consumer does at start-up
     size = settings.batch_size
@@ -140,6 +143,8 @@ def bench_in_process(
         started = time.perf_counter()
         for batch in batches:
             result = processor.process(batch)
+            if changelog is not None:
+                changelog.changes()  # the batch's state records, as the consumer loop writes them
             metrics.record_batch(result.stats, len(result.outputs))
             del result
         rates.append(len(messages) / (time.perf_counter() - started))

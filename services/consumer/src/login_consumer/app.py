@@ -36,8 +36,9 @@ from login_common.contract import (
 )
 from login_common.kafka import message_headers
 from login_consumer import __version__
+from login_consumer.align import Aligner
 from login_consumer.config import ConsumerSettings
-from login_consumer.detect import Detectors, PartitionRef, build_detectors
+from login_consumer.detect import Detectors, PartitionRef, StateChangelog, build_detectors
 from login_consumer.metrics import ConsumerMetrics
 from login_consumer.process import BatchResult, Processor
 from login_consumer.validate import Invalid
@@ -110,6 +111,17 @@ class ConsumerApp:
         self.metrics = metrics
         self.detectors = detectors if detectors is not None else build_detectors(settings)
         self.processor = processor or Processor.from_settings(settings, self.detectors)
+        # detectors that keep their state in a changelog topic: written with each batch, before its commit
+        self._changelog = self.detectors if isinstance(self.detectors, StateChangelog) else None
+        self._aligner = (
+            Aligner(
+                max_wait=settings.alignment_max_wait_ms / 1000.0,
+                max_buffered=settings.alignment_max_buffered,
+            )
+            if settings.event_time_alignment
+            else None
+        )
+        self._paused: set[TP] = set()
         self.assigned = threading.Event()
         self.exactly_once = settings.exactly_once
         self._log = log.bind(
@@ -214,6 +226,9 @@ class ConsumerApp:
         except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the consumer
             self.metrics.errors.labels("processing").inc()
             self._log.error("detectors.on_revoke_failed", error=repr(exc)[:300])
+        if self._aligner is not None:
+            self._aligner.drop(gone)
+            self._paused -= gone
         self._assignment -= gone
         for tp in gone:
             self._positions.pop(tp, None)
@@ -239,12 +254,51 @@ class ConsumerApp:
             while not stop.is_set():
                 messages = self._consumer.consume(settings.batch_size, settings.poll_timeout)
                 self._alive_at = time.monotonic()
+                if self._aligner is not None and (len(self._assignment) > 1 or self._aligner.buffered):
+                    messages = self._align(messages)
                 if messages:
                     self._handle(messages, stop)
                 if self._alive_at - self._refreshed_at >= REFRESH_SECONDS:
                     self._refresh()
         finally:
             self._close(stop)
+
+    def _align(self, messages: list[Message]) -> list[Message]:
+        """Hold messages back until they can go in event-time order across partitions (align.py)."""
+        aligner = self._aligner
+        assert aligner is not None  # noqa: S101 - called only with an aligner
+        errors = [msg for msg in messages if msg.error() is not None]
+        aligner.add(msg for msg in messages if msg.error() is None)
+        before = (aligner.forced, aligner.timeouts)
+        busy = len(messages) >= self.settings.batch_size
+        released = aligner.release(self._assignment, self._at_end, busy=busy)
+        if (aligner.forced, aligner.timeouts) != before:
+            self._warn("alignment.out_of_order", **aligner.snapshot())
+        crowded = set(aligner.crowded(sorted(self._assignment)))
+        share = aligner.max_buffered // max(1, len(self._assignment))
+        calm = {tp for tp in self._paused if aligner.holding(tp) <= share // 2}
+        try:
+            if crowded - self._paused:
+                self._consumer.pause([TopicPartition(t, n) for t, n in crowded - self._paused])
+                self._paused |= crowded
+            if calm:
+                self._consumer.resume([TopicPartition(t, n) for t, n in calm])
+                self._paused -= calm
+        except KafkaException as exc:
+            self._warn("pause.failed", error=str(exc))
+        return errors + released
+
+    def _at_end(self, tp: TP) -> bool:
+        """True when every message of the partition that the broker had at the last fetch was read."""
+        part = TopicPartition(tp[0], tp[1])
+        try:
+            low, high = self._consumer.get_watermark_offsets(part, cached=True)
+            position = self._consumer.position([part])[0].offset
+        except KafkaException:
+            return False
+        if high < 0:
+            return False
+        return position >= high if position >= 0 else high == low
 
     def _handle(self, messages: list[Message], stop: threading.Event) -> None:
         good: list[Message] = []
@@ -296,6 +350,20 @@ class ConsumerApp:
             now_ms = int(time.time() * 1000)
             for msg, why in result.dead:
                 self._produce(self.settings.dlq_topic, msg.value(), msg.key(), dlq_headers(msg, why, now_ms))
+        if self._changelog is not None:
+            try:
+                changes = self._changelog.changes()
+            except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the consumer
+                self.metrics.errors.labels("processing").inc()
+                self._log.error("detectors.changes_failed", error=repr(exc)[:300])
+                changes = []
+            for topic, partition, state_key, state_value in changes:
+                while True:
+                    try:
+                        produce(topic, state_value, state_key, partition)
+                        break
+                    except BufferError:
+                        self._producer.poll(0.05)
 
     def _flush(self, stop: threading.Event) -> int:
         """Wait for acknowledgements (up to DELIVERY_TIMEOUT, less once stopping); messages left."""
@@ -360,6 +428,14 @@ class ConsumerApp:
 
     def _rewind(self, first: dict[TP, int], stop: threading.Event) -> None:
         """Seek back to a batch's first offsets so it is processed again (after a short pause)."""
+        if self._changelog is not None:  # undo the batch's effect on the detector state
+            try:
+                self._changelog.rewind([PartitionRef(t, p) for t, p in first if (t, p) in self._assignment])
+            except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the consumer
+                self.metrics.errors.labels("processing").inc()
+                self._log.error("detectors.rewind_failed", error=repr(exc)[:300])
+        if self._aligner is not None:  # what it holds of these partitions comes again after the seek
+            self._aligner.drop(first)
         for tp in _tps(first):
             if (tp.topic, tp.partition) in self._assignment:
                 try:

@@ -9,6 +9,7 @@ from packaging.version import InvalidVersion, Version
 from pydantic import Field, field_validator, model_validator
 
 from login_common.settings import CommonSettings
+from login_consumer.detect import parse_detectors, parse_risks
 from login_consumer.risk import DEFAULT_WEIGHTS, parse_weights
 
 Guarantee = Literal["at-least-once", "exactly-once"]
@@ -82,6 +83,93 @@ class ConsumerSettings(CommonSettings):
         description="geoip2fast dataset: a file name bundled with geoip2fast, or a path.",
     )
 
+    # ---- stateful detectors (detect.py, docs/detection.md); defaults = the producer's TRUTH_* defaults
+    detectors: str = Field(
+        "all",
+        description=(
+            "Stateful detectors to run: 'all', 'none' or a comma-separated subset of brute_force, "
+            "credential_stuffing, impossible_travel, new_device, new_country."
+        ),
+    )
+    brute_force_failures: int = Field(
+        5, ge=1, le=10_000, description="brute_force: failures of one account from one IP within the window."
+    )
+    brute_force_window_seconds: int = Field(
+        300, ge=1, le=86_400, description="brute_force: sliding event-time window (seconds)."
+    )
+    stuffing_accounts: int = Field(
+        10, ge=1, le=100_000, description="credential_stuffing: distinct accounts failing from one network."
+    )
+    stuffing_window_seconds: int = Field(
+        600, ge=1, le=86_400, description="credential_stuffing: sliding event-time window (seconds)."
+    )
+    stuffing_prefix: Literal[24, 32] = Field(
+        24,
+        description="credential_stuffing: IPv4 network prefix, 24 (the /24) or 32 (the address); IPv6: /64.",
+    )
+    travel_max_speed_kmh: float = Field(
+        1000.0, gt=0, description="impossible_travel: faster than this between two successes is impossible."
+    )
+    travel_min_distance_km: float = Field(
+        500.0, ge=0, description="impossible_travel: closer than this is never impossible."
+    )
+    detector_risks: str = Field(
+        "",
+        description=(
+            "Risk added per detection, overrides 'name=risk,...' (0-100); defaults brute_force=40, "
+            "credential_stuffing=40, impossible_travel=50, new_device=15, new_country=20."
+        ),
+    )
+    detector_grace_seconds: int = Field(
+        300,
+        ge=0,
+        le=86_400,
+        description=(
+            "Events up to this far behind their partition's latest event time update the detector state; "
+            "later ones are scored as-is, flagged late, and change nothing."
+        ),
+    )
+    user_state_ttl_seconds: int = Field(
+        30 * 86_400, ge=60, description="A user's device/country history is forgotten after this idle time."
+    )
+    max_state_users: int = Field(
+        200_000, ge=1, description="Most user histories kept (least recently active go first)."
+    )
+    max_state_failure_keys: int = Field(
+        100_000, ge=1, description="Most (user, IP) brute-force windows kept."
+    )
+    max_state_networks: int = Field(
+        50_000, ge=1, description="Most network credential-stuffing windows kept."
+    )
+    state_changelog: bool = Field(
+        True,
+        description=(
+            "Write detector state to a compacted changelog topic with each batch and restore it on "
+            "assignment (false: state starts empty after a restart or rebalance)."
+        ),
+    )
+    state_topic: str = Field(
+        "",
+        max_length=249,
+        description="Changelog topic of the detector state; empty = GROUP_ID-detector-state.",
+    )
+    event_time_alignment: bool = Field(
+        True,
+        description=(
+            "Release consumed events in event-time order across the assigned partitions (a consumer "
+            "catching up reads its partitions at different paces; network windows need one clock)."
+        ),
+    )
+    alignment_max_wait_ms: int = Field(
+        2_000, ge=0, le=60_000, description="Event-time alignment: longest wait for a silent partition."
+    )
+    alignment_max_buffered: int = Field(
+        100_000, ge=1_000, le=5_000_000, description="Event-time alignment: most messages held back."
+    )
+    state_restore_timeout: float = Field(
+        120.0, gt=0, le=3_600, description="Seconds allowed to read a partition assignment's changelog."
+    )
+
     @field_validator("min_app_version")
     @classmethod
     def _version(cls, value: str) -> str:
@@ -95,6 +183,18 @@ class ConsumerSettings(CommonSettings):
     @classmethod
     def _weights(cls, value: str) -> str:
         parse_weights(value)  # raises ValueError naming the bad entry
+        return value
+
+    @field_validator("detectors")
+    @classmethod
+    def _detectors(cls, value: str) -> str:
+        parse_detectors(value)  # raises ValueError naming the unknown detector
+        return value
+
+    @field_validator("detector_risks")
+    @classmethod
+    def _risks(cls, value: str) -> str:
+        parse_risks(value)
         return value
 
     @model_validator(mode="after")
@@ -112,6 +212,9 @@ class ConsumerSettings(CommonSettings):
 
     def weights(self) -> dict[str, int]:
         return {**DEFAULT_WEIGHTS, **parse_weights(self.risk_weights)}
+
+    def changelog_topic(self) -> str:
+        return self.state_topic or f"{self.group_id}-detector-state"
 
     def effective_transactional_id(self) -> str:
         return self.transactional_id or f"{self.group_id}-{socket.gethostname()}"

@@ -1,0 +1,125 @@
+"""The detector state's changelog topic: created on first use, read back on partition assignment.
+
+The topic (``STATE_TOPIC``, default ``<GROUP_ID>-detector-state``) is compacted and has as many
+partitions as the input topic: the state of input partition *p* lives in changelog partition *p*. The
+consumer loop writes each batch's state changes with the batch's outputs, before its offsets are
+committed (in exactly-once mode inside the same transaction, so the changelog never runs ahead of the
+committed input). Restoring reads the assigned partitions from the beginning to their end with a
+separate, group-less, read_committed consumer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+import structlog
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from login_common.kafka import admin, ensure_topics
+from login_consumer.config import ConsumerSettings
+from login_consumer.errors import ConsumerError
+
+log = structlog.get_logger("login_consumer")
+
+TOPIC_CONFIG: Final = {
+    "cleanup.policy": "compact",
+    "min.cleanable.dirty.ratio": "0.1",
+    "segment.ms": "3600000",
+    "delete.retention.ms": "3600000",
+}
+
+
+class StateRestoreError(ConsumerError):
+    """The changelog topic cannot be created, does not match the input topic, or cannot be read."""
+
+
+class Changelog:
+    """Reads (and on first use creates) the changelog topic of one consumer group."""
+
+    def __init__(self, settings: ConsumerSettings) -> None:
+        self.settings = settings
+        self.topic = settings.changelog_topic()
+        self._ready = False
+
+    def _partitions(self, topic: str) -> int | None:
+        meta = admin(self.settings.bootstrap_servers).list_topics(topic, timeout=10)
+        found = meta.topics.get(topic)
+        if found is None or found.error is not None:
+            return None
+        return len(found.partitions)
+
+    def ensure(self) -> None:
+        """Create the changelog like the input topic; fail (naming STATE_TOPIC) if it does not match."""
+        if self._ready:
+            return
+        try:
+            wanted = self._partitions(self.settings.input_topic)
+            if wanted is None:
+                raise StateRestoreError(f"input topic {self.settings.input_topic!r} not found")
+            ensure_topics(self.settings.bootstrap_servers, {self.topic: wanted}, config=TOPIC_CONFIG)
+            have = self._partitions(self.topic)
+        except KafkaException as exc:
+            raise StateRestoreError(f"changelog topic {self.topic!r}: {exc}") from exc
+        if have != wanted:
+            raise StateRestoreError(
+                f"STATE_TOPIC {self.topic!r} has {have} partitions, the input topic "
+                f"{self.settings.input_topic!r} {wanted}: they must match (delete it or choose another)"
+            )
+        self._ready = True
+
+    def read(self, partitions: Sequence[int]) -> Mapping[int, Sequence[tuple[bytes, bytes | None]]]:
+        """Every record of these changelog partitions, oldest first, up to their current end."""
+        self.ensure()
+        started = time.monotonic()
+        out: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in partitions}
+        settings = self.settings
+        consumer = Consumer(
+            {
+                **settings.kafka_common(),
+                "group.id": f"{settings.group_id}-restore",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+                "fetch.max.bytes": 52_428_800,
+            }
+        )
+        try:
+            pending: set[int] = set()
+            for p in partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
+                if high > low:
+                    pending.add(p)
+            consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in sorted(pending)])
+            deadline = started + settings.state_restore_timeout
+            while pending:
+                if time.monotonic() > deadline:
+                    raise StateRestoreError(
+                        f"changelog {self.topic!r} partitions {sorted(pending)} not read within "
+                        f"STATE_RESTORE_TIMEOUT ({settings.state_restore_timeout:.0f}s)"
+                    )
+                for msg in consumer.consume(10_000, 0.5):
+                    err = msg.error()
+                    p = msg.partition() or 0
+                    if err is None:
+                        key = msg.key()
+                        if key is not None:
+                            out[p].append((key, msg.value()))
+                    elif err.code() == KafkaError._PARTITION_EOF:
+                        pending.discard(p)
+                    else:
+                        raise StateRestoreError(f"changelog {self.topic!r}: {err.str()}")
+        except KafkaException as exc:
+            raise StateRestoreError(f"changelog {self.topic!r}: {exc}") from exc
+        finally:
+            consumer.close()
+        log.info(
+            "state.restored",
+            topic=self.topic,
+            partitions=list(partitions),
+            records=sum(len(v) for v in out.values()),
+            seconds=round(time.monotonic() - started, 3),
+        )
+        return out
