@@ -43,11 +43,7 @@ lp = load("local_prometheus")
 # Panels whose data depends on work not on this branch yet, with the reason. Strict both ways: a pending
 # panel without data is reported (warning + the printed summary) instead of failing; a pending panel that
 # now has data fails the test until it is removed from here. Nothing else may be empty.
-PENDING: dict[str, str] = {
-    "login-stream / Pipeline overview / Detector state size": "no stateful detectors yet (NoDetectors)",
-    "login-stream / Login risk / Detections by type": "no stateful detectors yet (NoDetectors)",
-    "login-stream / Login risk / Detections in range": "no stateful detectors yet (NoDetectors)",
-}
+PENDING: dict[str, str] = {}  # panel title -> why it may be empty for now (none: every panel must show data)
 
 
 @dataclass
