@@ -150,30 +150,36 @@ def consumer_env(**overrides: str) -> dict[str, str]:
 
 
 def run_in_process(
-    path: Path, partitions: int, batch: int = 1000, timings: dict[str, float] | None = None
+    path: Path,
+    partitions: int,
+    batch: int = 1000,
+    timings: dict[str, float] | None = None,
+    consumers: int = 1,
 ) -> tuple[dict[str, frozenset[str]], dict[str, frozenset[str]], int]:
     """(labels, detections, dead-lettered) for a --out file through Processor + stateful detectors.
 
-    ``timings["process_s"]``: seconds spent in ``Processor.process`` and in producing the batches'
-    changelog records (the in-process path of the consumer, on the producer's realistic traffic)."""
+    ``consumers`` > 1 splits the partitions between that many independent consumers (partition p goes
+    to consumer p mod N), as a group of replicas would. ``timings["process_s"]``: seconds spent in
+    ``Processor.process`` and in producing the batches' changelog records."""
     from login_common.settings import load_settings
     from login_consumer.config import ConsumerSettings
     from login_consumer.detect import StateChangelog, build_detectors
     from login_consumer.process import Processor, tune_gc
 
     settings = load_settings(ConsumerSettings, timestamp_max_age_seconds=MAX_AGE, metrics_port=0)
-    detectors = build_detectors(settings)  # its changelog is never read: no partition is assigned
-    changelog = detectors if isinstance(detectors, StateChangelog) else None
-    processor = Processor.from_settings(settings, detectors)
+    group = []
+    for _ in range(max(1, consumers)):
+        detectors = build_detectors(settings)  # its changelog is never read: no partition is assigned
+        changelog = detectors if isinstance(detectors, StateChangelog) else None
+        group.append((Processor.from_settings(settings, detectors), changelog, []))
     tune_gc()  # as login-consumer does at start-up
     spent = 0.0
     labels: dict[str, frozenset[str]] = {}
     detected: dict[str, frozenset[str]] = {}
     dead = 0
     offsets = [0] * partitions
-    pending: list[Message] = []
 
-    def flush() -> None:
+    def flush(processor: Processor, changelog: StateChangelog | None, pending: list[Message]) -> None:
         nonlocal dead, spent
         started = time.perf_counter()
         result = processor.process(pending)
@@ -195,12 +201,14 @@ def run_in_process(
             key = event["user_id"].encode()
             p = zlib.crc32(key) % partitions
             value = orjson.dumps(event)
+            processor, changelog, pending = group[p % len(group)]
             pending.append(Message(topic="user-login", partition=p, offset=offsets[p], key=key, value=value))
             offsets[p] += 1
             if len(pending) >= batch:
-                flush()
-    if pending:
-        flush()
+                flush(processor, changelog, pending)
+    for processor, changelog, pending in group:
+        if pending:
+            flush(processor, changelog, pending)
     if timings is not None:
         timings["process_s"] = spent
     return labels, detected, dead
@@ -332,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=6, help="input topic partitions")
     parser.add_argument("--bootstrap", default=os.environ.get("BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
     parser.add_argument("--in-process", action="store_true", help="no broker: --out file -> Processor")
+    parser.add_argument(
+        "--consumers", type=int, default=1, help="in-process: split the partitions between N consumers"
+    )
     parser.add_argument("--min", type=float, default=0.95, help="precision and recall to reach")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the outputs")
     parser.add_argument("--json", type=Path, help="write the figures to this file")
@@ -347,14 +358,20 @@ def main(argv: list[str] | None = None) -> int:
                 path = Path(tmp) / "events.jsonl"
                 _producer(args, "--out", str(path))
                 timings["produce_s"] = time.monotonic() - started
-                labels, detected, dead = run_in_process(path, args.partitions, timings=timings)
+                labels, detected, dead = run_in_process(
+                    path, args.partitions, timings=timings, consumers=args.consumers
+                )
         else:
             labels, detected, dead, timings = run_via_broker(args)
     except EvaluationError as exc:
         print(f"evaluate: {exc}", file=sys.stderr)
         return 2
     table = score(labels, detected)
-    mode = "in-process" if args.in_process else f"broker {args.bootstrap}, one consumer"
+    mode = (
+        f"in-process, {args.consumers} consumer(s)"
+        if args.in_process
+        else f"broker {args.bootstrap}, one consumer"
+    )
     print(
         f"evaluate: {len(labels)} events, seed {args.seed}, {args.users} users, default mix, "
         f"{args.partitions} partitions, {mode}; {dead} dead-lettered; "

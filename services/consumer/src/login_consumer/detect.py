@@ -1,4 +1,4 @@
-"""The seam for stateful detectors (brute force, credential stuffing, impossible travel, new device/country).
+"""Stateful detectors: brute_force, credential_stuffing, impossible_travel, new_device, new_country.
 
 The pipeline calls ``Detectors.detect`` once per batch with the enriched documents, in input order, after
 enrichment and before risk scoring. It returns, sparsely, the detections per event index: each names its
@@ -6,14 +6,17 @@ detector, gives human-readable evidence and a risk contribution (added to the ev
 100). Detections land in the output's ``detections`` list, their detector names in ``reasons``, and in
 ``login_consumer_detections_total{detector}``. ``state_sizes`` feeds ``login_consumer_state_entries{store}``.
 
-State is per input partition (events are keyed by ``user_id``, so a user's events share a partition):
-``on_assign`` is where state for newly assigned partitions can be restored, ``on_revoke`` where it can be
-flushed (``lost=True``: the partitions were taken away without a clean hand-over; do not flush).
+``StatefulDetectors`` (the default, ``DETECTORS=all``) applies the rules of docs/detection.md over event
+time with bounded state (``state.py``). User state is per input partition (events are keyed by
+``user_id``); network state spans the assigned partitions. ``on_assign`` restores the assigned partitions
+from the changelog topic (``changelog.py``), ``on_revoke`` forgets them, ``changes`` hands the consumer
+loop the records to write with each batch before its offsets are committed (``StateChangelog``), and
+``rewind`` undoes a batch that was not delivered. ``NoDetectors`` (``DETECTORS=none``) detects nothing.
+``build_detectors`` is the one place that chooses.
 
-This module ships the no-op ``NoDetectors``; ``build_detectors`` is the one place that chooses the
-implementation. A detector must not raise for bad data and must not mutate the documents (parts of them
-are shared between events through the enrichment caches); if ``detect`` raises, the batch is still
-processed without detections and ``login_consumer_errors_total{type="processing"}`` counts it.
+A detector must not raise for bad data and must not mutate the documents (parts of them are shared
+between events through the enrichment caches); if ``detect`` raises, the batch is still processed without
+detections and ``login_consumer_errors_total{type="processing"}`` counts it.
 """
 
 from __future__ import annotations
