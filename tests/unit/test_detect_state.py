@@ -184,3 +184,17 @@ def test_corrupt_records_are_skipped() -> None:
     log.records[0] = [(b"Hu1", b"not json"), (b"Hu2", b'[1,"US",["a"],["US"]]'), (b"Zwhat", b"1")]
     consumer = Consumer(log)
     assert consumer.detectors.state_sizes()["user_history"] == 1
+
+
+def test_a_login_that_only_moves_time_is_written_once_the_record_is_slack_seconds_behind() -> None:
+    log = MemoryChangelog()
+    consumer = Consumer(log, state_time_slack=60)
+    consumer.names([ev("u1", T0, device="a")])
+    consumer.names([ev("u1", T0 + 30, device="a")])  # known device, same country: nothing new
+    assert [k for k, _ in log.records[0]].count(b"Hu1") == 1
+    consumer.names([ev("u1", T0 + 61, device="a")])
+    assert [k for k, _ in log.records[0]].count(b"Hu1") == 2
+    consumer.names([ev("u1", T0 + 62, device="b")])  # a new device: written at once
+    assert [k for k, _ in log.records[0]].count(b"Hu1") == 3
+    # after a restore the last success is at most `slack` seconds old... here exact
+    assert log.latest(0)[b"Hu1"] == b'[1736121662,"US",["a","b"],["US"]]'

@@ -166,6 +166,15 @@ class ConsumerSettings(CommonSettings):
     alignment_max_buffered: int = Field(
         100_000, ge=1_000, le=5_000_000, description="Event-time alignment: most messages held back."
     )
+    state_time_slack_seconds: int = Field(
+        60,
+        ge=0,
+        le=3_600,
+        description=(
+            "A login that changes nothing but a user's last-success time is written to the changelog only "
+            "once that time is this far ahead of the last record (0 = always)."
+        ),
+    )
     state_restore_timeout: float = Field(
         120.0, gt=0, le=3_600, description="Seconds allowed to read a partition assignment's changelog."
     )

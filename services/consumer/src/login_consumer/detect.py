@@ -195,6 +195,7 @@ class DetectorConfig:
     max_users: int = 200_000
     max_failure_keys: int = 100_000
     max_networks: int = 50_000
+    state_time_slack: int = 60
     risks: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_RISKS))
 
     @classmethod
@@ -213,6 +214,7 @@ class DetectorConfig:
             max_users=settings.max_state_users,
             max_failure_keys=settings.max_state_failure_keys,
             max_networks=settings.max_state_networks,
+            state_time_slack=settings.state_time_slack_seconds,
             risks=parse_risks(settings.detector_risks),
         )
 
@@ -354,6 +356,7 @@ class StatefulDetectors:
         cs_m, cs_w = cfg.stuffing_accounts, cfg.stuffing_window
         grace = cfg.grace
         move_after = MOVE_AFTER
+        slack = cfg.state_time_slack
         state = self.state
         gen = state.gen
         networks = state.networks
@@ -370,9 +373,7 @@ class StatefulDetectors:
         dirty_history, dirty_failures = ps.dirty_history, ps.dirty_failures
         wm, applied = ps.watermark, ps.applied
         replay = replay_until.get(current, -1)
-        i = -1
-        for doc, p, offset in zip(events, parts, batch.offsets, strict=True):
-            i += 1
+        for i, (doc, p, offset) in enumerate(zip(events, parts, batch.offsets)):  # noqa: B905 - equal lengths
             if p != current:
                 ps.watermark, ps.applied, ps.meta_dirty = wm, applied, True
                 current = p
@@ -471,7 +472,8 @@ class StatefulDetectors:
                     ):  # the common case: a known device, in the country of the last success
                         if ts >= known.last_ts:  # noqa: PLR1730 - no call on the hot path
                             known.last_ts = ts
-                        if known.gen != gen:
+                        # only the time moved: written once it is more than `slack` ahead of the record
+                        if ts - known.saved_ts > slack and known.gen != gen:
                             known.gen = gen
                             dirty_history.append(known)
                         if ts - known.moved > move_after:

@@ -54,7 +54,7 @@ NEVER: Final = -(1 << 62)  # a watermark before any event
 class History:
     """A user's successful logins: devices and countries seen, and the last one (time, country)."""
 
-    __slots__ = ("countries", "devices", "gen", "key", "last_country", "last_ts", "moved", "user")
+    __slots__ = ("countries", "devices", "gen", "key", "last_country", "last_ts", "moved", "saved_ts", "user")
 
     def __init__(  # noqa: PLR0917 - positional on the hot path
         self,
@@ -72,6 +72,7 @@ class History:
         self.last_country = last_country
         self.gen = gen  # the batch that last changed it (changelog bookkeeping); EVICTED once gone
         self.moved = last_ts  # event time of its last move to the end of the store
+        self.saved_ts = last_ts  # last_ts as last written to the changelog
         self.key = (H + user).encode()  # its changelog key
 
     def encode(self) -> bytes:
@@ -401,6 +402,7 @@ class DetectorState:
                     if entry.gen != EVICTED:
                         value = dumps((entry.last_ts, entry.last_country, entry.devices, entry.countries))
                         append((p, entry.key, value))
+                        entry.saved_ts = entry.last_ts
                 state.dirty_history.clear()
             if state.dirty_failures:
                 for failures in state.dirty_failures:
