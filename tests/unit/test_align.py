@@ -127,3 +127,16 @@ def test_waiting_does_not_count_while_the_client_is_busy() -> None:
     assert aligner.release(ASSIGNED, lambda tp: False) == []
     clock.now = 7.5
     assert stamps(aligner.release(ASSIGNED, lambda tp: False)) == [(0, 0)]
+
+
+def test_a_release_is_at_most_a_batch_and_the_rest_stays_in_order() -> None:
+    aligner = Aligner()
+    aligner.add([msg(0, n, 10 + 2 * n) for n in range(5)])
+    aligner.add([msg(1, n, 11 + 2 * n) for n in range(5)])
+    first = aligner.release(ASSIGNED, lambda tp: True, limit=4)
+    assert stamps(first) == [(0, 0), (1, 0), (0, 1), (1, 1)]
+    assert aligner.ready
+    assert aligner.buffered == 6
+    rest = aligner.release(ASSIGNED, lambda tp: True, limit=100)
+    assert stamps(rest) == [(0, 2), (1, 2), (0, 3), (1, 3), (0, 4), (1, 4)]
+    assert not aligner.ready

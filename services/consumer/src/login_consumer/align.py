@@ -89,6 +89,7 @@ class Aligner:
         self.buffered = 0
         self.forced = 0  # messages released before their turn because too many were held
         self.timeouts = 0  # releases that stopped waiting for a silent partition
+        self.ready = False  # the last release was cut short by its limit: more can go at once
 
     def add(self, messages: Iterable[Message]) -> None:
         queues, newest, heard = self._queues, self._newest, self._heard
@@ -109,13 +110,20 @@ class Aligner:
             self.buffered += 1
 
     def release(
-        self, assignment: Iterable[TP], at_end: Callable[[TP], bool], *, busy: bool = False
+        self,
+        assignment: Iterable[TP],
+        at_end: Callable[[TP], bool],
+        *,
+        busy: bool = False,
+        limit: int = 0,
     ) -> list[Message]:
-        """The messages that can go now, in event-time order.
+        """The messages that can go now, in event-time order (at most ``limit``, 0 = all).
 
         ``busy``: the client still had messages queued locally (the last read filled a batch), so a
         partition that delivered nothing is behind in that queue, not silent: its wait does not count.
+        ``ready`` says afterwards whether more could go at once (the limit cut the release short).
         """
+        self.ready = False
         if not self.buffered:
             return []
         now = self._clock()
@@ -137,7 +145,19 @@ class Aligner:
             out.extend(extra)
         if len(out) > 1:
             out.sort(key=_FIRST)
+        if limit and len(out) > limit:
+            self._put_back(out[limit:])
+            del out[limit:]
+            self.ready = True
         return [msg for _, msg in out]
+
+    def _put_back(self, items: list[tuple[Key, Message]]) -> None:
+        """Return released items to the front of their queues (each partition's order is kept)."""
+        queues = self._queues
+        for item in reversed(items):
+            msg = item[1]
+            queues[(msg.topic() or "", msg.partition() or 0)].appendleft(item)
+        self.buffered += len(items)
 
     def _take(self, bound: Key) -> list[tuple[Key, Message]]:
         out: list[tuple[Key, Message]] = []

@@ -252,7 +252,8 @@ class ConsumerApp:
         self._log.info("consumer.running", batch_size=settings.batch_size)
         try:
             while not stop.is_set():
-                messages = self._consumer.consume(settings.batch_size, settings.poll_timeout)
+                ready = self._aligner is not None and self._aligner.ready  # held messages can go now
+                messages = self._consumer.consume(settings.batch_size, 0 if ready else settings.poll_timeout)
                 self._alive_at = time.monotonic()
                 if self._aligner is not None and (len(self._assignment) > 1 or self._aligner.buffered):
                     messages = self._align(messages)
@@ -271,7 +272,7 @@ class ConsumerApp:
         aligner.add(msg for msg in messages if msg.error() is None)
         before = (aligner.forced, aligner.timeouts)
         busy = len(messages) >= self.settings.batch_size
-        released = aligner.release(self._assignment, self._at_end, busy=busy)
+        released = aligner.release(self._assignment, self._at_end, busy=busy, limit=self.settings.batch_size)
         if (aligner.forced, aligner.timeouts) != before:
             self._warn("alignment.out_of_order", **aligner.snapshot())
         crowded = set(aligner.crowded(sorted(self._assignment)))
