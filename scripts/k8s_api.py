@@ -400,7 +400,13 @@ def build(timeout: float | None = None) -> None:
 
 
 def built() -> bool:
-    return all(os.access(BIN / c.name, os.X_OK) for c in COMPONENTS)
+    """True when every binary is linked into BIN; links the per-user cached ones first (a fresh clone
+    finds the binaries another clone built), compiling nothing."""
+    if all(os.access(BIN / c.name, os.X_OK) for c in COMPONENTS):
+        return True
+    cmd = ["bash", str(TOOLS / "build.sh"), "--link-only", str(BIN)]
+    linked = subprocess.run(cmd, capture_output=True, check=False, timeout=60)
+    return linked.returncode == 0 and all(os.access(BIN / c.name, os.X_OK) for c in COMPONENTS)
 
 
 def _start(component: Component, timeout: float) -> None:

@@ -5,17 +5,23 @@
 # ${XDG_CACHE_HOME:-~/.cache}/login-stream/<name>-<version>/), so a fresh clone relinks nothing, and
 # linked into $1 (the clone's .cache/k8s/bin). Go's own build cache makes a rebuild after a version
 # change mostly a relink. Prints one line per binary: built (seconds) or cached.
+# `build.sh --link-only BIN_DIR` builds nothing: it links what is cached and exits 3 if anything is missing.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=versions
 source "$here/versions"
-out="${1:?usage: build.sh BIN_DIR}"
+link_only=false
+if [[ "${1:-}" == --link-only ]]; then link_only=true; shift; fi
+out="${1:?usage: build.sh [--link-only] BIN_DIR}"
 cache="${K8S_BIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/login-stream}"
 mkdir -p "$out" "$cache"
 # one build at a time per user: a second `make test` (another clone, another worktree) waits for the
 # first and then finds the binaries cached instead of compiling the same packages beside it
-exec 9>"$cache/.build.lock"
-flock 9
+if ! $link_only; then
+  exec 9>"$cache/.build.lock"
+  flock 9
+fi
+missing=0
 export GOFLAGS="${K8S_GOFLAGS:--p=2} -mod=readonly -buildvcs=false" CGO_ENABLED=0
 nice_="nice -n ${K8S_BUILD_NICE:-15}"
 
@@ -31,7 +37,10 @@ done
 build() {
   local name="$1" version="$2" dir="$3" pkg="$4" ldflags="$5"
   local target="$cache/$name-$version/$name"
-  if [[ ! -x "$target" ]]; then
+  if [[ ! -x "$target" ]] && $link_only; then
+    missing=1
+    return
+  elif [[ ! -x "$target" ]]; then
     local start=$SECONDS
     mkdir -p "$(dirname "$target")"
     (cd "$dir" && $nice_ go build -trimpath -ldflags "$ldflags" -o "$target.tmp.$$" "$pkg")
@@ -49,7 +58,9 @@ build kube-controller-manager "$KUBERNETES_VERSION" "$here/kube" k8s.io/kubernet
 build kube-scheduler "$KUBERNETES_VERSION" "$here/kube" k8s.io/kubernetes/cmd/kube-scheduler "$kube_ldflags"
 
 kwok="$cache/kwok-$KWOK_VERSION/kwok"
-if [[ ! -x "$kwok" ]]; then
+if [[ ! -x "$kwok" ]] && $link_only; then
+  exit 3
+elif [[ ! -x "$kwok" ]]; then
   start=$SECONDS
   mkdir -p "$(dirname "$kwok")"
   # go install in module mode outside any module: kwok's own go.mod and go.sum decide its dependencies
@@ -60,3 +71,4 @@ else
   echo "k8s-api: kwok $KWOK_VERSION cached ($kwok)"
 fi
 ln -sfn "$kwok" "$out/kwok"
+exit $(( missing ? 3 : 0 ))
