@@ -496,6 +496,7 @@ def ensure_nodes(timeout: float) -> None:
 
 
 def up(timeout: float) -> None:
+    api_port(), node_count()  # bad settings fail here, naming the variable, before any work
     if not built():
         build()
     ensure_pki()

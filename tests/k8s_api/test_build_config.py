@@ -1,10 +1,16 @@
 """The control plane's versions are pinned in one place (tools/k8s/versions) and the Go modules that build
-it agree with it: k8s.io/kubernetes and every k8s.io staging module it needs at the matching release."""
+it agree with it: k8s.io/kubernetes and every k8s.io staging module it needs at the matching release.
+scripts/k8s_api.py without a running control plane: status, bad settings, down."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from tests.k8s_api.conftest import ROOT, load_control_plane_script
 
@@ -51,3 +57,41 @@ def test_build_script_installs_the_pinned_kwok() -> None:
     script = (TOOLS / "build.sh").read_text()
     assert "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" in script
     assert 'source "$here/versions"' in script
+
+
+def run_script(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("K8S_API", "KAFKA_PORT"))}
+    environ |= {"K8S_API_DIR": str(tmp_path / "state"), **env}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts/k8s_api.py"), *args],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_status_of_a_stopped_control_plane_names_every_process_and_its_log(tmp_path: Path) -> None:
+    out = run_script(tmp_path, "status", KAFKA_PORT="30000")
+    assert out.returncode == 1
+    for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"):
+        line = next(x for x in out.stdout.splitlines() if x.split()[:1] == [name])
+        assert "stopped" in line
+        assert str(tmp_path / "state" / "logs" / f"{name}.log") in line
+    assert "https://127.0.0.1:30010" in out.stdout  # K8S_API_PORT defaults to KAFKA_PORT + 10
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"), [("K8S_API_NODES", "0"), ("K8S_API_NODES", "many"), ("K8S_API_PORT", "70000")]
+)
+def test_up_with_a_bad_setting_fails_naming_it(tmp_path: Path, setting: str, value: str) -> None:
+    out = run_script(tmp_path, "up", **{setting: value})
+    assert out.returncode == 1
+    assert f"{setting}={value!r}" in out.stderr
+    assert not (tmp_path / "state" / "pki").exists()  # nothing was built or started
+
+
+def test_down_without_a_control_plane_is_a_no_op(tmp_path: Path) -> None:
+    out = run_script(tmp_path, "down", "--purge")
+    assert out.returncode == 0, out.stderr
