@@ -68,22 +68,27 @@ def deployments(api: Any, release: str, ns: str) -> dict[str, Any]:
 
 def rolled_out(api: Any, release: str, ns: str) -> dict[str, tuple[int, list[str]]]:
     """name -> (replicas, images) of every Deployment of the release, once each is Available, fully
-    updated, and its pods run on fake nodes with the template's images; {} while any is not."""
+    updated, and its pods run on fake nodes with the template's images; raises saying what is missing."""
     from kubernetes import client
 
     core = client.CoreV1Api(api)
     state: dict[str, tuple[int, list[str]]] = {}
-    for name, d in deployments(api, release, ns).items():
+    found = deployments(api, release, ns)
+    assert found, f"no Deployment of {release} in {ns}"
+    for name, d in found.items():
         s, want = d.status, d.spec.replicas
         conditions = {c.type: c.status for c in s.conditions or []}
-        if not (
-            conditions.get("Available") == "True"
-            and s.observed_generation == d.metadata.generation
-            and (s.updated_replicas or 0) == want
-            and (s.ready_replicas or 0) == want
-            and (s.replicas or 0) == want
-        ):
-            return {}
+        counts = (
+            s.observed_generation,
+            s.replicas,
+            s.updated_replicas,
+            s.ready_replicas,
+            s.available_replicas,
+        )
+        assert conditions.get("Available") == "True", f"{name} not Available: {conditions}"
+        assert counts == (d.metadata.generation, want, want, want, want), (
+            f"{name}: generation, replicas, updated, ready, available = {counts}, want {want}"
+        )
         images = sorted(c.image for c in d.spec.template.spec.containers)
         selector = ",".join(f"{k}={v}" for k, v in d.spec.selector.match_labels.items())
         pods = [
@@ -91,12 +96,12 @@ def rolled_out(api: Any, release: str, ns: str) -> dict[str, tuple[int, list[str
             for p in core.list_namespaced_pod(ns, label_selector=selector).items
             if not p.metadata.deletion_timestamp
         ]
-        if len(pods) != want:
-            return {}
+        assert len(pods) == want, f"{name}: {len(pods)} pods, want {want}"
         for pod in pods:
-            assert (pod.spec.node_name or "").startswith("kwok-node-"), pod.metadata.name
-            if sorted(c.image for c in pod.spec.containers) != images:
-                return {}
+            assert (pod.spec.node_name or "").startswith("kwok-node-"), (
+                f"{pod.metadata.name} on {pod.spec.node_name}"
+            )
+            assert sorted(c.image for c in pod.spec.containers) == images, f"{pod.metadata.name}: old image"
         state[name] = (want, images)
     return state
 
@@ -214,9 +219,13 @@ def test_install_upgrade_rollback_uninstall(
 
     with step("uninstall", api, ns):
         helm("uninstall", release, "--namespace", ns, "--wait", "--timeout", "120s")
-        wait_for(
-            f"nothing of {release} left", lambda: not leftovers(dynamic, release, [ns, *dashboards_ns]), 90, 1
-        )
+
+        def nothing_left() -> bool:
+            found = leftovers(dynamic, release, [ns, *dashboards_ns])
+            assert not found, f"left after uninstall: {found}"
+            return True
+
+        wait_for(f"nothing of {release} left", nothing_left, 90, 1)
         assert not helm("list", "--namespace", ns, "--all", "--short").stdout.strip()
 
 
