@@ -115,15 +115,25 @@ def summarize(runs: Sequence[RunResult]) -> dict[str, float | None]:
 
 
 def latency_summary(latencies_ms: Sequence[float], sent: int, seconds: float) -> dict[str, Any]:
-    """p50/p99/max of event -> output latencies, with how many were matched and the achieved input rate."""
-    if not latencies_ms:
-        return {"p50": None, "p99": None, "max": None, "matched": 0, "sent": sent, "input_rate": None}
+    """p50/p99/max of event -> output latencies, how many of the sent events were matched to an output,
+    and the achieved input rate. An event without an output (not written within the wait) counts as
+    infinitely late: a percentile that lands on one is None and the summary is marked incomplete."""
+    missing = max(0, sent - len(latencies_ms))
+    values = [*latencies_ms, *([math.inf] * missing)]
+
+    def pick(q: float) -> float | None:
+        if not values:
+            return None
+        value = percentile(values, q)
+        return None if math.isinf(value) else round(value, 1)
+
     return {
-        "p50": round(percentile(latencies_ms, 50), 1),
-        "p99": round(percentile(latencies_ms, 99), 1),
-        "max": round(max(latencies_ms), 1),
+        "p50": pick(50),
+        "p99": pick(99),
+        "max": round(max(latencies_ms), 1) if latencies_ms and not missing else None,
         "matched": len(latencies_ms),
         "sent": sent,
+        "incomplete": missing > 0,
         "input_rate": round(sent / seconds) if seconds > 0 else None,
     }
 
@@ -152,7 +162,7 @@ def _target(name: str, value: float | None, op: str, bound: float, unit: str = "
         verdict = "met" if value <= bound else "not met"
     return {
         "target": name,
-        "value": None if value is None else round(value, 3),
+        "value": None if value is None or math.isinf(value) else round(value, 3),
         "op": op,
         "bound": bound,
         "unit": unit,
@@ -180,7 +190,10 @@ def evaluate_targets(
         h_over_p = _ratio(events_per_s.get("H", {}).get(key), events_per_s.get("P", {}).get(key))
         out.append(_target(f"{key}: H no more than 20% below P (H/P)", h_over_p, ">=", 0.8))
     for rate, bound in LATENCY_P99_TARGET_MS.items():
-        p99 = latency_ms.get(rate, {}).get("1", {}).get("p99")
+        entry = latency_ms.get(rate, {}).get("1", {})
+        p99 = entry.get("p99")
+        if p99 is None and entry.get("incomplete"):
+            p99 = math.inf  # more than 1% of the events had no output in time
         out.append(_target(f"p99 event->output at {rate} events/s, 1 process", p99, "<=", bound, "ms"))
     return out
 

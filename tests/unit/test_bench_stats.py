@@ -91,11 +91,34 @@ def test_latency_summary_reports_matches_and_input_rate() -> None:
         "max": 1000.0,
         "matched": 1000,
         "sent": 1000,
+        "incomplete": False,
         "input_rate": 1000,
     }
     empty = stats.latency_summary([], sent=10, seconds=1.0)
     assert empty["p99"] is None
     assert empty["matched"] == 0
+    assert empty["incomplete"]
+
+
+def test_events_without_an_output_count_as_infinitely_late() -> None:
+    # 980 fast events and 20 never written: the p99 is not the p99 of the fast ones
+    summary = stats.latency_summary([1.0] * 980, sent=1000, seconds=1.0)
+    assert summary["p50"] == 1.0
+    assert summary["p99"] is None
+    assert summary["incomplete"]
+    # such a run fails the latency target instead of dropping out of it
+    doc = stats.build_result(
+        generated_at="",
+        machine={},
+        config={},
+        runs={},
+        limit_detail={},
+        latency_ms={"1k": {"1": summary}, "10k": {"1": stats.latency_summary([5.0] * 1000, 1000, 0.1)}},
+        scale={},
+    )
+    status = {t["target"]: t["status"] for t in doc["targets"]}
+    assert status["p99 event->output at 1k events/s, 1 process"] == "not met"
+    assert status["p99 event->output at 10k events/s, 1 process"] == "met"
 
 
 def test_summarize_takes_the_median_of_each_figure_separately() -> None:

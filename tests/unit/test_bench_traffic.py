@@ -16,7 +16,7 @@ from login_consumer.validate import Invalid, Validator
 
 ROOT = Path(__file__).resolve().parents[2]
 END = 1_800_000_000
-COUNT = 20_000
+COUNT = 10_000
 
 
 def _load(name: str) -> ModuleType:
@@ -37,8 +37,9 @@ GENERATOR_FIELDS = {"user_id", "app_version", "ip", "locale", "device_id", "time
 
 def test_count_and_determinism() -> None:
     assert len(RECORDS) == COUNT
-    assert list(traffic.h_workload(COUNT, end=END, seed=3)) == RECORDS
-    assert list(traffic.h_workload(100, end=END, seed=4)) != RECORDS[:100]
+    again = list(traffic.h_workload(1_000, end=END, seed=3))
+    assert again == list(traffic.h_workload(1_000, end=END, seed=3))
+    assert again != list(traffic.h_workload(1_000, end=END, seed=4))
 
 
 def test_every_event_has_a_fresh_user_and_device_and_an_ipv4() -> None:
@@ -55,8 +56,9 @@ def test_every_event_has_a_fresh_user_and_device_and_an_ipv4() -> None:
 
 
 def test_device_ids_stay_distinct_far_past_the_birthday_bound() -> None:
-    ids = {traffic.device_id(i, 123_456) for i in range(200_000)}
-    assert len(ids) == 200_000
+    # 100,000 random ids of 10**9 would collide ~5 times; these never do
+    ids = {traffic.device_id(i, 123_456) for i in range(100_000)}
+    assert len(ids) == 100_000
 
 
 def test_generator_format_with_its_quirks() -> None:
@@ -97,6 +99,6 @@ def test_every_event_is_valid_for_the_contract_and_the_consumer() -> None:
     validator = jsonschema.validators.validator_for(contract)(contract)
     check = Validator()  # the consumer's defaults: up to 30 days old, 5 minutes ahead
     low, high = check.window(END + 10)
-    for (_, value), event in zip(RECORDS[:5_000], EVENTS[:5_000], strict=True):
+    for (_, value), event in zip(RECORDS[:1_000], EVENTS[:1_000], strict=True):
         assert not list(validator.iter_errors(event)), event
         assert not isinstance(check.check(value, low, high), Invalid), event
