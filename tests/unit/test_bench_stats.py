@@ -299,3 +299,22 @@ def test_contenders_get_login_consumers_environment_contract() -> None:
     assert alo["PROCESSING_GUARANTEE"] == "at-least-once"
     assert bench.contender_argv("pipeline")[0].endswith("login-consumer")
     assert bench.contender_argv("seed_loop")[-1] == "seed-loop"
+
+
+def test_partial_drains_are_marked_in_the_table() -> None:
+    runs = {
+        "H": {"pipeline": [stats.RunResult(900.0, 1.0, 1.0, 5000, 90.0, "partial: 5,000 of 9,000 events")]}
+    }
+    doc = stats.build_result(
+        generated_at="",
+        machine={},
+        config={"events": {"P": 1, "H": 9000}, "runs": 1, "max_drain_seconds": 90},
+        runs=runs,
+        limit_detail={},
+        latency_ms={},
+        scale={},
+    )
+    text = stats.markdown(doc)
+    assert "| 900 † |" in text
+    assert "stopped after 90 s" in text
+    assert "†" not in stats.markdown(_doc({"pipeline": 1.0}, {}, (1.0, 1.0)))
