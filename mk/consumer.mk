@@ -1,3 +1,4 @@
+##@ Benchmarks and evaluation
 # login-consumer: benchmark (scripts/bench_consumer.py).
 BENCH_ARGS ?=
 

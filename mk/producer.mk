@@ -1,3 +1,4 @@
+##@ Benchmarks and evaluation
 # Producer targets (services/producer).
 PRODUCER_BENCH_EVENTS ?= 200000
 PRODUCER_BENCH_MIN_EPS ?= 50000
@@ -9,6 +10,7 @@ bench-producer: init ## Producer generation speed: 200k events, --rate 0 to /dev
 .PHONY: bench
 bench: bench-producer
 
+##@ Set-up and tests
 .PHONY: test-producer
 test-producer: init kafka-up ## Producer unit and integration tests
 	KAFKA_BOOTSTRAP=$${KAFKA_BOOTSTRAP:-$(BOOTSTRAP_SERVERS)} $(BIN)/pytest tests/unit/test_simulate.py \
