@@ -5,10 +5,13 @@ Every figure comes from the services' /metrics (login-producer and login-consume
 high-risk events from the output topic: throughput and lag, the risk-level distribution, detections per
 detector in the last minute, dead letters by error type, the top flagged networks (the consumer's top
 flagged IPs folded into /24 and /64 networks), p99 latency (input timestamp -> output acknowledged, over
-the last minute) and the latest high-risk events (user, country, reasons).
+the last minute) and the latest high-risk events (user, country, reasons). ``produced`` is what the
+producer handed to Kafka (login_producer_events_sent_total), scraped after the consumer, so it is never
+behind ``processed``.
 
     live_view.py            attach to the pipeline `make run` started (Ctrl-C leaves it running)
-    live_view.py --once     print one frame (after two scrapes) and return; --svg FILE also saves it
+    live_view.py --once     print one frame (after --seconds of scrapes) and return; --svg FILE saves it
+                            too, and --png FILE renders that SVG as PNG
 """
 
 from __future__ import annotations
@@ -161,12 +164,13 @@ class Tracker:
             self.scrapes.popleft()
 
     def _before(self, seconds: float) -> Scrape:
-        """The oldest scrape no more than ``seconds`` before the newest (the newest if it is alone)."""
+        """The oldest scrape no more than ``seconds`` before the newest; else the one before the newest
+        (the newest when it is alone)."""
         newest = self.scrapes[-1]
         for s in self.scrapes:
-            if newest.at - s.at <= seconds + 0.5:
+            if s is not newest and newest.at - s.at <= seconds + 0.5:
                 return s
-        return newest
+        return self.scrapes[-2] if len(self.scrapes) > 1 else newest
 
     def figures(self, latest: Iterable[HighRisk] = ()) -> Figures:
         now = self.scrapes[-1]
@@ -196,12 +200,12 @@ class Tracker:
         risk |= by_label(c, "login_consumer_risk_level_total", "level")
         return Figures(
             seconds=time.monotonic() - self.started,
-            produced=total(p, "login_producer_events_delivered_total"),
+            produced=total(p, "login_producer_events_sent_total"),
             consumed=total(c, "login_consumer_events_consumed_total"),
             processed=total(c, "login_consumer_events_processed_total"),
             dead_lettered=total(c, "login_consumer_events_dlq_total"),
             rates={
-                "produced": rate("producer", "login_producer_events_delivered_total"),
+                "produced": rate("producer", "login_producer_events_sent_total"),
                 "processed": rate("consumer", "login_consumer_events_processed_total"),
                 "dead_lettered": rate("consumer", "login_consumer_events_dlq_total"),
             },
@@ -395,6 +399,29 @@ def render(fig: Figures, title: str, footer: str = "", width: int = 80) -> Group
     return Group(*parts)
 
 
+def svg_to_png(svg: Path, png: Path) -> int:
+    """Render rich's SVG with rsvg-convert (Debian: librsvg2-bin). rsvg ignores ``textLength``, so the
+    font is set to DejaVu Sans Mono at the size whose advance is rich's cell width (0.61 em at 20px), and
+    whitespace is preserved (rsvg drops leading spaces, which right-aligned numbers start with)."""
+    import shutil
+    import subprocess
+
+    rsvg = shutil.which("rsvg-convert")
+    if rsvg is None:
+        print("no rsvg-convert: install librsvg2-bin (Debian/Ubuntu) or librsvg (brew)", file=sys.stderr)
+        return 1
+    text = svg.read_text()
+    text = text.replace("font-family: Fira Code, monospace;", "font-family: DejaVu Sans Mono, monospace;")
+    text = text.replace("font-size: 20px;", f"font-size: {20 * 0.61 / 0.602:.2f}px;")
+    text = text.replace("<svg ", '<svg xml:space="preserve" ', 1)
+    tmp = png.with_suffix(".render.svg")
+    tmp.write_text(text)
+    try:
+        return subprocess.run([rsvg, "-z", "1.25", str(tmp), "-o", str(png)], check=False).returncode
+    finally:
+        tmp.unlink()
+
+
 # --- attaching to `make run` ------------------------------------------------------------------------
 
 
@@ -407,8 +434,8 @@ class View:
         self._last = Scrape(time.monotonic(), {}, {})
 
     def tick(self) -> Figures:
-        producer = scrape(f"{self.producer_url}/metrics")
-        consumer = scrape(f"{self.consumer_url}/metrics")
+        consumer = scrape(f"{self.consumer_url}/metrics")  # first: the producer's total, read after it,
+        producer = scrape(f"{self.producer_url}/metrics")  # then covers what the consumer has seen
         # a service that stopped answering keeps its last figures (a stopped producer's total stays)
         now = Scrape(
             time.monotonic(),
@@ -431,7 +458,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--once", action="store_true", help="print one frame and return")
+    parser.add_argument("--seconds", type=float, default=2.0, help="with --once: watch this long first")
     parser.add_argument("--svg", type=Path, help="with --once: also save the frame as SVG")
+    parser.add_argument("--png", type=Path, help="with --svg: also render it as PNG (rsvg-convert)")
     parser.add_argument("--width", type=int, default=80)
     args = parser.parse_args(argv)
     pipeline = local_pipeline.Pipeline.load(local_pipeline.RUN_DIR)
@@ -449,12 +478,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if args.once:
-            view.tick()
-            time.sleep(1.5)
+            until = time.monotonic() + args.seconds
+            while time.monotonic() < until:
+                view.tick()
+                time.sleep(1)
             console = Console(width=args.width, record=args.svg is not None)
             console.print(render(view.tick(), title, footer, args.width))
             if args.svg:
                 args.svg.write_text(console.export_svg(title="make watch"))
+                if args.png:
+                    return svg_to_png(args.svg, args.png)
             return 0
         console = Console()
         started = time.monotonic()
