@@ -44,7 +44,8 @@ def test_help_groups_the_local_and_the_cluster_families() -> None:
     setup = next(v for k, v in groups.items() if k.startswith("Set-up and tests"))
     for target in ("run", "stop", "logs", "health", "monitor", "watch", "demo", "build", "clean"):
         assert target in local, target
-    for target in ("cluster", "deploy", "e2e", "up", "grafana", "tools", "k8s-stop", "k8s-logs", "k8s-monitor"):
+    k8s = ("cluster", "deploy", "e2e", "up", "grafana", "tools", "k8s-stop", "k8s-logs", "k8s-monitor")
+    for target in k8s:
         assert target in cluster, target
     for target in ("init", "setup", "test", "lint"):
         assert target in setup, target
