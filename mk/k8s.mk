@@ -34,6 +34,11 @@ define need
 @command -v $(1) >/dev/null 2>&1 || { echo "$(1) not found: $(2)" >&2; exit 1; }
 endef
 
+# What `make tools` provides for each target (inherited by its prerequisites): only what it runs, so a
+# cluster needs no kubeconform/actionlint and, with helm, kind and kubectl installed, no Go.
+cluster kind-load deploy: TOOLS = helm kind kubectl
+keda helm-test k8s-stop: TOOLS = helm kubectl
+
 .PHONY: cluster
 cluster: tools ## Create the kind cluster: Strimzi, kube-prometheus-stack, Kafka, topics; waits until Ready (idempotent)
 	$(call need,$(DOCKER),kind runs its node in a container: install Docker (or set DOCKER=podman))

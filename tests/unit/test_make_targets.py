@@ -63,3 +63,30 @@ def test_build_without_a_docker_daemon_says_why(tmp_path: Path) -> None:
     assert "no Docker daemon answers" in out.stderr
     assert "cannot be built here" in out.stderr
     assert "docker build" not in out.stdout
+
+
+def test_cluster_uses_installed_tools_and_needs_no_go(tmp_path: Path) -> None:
+    """A laptop with Docker and brew/apt kind, helm and kubectl, and no Go: `make cluster` uses them."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    calls = tmp_path / "calls.log"
+    versions = {
+        "helm": "v3.17.3",
+        "kind": "kind v0.29.0 go1.24.2 linux/amd64",
+        "kubectl": "Client Version: v1.33.1",
+    }
+    for name in ("helm", "kind", "kubectl", "docker"):
+        stub = bindir / name
+        stub.write_text(f"#!/bin/sh\necho \"{name} $*\" >> {calls}\necho '{versions.get(name, 'ok')}'\n")
+        stub.chmod(0o755)
+    env = {"PATH": f"{bindir}{os.pathsep}/usr/bin{os.pathsep}/bin", "HOME": str(tmp_path)}
+    out = make("cluster", f"TOOLS_BIN={tmp_path / 'no-tools-bin'}", env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for name in ("helm", "kind", "kubectl"):
+        assert f"{name}: using {bindir / name} " in out.stdout, out.stdout
+        assert "(on PATH; supported" in out.stdout
+    assert "kubeconform" not in out.stdout + out.stderr
+    assert "go install" not in out.stdout + out.stderr
+    log = calls.read_text()
+    assert "kind create cluster --name login-stream --config k8s/kind-config.yaml" in log
+    assert "helm --kube-context kind-login-stream upgrade --install strimzi-cluster-operator" in log
