@@ -121,7 +121,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "tools": ("helm", "kind", "kubectl", "kubeconform", "actionlint"),
 }
 
-VERSION_RE = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
+VERSION_RE = re.compile(r"v?(\d+)\.(\d+)(?:\.(\d+))?")
 
 
 def say(message: str) -> None:
@@ -136,11 +136,19 @@ def parse_version(text: str) -> Version | None:
     match = VERSION_RE.search(text)
     if match is None:
         return None
-    major, minor, patch = (int(g) for g in match.groups())
-    return major, minor, patch
+    major, minor, patch = match.groups()
+    return int(major), int(minor), int(patch or 0)
+
+
+def stamp(tool: Tool) -> Path:
+    """Where ``go install`` records the version it built: such builds may print none (``development``)
+    or only major.minor."""
+    return TOOLS_BIN / f".{tool.name}.version"
 
 
 def version_of(path: str, tool: Tool) -> Version | None:
+    if Path(path).parent == TOOLS_BIN and stamp(tool).exists():
+        return parse_version(stamp(tool).read_text())
     try:
         out = subprocess.run(
             [path, *tool.version_args], capture_output=True, text=True, timeout=30, check=False
@@ -250,6 +258,7 @@ def go_install(tool: Tool) -> str:
     )
     if out.returncode != 0:
         return f"go install failed: {(out.stderr or out.stdout).strip()[-400:]}"
+    stamp(tool).write_text(tool.pinned + "\n")
     return ""
 
 
@@ -283,7 +292,9 @@ def has_crds(directory: Path) -> bool:
 
 def ensure_crds(allow_fetch: bool) -> str:
     """'' when the CRDs for the offline manifest checks are there; else how to get them."""
-    if any(has_crds(d) for d in crd_dirs()):
+    found = next((d for d in crd_dirs() if has_crds(d)), None)
+    if found is not None:
+        say(f"CRDs: {found}")
         return ""
     if allow_fetch and not os.environ.get("CRD_DIR"):
         say("no CRDs found: fetching them with `make crds` (pinned upstream charts, needs network) ...")

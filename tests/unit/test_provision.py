@@ -116,3 +116,22 @@ def test_make_test_stops_before_any_test_when_setup_cannot_provide(tmp_path: Pat
     assert "java (" in out.stderr
     assert "pytest" not in out.stdout
     assert "ruff" not in out.stdout
+
+
+def test_a_pinned_build_that_prints_no_version_is_known_by_its_stamp(tmp_path: Path) -> None:
+    """`go install` builds of kubeconform say `development`, of helm only `v3.22`: the stamp written at
+    build time names the version; the same binary elsewhere on PATH is of unknown version."""
+    tools_bin = tmp_path / "tools-bin"
+    tools_bin.mkdir()
+    built = stub(tools_bin, "kubeconform", "development")
+    (tools_bin / ".kubeconform.version").write_text("v0.8.0\n")
+    out = run(tmp_path, "tools", "kubeconform")
+    assert out.returncode == 0, out.stderr
+    assert f"using {built} v0.8.0 (pinned, built here;" in out.stdout
+    (tools_bin / ".kubeconform.version").unlink()
+    out = run(tmp_path, "tools", "kubeconform")
+    assert out.returncode == 2
+    assert f"{built} is of unknown version" in out.stderr
+    helm = stub(tmp_path / "bin", "helm", "v3.22")
+    out = run(tmp_path, "tools", "helm")
+    assert f"using {helm} v3.22.0 (on PATH" in out.stdout
