@@ -150,8 +150,10 @@ class Kafka:
                 return
             time.sleep(0.1)
 
-    def delete_prefix(self, prefix: str) -> None:
-        names = [t for t in self.admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+    def delete_matching(self, tag: str) -> None:
+        """Delete every topic whose name contains ``tag``: a run's own topics, the internal topics the
+        consumer names from its GROUP_ID, and Quix's repartition topics (named from the group too)."""
+        names = [t for t in self.admin.list_topics(timeout=10).topics if tag in t]
         if names:
             for future in self.admin.delete_topics(names, operation_timeout=30).values():
                 try:
@@ -444,7 +446,7 @@ class Bench:
         finally:
             for p in procs:
                 p.stop()
-            self.kafka.delete_prefix(tag)
+            self.kafka.delete_matching(tag)
         seconds = time.monotonic() - started
         rate = cpu_per_m = None
         if len(stamps) >= target:
@@ -507,7 +509,7 @@ class Bench:
             {},
         )  # fmt: skip
         produced = _wait_tool(produce, 600)
-        self.kafka.delete_prefix(tag)
+        self.kafka.delete_matching(tag)
         consume_rate = _parse_consumer_perf(consumed)
         produce_rate = _parse_producer_perf(produced)
         rates = [r for r in (consume_rate, produce_rate) if r]
@@ -562,7 +564,7 @@ class Bench:
         finally:
             for p in procs:
                 p.stop()
-            self.kafka.delete_prefix(tag)
+            self.kafka.delete_matching(tag)
         summary = latency_summary(latencies, sent, paced_seconds)
         say(
             f"latency {rate_name}/s x{processes}: p50 {summary['p50']} ms, p99 {summary['p99']} ms, {summary}"
@@ -615,7 +617,9 @@ class Bench:
                 "runs": [r.as_dict() for r in no_net],
             }
         for w in WORKLOADS:
-            self.kafka.delete_prefix(self.inputs[w])
+            self.kafka.delete_matching(self.inputs[w])
+        for leftover in WORK.glob(f"{self.prefix}-payloads-*"):
+            leftover.unlink()
         load_end = _load()
         doc = build_result(
             generated_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -765,7 +769,8 @@ def chart(doc: dict[str, Any], path: Path) -> None:
             values = [doc[section][w][c] or 0 for c in names]
             bars = ax.bar([i + (k - 0.5) * width for i in range(len(names))], values, width, label=w)
             ax.bar_label(bars, labels=[_short(v) for v in values], fontsize=7)
-        ax.set_yscale("log")
+        if any(doc[section][w][c] for w in WORKLOADS for c in names):
+            ax.set_yscale("log")
         ax.set_xticks(range(len(names)), names, rotation=20)
         ax.set_ylabel(f"{unit} (log scale, median of runs)")
         ax.set_title(title, fontsize=10)
@@ -780,7 +785,8 @@ def chart(doc: dict[str, Any], path: Path) -> None:
         target = LATENCY_P99_TARGET_MS.get(r)
         if target:
             lat_ax.hlines(target, x - 0.45, x + 0.45, colors="red", linestyles="dashed")
-    lat_ax.set_yscale("log")
+    if any(e.get("p99") for _, _, e in rows):
+        lat_ax.set_yscale("log")
     lat_ax.set_xticks(xs, [f"{r}/s\n{n} proc" for r, n, _ in rows])
     lat_ax.set_ylabel("event -> output ms (log; dashed: p99 target)")
     lat_ax.set_title("login-consumer latency at a fixed input rate", fontsize=10)
