@@ -20,9 +20,9 @@ k8s-api-prepare:
 	if [ $$rc -eq 124 ]; then echo "k8s-api: build not finished within $(K8S_BUILD_BUDGET)s: tests/k8s_api will skip (run make k8s-api-build)"; \
 	elif [ $$rc -ne 0 ]; then exit $$rc; fi
 
-# `make test` builds (or only links) the binaries first; tests/k8s_api starts the control plane itself and
-# stops it at the end of the session.
-test: k8s-api-prepare
+# `make test` builds (or only links) the binaries first (after `make setup`, which brings helm); tests/k8s_api
+# starts the control plane itself and stops it at the end of the session.
+test-prereqs: k8s-api-prepare
 
 .PHONY: k8s-api-up
 k8s-api-up: ## Start the local control plane (builds first if needed); prints the KUBECONFIG to use
