@@ -209,12 +209,13 @@ def test_grafana_sidecar_finds_every_dashboard_configmap(api: Any, deployed: lis
 
 # --- ServiceAccounts: what the pods need, and no more ------------------------------------------------
 
-# Rules every authenticated identity has (ClusterRoles system:basic-user, system:discovery,
-# system:public-info-viewer, bound to system:authenticated by the API server's bootstrap policy).
+# Rules every authenticated identity has from the API server's bootstrap policy (Kubernetes 1.37:
+# system:basic-user's self reviews, and reading the public ClusterTrustBundles).
 DEFAULT_RESOURCE_RULES = {
     ("authorization.k8s.io", "selfsubjectaccessreviews"),
     ("authorization.k8s.io", "selfsubjectrulesreviews"),
     ("authentication.k8s.io", "selfsubjectreviews"),
+    ("certificates.k8s.io", "clustertrustbundles"),
 }
 SENSITIVE = [
     ("get", "", "secrets"),
