@@ -33,7 +33,8 @@ from prometheus_client import CollectorRegistry
 from login_common.kafka import broker_reachable, ensure_topics
 from login_common.settings import load_settings
 from login_consumer.config import ConsumerSettings
-from login_consumer.detect import StateChangelog, build_detectors
+from login_consumer.detect import DetectorConfig, StateChangelog
+from login_consumer.detectors.combined import AllDetectors
 from login_consumer.metrics import ConsumerMetrics
 from login_consumer.process import Processor, tune_gc
 
@@ -131,7 +132,7 @@ def make_events(count: int, *, users: int = 20_000, seed: int = 7, per_second: i
 def bench_in_process(
     messages: list[Message], settings: ConsumerSettings, passes: int
 ) -> tuple[list[float], dict[str, int]]:
-    detectors = build_detectors(settings)  # the stateful detectors unless DETECTORS=none
+    detectors = AllDetectors(DetectorConfig.from_settings(settings))  # both stages' detectors
     changelog = detectors if isinstance(detectors, StateChangelog) else None
     processor = Processor.from_settings(settings, detectors)
     metrics = ConsumerMetrics.create(CollectorRegistry())

@@ -63,11 +63,16 @@ class BatchStats:
 Output = tuple[Message, bytes, bytes, list[Header]]
 
 
+# what routing needs of each output: (ip, event time, flags (1: failed, 2: detected here), risk score, level)
+Route = tuple[str, int, int, int, str]
+
+
 @dataclass(slots=True)
 class BatchResult:
     outputs: list[Output]
     dead: list[tuple[Message, Invalid]]
     stats: BatchStats
+    routes: list[Route] = field(default_factory=list)  # one per output
 
 
 class Processor:
@@ -82,6 +87,9 @@ class Processor:
         self.enricher = enricher
         self.risk = risk
         self.detectors: Detectors = detectors if detectors is not None else NoDetectors()
+        # False when a later stage completes the events (the network stage): their risk score and level
+        # may still change, so they are counted there, not here
+        self.final = True
 
     @classmethod
     def from_settings(cls, settings: ConsumerSettings, detectors: Detectors | None = None) -> Processor:
@@ -150,6 +158,8 @@ class Processor:
                 found = NO_DETECTIONS
 
         outputs: list[Output] = []
+        routes: list[Route] = []
+        final = self.final
         assess = self.risk.assess
         dumps = orjson.dumps
         scores = stats.risk_scores
@@ -191,16 +201,26 @@ class Processor:
                 correlation = str(correlation).encode()
             out_headers = [_SCHEMA_HEADER, _JSON_HEADER, (HEADER_CORRELATION_ID, correlation)]
             outputs.append((msg, key, value, out_headers))
-            scores.append(risk_score)
-            levels.append(level)
+            routes.append(
+                (
+                    doc["ip"],
+                    doc["timestamp"],
+                    (doc["outcome"] == "failure") | (2 if dets else 0),
+                    risk_score,
+                    level,
+                )
+            )
             places.append(place)
             moments.append(moment)
             clients.append(client)
             if dets:
-                flagged.append(doc)
                 stats.detections.update(d.detector for d in dets)
-            elif level == "high":
                 flagged.append(doc)
+            if final:
+                scores.append(risk_score)
+                levels.append(level)
+                if level == "high" and not dets:
+                    flagged.append(doc)
 
         stats.levels.update(levels)
         for place, count in Counter(places).items():
@@ -214,7 +234,7 @@ class Processor:
             stats.flagged_users[doc["user_id"]] += 1
             stats.flagged_ips[doc["ip"]] += 1
         stats.seconds = time.perf_counter() - started
-        return BatchResult(outputs, dead, stats)
+        return BatchResult(outputs, dead, stats, routes)
 
 
 def tune_gc() -> None:
