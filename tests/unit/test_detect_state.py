@@ -16,7 +16,6 @@ from login_consumer.stores.users import MOVE_AFTER
 from tests.unit.test_detect import T0, Feed, ev, fail
 
 TOPIC = "user-login"
-NETLOGS: dict[int, Any] = {}  # user changelog id -> the network changelog that goes with it
 
 
 class MemoryChangelog:
@@ -24,6 +23,7 @@ class MemoryChangelog:
 
     def __init__(self, topic: str = "g-detector-state") -> None:
         self.topic = topic
+        self.network: MemoryChangelog | None = None  # the network stage's changelog beside this one
         self.records: dict[int, list[tuple[bytes, bytes | None]]] = {}
 
     def read(self, partitions: Sequence[int]) -> Mapping[int, Sequence[tuple[bytes, bytes | None]]]:
@@ -51,9 +51,11 @@ class Consumer:
     ) -> None:
         self.log = log
         # the network stage's changelog lives beside the user stage's (one per test log)
-        self.netlog = (
-            netlog if netlog is not None else NETLOGS.setdefault(id(log), MemoryChangelog("g-network-state"))
-        )
+        if netlog is None:
+            if log.network is None:
+                log.network = MemoryChangelog("g-network-state")
+            netlog = log.network
+        self.netlog = netlog
         self.detectors = AllDetectors(DetectorConfig(**config), log, self.netlog)
         self.detectors.on_assign([PartitionRef(TOPIC, p) for p in partitions])
         self.feed = Feed(self.detectors)

@@ -64,6 +64,7 @@ REFRESH_SECONDS: Final = 1.0  # lag and detector state sizes
 LIVENESS_SECONDS: Final = 60.0  # /healthz fails when the loop has not turned for this long
 RETRY_BACKOFF_SECONDS: Final = 1.0
 PURGE_SECONDS: Final = 30.0  # how often consumed repartition records are deleted
+PROGRESS_SECONDS: Final = 0.5  # longest silence about an owned input partition towards the network stage
 _MAX_DETAIL: Final = 500
 
 TP = tuple[str, int]
@@ -136,10 +137,19 @@ class ConsumerApp:
             stuffing_prefix=settings.stuffing_prefix,
         )
         self.network_stage = (
-            NetworkStage(self.network, self.processor.risk, output_topic=settings.output_topic)
+            NetworkStage(
+                self.network,
+                self.processor.risk,
+                output_topic=settings.output_topic,
+                exactly_once=settings.exactly_once,
+                max_wait=settings.alignment_max_wait_ms / 1000.0,
+                max_buffered=settings.alignment_max_buffered,
+            )
             if self.network is not None
             else None
         )
+        self._progress_at: dict[int, float] = {}  # input partition -> when its progress was last written
+        self._progress_all_at = 0.0
         # detectors that keep their state in a changelog topic: their records go with the outputs
         self._changelog = self.detectors if isinstance(self.detectors, StateChangelog) else None
         self._aligner = (
@@ -288,6 +298,9 @@ class ConsumerApp:
             self._guarded("on_revoke", self.detectors.on_revoke, user, lost=lost)
         if net and self.network is not None:
             self._guarded("on_revoke", self.network.on_revoke, net, lost=lost)
+        if self.network_stage is not None:
+            self.network_stage.drop([ref.partition for ref in net])
+            self.user_stage.forget([ref.partition for ref in user])
         if self._aligner is not None:
             self._aligner.drop(gone)
         self._paused -= gone
@@ -305,8 +318,10 @@ class ConsumerApp:
         self._running = True
         self._alive_at = time.monotonic()
         topics = [settings.input_topic]
-        if self.repartition_topic is not None:
-            self.user_stage.partitions = ensure_repartition_topic(settings)
+        if self.repartition_topic is not None and self.network_stage is not None:
+            sources, partitions = ensure_repartition_topic(settings)
+            self.user_stage.partitions = partitions
+            self.network_stage.sources = sources
             self._admin = admin_client(settings)
             topics.append(self.repartition_topic)
         self._consumer.subscribe(
@@ -365,8 +380,10 @@ class ConsumerApp:
             inputs = self._align(inputs, busy=len(messages) >= self.settings.batch_size)
         if inputs:
             self._run_user_stage(inputs)
-        if repartitioned:
-            self._run_network_stage(repartitioned)
+        if self.network_stage is not None:
+            self._write_progress(inputs)
+            if repartitioned or self.network_stage.holding:
+                self._run_network_stage(repartitioned)
 
     def _user_assignment(self) -> list[TP]:
         return [tp for tp in self._assignment if tp[0] == self.input_topic]
@@ -383,6 +400,29 @@ class ConsumerApp:
         metrics.stage_events.labels("user").inc(len(messages))
         if result.latencies:
             metrics.latency.observe_counts(result.latencies)
+
+    def _write_progress(self, inputs: list[Message]) -> None:
+        """Progress records for the network stage's merge (stages/merge.py): for the input partitions of
+        this batch (at most every 20 ms each), and for every owned one each PROGRESS_SECONDS."""
+        now = time.monotonic()
+        due: set[int] = set()
+        if now - self._progress_all_at >= PROGRESS_SECONDS:
+            self._progress_all_at = now
+            due = {p for t, p in self._assignment if t == self.input_topic}
+        for msg in inputs:
+            p = msg.partition() or 0
+            if now - self._progress_at.get(p, 0.0) >= 0.02:
+                due.add(p)
+        if not due:
+            return
+        records: list[Record] = []
+        aligner = self._aligner
+        for p in sorted(due):
+            self._progress_at[p] = now
+            tp = (self.input_topic, p)
+            idle = (aligner is None or not aligner.holding(tp)) and self._at_end(tp)
+            records.extend(self.user_stage.progress(p, idle=idle))
+        self._send(records, (), ())
 
     def _run_network_stage(self, messages: list[Message]) -> None:
         stage = self.network_stage
@@ -402,7 +442,8 @@ class ConsumerApp:
                 self.metrics.latency.observe_counts(result.latencies)
         for tp, (first, following) in _spans(messages).items():
             self.checkpoint.processed(tp, first, following)
-        self.metrics.stage_events.labels("network").inc(len(messages))
+        if messages:
+            self.metrics.stage_events.labels("network").inc(len(messages))
 
     def _changes(
         self, source: StateChangelog | NetworkDetector
@@ -509,6 +550,13 @@ class ConsumerApp:
 
     def _commit(self, *, sync: bool = False, deadline: float | None = None) -> bool:
         """One checkpoint (delivery/checkpoint.py); on failure, rewind to the last one."""
+        stage = self.network_stage
+        if stage is not None:  # a partition is done only up to the first event its merge still holds
+            for tp in list(self.checkpoint.position):
+                if tp[0] == self.repartition_topic:
+                    held = stage.first_held(tp[1])
+                    if held is not None:
+                        self.checkpoint.cap(tp, held)
         positions = dict(self.checkpoint.position)
         try:
             committed = self.checkpoint.commit(sync=sync, deadline=deadline)
@@ -536,11 +584,19 @@ class ConsumerApp:
         """Go back to the last checkpoint: restore the state of the partitions processed since, seek there."""
         points = self.checkpoint.rewind_points()
         assigned = {tp: o for tp, o in points.items() if tp in self._assignment}
+        stage = self.network_stage
+        if stage is not None:  # held events of a rewound partition are read again too
+            for tp, point in list(assigned.items()):
+                held = stage.first_held(tp[1]) if tp[0] == self.repartition_topic else None
+                if held is not None:
+                    assigned[tp] = min(point, held)
         user, net = self._split(sorted(assigned))
         if user and self._changelog is not None:
             self._guarded("rewind", self._changelog.rewind, user)
         if net and self.network is not None:
             self._guarded("rewind", self.network.rewind, net)
+        if self.network_stage is not None:
+            self.network_stage.drop([ref.partition for ref in net])
         if self._aligner is not None:  # what it holds of these partitions comes again after the seek
             self._aligner.drop(assigned)
         for (topic, partition), offset in assigned.items():

@@ -73,6 +73,11 @@ class Checkpoint:
             self.base[tp] = first
         self.position[tp] = following
 
+    def cap(self, tp: TP, offset: int) -> None:
+        """Commit ``tp`` no further than ``offset`` (what lies beyond is not done yet)."""
+        if tp in self.position:
+            self.position[tp] = min(self.position[tp], offset)
+
     def delivery_failed(self, error: str) -> None:
         self.failures += 1
         self.last_error = error

@@ -45,8 +45,8 @@ def partitions_of(client: AdminClient, topic: str) -> int | None:
     return len(found.partitions)
 
 
-def ensure_repartition_topic(settings: ConsumerSettings) -> int:
-    """Create (or check) the repartition topic; its partition count."""
+def ensure_repartition_topic(settings: ConsumerSettings) -> tuple[int, int]:
+    """Create (or check) the repartition topic; (input partitions, repartition partitions)."""
     topic = settings.repartition_topic()
     client = admin_client(settings)
     try:
@@ -76,7 +76,7 @@ def ensure_repartition_topic(settings: ConsumerSettings) -> int:
             input_partitions=wanted,
             hint="the network stage's parallelism is its own partition count",
         )
-    return have
+    return wanted, have
 
 
 def purge(client: AdminClient, committed: Mapping[tuple[str, int], int], timeout: float = 10.0) -> int:

@@ -39,12 +39,8 @@ class AllDetectors:
         self.users = UserDetectors(config, user_source)
         self.networks = NetworkDetector(config, network_source)
         self.partitions = partitions
-        self._offsets: dict[int, int] = {}
         if network_source is not None:  # one process owns every network partition: restore them all
-            refs = [PartitionRef(NETWORK_TOPIC, p) for p in range(partitions)]
-            self.networks.on_assign(refs)
-            for p in range(partitions):
-                self._offsets[p] = self.networks.state.partition(p).applied + 1
+            self.networks.on_assign([PartitionRef(NETWORK_TOPIC, p) for p in range(partitions)])
 
     def detect(self, batch: DetectBatch) -> Mapping[int, Sequence[Detection]]:
         found: dict[int, list[Detection]] = {i: list(d) for i, d in self.users.detect(batch).items()}
@@ -53,15 +49,13 @@ class AllDetectors:
         events: list[NetEvent] = []
         index: list[int] = []
         prefix = self.config.stuffing_prefix
-        for i, (doc, source) in enumerate(zip(batch.events, batch.partitions)):  # noqa: B905
+        for i, (doc, source, offset) in enumerate(zip(batch.events, batch.partitions, batch.offsets)):  # noqa: B905
             net = network_of(doc["ip"], prefix)
             if net is None:
                 continue
             p = network_partition(net.encode(), self.partitions)
-            offset = self._offsets.get(p, 0)
-            self._offsets[p] = offset + 1
             failed = doc["outcome"] == "failure"
-            events.append(NetEvent(p, offset, net, doc["user_id"], doc["timestamp"], failed, source))
+            events.append(NetEvent(p, source, offset, net, doc["user_id"], doc["timestamp"], failed))
             index.append(i)
         for at, det in self.networks.detect(events).items():
             found.setdefault(index[at], []).append(det)

@@ -6,9 +6,11 @@ records its account in the network's window (``stores/networks.py``) and is flag
 at least ``STUFFING_ACCOUNTS`` accounts; a success is flagged when its network is *hot* (its last failure
 saw that many accounts) and still has that many accounts in the success's own window.
 
-Late rule, as on the user stage: an event more than ``grace`` seconds behind the watermark of the input
-partition it came from, or already applied before a restore (a replay), is scored against the state as it
-is, flagged in its evidence, and changes nothing.
+Events reach the detector in event-time order across their sources (``stages/merge.py``). Late rule, as on
+the user stage: an event more than ``grace`` seconds behind the watermark of the input partition it came
+from, or already applied before a restore (a replay: its input offset is at or before the last one the
+changelog says was processed from that source), is scored against the state as it is, flagged in its
+evidence, and changes nothing.
 """
 
 from __future__ import annotations
@@ -30,12 +32,12 @@ class NetEvent(NamedTuple):
     """What the network stage needs of one event (carried by the repartition record)."""
 
     partition: int  # repartition-topic partition
-    offset: int  # repartition-topic offset
+    source: int  # input partition the event came from (its watermark decides lateness)
+    source_offset: int  # its offset there (what was processed is remembered per source)
     net: str
     user: str
     ts: int  # event time, epoch seconds
     failure: bool
-    source: int  # input partition the event came from (its watermark decides lateness)
 
 
 class NetworkDetector:
@@ -47,7 +49,7 @@ class NetworkDetector:
             window=config.stuffing_window, grace=config.grace, max_networks=config.max_networks
         )
         self.source = source
-        self._replay_until: dict[int, int] = {}
+        self._replay_until: dict[int, dict[int, int]] = {}  # partition -> source -> offset done at restore
         self.late_events = 0
         self.replayed_events = 0
         self.restored_entries = 0
@@ -65,7 +67,7 @@ class NetworkDetector:
         records = self.source.read(numbers) if self.source is not None else {}
         for p in numbers:
             self.restored_entries += self.state.restore(p, records.get(p, ()))
-            self._replay_until[p] = self.state.partition(p).applied
+            self._replay_until[p] = dict(self.state.partition(p).processed)
 
     def on_revoke(self, partitions: Sequence[PartitionRef], *, lost: bool) -> None:
         numbers = [ref.partition for ref in partitions]
@@ -87,13 +89,17 @@ class NetworkDetector:
             else:
                 for p in numbers:
                     self.restored_entries += self.state.restore(p, records.get(p, ()))
-                    self._replay_until[p] = self.state.partition(p).applied
+                    self._replay_until[p] = dict(self.state.partition(p).processed)
                 return
         for p in numbers:
-            self._replay_until[p] = self.state.partition(p).applied
+            self._replay_until[p] = dict(self.state.partition(p).processed)
 
     def state_sizes(self) -> dict[str, int]:
         return self.state.sizes()
+
+    def done(self, partition: int, source: int, source_offset: int) -> bool:
+        """The event was processed already (before a restart or a rebalance read it again)."""
+        return source_offset <= self.state.partition(partition).processed.get(source, -1)
 
     def changes(self) -> list[tuple[str, int, bytes, bytes | None]]:
         """(topic, partition, key, value) changelog records since the last call."""
@@ -116,15 +122,17 @@ class NetworkDetector:
         gen = state.gen
         current = -1
         ps = state.partition(events[0].partition)
-        replay = -1
-        for i, (p, offset, net, user, ts, failure, source) in enumerate(events):
+        replays: dict[int, int] = {}
+        for i, (p, source, offset, net, user, ts, failure) in enumerate(events):
             if p != current:
                 current = p
                 ps = state.partition(p)
-                replay = self._replay_until.get(p, -1)
+                replays = self._replay_until.get(p, {})
             late: str | None = None
+            replay = replays.get(source, -1)
             if offset > replay:
-                ps.applied = offset
+                if offset > ps.processed.get(source, -1):
+                    ps.processed[source] = offset
                 ps.meta_dirty = True
                 wm = ps.watermarks.get(source, NEVER)
                 if ts > wm:

@@ -9,10 +9,13 @@ failures from every account, which are spread over every input partition, so whe
 A repartition record is the event's processed document as this stage left it (complete except for the
 network detector's verdict), keyed by the network, in the partition ``crc32(network) % partitions``
 (stable across processes and versions), with the output headers plus one internal header,
-``x-login-stream-route``: ``<input partition> <input create time ms> <event time> <flags> <risk score> <ip>
-<user_id>`` (flags: 1 = a failed login, 2 = already flagged by a user detector), so the network stage
-needs no JSON parsing for events it does not flag. An event whose address has no network (none after
-validation, but never assumed) goes straight to the output topic.
+``x-login-stream-route``: ``<input partition> <input offset> <input create time ms> <event time> <flags>
+<risk score> <ip> <user_id>`` (flags: 1 = a failed login, 2 = already flagged by a user detector), so the
+network stage needs no JSON parsing for events it does not flag. After its batches (and at least every
+``PROGRESS_SECONDS``) the process also writes a *progress* record per input partition it owns to every
+repartition partition (header ``x-login-stream-progress``: ``<input partition> <event time> <idle 0/1>``),
+which the network stage needs to merge its sources in event-time order (``stages/merge.py``). An event
+whose address has no network (none after validation, but never assumed) goes straight to the output topic.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from login_consumer.detect import network_of
 from login_consumer.process import BatchResult, Header, Processor
 
 ROUTE_HEADER: Final = "x-login-stream-route"
+PROGRESS_HEADER: Final = "x-login-stream-progress"
 _NET_CACHE_SIZE: Final = 65_536
 
 # (topic, partition or -1 for the default partitioner, key, value, headers)
@@ -68,6 +72,9 @@ class UserStage:
         self.prefix = stuffing_prefix
         processor.final = repartition_topic is None
         self._nets: dict[str, tuple[bytes, int] | None] = {}
+        self.sent: dict[
+            int, int
+        ] = {}  # input partition -> latest event time written to the repartition topic
 
     def _network(self, ip: str) -> tuple[bytes, int] | None:
         """(network, repartition partition) of an address, cached (cleared when full: O(1) amortised)."""
@@ -93,6 +100,7 @@ class UserStage:
             return result
         stats = batch.stats
         network = self._network
+        sent = self.sent
         for (msg, key, value, headers), (ip, ts, flags, score, level) in zip(  # noqa: B905 - equal lengths
             batch.outputs, batch.routes
         ):
@@ -108,8 +116,12 @@ class UserStage:
                 continue
             net, partition = found
             kind, created = msg.timestamp()
-            route = b"%d %d %d %d %d %s %s" % (
-                msg.partition() or 0,
+            source = msg.partition() or 0
+            if ts > sent.get(source, -(1 << 62)):
+                sent[source] = ts
+            route = b"%d %d %d %d %d %d %s %s" % (
+                source,
+                msg.offset() or 0,
                 created if kind else 0,
                 ts,
                 flags,
@@ -119,6 +131,19 @@ class UserStage:
             )
             records.append((hop, partition, net, value, [*headers, (ROUTE_HEADER, route)]))
         return result
+
+    def progress(self, source: int, *, idle: bool) -> list[Record]:
+        """Progress records of one input partition, one per repartition partition (see module doc)."""
+        if self.repartition_topic is None:
+            return []
+        value = b"%d %d %d" % (source, self.sent.get(source, -(1 << 62)), idle)
+        headers: list[Header] = [(PROGRESS_HEADER, value)]
+        topic = self.repartition_topic
+        return [(topic, q, b"", b"", headers) for q in range(self.partitions)]
+
+    def forget(self, sources: Sequence[int]) -> None:
+        for source in sources:
+            self.sent.pop(source, None)
 
 
 def _latencies(outputs: Sequence[tuple[Message, bytes, bytes, list[Header]]]) -> Counter[float]:

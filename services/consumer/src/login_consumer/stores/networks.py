@@ -15,7 +15,8 @@ front-deletion leaves behind).
 
 Changelog records (per partition of ``<GROUP_ID>-network-state``): ``N<network> <user>`` -> the account's
 latest failure time (ASCII integer), tombstones for accounts that left the window, and ``W`` -> the
-partition's last applied repartition offset and, per source (input) partition, its event-time watermark.
+partition's progress per source (input) partition: its event-time watermark and the input offset of the
+last event processed (events are merged across sources, so a repartition offset is no prefix).
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ class NetworkPartition:
     networks: OrderedDict[str, NetWindow] = field(default_factory=OrderedDict)  # least recently updated first
     hot: dict[str, NetWindow] = field(default_factory=dict)  # last failure saw >= threshold accounts
     watermarks: dict[int, int] = field(default_factory=dict)  # source (input) partition -> latest event time
-    applied: int = -1  # the repartition offset of the last event applied
+    processed: dict[int, int] = field(default_factory=dict)  # source -> input offset of its last event done
     dirty: list[NetWindow] = field(default_factory=list)
     tombstones: list[bytes] = field(default_factory=list)
     meta_dirty: bool = False
@@ -227,8 +228,8 @@ class NetworkState:
             state.dirty.clear()
             if state.meta_dirty:
                 meta = {
-                    "offset": state.applied,
                     "watermarks": {str(k): v for k, v in state.watermarks.items()},
+                    "processed": {str(k): v for k, v in state.processed.items()},
                 }
                 out.append((p, W_KEY, orjson.dumps(meta)))
                 state.meta_dirty = False
@@ -260,9 +261,10 @@ class NetworkState:
             try:
                 if raw_key == W_KEY:
                     meta = orjson.loads(raw_value)
-                    state.applied = max(state.applied, int(meta["offset"]))
                     for source, wm in dict(meta["watermarks"]).items():
                         state.watermarks[int(source)] = int(wm)
+                    for source, offset in dict(meta["processed"]).items():
+                        state.processed[int(source)] = int(offset)
                 elif raw_key[:1] == b"N":
                     net, _, user = raw_key[1:].decode().partition(" ")
                     found.append((int(raw_value), net, user))
