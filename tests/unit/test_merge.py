@@ -40,7 +40,9 @@ def test_idle_sources_do_not_hold_back_and_silent_ones_stop_after_max_wait() -> 
     merge.progress(1, 10, idle=False)  # busy again, at 10
     merge.add(0, 20, 1, "y")
     assert merge.release() == []
-    clock.now = 2.5  # source 1 silent for longer than max_wait
+    clock.now = 1.0
+    merge.progress(1, 10, idle=False)  # talking, but not moving on: counts as silent
+    clock.now = 2.5  # source 1 has not moved on for longer than max_wait
     assert merge.release() == ["y"]
     assert merge.timeouts == 1
 

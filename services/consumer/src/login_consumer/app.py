@@ -196,6 +196,7 @@ class ConsumerApp:
         self._committed_repartition: dict[TP, int] = {}
         self._purged_at = time.monotonic()
         self._assignment: set[TP] = set()
+        self._starts: dict[TP, int] = {}  # committed offsets of the input partitions at assignment
         self._error_logged: dict[str, float] = {}
         self._alive_at = time.monotonic()
         self._running = False
@@ -262,6 +263,7 @@ class ConsumerApp:
         self.metrics.assigned_partitions.set(len(self._assignment))
         user, net = self._split(tps)
         if user:
+            self._starts_of(user)
             self._guarded("on_assign", self.detectors.on_assign, user)
         if net and self.network is not None:
             self._guarded("on_assign", self.network.on_assign, net)
@@ -274,6 +276,17 @@ class ConsumerApp:
             partitions=sorted(ref.partition for ref in user),
             network_partitions=sorted(ref.partition for ref in net),
         )
+
+    def _starts_of(self, refs: list[PartitionRef]) -> None:
+        """Where newly assigned input partitions start (their committed offsets): a partition with nothing
+        left to read has no consumer position until a message arrives, yet it is at its end."""
+        try:
+            found = self._consumer.committed([TopicPartition(r.topic, r.partition) for r in refs], timeout=10)
+        except KafkaException as exc:
+            self._warn("committed.failed", error=str(exc))
+            return
+        for tp in found:
+            self._starts[(tp.topic, tp.partition)] = tp.offset
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalances.labels("revoke").inc()
@@ -305,6 +318,8 @@ class ConsumerApp:
             self._aligner.drop(gone)
         self._paused -= gone
         self._assignment -= gone
+        for tp in gone:
+            self._starts.pop(tp, None)
         self.checkpoint.forget(gone)
         for tp in gone:
             self._committed_repartition.pop(tp, None)
@@ -527,6 +542,8 @@ class ConsumerApp:
             return False
         if high < 0:
             return False
+        if position < 0:  # nothing consumed since the assignment: it starts at its committed offset
+            position = self._starts.get(tp, -1)
         return position >= high if position >= 0 else high == low
 
     def _backpressure(self) -> None:

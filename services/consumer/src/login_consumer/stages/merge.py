@@ -15,9 +15,10 @@ merges its sources by event time before detecting, as a single process would hav
 * here each source has a FIFO queue (its events stay in their order) and a bound: an event is released
   when its key is at or before every other source's bound, where a source with queued events is bounded
   by its first event, an idle source not at all, and any other source by its last progress record;
-* a source that has said nothing for ``max_wait`` seconds (its process died, the group is rebalancing)
-  stops holding the others back, like align.py's silent partitions; more than ``max_buffered`` held events
-  release the oldest.
+* a source that has not moved on for ``max_wait`` seconds (no event and no higher bound: its process died,
+  the group is rebalancing, or its owner is stuck) stops holding the others back, like align.py's silent
+  partitions and Kafka Streams' ``max.task.idle.ms``; more than ``max_buffered`` held events release the
+  oldest.
 
 Offsets: what is held is not processed, so the network stage commits a repartition partition only up to
 its first held offset; records after it that were already processed are read again after a restart or a
@@ -48,7 +49,7 @@ class _Source(Generic[T]):
     queue: deque[tuple[Key, T]] = field(default_factory=deque)
     bound: float = -math.inf  # the key its owner said it has written up to
     idle: bool = False
-    heard: float = 0.0  # when it last said something (monotonic seconds)
+    heard: float = 0.0  # when it last moved on: a higher bound, or an event (monotonic seconds)
     last: float = -math.inf  # the newest key queued (keys are made non-decreasing per source)
 
 
@@ -83,9 +84,10 @@ class SourceMerge(Generic[T]):
     def progress(self, source: int, bound: float, *, idle: bool) -> None:
         """A progress record: ``source``'s owner has written everything up to ``bound``."""
         src = self._source(source)
+        if bound > src.bound or idle != src.idle:
+            src.heard = self._clock()
         src.bound = max(src.bound, bound)
         src.idle = idle
-        src.heard = self._clock()
 
     def add(self, source: int, ts: float, offset: int, item: T) -> None:
         """Queue an event of ``source`` (arrival order = offset order)."""
