@@ -144,6 +144,14 @@ class SourceMerge(Generic[T]):
             out.extend(self._oldest(self.buffered - self.max_buffered // 2))
         return out
 
+    def drain(self) -> list[T]:
+        """Everything held, in arrival order, regardless of the bounds (no merge wanted)."""
+        items = sorted(
+            ((key[1], item) for src in self.sources.values() for key, item in src.queue), key=_first
+        )
+        self.drop()
+        return [item for _, item in items]
+
     def _oldest(self, count: int) -> list[T]:
         """Release the ``count`` oldest held events regardless of the bounds."""
         heads = [(src.queue[0][0], number) for number, src in self.sources.items() if src.queue]
@@ -167,10 +175,13 @@ class SourceMerge(Generic[T]):
         """Forget everything held (revoked or rewound: it is read again)."""
         for src in self.sources.values():
             src.queue.clear()
-            src.last = -math.inf
         self._offsets.clear()
         self._released.clear()
         self.buffered = 0
+
+
+def _first(pair: tuple[int, object]) -> int:
+    return pair[0]
 
 
 def merged(partitions: Iterable[SourceMerge[T]]) -> int:

@@ -92,8 +92,11 @@ class NetworkStage:
         exactly_once: bool = False,
         max_wait: float = 2.0,
         max_buffered: int = 100_000,
+        merge: bool = True,
     ) -> None:
+        """``merge=False``: complete events in arrival order, at once (one writer, e.g. in-process use)."""
         self.detector = detector
+        self.ordered = merge
         self.risk = risk
         self.output_topic = output_topic
         self.sources = sources  # input partitions
@@ -162,7 +165,7 @@ class NetworkStage:
         held: list[Held] = []
         for merge in self.merges.values():
             if merge.buffered:
-                held.extend(merge.release())
+                held.extend(merge.release() if self.ordered else merge.drain())
         self._complete(held, result)
         stats.dlq.update(why.error_type for _, why in result.dead)
         stats.seconds = time.perf_counter() - started
