@@ -291,6 +291,7 @@ class ConsumerApp:
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalances.labels("revoke").inc()
         gone = {(p.topic, p.partition) for p in partitions}
+        self._complete_held()
         self._commit(sync=True)  # everything processed so far, before the partitions move
         self._forget(gone, lost=False)
         self._log.info("partitions.revoked", partitions=sorted(f"{t}/{p}" for t, p in gone))
@@ -439,11 +440,19 @@ class ConsumerApp:
             records.extend(self.user_stage.progress(p, idle=idle))
         self._send(records, (), ())
 
-    def _run_network_stage(self, messages: list[Message]) -> None:
+    def _complete_held(self) -> None:
+        """At-least-once, before a hand-over or a stop: complete what the network stage's merges hold,
+        in event-time order, so the commit covers every record read (the next owner would otherwise
+        read the held records' successors again and write their outputs twice). Exactly-once needs no
+        such step: what was completed is recognised and skipped when read again."""
+        if self.network_stage is not None and self.network_stage.holding and not self.exactly_once:
+            self._run_network_stage([], flush=True)
+
+    def _run_network_stage(self, messages: list[Message], *, flush: bool = False) -> None:
         stage = self.network_stage
         assert stage is not None  # noqa: S101 - repartitioned messages exist only with the network stage
         try:
-            result = stage.process(messages)
+            result = stage.process(messages, flush=flush)
         except Exception as exc:  # noqa: BLE001 - keep the events flowing: dead-letter the batch
             self.metrics.errors.labels("processing").inc()
             self._log.error("network_stage.failed", error=repr(exc)[:300])
@@ -649,6 +658,7 @@ class ConsumerApp:
         self.assigned.clear()
         deadline = time.monotonic() + self.settings.shutdown_timeout * 0.6 if stop.is_set() else None
         try:
+            self._complete_held()
             self._commit(sync=True, deadline=deadline)
             self._consumer.close()  # leaves the group (revocation commits again: nothing left)
         except (KafkaException, RuntimeError) as exc:
