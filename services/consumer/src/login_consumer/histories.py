@@ -117,7 +117,7 @@ def key_of(changelog: bytes) -> int:
 
 
 def from_legacy(user: str, value: list[object]) -> tuple[int, bytes]:
-    """(key, record) of a previous-format record: ``H<user>`` -> ``[last_ts, country, devices, countries]``."""
+    """(key, record) of a previous-format record ``H<user>`` -> ``[last_ts, country, devices, countries]``."""
     last_ts, last_country, devices, countries = value
     if not isinstance(devices, list) or not isinstance(countries, list):
         raise ValueError("legacy history record: devices and countries must be lists")
