@@ -29,7 +29,7 @@ $(STAMP): requirements/constraints.txt requirements/dev.txt libs/common/pyprojec
 init: $(STAMP) ## Create .venv and install both services (editable) and the dev tools
 
 .PHONY: kafka-up
-kafka-up: init ## Start a local Kafka broker (KRaft) if none answers; no-op when one runs
+kafka-up: init ## Start a local Kafka broker (KRaft) if none answers; KAFKA_SECURITY=sasl_ssl: SASL_SSL + ACLs
 	$(PY) scripts/local_kafka.py up
 
 .PHONY: kafka-down
@@ -37,7 +37,7 @@ kafka-down: ## Stop the local Kafka broker
 	@$(PYTHON) scripts/local_kafka.py down
 
 .PHONY: kafka-status
-kafka-status: ## Show the local broker's state, address and log file
+kafka-status: ## Show the local broker's state, address, log file (and client security settings)
 	@$(PYTHON) scripts/local_kafka.py status || true
 
 .PHONY: lint
