@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,7 @@ def test_sasl_ssl_with_a_password_file(
     monkeypatch.setenv("SSL_CA_LOCATION", pems["ca.crt"])
     config = load_settings(model).kafka_common()
     assert config == {
-        "bootstrap.servers": "127.0.0.1:9092",
+        "bootstrap.servers": os.environ.get("BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
         "security.protocol": "sasl_ssl",
         "sasl.mechanism": "SCRAM-SHA-512",
         "sasl.username": "login-consumer",
@@ -85,7 +86,7 @@ def test_mutual_tls(monkeypatch: pytest.MonkeyPatch, pems: dict[str, str]) -> No
     settings = load_settings(ConsumerSettings)
     assert settings.mutual_tls
     assert settings.kafka_common() == {
-        "bootstrap.servers": "127.0.0.1:9092",
+        "bootstrap.servers": os.environ.get("BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
         "security.protocol": "ssl",
         "ssl.ca.location": pems["ca.crt"],
         "ssl.certificate.location": pems["user.crt"],

@@ -75,6 +75,30 @@ def consumer_acls(
     ]
 
 
+def check_acls(
+    input_topic: str = "user-login",
+    output_topic: str = "processed-logins",
+    dlq_topic: str = "user-login-dlq",
+) -> list[Acl]:
+    """The pipeline check (``helm test``, ``make e2e``): send marked events, read them back."""
+    return [
+        Acl("topic", input_topic, "literal", (WRITE, DESCRIBE)),
+        Acl("topic", output_topic, "literal", (READ, DESCRIBE)),
+        Acl("topic", dlq_topic, "literal", (READ, DESCRIBE)),
+        Acl("group", "pipeline-check-", "prefix", (READ,)),
+        Acl("cluster", CLUSTER, "literal", (IDEMPOTENT_WRITE,)),
+    ]
+
+
+def kafdrop_acls() -> list[Acl]:
+    """Kafdrop, the operators' read-only UI: browse every topic and group, change nothing."""
+    return [
+        Acl("topic", "*", "literal", (READ, DESCRIBE, DESCRIBE_CONFIGS)),
+        Acl("group", "*", "literal", (DESCRIBE,)),
+        Acl("cluster", CLUSTER, "literal", (DESCRIBE, DESCRIBE_CONFIGS)),
+    ]
+
+
 def rules(acls: list[Acl]) -> set[tuple[str, str, str, str]]:
     out: set[tuple[str, str, str, str]] = set()
     for acl in acls:
