@@ -2,13 +2,15 @@
 
 Everything lives in the broker's state folder (``<cache>/broker-<port>-sasl_ssl``), created on first use:
   tls/ca.crt            a throw-away CA (PEM; what clients trust: SSL_CA_LOCATION)
-  tls/broker.p12        the broker's key and certificate signed by that CA (SAN 127.0.0.1, localhost)
+  tls/broker.pem        the broker's key and certificate chain signed by that CA (SAN 127.0.0.1, localhost);
+                        tls/broker.p12 instead when made with keytool
   secrets/<user>.password  random passwords (0600) of the SCRAM-SHA-512 users admin, producer, consumer
 The users are created when the storage is formatted (``kafka-storage format --add-scram``). The broker runs
 KRaft's StandardAuthorizer with ``admin`` (and the broker's own certificate, on the mutual-TLS controller
 listener) as super users, ``allow.everyone.if.no.acl.found=false``, and after start-up the least-privilege
 ACLs of login_common.acls for the producer and consumer users (topic names from INPUT_TOPIC, OUTPUT_TOPIC,
-DLQ_TOPIC, GROUP_ID, else the defaults). Certificates come from ``keytool`` (shipped with every JDK).
+DLQ_TOPIC, GROUP_ID, else the defaults). Certificates come from ``openssl`` (EC P-256, milliseconds), or
+from ``keytool`` (shipped with every JDK; a JVM start per step) where openssl is missing.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ MECHANISM: Final = "SCRAM-SHA-512"
 BROKER_CN: Final = "login-stream-broker"
 CERT_DAYS: Final = 30
 SAN: Final = "SAN=dns:localhost,ip:127.0.0.1"
+SAN_OPENSSL: Final = "DNS:localhost,IP:127.0.0.1"
 
 
 class SecuritySetupError(Exception):
@@ -53,6 +56,7 @@ class SecureBroker:
         self.tls = state / "tls"
         self.secrets = state / "secrets"
         self.ca_cert = self.tls / "ca.crt"
+        self.pem_keystore = self.tls / "broker.pem"
         self.keystore = self.tls / "broker.p12"
 
     # ---------------------------------------------------------------- files
@@ -72,14 +76,31 @@ class SecureBroker:
             if not path.exists():
                 path.touch(mode=0o600)
                 path.write_text(secrets.token_urlsafe(24), encoding="utf-8")
-        if self.ca_cert.exists() and self.keystore.exists():
+        if self.ca_cert.exists() and (self.pem_keystore.exists() or self.keystore.exists()):
             return
         shutil.rmtree(self.tls, ignore_errors=True)
         self.tls.mkdir(parents=True)
         make_ca(java, self.tls, "login-stream-local-ca", self.password("keystore"))
-        self._broker_certificate(java)
+        if shutil.which("openssl"):
+            self._broker_certificate_openssl()
+        else:
+            self._broker_certificate_keytool(java)
 
-    def _broker_certificate(self, java: str) -> None:
+    def _broker_certificate_openssl(self) -> None:
+        key, csr, signed, ext = (self.tls / n for n in ("broker.key", "broker.csr", "broker.crt", "san.cnf"))
+        ext.write_text(f"subjectAltName={SAN_OPENSSL}\n")
+        openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={BROKER_CN}")  # fmt: skip
+        openssl("x509", "-req", "-in", str(csr), "-CA", str(self.ca_cert), "-CAkey", str(self.tls / "ca.key"),
+                "-CAcreateserial", "-out", str(signed), "-days", str(CERT_DAYS),
+                "-extfile", str(ext))  # fmt: skip
+        # Kafka's PEM key store: the (unencrypted PKCS#8) key, then the chain
+        self.pem_keystore.touch(mode=0o600)
+        self.pem_keystore.write_text(key.read_text() + signed.read_text() + self.ca_cert.read_text())
+        for path in (key, csr, ext):
+            path.unlink()
+
+    def _broker_certificate_keytool(self, java: str) -> None:
         store = self.password("keystore")
         ca_store = self.tls / "ca.p12"
         csr = self.tls / "broker.csr"
@@ -107,7 +128,16 @@ class SecureBroker:
             "org.apache.kafka.common.security.scram.ScramLoginModule required "
             f'username="admin" password="{self.password("admin")}";'
         )
-        store = self.password("keystore")
+        if self.pem_keystore.exists():
+            keystore = ["ssl.keystore.type=PEM", f"ssl.keystore.location={self.pem_keystore}"]
+        else:
+            store = self.password("keystore")
+            keystore = [
+                "ssl.keystore.type=PKCS12",
+                f"ssl.keystore.location={self.keystore}",
+                f"ssl.keystore.password={store}",
+                f"ssl.key.password={store}",
+            ]
         return [
             f"listeners=SASL_SSL://127.0.0.1:{p},CONTROLLER://127.0.0.1:{p + 1}",
             f"advertised.listeners=SASL_SSL://127.0.0.1:{p},CONTROLLER://127.0.0.1:{p + 1}",
@@ -116,10 +146,7 @@ class SecureBroker:
             f"sasl.enabled.mechanisms={MECHANISM}",
             f"sasl.mechanism.inter.broker.protocol={MECHANISM}",
             f"listener.name.sasl_ssl.{MECHANISM.lower()}.sasl.jaas.config={admin_jaas}",
-            "ssl.keystore.type=PKCS12",
-            f"ssl.keystore.location={self.keystore}",
-            f"ssl.keystore.password={store}",
-            f"ssl.key.password={store}",
+            *keystore,
             "ssl.truststore.type=PEM",
             f"ssl.truststore.location={self.ca_cert}",
             # the controller listener: mutual TLS, only the broker's own certificate gets in
@@ -246,9 +273,24 @@ def keytool(java: str, *args: str) -> None:
         raise SecuritySetupError(f"keytool {args[0]} failed: {done.stderr.strip() or done.stdout.strip()}")
 
 
+def openssl(*args: str) -> None:
+    done = subprocess.run(["openssl", *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SecuritySetupError(f"openssl {args[0]} failed: {done.stderr.strip() or done.stdout.strip()}")
+
+
 def make_ca(java: str, folder: Path, name: str, store_password: str) -> Path:
-    """A self-signed CA in ``folder/ca.p12``, its certificate in ``folder/ca.crt`` (PEM)."""
+    """A self-signed CA: its certificate in ``folder/ca.crt`` (PEM), its key in ``ca.key`` (openssl) or
+    ``ca.p12`` (keytool)."""
     folder.mkdir(parents=True, exist_ok=True)
+    if shutil.which("openssl"):
+        key = folder / "ca.key"
+        key.touch(mode=0o600)
+        openssl("req", "-x509", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-keyout", str(key), "-out", str(folder / "ca.crt"), "-days", str(CERT_DAYS),
+                "-subj", f"/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
+        return folder / "ca.crt"
     store = ["-storetype", "PKCS12", "-storepass", store_password, "-keystore", str(folder / "ca.p12")]
     keytool(java, "-genkeypair", "-alias", "ca", "-keyalg", "RSA", "-keysize", "2048", "-dname", f"CN={name}",
             "-ext", "bc:c", "-validity", str(CERT_DAYS), *store)  # fmt: skip

@@ -40,7 +40,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 import kafka_security  # noqa: E402 - a script module, found through the path above
 
-pytestmark = pytest.mark.integration
+# the first test also waits for the secured broker (its start-up is slow on a busy machine)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 EVENTS = 200
 
@@ -85,12 +86,13 @@ def secured_kafka() -> Iterator[SecuredKafka]:
     env = {**os.environ, "KAFKA_SECURITY": "sasl_ssl", "KAFKA_PORT": str(port), "BOOTSTRAP_SERVERS": ""}
     script = str(ROOT / "scripts" / "local_kafka.py")
     started = time.monotonic()
-    up = subprocess.run(
-        [sys.executable, script, "up"], env=env, capture_output=True, text=True, check=False, timeout=300
-    )
-    state = Path(up.stdout.split("(log: ", 1)[-1].split(")", 1)[0]).parent if "(log: " in up.stdout else None
+    cache = Path(os.environ.get("KAFKA_CACHE_DIR", ROOT / ".cache" / "kafka"))
+    state = cache / f"broker-{port}-sasl_ssl"  # as scripts/local_kafka.py names it
     try:
-        if up.returncode != 0 or state is None:
+        up = subprocess.run(
+            [sys.executable, script, "up"], env=env, capture_output=True, text=True, check=False, timeout=600
+        )
+        if up.returncode != 0:
             pytest.fail(f"the SASL_SSL broker did not start: {up.stderr.strip() or up.stdout.strip()}")
         print(f"SASL_SSL broker up in {time.monotonic() - started:.1f}s", file=sys.stderr)
         assert "SASL_PASSWORD_FILE=" in up.stdout
@@ -100,8 +102,7 @@ def secured_kafka() -> Iterator[SecuredKafka]:
         subprocess.run(
             [sys.executable, script, "down"], env=env, capture_output=True, check=False, timeout=120
         )
-        if state is not None:
-            shutil.rmtree(state, ignore_errors=True)
+        shutil.rmtree(state, ignore_errors=True)
 
 
 @dataclass
