@@ -26,7 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
-from login_common.acls import consumer_acls, producer_acls
+from login_common.acls import READ, Acl, consumer_acls, producer_acls
 from login_common.kafka import ensure_topics
 from login_common.settings import load_settings
 from login_consumer.app import ConsumerApp
@@ -225,10 +225,12 @@ def test_producer_user_cannot_read_the_output_or_join_the_consumer_group(
     secured_kafka: SecuredKafka, granted: Names
 ) -> None:
     errors: list[KafkaError] = []
+    # a group of its own (granted for this probe only), so that the refusal seen is the topic's
+    probe = f"probe-{uuid.uuid4().hex[:8]}"
+    secured_kafka.broker.grant({"producer": [Acl("group", probe, "literal", (READ,))]})
     reader = Consumer(
         secured_kafka.config(
-            "producer",
-            **{"group.id": f"{granted.group}-x", "error_cb": errors.append, "enable.auto.commit": False},
+            "producer", **{"group.id": probe, "error_cb": errors.append, "enable.auto.commit": False}
         )
     )
     reader.assign([TopicPartition(granted.output, 0, 0)])

@@ -257,7 +257,9 @@ class ConsumerApp:
             on_lost=self._on_lost,
         )
         if self.exactly_once and not self._init_transactions(stop):
-            self._close(stop)
+            self._running = False
+            with suppress(KafkaException, RuntimeError):  # the producer is dead (fatal): only leave
+                self._consumer.close()
             return
         self._log.info("consumer.running", batch_size=settings.batch_size)
         try:
