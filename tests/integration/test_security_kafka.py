@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
@@ -233,7 +233,7 @@ def test_producer_user_cannot_read_the_output_or_join_the_consumer_group(
             "producer", **{"group.id": probe, "error_cb": errors.append, "enable.auto.commit": False}
         )
     )
-    reader.assign([TopicPartition(granted.output, 0, 0)])
+    reader.subscribe([granted.output])
 
     def consume(c: Consumer = reader) -> None:
         errors.extend(m.error() for m in c.consume(10, 0.5) if m.error() is not None)
