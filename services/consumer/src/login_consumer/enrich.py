@@ -13,6 +13,7 @@ are shared between events. Documents are therefore read-only once built.
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache, lru_cache
@@ -404,11 +405,16 @@ def event_id_of(raw: bytes) -> str:
 # --------------------------------------------------------------------------- the enricher
 
 
-def _remember(cache: dict[K, V], size: int, key: K, value: V) -> V:
-    """Store in a bounded cache: when full, the oldest entry goes (FIFO); size 0 stores nothing."""
+def _remember(cache: OrderedDict[K, V], size: int, key: K, value: V) -> V:
+    """Store in a bounded cache: when full, the oldest entry goes (FIFO); size 0 stores nothing.
+
+    O(1): ``OrderedDict.popitem(last=False)`` unlinks the head. (``del d[next(iter(d))]`` on a plain dict
+    is O(n) once the cache is full: CPython leaves deleted slots at the front of the entry table until
+    the next resize, and ``iter`` walks over them; see docs/performance.md.)
+    """
     if size:
         if len(cache) >= size:
-            del cache[next(iter(cache))]
+            cache.popitem(last=False)
         cache[key] = value
     return value
 
@@ -440,11 +446,11 @@ class Enricher:
         self._size = cache_size
         self._small_size = min(cache_size, 10_000)
         self._time_size = min(cache_size, 20_000)
-        self._ips: dict[str, IpInfo] = {}
-        self._locales: dict[str, LocaleInfo] = {}
-        self._places: dict[tuple[str, str | None], Place] = {}
-        self._clients: dict[tuple[str | None, str | None], Client] = {}
-        self._times: dict[tuple[int, str | None, str | None], TimeInfo] = {}
+        self._ips: OrderedDict[str, IpInfo] = OrderedDict()
+        self._locales: OrderedDict[str, LocaleInfo] = OrderedDict()
+        self._places: OrderedDict[tuple[str, str | None], Place] = OrderedDict()
+        self._clients: OrderedDict[tuple[str | None, str | None], Client] = OrderedDict()
+        self._times: OrderedDict[tuple[int, str | None, str | None], TimeInfo] = OrderedDict()
 
     def cache_sizes(self) -> dict[str, int]:
         return {
