@@ -125,7 +125,22 @@ def granted(secured_kafka: SecuredKafka) -> Names:
             "consumer": consumer_acls(names.input, names.output, names.dlq, names.group),
         }
     )
+    # the broker applies new ACLs from its metadata log a moment later: wait until each user sees its topics
+    _wait_until_described(secured_kafka.config("producer"), [names.input])
+    _wait_until_described(secured_kafka.config("consumer"), [names.input, names.output, names.dlq])
     return names
+
+
+def _wait_until_described(config: dict[str, Any], topics: list[str], timeout: float = 60.0) -> None:
+    client = AdminClient(config)
+    deadline = time.monotonic() + timeout
+    for topic in topics:
+        while True:
+            found = client.list_topics(topic, timeout=10).topics.get(topic)
+            if found is not None and found.error is None:
+                break
+            assert time.monotonic() < deadline, f"{config['sasl.username']} still cannot describe {topic}"
+            time.sleep(0.2)
 
 
 def _consumer_settings(secured: SecuredKafka, names: Names, **extra: Any) -> ConsumerSettings:
