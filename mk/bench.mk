@@ -1,3 +1,4 @@
+##@ Benchmarks and evaluation
 # make bench: scripts/bench.py (README "Benchmark"). Never part of `make test`; it reports, it does not gate.
 BENCH_QUICK ?=
 BENCH_H_EVENTS ?=

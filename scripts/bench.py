@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_stats import (
     CONTENDERS,
+    LATENCY_P99_TARGET_MS,
     LATENCY_RATES,
     WORKLOADS,
     RunResult,
@@ -71,6 +72,7 @@ PERF_LIBS = ROOT / ".cache" / "kafka-perf" / f"libs-{KAFKA_VERSION}"
 WORK = ROOT / ".cache" / "bench"
 RESULTS = ROOT / "bench" / "results"
 PARTITIONS = 6
+USER_DETECTORS = "brute_force,impossible_travel,new_device,new_country"  # all but the network-keyed one
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
@@ -95,7 +97,7 @@ class Plan:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Plan:
         quick = bool(args.quick)
-        events = {"P": 50_000, "H": 100_000} if quick else {"P": 500_000, "H": 1_000_000}
+        events = {"P": 50_000, "H": 100_000} if quick else {"P": 200_000, "H": 1_000_000}
         if args.p_events:
             events["P"] = args.p_events
         if args.h_events:
@@ -148,8 +150,10 @@ class Kafka:
                 return
             time.sleep(0.1)
 
-    def delete_prefix(self, prefix: str) -> None:
-        names = [t for t in self.admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+    def delete_matching(self, tag: str) -> None:
+        """Delete every topic whose name contains ``tag``: a run's own topics, the internal topics the
+        consumer names from its GROUP_ID, and Quix's repartition topics (named from the group too)."""
+        names = [t for t in self.admin.list_topics(timeout=10).topics if tag in t]
         if names:
             for future in self.admin.delete_topics(names, operation_timeout=30).values():
                 try:
@@ -405,7 +409,7 @@ class Bench:
 
     # ---- one drain measurement
 
-    def drain(self, contender: str, workload: str, processes: int = 1) -> RunResult:
+    def drain(self, contender: str, workload: str, processes: int = 1, detectors: str = "all") -> RunResult:
         tag = f"{self.prefix}-{uuid.uuid4().hex[:6]}"
         out, dlq, group = f"{tag}-out", f"{tag}-dlq", f"{tag}-g"
         self.kafka.create({out: PARTITIONS, dlq: 1}, append_time=True)
@@ -413,6 +417,7 @@ class Bench:
         env = contender_env(
             contender, self.bootstrap, source=self.inputs[workload], out=out, dlq=dlq, group=group
         )
+        env["DETECTORS"] = detectors
         load1 = os.getloadavg()[0]
         procs = [start(f"{contender}-{workload}", contender_argv(contender), env) for _ in range(processes)]
         started = time.monotonic()
@@ -441,7 +446,7 @@ class Bench:
         finally:
             for p in procs:
                 p.stop()
-            self.kafka.delete_prefix(tag)
+            self.kafka.delete_matching(tag)
         seconds = time.monotonic() - started
         rate = cpu_per_m = None
         if len(stamps) >= target:
@@ -453,7 +458,8 @@ class Bench:
         peak = max((p.peak_rss for p in procs), default=0) / 2**20 or None
         result = RunResult(rate, cpu_per_m, peak, len(stamps), seconds, note, load1)
         say(
-            f"{workload} {contender} x{processes}: {_fmt(rate)} events/s, cpu {_fmt(cpu_per_m, 1)} s/M, "
+            f"{workload} {contender} x{processes}{'' if detectors == 'all' else ' ' + detectors}: "
+            f"{_fmt(rate)} events/s, cpu {_fmt(cpu_per_m, 1)} s/M, "
             f"rss {_fmt(peak)} MB, load {load1:.1f}{'; ' + note if note else ''}"
         )
         return result
@@ -503,7 +509,7 @@ class Bench:
             {},
         )  # fmt: skip
         produced = _wait_tool(produce, 600)
-        self.kafka.delete_prefix(tag)
+        self.kafka.delete_matching(tag)
         consume_rate = _parse_consumer_perf(consumed)
         produce_rate = _parse_producer_perf(produced)
         rates = [r for r in (consume_rate, produce_rate) if r]
@@ -558,7 +564,7 @@ class Bench:
         finally:
             for p in procs:
                 p.stop()
-            self.kafka.delete_prefix(tag)
+            self.kafka.delete_matching(tag)
         summary = latency_summary(latencies, sent, paced_seconds)
         say(
             f"latency {rate_name}/s x{processes}: p50 {summary['p50']} ms, p99 {summary['p99']} ms, {summary}"
@@ -598,8 +604,22 @@ class Bench:
             one = runs["H"].get("pipeline", [])
             scale["runs"] = {"1": [r.as_dict() for r in one], "2": [r.as_dict() for r in two]}
             scale["events_per_s"] = {"1": summarize(one)["events_per_s"], "2": summarize(two)["events_per_s"]}
+            # the network-keyed stage's cost: the same P drain without the network detector
+            no_net = [
+                self.drain("pipeline", "P", detectors=USER_DETECTORS) for _ in range(self.plan.scale_runs)
+            ]
+            scale["network_stage"] = {
+                "workload": "P",
+                "events_per_s": {
+                    "all detectors": summarize(runs["P"].get("pipeline", []))["events_per_s"],
+                    "without credential_stuffing": summarize(no_net)["events_per_s"],
+                },
+                "runs": [r.as_dict() for r in no_net],
+            }
         for w in WORKLOADS:
-            self.kafka.delete_prefix(self.inputs[w])
+            self.kafka.delete_matching(self.inputs[w])
+        for leftover in WORK.glob(f"{self.prefix}-payloads-*"):
+            leftover.unlink()
         load_end = _load()
         doc = build_result(
             generated_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -632,9 +652,9 @@ class Bench:
 def _pace(producer: Producer, topic: str, rate: int, seconds: float, tag: str) -> tuple[int, float]:
     """Produce ``rate`` events a second for ``seconds``, in 1 ms steps; correlation ids ``tag-<n>``.
 
-    The events (workload H's format; event time = the second each is due) are built before the clock
-    starts, so the loop only calls ``produce``: the input rate is the rate asked for, not what the
-    harness can generate on a busy machine (the achieved rate is reported as ``input_rate``)."""
+    The events (workload H's format plus an `outcome`, 10% failures; event time = the second each is
+    due) are built before the clock starts, so the loop only calls ``produce``: the input rate is the rate
+    asked for, not what the harness can generate on a busy machine (reported as ``input_rate``)."""
     import random
 
     rng = random.Random(tag)
@@ -643,6 +663,7 @@ def _pace(producer: Producer, topic: str, rate: int, seconds: float, tag: str) -
     records = []
     for n in range(total):
         event = h_event(rng, n, first_second + n // rate, 7)
+        event["outcome"] = "failure" if rng.random() < 0.1 else "success"  # failures feed the network stage
         records.append((str(event["user_id"]).encode(), orjson.dumps(event), f"{tag}-{n}".encode()))
     while time.time() < first_second:
         time.sleep(0.001)
@@ -728,49 +749,63 @@ def _commit() -> str:
 
 
 def chart(doc: dict[str, Any], path: Path) -> None:
+    """Three panels: events/s per contender and workload, CPU seconds per million events (what the
+    machine's load changes least), and latency at the fixed input rates against the p99 targets."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [3, 2]})
+    fig, (rate_ax, cpu_ax, lat_ax) = plt.subplots(
+        1, 3, figsize=(17, 5.2), gridspec_kw={"width_ratios": [3, 3, 2]}
+    )
     names = [c for c in CONTENDERS if any(doc["events_per_s"][w][c] for w in WORKLOADS)]
     width = 0.38
-    for k, w in enumerate(WORKLOADS):
-        values = [doc["events_per_s"][w][c] or 0 for c in names]
-        bars = left.bar([i + (k - 0.5) * width for i in range(len(names))], values, width, label=w)
-        left.bar_label(
-            bars, labels=[f"{v / 1000:,.1f}k" if v >= 1000 else f"{v:,.0f}" for v in values], fontsize=7
-        )
-    left.set_yscale("log")
-    left.set_xticks(range(len(names)), names, rotation=15)
-    left.set_ylabel("events/s (log scale, median of runs)")
-    left.set_title("Throughput draining a preloaded 6-partition topic")
-    left.legend(title="workload")
+    for ax, section, title, unit in (
+        (rate_ax, "events_per_s", "Throughput draining a preloaded 6-partition topic", "events/s"),
+        (cpu_ax, "cpu_s_per_million", "CPU seconds per million events", "CPU s / 1M events"),
+    ):
+        for k, w in enumerate(WORKLOADS):
+            values = [doc[section][w][c] or 0 for c in names]
+            bars = ax.bar([i + (k - 0.5) * width for i in range(len(names))], values, width, label=w)
+            ax.bar_label(bars, labels=[_short(v) for v in values], fontsize=7)
+        if any(doc[section][w][c] for w in WORKLOADS for c in names):
+            ax.set_yscale("log")
+        ax.set_xticks(range(len(names)), names, rotation=20)
+        ax.set_ylabel(f"{unit} (log scale, median of runs)")
+        ax.set_title(title, fontsize=10)
+        ax.legend(title="workload", fontsize=8)
     rows = [(r, n, e) for r, by_n in doc["latency_ms"].items() for n, e in sorted(by_n.items())]
-    labels = [f"{r}/s\n{n} proc" for r, n, _ in rows]
-    p50 = [e.get("p50") or 0 for _, _, e in rows]
-    p99 = [e.get("p99") or 0 for _, _, e in rows]
-    xs = range(len(rows))
-    right.bar([x - 0.2 for x in xs], p50, 0.4, label="p50")
-    right.bar([x + 0.2 for x in xs], p99, 0.4, label="p99")
+    xs = list(range(len(rows)))
+    for offset, q in ((-0.2, "p50"), (0.2, "p99")):
+        values = [e.get(q) or 0 for _, _, e in rows]
+        bars = lat_ax.bar([x + offset for x in xs], values, 0.4, label=q)
+        lat_ax.bar_label(bars, labels=[_short(v) for v in values], fontsize=7)
     for x, (r, _, _) in zip(xs, rows, strict=True):
-        target = {"1k": 50, "10k": 100}.get(r)
+        target = LATENCY_P99_TARGET_MS.get(r)
         if target:
-            right.hlines(target, x - 0.45, x + 0.45, colors="red", linestyles="dashed")
-    right.set_xticks(list(xs), labels)
-    right.set_ylabel("event -> output latency, ms (dashed: p99 target)")
-    right.set_title("login-consumer latency at a fixed input rate")
-    right.legend()
+            lat_ax.hlines(target, x - 0.45, x + 0.45, colors="red", linestyles="dashed")
+    if any(e.get("p99") for _, _, e in rows):
+        lat_ax.set_yscale("log")
+    lat_ax.set_xticks(xs, [f"{r}/s\n{n} proc" for r, n, _ in rows])
+    lat_ax.set_ylabel("event -> output ms (log; dashed: p99 target)")
+    lat_ax.set_title("login-consumer latency at a fixed input rate", fontsize=10)
+    lat_ax.legend(fontsize=8)
     machine = doc["machine"]
     fig.suptitle(
-        f"make bench — {machine['cpus']} cores, load avg {machine['loadavg_start'][0]} -> "
-        f"{machine['loadavg_end'][0]}, commit {machine['commit']}",
+        f"make bench — {machine['cpus']} cores, load average {machine['loadavg_start'][0]} at start, "
+        f"{machine['loadavg_end'][0]} at end (shared machine), commit {machine['commit']}",
         fontsize=10,
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def _short(value: float) -> str:
+    if value >= 1000:
+        return f"{value / 1000:,.1f}k"
+    return f"{value:,.0f}" if value >= 10 else f"{value:.1f}"
 
 
 def update_readme(table: str) -> bool:
@@ -791,7 +826,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", default=os.environ.get("BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
     parser.add_argument("--quick", action="store_true", help="small workloads, 1 run (~3 min)")
     parser.add_argument("--h-events", type=int, default=0, help="events of workload H (default 1,000,000)")
-    parser.add_argument("--p-events", type=int, default=0, help="events of workload P (default 500,000)")
+    parser.add_argument("--p-events", type=int, default=0, help="events of workload P (default 200,000)")
     parser.add_argument("--runs", type=int, default=0, help="runs per measurement (default 3; quick 1)")
     parser.add_argument(
         "--only", default="", help=f"comma-separated contenders (default all: {','.join(CONTENDERS)})"

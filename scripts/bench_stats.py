@@ -310,6 +310,10 @@ def markdown(doc: Mapping[str, Any]) -> str:
         lines += [
             f"| {n} login-consumer process{'es' if n != '1' else ''} | {_num(v)} |" for n, v in scale.items()
         ]
+    net = doc.get("scale", {}).get("network_stage", {}).get("events_per_s", {})
+    if net:
+        lines += ["", "| P drained by 1 login-consumer process (cost of the network stage) | events/s |"]
+        lines += ["|---|---:|", *(f"| {what} | {_num(v)} |" for what, v in net.items())]
     lines += ["", "| target | measured | status |", "|---|---:|---|"]
     for t in doc["targets"]:
         unit = " ms" if t["unit"] == "ms" else "x"

@@ -159,7 +159,10 @@ def _doc(p: dict[str, float | None], h: dict[str, float | None], p99: tuple[floa
         runs=runs,
         limit_detail={"P": {"consume_events_per_s": 1.0}},
         latency_ms=latency,
-        scale={"events_per_s": {"1": 1000.0, "2": 1800.0}},
+        scale={
+            "events_per_s": {"1": 1000.0, "2": 1800.0},
+            "network_stage": {"events_per_s": {"all detectors": 900.0, "without credential_stuffing": 950.0}},
+        },
     )
 
 
@@ -250,6 +253,7 @@ def test_markdown_lists_every_contender_latency_scale_targets_and_load() -> None
     assert "first 20,000 events of each topic" in text  # the seed loop's sample is labelled
     assert "| 1k events/s, 1 process | 12.5 |" in text
     assert "| 2 login-consumer processes | 1,800 |" in text
+    assert "| without credential_stuffing | 950 |" in text
     assert "not measured" in text
     assert "load average" in text
     assert "[2, 2, 2]" in text
