@@ -133,6 +133,7 @@ spec:
         - name: {{ $name }}
           value: {{ $value | toString | quote }}
         {{- end }}
+        {{- include "login-stream.kafkaSecurityEnv" . | nindent 8 }}
       ports:
         - name: metrics
           containerPort: {{ $c.metricsPort }}
@@ -153,10 +154,12 @@ spec:
       volumeMounts:
         - name: tmp
           mountPath: /tmp
+        {{- include "login-stream.kafkaSecurityMounts" . | nindent 8 }}
   volumes:
     - name: tmp
       emptyDir:
         sizeLimit: 64Mi
+    {{- include "login-stream.kafkaSecurityVolumes" . | nindent 4 }}
   {{- with $c.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
