@@ -51,7 +51,10 @@ def test_help_groups_the_local_and_the_cluster_families() -> None:
         assert target in setup, target
     every = [t for targets in groups.values() for t in targets]
     assert len(every) == len(set(every)), "a target is listed twice"
-    assert "Other" not in groups  # every mk file says which family its targets belong to
+    assert "Other" not in groups, (
+        f"targets {groups.get('Other')} come before any `##@ Section` line of their file: "
+        "start each Makefile/mk file with one, so `make help` shows their family"
+    )
 
 
 def test_build_without_a_docker_daemon_says_why(tmp_path: Path) -> None:
