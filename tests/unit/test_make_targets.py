@@ -40,7 +40,7 @@ def sections() -> dict[str, list[str]]:
 def test_help_groups_the_local_and_the_cluster_families() -> None:
     groups = sections()
     local = next(v for k, v in groups.items() if k.startswith("Local pipeline"))
-    cluster = next(v for k, v in groups.items() if k.startswith("Kubernetes"))
+    cluster = next(v for k, v in groups.items() if k.startswith("Kubernetes (kind cluster"))
     setup = next(v for k, v in groups.items() if k.startswith("Set-up and tests"))
     for target in ("run", "stop", "logs", "health", "monitor", "watch", "demo", "build", "clean"):
         assert target in local, target
