@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -95,8 +96,14 @@ def secured_kafka() -> Iterator[SecuredKafka]:
         if up.returncode != 0:
             pytest.fail(f"the SASL_SSL broker did not start: {up.stderr.strip() or up.stdout.strip()}")
         print(f"SASL_SSL broker up in {time.monotonic() - started:.1f}s", file=sys.stderr)
-        assert "SASL_PASSWORD_FILE=" in up.stdout
-        assert kafka_security.SecureBroker(state, port).password("producer") not in up.stdout
+        status = subprocess.run(
+            [sys.executable, script, "status"], env=env, capture_output=True, text=True, check=False
+        )
+        secure = kafka_security.SecureBroker(state, port)
+        for out in (up.stdout, status.stdout):  # `make kafka-status`: the client settings, no password
+            assert "SECURITY_PROTOCOL=SASL_SSL SASL_USERNAME=consumer SASL_PASSWORD_FILE=" in out
+            assert f"SSL_CA_LOCATION={secure.ca_cert}" in out
+            assert not [u for u in kafka_security.USERS if secure.password(u) in out]
         yield SecuredKafka(kafka_security.SecureBroker(state, port))
     finally:
         subprocess.run(
@@ -168,7 +175,12 @@ def test_pipeline_over_sasl_ssl_with_per_service_users(
         rate=0,
         metrics_port=0,
     )
-    assert run_producer(producer_settings) == 0  # every event acknowledged over SASL_SSL
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        assert run_producer(producer_settings) == 0  # every event acknowledged over SASL_SSL
+    finally:  # the producer's CLI installs its own SIGINT/SIGTERM handlers
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
     settings = _consumer_settings(
         secured_kafka,
@@ -208,7 +220,7 @@ def _admin_errors(config: dict[str, Any]) -> tuple[bool, list[KafkaError]]:
     errors: list[KafkaError] = []
     client = AdminClient({**config, "error_cb": errors.append, "log_level": 0})
     try:
-        client.list_topics(timeout=6)
+        client.list_topics(timeout=4)
     except KafkaException as exc:
         errors.append(exc.args[0])
         client.poll(1.0)  # serve error_cb: the reason (authentication, TLS) comes through it

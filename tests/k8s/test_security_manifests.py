@@ -10,6 +10,8 @@ What this relies on from upstream, read at the pinned versions and pinned here:
     (getScramUserName), a tls user's principal ``CN=<name>`` (getTlsUserName).
   - api/src/main/java/io/strimzi/api/kafka/model/kafka/KafkaResources.java: clusterCaCertificateSecretName
     = ``<cluster>-cluster-ca-cert``; operator-common/.../ca/Ca.java: CA_CRT = ``ca.crt``.
+  - cluster-operator/.../assembly/KafkaListenersReconciler.java (nodePortServicesReady): a nodeport
+    listener's ``advertisedHost`` joins the broker certificate's DNS names: TLS to localhost:31092 verifies.
   - packaging/install/cluster-operator/044-Crd-kafkauser.yaml and 040-Crd-kafka.yaml (the CRDs in CRD_DIR):
     authentication types, ACL resource types and operations, listener authentication, authorization simple.
 * KEDA v2.20.2 (kedacore/keda): pkg/scalers/kafka_scaler.go reads ``sasl``/``tls`` from the trigger metadata
@@ -83,6 +85,8 @@ def test_every_listener_is_tls_and_authenticated_and_authorization_is_simple() -
         assert listener["authentication"]["type"] in ("scram-sha-512", "tls"), name
     assert listeners["tls"]["authentication"]["type"] == "scram-sha-512"
     assert listeners["mtls"]["authentication"]["type"] == "tls"
+    external = listeners["external"]  # host tools: the certificate names localhost (see the docstring)
+    assert {b["advertisedHost"] for b in external["configuration"]["brokers"]} == {"localhost"}
     assert kafka["spec"]["kafka"]["authorization"] == {"type": "simple"}  # no super user
     assert "userOperator" in kafka["spec"]["entityOperator"]  # KafkaUsers need it
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 from pathlib import Path
 
@@ -24,6 +25,7 @@ SECURITY_VARS = (
     "SSL_KEY_PASSWORD",
     "SSL_KEY_PASSWORD_FILE",
 )
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-Pa55w0rd"  # noqa: S105 - a test value, checked never to leak
 
 
@@ -184,3 +186,52 @@ def test_a_bad_secret_value_is_masked_in_the_error(monkeypatch: pytest.MonkeyPat
         load_settings(ProducerSettings, sasl_password=["not", "a", "string", SECRET])
     assert "SASL_PASSWORD='***'" in str(info.value)
     assert SECRET not in str(info.value)
+
+
+# Kafka clients and helpers whose first argument is the client configuration (or a bootstrap address).
+_CLIENT_CALLS = {
+    "admin",
+    "ensure_topics",
+    "broker_reachable",
+    "wait_for_broker",
+    "AdminClient",
+    "Consumer",
+    "Producer",
+}
+_SERVICE_SOURCES = [
+    ROOT / "libs" / "common" / "src",
+    ROOT / "services" / "producer" / "src",
+    ROOT / "services" / "consumer" / "src",
+]
+
+
+def _plaintext_clients(path: Path) -> list[str]:
+    """Calls in ``path`` building a Kafka client from the bare address, without the security settings."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        first = node.args[0]
+        bare = isinstance(first, ast.Attribute) and first.attr == "bootstrap_servers"
+        literal = isinstance(first, ast.Dict) and any(
+            isinstance(k, ast.Constant) and k.value == "bootstrap.servers" for k in first.keys
+        )
+        if name in _CLIENT_CALLS and (bare or literal):
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {name}({ast.unparse(first)[:60]})")
+    return found
+
+
+def test_every_kafka_client_of_the_services_gets_the_security_settings() -> None:
+    """A client built from ``settings.bootstrap_servers`` alone would connect in PLAINTEXT to a secured
+    broker: every client and helper takes ``settings.kafka_common()`` (address + security) instead."""
+    helpers = ROOT / "libs" / "common" / "src" / "login_common" / "kafka.py"  # turns an address into a config
+    offenders = [
+        line
+        for root in _SERVICE_SOURCES
+        for path in sorted(root.rglob("*.py"))
+        if path != helpers
+        for line in _plaintext_clients(path)
+    ]
+    assert not offenders, "use settings.kafka_common():\n" + "\n".join(offenders)

@@ -133,7 +133,7 @@ spec:
         - name: {{ $name }}
           value: {{ $value | toString | quote }}
         {{- end }}
-        {{- include "login-stream.kafkaSecurityEnv" . | nindent 8 }}
+        {{- with include "login-stream.kafkaSecurityEnv" . | trim }}{{ . | nindent 8 }}{{- end }}
       ports:
         - name: metrics
           containerPort: {{ $c.metricsPort }}
@@ -154,12 +154,12 @@ spec:
       volumeMounts:
         - name: tmp
           mountPath: /tmp
-        {{- include "login-stream.kafkaSecurityMounts" . | nindent 8 }}
+        {{- with include "login-stream.kafkaSecurityMounts" . | trim }}{{ . | nindent 8 }}{{- end }}
   volumes:
     - name: tmp
       emptyDir:
         sizeLimit: 64Mi
-    {{- include "login-stream.kafkaSecurityVolumes" . | nindent 4 }}
+    {{- with include "login-stream.kafkaSecurityVolumes" . | trim }}{{ . | nindent 4 }}{{- end }}
   {{- with $c.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
