@@ -59,7 +59,7 @@ class Changelog:
         self._ready = False
 
     def _partitions(self, topic: str) -> int | None:
-        meta = admin(self.settings.bootstrap_servers).list_topics(topic, timeout=10)
+        meta = admin(self.settings.kafka_common()).list_topics(topic, timeout=10)
         found = meta.topics.get(topic)
         if found is None or found.error is not None:
             return None
@@ -75,7 +75,7 @@ class Changelog:
             if wanted is None:
                 raise StateRestoreError(f"topic {self.source_topic!r} not found")
             if self.settings.auto_create_internal_topics:
-                ensure_topics(self.settings.bootstrap_servers, {self.topic: wanted}, config=TOPIC_CONFIG)
+                ensure_topics(self.settings.kafka_common(), {self.topic: wanted}, config=TOPIC_CONFIG)
             have = self._partitions(self.topic)
             for _ in range(40):  # a topic just created takes a moment to appear in the metadata
                 if have is not None or not self.settings.auto_create_internal_topics:
