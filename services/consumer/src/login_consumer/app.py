@@ -46,6 +46,7 @@ from login_common.contract import (
 )
 from login_common.kafka import message_headers
 from login_consumer import __version__
+from login_consumer.access import AccessFailures
 from login_consumer.align import Aligner
 from login_consumer.config import ConsumerSettings
 from login_consumer.delivery.checkpoint import Checkpoint, CommitFailed
@@ -65,6 +66,7 @@ LIVENESS_SECONDS: Final = 60.0  # /healthz fails when the loop has not turned fo
 RETRY_BACKOFF_SECONDS: Final = 1.0
 PURGE_SECONDS: Final = 30.0  # how often consumed repartition records are deleted
 PROGRESS_SECONDS: Final = 0.5  # longest silence about an owned input partition towards the network stage
+LOG_ACCESS_SECONDS: Final = 10.0  # a transactional id refused: report it this often until stopped
 _MAX_DETAIL: Final = 500
 
 TP = tuple[str, int]
@@ -168,6 +170,7 @@ class ConsumerApp:
             group=settings.group_id, topic=settings.input_topic, guarantee=settings.processing_guarantee
         )
         kafka_logs = KafkaLogs(self._log)
+        self._access = AccessFailures(metrics, self._log, settings.sasl_username)
         self._consumer = Consumer(
             {
                 **settings.consumer_config(),
@@ -213,6 +216,9 @@ class ConsumerApp:
         return True, "ok"
 
     def ready(self) -> tuple[bool, str]:
+        refused = self._access.blocked()
+        if refused:
+            return False, refused
         if self._running and self.assigned.is_set():
             return True, f"in group, {len(self._assignment)} partition(s)"
         return False, "not in the group yet"
@@ -221,6 +227,7 @@ class ConsumerApp:
 
     def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:  # delivery.report.only.error: called for failures only
+            self._access.check(err, "produce")
             self.checkpoint.delivery_failed(err.name())
             self.metrics.errors.labels("delivery").inc()
 
@@ -232,6 +239,8 @@ class ConsumerApp:
             self._warn("commit.failed", error=str(err or next(p.error for p in partitions if p.error)))
 
     def _on_error(self, err: KafkaError) -> None:
+        if self._access.check(err, "client"):
+            return
         self.metrics.errors.labels("kafka").inc()
         self._warn("kafka.error", error=err.str(), code=err.name(), fatal=err.fatal())
 
@@ -291,6 +300,7 @@ class ConsumerApp:
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalances.labels("revoke").inc()
         gone = {(p.topic, p.partition) for p in partitions}
+        self._complete_held()
         self._commit(sync=True)  # everything processed so far, before the partitions move
         self._forget(gone, lost=False)
         self._log.info("partitions.revoked", partitions=sorted(f"{t}/{p}" for t, p in gone))
@@ -342,8 +352,11 @@ class ConsumerApp:
         self._consumer.subscribe(
             topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
-        if self.exactly_once:
-            self._producer.init_transactions(30)
+        if self.exactly_once and not self._init_transactions(stop):
+            self._running = False
+            with suppress(KafkaException, RuntimeError):  # the producer is dead (fatal): only leave
+                self._consumer.close()
+            return
         self._log.info(
             "consumer.running",
             topics=topics,
@@ -363,6 +376,19 @@ class ConsumerApp:
                     self._refresh()
         finally:
             self._close(stop)
+
+    def _init_transactions(self, stop: threading.Event) -> bool:
+        """init_transactions; a refused transactional id is reported and waited out (no crash loop)."""
+        try:
+            self._producer.init_transactions(30)
+        except KafkaException as exc:
+            if not self._access.check(exc.args[0], "init_transactions"):
+                raise
+            while not stop.wait(LOG_ACCESS_SECONDS):  # the producer is unusable: report until stopped
+                self._alive_at = time.monotonic()  # alive and saying why it does nothing: no restart loop
+                self._access.check(exc.args[0], "init_transactions")
+            return False
+        return True
 
     def _take(self) -> list[Message]:
         """What the client has already fetched (up to BATCH_SIZE); waits only when there is nothing."""
@@ -387,7 +413,7 @@ class ConsumerApp:
             err = msg.error()
             if err is None:
                 (inputs if msg.topic() == input_topic else repartitioned).append(msg)
-            elif err.code() != KafkaError._PARTITION_EOF:
+            elif err.code() != KafkaError._PARTITION_EOF and not self._access.check(err, "consume"):
                 self.metrics.errors.labels("kafka").inc()
                 self._warn("consume.error", error=err.str(), code=err.name())
         aligner = self._aligner
@@ -439,11 +465,19 @@ class ConsumerApp:
             records.extend(self.user_stage.progress(p, idle=idle))
         self._send(records, (), ())
 
-    def _run_network_stage(self, messages: list[Message]) -> None:
+    def _complete_held(self) -> None:
+        """At-least-once, before a hand-over or a stop: complete what the network stage's merges hold,
+        in event-time order, so the commit covers every record read (the next owner would otherwise
+        read the held records' successors again and write their outputs twice). Exactly-once needs no
+        such step: what was completed is recognised and skipped when read again."""
+        if self.network_stage is not None and self.network_stage.holding and not self.exactly_once:
+            self._run_network_stage([], flush=True)
+
+    def _run_network_stage(self, messages: list[Message], *, flush: bool = False) -> None:
         stage = self.network_stage
         assert stage is not None  # noqa: S101 - repartitioned messages exist only with the network stage
         try:
-            result = stage.process(messages)
+            result = stage.process(messages, flush=flush)
         except Exception as exc:  # noqa: BLE001 - keep the events flowing: dead-letter the batch
             self.metrics.errors.labels("processing").inc()
             self._log.error("network_stage.failed", error=repr(exc)[:300])
@@ -649,6 +683,7 @@ class ConsumerApp:
         self.assigned.clear()
         deadline = time.monotonic() + self.settings.shutdown_timeout * 0.6 if stop.is_set() else None
         try:
+            self._complete_held()
             self._commit(sync=True, deadline=deadline)
             self._consumer.close()  # leaves the group (revocation commits again: nothing left)
         except (KafkaException, RuntimeError) as exc:

@@ -13,7 +13,7 @@ import gc
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -31,6 +31,7 @@ from login_consumer import __version__
 from login_consumer.config import ConsumerSettings
 from login_consumer.detect import NO_DETECTIONS, DetectBatch, Detection, Detectors, NoDetectors
 from login_consumer.enrich import Client, Enriched, Enricher, Place, TimeInfo, processed_at_now
+from login_consumer.privacy import Privacy
 from login_consumer.risk import RiskModel
 from login_consumer.validate import Invalid, Validator
 
@@ -63,8 +64,9 @@ class BatchStats:
 Output = tuple[Message, bytes, bytes, list[Header]]
 
 
-# what routing needs of each output: (ip, event time, flags (1: failed, 2: detected here), risk score, level)
-Route = tuple[str, int, int, int, str]
+# what routing needs of each output: (ip, event time, flags (1: failed, 2: detected here), risk score,
+# level, the ip as the output shows it (OUTPUT_PRIVACY))
+Route = tuple[str, int, int, int, str, str]
 
 
 @dataclass(slots=True)
@@ -82,6 +84,7 @@ class Processor:
         enricher: Enricher,
         risk: RiskModel,
         detectors: Detectors | None = None,
+        privacy: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.validator = validator
         self.enricher = enricher
@@ -90,6 +93,7 @@ class Processor:
         # False when a later stage completes the events (the network stage): their risk score and level
         # may still change, so they are counted there, not here
         self.final = True
+        self.privacy = privacy  # OUTPUT_PRIVACY: rewrites IP and device id of each output (privacy.py)
 
     @classmethod
     def from_settings(cls, settings: ConsumerSettings, detectors: Detectors | None = None) -> Processor:
@@ -110,6 +114,7 @@ class Processor:
             ),
             risk,
             detectors,
+            Privacy.from_settings(settings),
         )
 
     def process(self, messages: Sequence[Message], now: float | None = None) -> BatchResult:
@@ -161,6 +166,7 @@ class Processor:
         routes: list[Route] = []
         final = self.final
         assess = self.risk.assess
+        protect = self.privacy
         dumps = orjson.dumps
         scores = stats.risk_scores
         levels: list[str] = []
@@ -182,6 +188,9 @@ class Processor:
                 doc["risk_level"] = level
                 doc["reasons"] = reasons
                 doc["detections"] = det_docs
+                ip = doc["ip"]  # the network stage keys by the real address, whatever the output shows
+                if protect is not None:
+                    protect(doc)
                 value = dumps(doc)
                 key = doc["user_id"].encode()
             except Exception as exc:  # noqa: BLE001
@@ -203,11 +212,12 @@ class Processor:
             outputs.append((msg, key, value, out_headers))
             routes.append(
                 (
-                    doc["ip"],
+                    ip,
                     doc["timestamp"],
                     (doc["outcome"] == "failure") | (2 if dets else 0),
                     risk_score,
                     level,
+                    doc["ip"],
                 )
             )
             places.append(place)

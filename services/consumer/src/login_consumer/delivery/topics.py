@@ -54,7 +54,7 @@ def ensure_repartition_topic(settings: ConsumerSettings) -> tuple[int, int]:
         if wanted is None:
             raise InternalTopicError(f"INPUT_TOPIC {settings.input_topic!r} not found")
         if settings.auto_create_internal_topics:
-            ensure_topics(settings.bootstrap_servers, {topic: wanted}, config=REPARTITION_CONFIG)
+            ensure_topics(settings.kafka_common(), {topic: wanted}, config=REPARTITION_CONFIG)
         have = partitions_of(client, topic)
         for _ in range(40):  # a topic just created takes a moment to appear in the metadata
             if have is not None or not settings.auto_create_internal_topics:

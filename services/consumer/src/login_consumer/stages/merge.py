@@ -144,15 +144,11 @@ class SourceMerge(Generic[T]):
             out.extend(self._oldest(self.buffered - self.max_buffered // 2))
         return out
 
-    def drain(self) -> list[T]:
-        """Everything held, in arrival order, regardless of the bounds (no merge wanted)."""
-        items = sorted(
-            ((key[1], item) for src in self.sources.values() for key, item in src.queue), key=_first
-        )
-        self.drop()
-        return [item for _, item in items]
+    def flush(self) -> list[T]:
+        """Everything held, in event-time order, without waiting for any source."""
+        return self._oldest(self.buffered, forced=False)
 
-    def _oldest(self, count: int) -> list[T]:
+    def _oldest(self, count: int, *, forced: bool = True) -> list[T]:
         """Release the ``count`` oldest held events regardless of the bounds."""
         heads = [(src.queue[0][0], number) for number, src in self.sources.items() if src.queue]
         heapq.heapify(heads)
@@ -168,7 +164,8 @@ class SourceMerge(Generic[T]):
             else:
                 heapq.heappop(heads)
         self.buffered -= len(out)
-        self.forced += len(out)
+        if forced:
+            self.forced += len(out)
         return out
 
     def drop(self) -> None:
@@ -178,10 +175,6 @@ class SourceMerge(Generic[T]):
         self._offsets.clear()
         self._released.clear()
         self.buffered = 0
-
-
-def _first(pair: tuple[int, object]) -> int:
-    return pair[0]
 
 
 def merged(partitions: Iterable[SourceMerge[T]]) -> int:

@@ -130,7 +130,9 @@ class NetworkStage:
             )
         return merge
 
-    def process(self, messages: Sequence[Message]) -> NetworkStageResult:
+    def process(self, messages: Sequence[Message], *, flush: bool = False) -> NetworkStageResult:
+        """Read repartition records; complete what the merges release (``flush``: everything they hold,
+        in event-time order, without waiting for slower sources)."""
         started = time.perf_counter()
         result = NetworkStageResult()
         stats = result.stats
@@ -165,7 +167,7 @@ class NetworkStage:
         held: list[Held] = []
         for merge in self.merges.values():
             if merge.buffered:
-                held.extend(merge.release() if self.ordered else merge.drain())
+                held.extend(merge.release() if self.ordered and not flush else merge.flush())
         self._complete(held, result)
         stats.dlq.update(why.error_type for _, why in result.dead)
         stats.seconds = time.perf_counter() - started

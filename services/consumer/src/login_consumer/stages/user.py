@@ -10,9 +10,9 @@ A repartition record is the event's processed document as this stage left it (co
 network detector's verdict), keyed by the network, in the partition ``crc32(network) % partitions``
 (stable across processes and versions), with the output headers plus one internal header,
 ``x-login-stream-route``: ``<input partition> <input offset> <input create time ms> <event time> <flags>
-<risk score> <ip> <user_id>`` (flags: 1 = a failed login, 2 = already flagged by a user detector), so the
-network stage needs no JSON parsing for events it does not flag. After its batches (and at least every
-``PROGRESS_SECONDS``) the process also writes a *progress* record per input partition it owns to every
+<risk score> <ip as the output shows it> <user_id>`` (flags: 1 = a failed login, 2 = already flagged by a
+user detector), so the network stage needs no JSON parsing for events it does not flag. After its
+batches (and at least every ``PROGRESS_SECONDS``) the process also writes a *progress* record per input partition it owns to every
 repartition partition (header ``x-login-stream-progress``: ``<input partition> <event time> <idle 0/1>``),
 which the network stage needs to merge its sources in event-time order (``stages/merge.py``). An event
 whose address has no network (none after validation, but never assumed) goes straight to the output topic.
@@ -101,7 +101,7 @@ class UserStage:
         stats = batch.stats
         network = self._network
         sent = self.sent
-        for (msg, key, value, headers), (ip, ts, flags, score, level) in zip(  # noqa: B905 - equal lengths
+        for (msg, key, value, headers), (ip, ts, flags, score, level, shown) in zip(  # noqa: B905 - equal lengths
             batch.outputs, batch.routes
         ):
             found = network(ip)
@@ -112,7 +112,7 @@ class UserStage:
                 stats.levels[level] += 1
                 if level == "high" and not flags & 2:
                     stats.flagged_users[key.decode("utf-8", "replace")] += 1
-                    stats.flagged_ips[ip] += 1
+                    stats.flagged_ips[shown] += 1
                 continue
             net, partition = found
             kind, created = msg.timestamp()
@@ -126,7 +126,7 @@ class UserStage:
                 ts,
                 flags,
                 score,
-                ip.encode(),
+                shown.encode(),
                 key,
             )
             records.append((hop, partition, net, value, [*headers, (ROUTE_HEADER, route)]))

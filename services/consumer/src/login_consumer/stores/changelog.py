@@ -32,6 +32,16 @@ TOPIC_CONFIG: Final = {
 }
 
 
+_ELECTING: Final = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_PARTITION,
+    }
+)
+
+
 class StateRestoreError(ConsumerError):
     """The changelog topic cannot be created, does not match the input topic, or cannot be read."""
 
@@ -49,7 +59,7 @@ class Changelog:
         self._ready = False
 
     def _partitions(self, topic: str) -> int | None:
-        meta = admin(self.settings.bootstrap_servers).list_topics(topic, timeout=10)
+        meta = admin(self.settings.kafka_common()).list_topics(topic, timeout=10)
         found = meta.topics.get(topic)
         if found is None or found.error is not None:
             return None
@@ -65,7 +75,7 @@ class Changelog:
             if wanted is None:
                 raise StateRestoreError(f"topic {self.source_topic!r} not found")
             if self.settings.auto_create_internal_topics:
-                ensure_topics(self.settings.bootstrap_servers, {self.topic: wanted}, config=TOPIC_CONFIG)
+                ensure_topics(self.settings.kafka_common(), {self.topic: wanted}, config=TOPIC_CONFIG)
             have = self._partitions(self.topic)
             for _ in range(40):  # a topic just created takes a moment to appear in the metadata
                 if have is not None or not self.settings.auto_create_internal_topics:
@@ -85,6 +95,20 @@ class Changelog:
                 f"{self.source_topic!r} {wanted}: they must match (delete it or choose another)"
             )
         self._ready = True
+
+    def _watermarks(self, consumer: Consumer, partition: int, deadline: float) -> tuple[int, int]:
+        """(low, high) of a changelog partition; retried while its leader is being elected (a topic just
+        created, a broker restarting) until ``deadline``."""
+        while True:
+            try:
+                low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=10)
+                return int(low), int(high)
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                retriable = err.retriable() or err.code() in _ELECTING
+                if not retriable or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def read(self, partitions: Sequence[int]) -> Mapping[int, Sequence[tuple[bytes, bytes | None]]]:
         """Every record of these changelog partitions, oldest first, up to their current end."""
@@ -106,7 +130,7 @@ class Changelog:
         try:
             pending: set[int] = set()
             for p in partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
+                low, high = self._watermarks(consumer, p, started + settings.state_restore_timeout)
                 if high > low:
                     pending.add(p)
             consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in sorted(pending)])
