@@ -28,7 +28,8 @@ created again in one batch ends up present.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from bisect import bisect_right, insort
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -55,15 +56,19 @@ History = UserView  # a user's history as the detectors see it (histories.py)
 
 
 class Failures:
-    """Failure times of one account from one IP: live (the window) and grace zones, ascending."""
+    """Failure times of one account from one IP: live (the window) and grace zones, ascending lists.
+
+    Lists, not deques: an empty deque costs 760 bytes (a 64-slot block), and there are up to
+    ``MAX_STATE_FAILURE_KEYS`` of these; a zone holds at most ``MAX_FAILURES`` times, so taking from
+    its front is bounded work."""
 
     __slots__ = ("gen", "grace", "ip", "live", "user")
 
     def __init__(self, ip: str, user: str, gen: int) -> None:
         self.ip = ip
         self.user = user
-        self.live: deque[int] = deque()
-        self.grace: deque[int] = deque()
+        self.live: list[int] = []
+        self.grace: list[int] = []
         self.gen = gen
 
     @property
@@ -75,25 +80,26 @@ class Failures:
         live = self.live
         if not live or ts >= live[-1]:
             horizon = ts - window
+            if live and live[0] <= horizon:  # the oldest leave the window for the grace zone
+                cut = bisect_right(live, horizon)
+                self.grace.extend(live[:cut])
+                del live[:cut]
             old = self.grace
-            while live and live[0] <= horizon:
-                old.append(live.popleft())
-            slack = horizon - grace
-            while old and old[0] <= slack:
-                old.popleft()
+            if old and old[0] <= horizon - grace:
+                del old[: bisect_right(old, horizon - grace)]
             live.append(ts)
             if len(live) > MAX_FAILURES:
-                live.popleft()
+                del live[0]
             return len(live)
         newest = live[-1]
         if ts > newest - window:
-            _insort(live, ts)
+            insort(live, ts)
             if len(live) > MAX_FAILURES:
-                live.popleft()
+                del live[0]
         elif ts > newest - window - grace:
-            _insort(self.grace, ts)
+            insort(self.grace, ts)
             if len(self.grace) > MAX_FAILURES:
-                self.grace.popleft()
+                del self.grace[0]
         # (older still: counted for itself, not kept)
         return self.count(ts - window, ts) + (ts <= newest - window - grace)
 
@@ -108,14 +114,6 @@ class Failures:
 
     def encode(self) -> bytes:
         return orjson.dumps([*self.grace, *self.live])
-
-
-def _insort(zone: deque[Any], item: Any) -> None:
-    """Insert into an ascending deque, searching from the end (out-of-order events are rarely far back)."""
-    at = len(zone)
-    while at and zone[at - 1] > item:
-        at -= 1
-    zone.insert(at, item)
 
 
 @dataclass(slots=True)
