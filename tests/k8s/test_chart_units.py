@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.k8s.conftest import ROOT, Render, RenderError, find, one
+from tests.k8s.conftest import ROOT, Render, RenderError, find, one, render_notes
 from tests.k8s.kube_schemas import Obj
 
 CONSUMER = "login-stream-consumer"
@@ -370,21 +368,7 @@ def test_every_object_names_the_release_namespace(render: Render) -> None:
 
 
 def test_notes_render_runnable_commands(helm: str, tmp_path: Path) -> None:
-    # NOTES.txt renders only on install; render it here through tpl in a copy of the chart
-    chart = tmp_path / "login-stream"
-    shutil.copytree(ROOT / "charts" / "login-stream", chart, symlinks=False)
-    shutil.copy(chart / "templates" / "NOTES.txt", chart / "files" / "notes.txt")
-    (chart / "templates" / "zz-notes.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
-        'data:\n  notes: {{ tpl (.Files.Get "files/notes.txt") . | toJson }}\n'
-    )
-    out = subprocess.run(
-        [helm, "template", "login-stream", str(chart), "-n", "login-stream", "-s", "templates/zz-notes.yaml"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    notes = yaml.safe_load(out.stdout)["data"]["notes"]
+    notes = render_notes(helm, tmp_path)
     assert "helm test login-stream -n login-stream --logs" in notes
     assert "kubectl -n login-stream rollout status deployment/login-stream-consumer" in notes
     assert "port-forward svc/login-stream-consumer 8000:8000" in notes

@@ -54,7 +54,8 @@ app.kubernetes.io/component: {{ .component }}
 {{/*
 kafka.bootstrapServers as cluster DNS names, for clients outside the release namespace (KEDA's scalers
 run in the keda-operator pod, in KEDA's namespace): a host without a dot is a Service of the release
-namespace and becomes <host>.<namespace>.svc; other hosts are left as they are.
+namespace and becomes <host>.<namespace>.svc; other hosts are left as they are (keda.bootstrapServers
+overrides the result).
 */}}
 {{- define "login-stream.clusterBootstrapServers" -}}
 {{- $out := list }}
