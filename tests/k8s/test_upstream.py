@@ -676,6 +676,24 @@ def test_make_port_forwards_leave_tilts_ports_free() -> None:
     assert not make_ports & tilt_ports, f"make grafana/monitor take Tilt's ports {make_ports & tilt_ports}"
 
 
+def test_kafdrop_matches_its_defaults() -> None:
+    """Kafdrop 4.2.0: KafkaConfiguration.java (kafka.brokerConnect, bound from KAFKA_BROKERCONNECT),
+    application.yml (server.port 9000; management base-path /actuator on port 9000), kafdrop.sh
+    (JVM_OPTS)."""
+    deployment = next(o for o in load_file(K8S / "ui" / "kafdrop.yaml") if o["kind"] == "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "obsidiandynamics/kafdrop:4.2.0"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    kafka, _ = kafka_objects()
+    plain = next(lst for lst in kafka["spec"]["kafka"]["listeners"] if lst["name"] == "plain")
+    assert env["KAFKA_BROKERCONNECT"] == f"{kafka['metadata']['name']}-kafka-bootstrap:{plain['port']}"
+    assert "JVM_OPTS" in env
+    assert [p["containerPort"] for p in container["ports"]] == [9000]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/actuator/health"
+    forwards = re.findall(r"port-forward svc/kafdrop \d+:(\d+)", " ".join(make_dry_run("monitor")))
+    assert forwards == ["9000"]
+
+
 def test_make_e2e_pins_the_kind_context() -> None:
     (line,) = [ln for ln in make_dry_run("e2e") if "pytest tests/e2e" in ln]
     assert (
