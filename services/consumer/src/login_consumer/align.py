@@ -27,6 +27,7 @@ second are released in the order they were produced (the record's create time br
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from collections import deque
@@ -168,14 +169,20 @@ class Aligner:
         return out
 
     def _oldest(self, count: int) -> list[tuple[Key, Message]]:
-        """The ``count`` oldest buffered messages (by event time, each partition in order)."""
+        """The ``count`` oldest buffered messages (by event time, each partition in order).
+
+        A k-way merge of the partition queues through a heap of their heads: O(log P) per message for P
+        partitions (the queue's index breaks ties, so equal keys go in assignment order)."""
         out: list[tuple[Key, Message]] = []
-        queues = [q for q in self._queues.values() if q]
-        while len(out) < count and queues:
-            queue = min(queues, key=lambda q: q[0][0])
+        heads = [(q[0][0], n, q) for n, q in enumerate(self._queues.values()) if q]
+        heapq.heapify(heads)
+        while len(out) < count and heads:
+            _, n, queue = heads[0]
             out.append(queue.popleft())
-            if not queue:
-                queues.remove(queue)
+            if queue:
+                heapq.heapreplace(heads, (queue[0][0], n, queue))
+            else:
+                heapq.heappop(heads)
         self.buffered -= len(out)
         return out
 
