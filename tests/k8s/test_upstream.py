@@ -363,6 +363,24 @@ def test_services_in_another_namespace_are_named_by_cluster_dns(render: Render) 
             ns, where = known[service], used_from(obj, path)
             if ns != where and not re.fullmatch(rf"{service}\.{ns}\.svc(\.[a-z0-9.-]+)?", host):
                 problems.append(f"{obj['kind']}/{obj['metadata']['name']}{path}: {host} used from {where}")
+    # the values files of the releases, used from each release's namespace (mk/k8s.mk)
+    release_ns = {
+        "login-stream.yaml": make_var("APP_NS"),
+        "tilt.yaml": make_var("APP_NS"),
+        "kube-prometheus-stack.yaml": make_var("MONITORING_NS"),
+        "strimzi-operator.yaml": make_var("STRIMZI_NS"),
+        "keda.yaml": make_var("KEDA_NS"),
+    }
+    assert {p.name for p in VALUES.glob("*.yaml")} == set(release_ns)
+    for name, where in release_ns.items():
+        for path, host in addresses(yaml.safe_load((VALUES / name).read_text())):
+            service = host.split(".")[0]
+            if (
+                service in known
+                and known[service] != where
+                and not host.startswith(f"{service}.{known[service]}.svc")
+            ):
+                problems.append(f"k8s/values/{name}{path}: {host} used from {where}")
     assert checked >= 3
     assert not problems, "short names of Services in another namespace:\n" + "\n".join(problems)
 
