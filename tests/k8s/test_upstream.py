@@ -437,8 +437,8 @@ def test_no_selector_of_the_release_selects_strimzi_pods(render: Render, helm: s
     selectors = list(chart_selectors(objs, values["networkPolicy"]["kafkaPeers"]))
     notes = render_notes(helm, tmp_path)
     selectors += [("NOTES.txt", label_selector(s)) for s in re.findall(r" -l (\S+)", notes)]
-    made = " ".join(make_dry_run("logs", "health"))
-    selectors += [("make logs/health", label_selector(s)) for s in re.findall(r" -l (\S+)", made)]
+    made = " ".join(make_dry_run("k8s-logs", "k8s-health"))
+    selectors += [("make k8s-logs/k8s-health", label_selector(s)) for s in re.findall(r" -l (\S+)", made)]
     assert len(selectors) >= 10
     pods = strimzi_pods()
     wrong = [f"{what} selects {p.name}" for what, sel in selectors for p in pods if selects(sel, p.labels)]
@@ -558,8 +558,8 @@ def replay(runs: list[list[str]]) -> list[str]:
         for line in make_dry_run(*args):
             if "-m venv .venv" in line:
                 venv = True
-            if match := re.search(r"go install \S*?/(helm|kind)\b\S*@", line):
-                tools.add(match[1])
+            if match := re.search(r"scripts/provision.py tools ([\w ]+)", line):
+                tools |= set(match[1].split())  # mk/tools.mk: PATH's, else go install into .cache/bin
             if ".venv/bin/" in line and not venv:
                 problems.append(f"make {' '.join(args)}: uses .venv before it exists: {line[:100]}")
             for tool, use in TOOL_USE.items():
@@ -574,8 +574,7 @@ def test_the_replay_finds_a_missing_prerequisite() -> None:
     # `-o` keeps make from making a prerequisite: crds as it was, without init; deploy without tools
     stale = replay([["tools", "-o", ".venv/.init-stamp", "crds"]])
     assert any("uses .venv before it exists" in p for p in stale), stale
-    bin_ = ROOT / ".cache" / "bin"
-    no_tools = replay([["-o", f"{bin_}/helm", "-o", f"{bin_}/kind", "helm-test"]])
+    no_tools = replay([["-o", "tools", "helm-test"]])
     assert any("runs helm before" in p for p in no_tools), no_tools
 
 
@@ -676,7 +675,7 @@ def test_workflow_actions_run_on_node24() -> None:
 
 
 def test_make_port_forwards_leave_tilts_ports_free() -> None:
-    """`make grafana` / `make monitor` while `make up` runs: Tilt forwards its own ports (Tiltfile)."""
+    """`make grafana` / `make k8s-monitor` while `make up` runs: Tilt forwards its own ports (Tiltfile)."""
     tilt = run_tiltfile()
     tilt_ports = {
         int(f.split(":")[0]) for r in tilt.named("k8s_resource") for f in r.get("port_forwards", [])
@@ -688,7 +687,8 @@ def test_make_port_forwards_leave_tilts_ports_free() -> None:
         tilt_ports |= {int(p) for p in re.findall(r"port-forward \S+ (\d+):", serve)}
     assert {3000, 9090, 8000, 8001} <= tilt_ports
     make_ports = {
-        int(p) for p in re.findall(r"port-forward \S+ (\d+):", " ".join(make_dry_run("grafana", "monitor")))
+        int(p)
+        for p in re.findall(r"port-forward \S+ (\d+):", " ".join(make_dry_run("grafana", "k8s-monitor")))
     }
     assert len(make_ports) == 2
     assert not make_ports & tilt_ports, f"make grafana/monitor take Tilt's ports {make_ports & tilt_ports}"
@@ -708,7 +708,7 @@ def test_kafdrop_matches_its_defaults() -> None:
     assert "JVM_OPTS" in env
     assert [p["containerPort"] for p in container["ports"]] == [9000]
     assert container["readinessProbe"]["httpGet"]["path"] == "/actuator/health"
-    forwards = re.findall(r"port-forward svc/kafdrop \d+:(\d+)", " ".join(make_dry_run("monitor")))
+    forwards = re.findall(r"port-forward svc/kafdrop \d+:(\d+)", " ".join(make_dry_run("k8s-monitor")))
     assert forwards == ["9000"]
 
 
