@@ -451,15 +451,28 @@ def test_no_selector_of_the_release_selects_strimzi_pods(render: Render, helm: s
 
 
 def test_network_policy_reaches_kafka(render: Render) -> None:
-    objs = render(**{"networkPolicy.enabled": True})
+    """The one egress rule meant for Kafka selects the broker pods, on the port the services dial."""
+    objs = render(str(VALUES / "login-stream.yaml"), **{"networkPolicy.enabled": True})
     values = yaml.safe_load((CHART / "values.yaml").read_text())["networkPolicy"]
     brokers = [p for p in strimzi_pods() if p.labels.get("strimzi.io/broker-role") == "true"]
     for peer in values["kafkaPeers"]:
         assert all(selects(peer["podSelector"], p.labels) for p in brokers)
+    (policy,) = find(objs, "NetworkPolicy")
+    kafka_ports = {
+        port["port"]
+        for rule in policy["spec"]["egress"]
+        if rule["to"] == values["kafkaPeers"]
+        for port in rule["ports"]
+    }
+    env = {
+        e["name"]: e.get("value")
+        for e in find(objs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    dialled = {int(address.rsplit(":", 1)[1]) for address in env["BOOTSTRAP_SERVERS"].split(",")}
     kafka, _ = kafka_objects()
-    plain = next(lst for lst in kafka["spec"]["kafka"]["listeners"] if lst["name"] == "plain")
-    assert plain["port"] in values["kafkaPorts"]
-    assert find(objs, "NetworkPolicy")
+    listeners = {lst["port"] for lst in kafka["spec"]["kafka"]["listeners"]}
+    assert dialled <= listeners
+    assert dialled <= kafka_ports
 
 
 def test_notes_follow_every_pod_within_kubectls_log_request_limit(helm: str, tmp_path: Path) -> None:
@@ -703,8 +716,10 @@ def test_kafdrop_matches_its_defaults() -> None:
     assert container["image"] == "obsidiandynamics/kafdrop:4.2.0"
     env = {e["name"]: e["value"] for e in container["env"]}
     kafka, _ = kafka_objects()
-    plain = next(lst for lst in kafka["spec"]["kafka"]["listeners"] if lst["name"] == "plain")
-    assert env["KAFKA_BROKERCONNECT"] == f"{kafka['metadata']['name']}-kafka-bootstrap:{plain['port']}"
+    internal = {lst["port"] for lst in kafka["spec"]["kafka"]["listeners"] if lst["type"] == "internal"}
+    host, _, port = env["KAFKA_BROKERCONNECT"].rpartition(":")
+    assert host == f"{kafka['metadata']['name']}-kafka-bootstrap"
+    assert int(port) in internal
     assert "JVM_OPTS" in env
     assert [p["containerPort"] for p in container["ports"]] == [9000]
     assert container["readinessProbe"]["httpGet"]["path"] == "/actuator/health"
