@@ -13,7 +13,7 @@ KAFKA_CLUSTER  ?= login-stream
 RELEASE        ?= login-stream
 IMAGE_TAG      ?= dev
 # Tilt's own port-forwards (Tiltfile) hold 3000 (Grafana), 9090 (Prometheus), 9000 (Kafdrop), 8000 and
-# 8001: `make grafana` and `make monitor` use other ports so that they work while `make up` runs.
+# 8001: `make grafana` and `make k8s-monitor` use other ports so that they work while `make up` runs.
 GRAFANA_PORT   ?= 3001
 KAFDROP_PORT   ?= 9001
 KUBECTL        ?= kubectl
