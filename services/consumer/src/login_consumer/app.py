@@ -66,6 +66,7 @@ LIVENESS_SECONDS: Final = 60.0  # /healthz fails when the loop has not turned fo
 RETRY_BACKOFF_SECONDS: Final = 1.0
 PURGE_SECONDS: Final = 30.0  # how often consumed repartition records are deleted
 PROGRESS_SECONDS: Final = 0.5  # longest silence about an owned input partition towards the network stage
+MERGE_WAIT_FACTOR: Final = 5  # the network stage's merge waits this many ALIGNMENT_MAX_WAIT_MS for a source
 LOG_ACCESS_SECONDS: Final = 10.0  # a transactional id refused: report it this often until stopped
 _MAX_DETAIL: Final = 500
 
@@ -144,7 +145,9 @@ class ConsumerApp:
                 self.processor.risk,
                 output_topic=settings.output_topic,
                 exactly_once=settings.exactly_once,
-                max_wait=settings.alignment_max_wait_ms / 1000.0,
+                # a source's owner may be restoring state after a rebalance: wait longer than the
+                # aligner does for a silent partition before giving up on event-time order
+                max_wait=MERGE_WAIT_FACTOR * settings.alignment_max_wait_ms / 1000.0,
                 max_buffered=settings.alignment_max_buffered,
             )
             if self.network is not None

@@ -41,7 +41,7 @@ from typing import Final, Generic, TypeVar
 T = TypeVar("T")
 
 PROGRESS_SECONDS: Final = 0.5  # the longest a user-stage process stays silent about a source it owns
-Key = tuple[float, int]  # (event time, repartition offset): the order of release
+Key = tuple[float, int, int]  # (event time, input create time ms, repartition offset): the order of release
 
 
 @dataclass(slots=True)
@@ -50,7 +50,7 @@ class _Source(Generic[T]):
     bound: float = -math.inf  # the key its owner said it has written up to
     idle: bool = False
     heard: float = 0.0  # when it last moved on: a higher bound, or an event (monotonic seconds)
-    last: float = -math.inf  # the newest key queued (keys are made non-decreasing per source)
+    last: tuple[float, int] = (-math.inf, 0)  # the newest key queued (non-decreasing per source)
 
 
 class SourceMerge(Generic[T]):
@@ -89,11 +89,13 @@ class SourceMerge(Generic[T]):
         src.bound = max(src.bound, bound)
         src.idle = idle
 
-    def add(self, source: int, ts: float, offset: int, item: T) -> None:
-        """Queue an event of ``source`` (arrival order = offset order)."""
+    def add(self, source: int, ts: float, offset: int, item: T, created: int = 0) -> None:
+        """Queue an event of ``source`` (arrival order = offset order). Events of the same second go in
+        the order of their input records' create time (``created``, ms), as align.py orders them."""
         src = self._source(source)
-        key = (max(ts, src.last), offset)
-        src.last = key[0]
+        order = max((ts, created), src.last)
+        src.last = order
+        key = (order[0], order[1], offset)
         src.queue.append((key, item))
         src.heard = self._clock()
         self._offsets.append(offset)
@@ -132,7 +134,7 @@ class SourceMerge(Generic[T]):
             src = self.sources[number]
             _, item = src.queue.popleft()
             out.append(item)
-            released.add(key[1])
+            released.add(key[2])
             if src.queue:
                 heapq.heapreplace(heads, (src.queue[0][0], number))
             else:
@@ -158,7 +160,7 @@ class SourceMerge(Generic[T]):
             src = self.sources[number]
             _, item = src.queue.popleft()
             out.append(item)
-            self._released.add(key[1])
+            self._released.add(key[2])
             if src.queue:
                 heapq.heapreplace(heads, (src.queue[0][0], number))
             else:

@@ -159,7 +159,7 @@ class NetworkStage:
                     self.skipped += 1  # completed (and committed) before: its output is out already
                     continue
                 item = (msg, headers, int(raw_flags), int(raw_score), ip, user, int(created_ms), event)
-                merge.add(event.source, event.ts, msg.offset() or 0, item)
+                merge.add(event.source, event.ts, msg.offset() or 0, item, int(created_ms))
             except (ValueError, UnicodeDecodeError) as exc:
                 result.dead.append(
                     (msg, Invalid("processing_error", f"network stage: unreadable record: {exc}"))

@@ -6,16 +6,16 @@ failures from every account, which are spread over every input partition, so whe
 (credential_stuffing enabled) each processed event is re-keyed by its network onto the repartition topic
 (``<GROUP_ID>-network-repartition``) instead of going to the output topic; the network stage completes it.
 
-A repartition record is the event's processed document as this stage left it (complete except for the
-network detector's verdict), keyed by the network, in the partition ``crc32(network) % partitions``
-(stable across processes and versions), with the output headers plus one internal header,
-``x-login-stream-route``: ``<input partition> <input offset> <input create time ms> <event time> <flags>
-<risk score> <ip as the output shows it> <user_id>`` (flags: 1 = a failed login, 2 = already flagged by a
-user detector), so the network stage needs no JSON parsing for events it does not flag. After its
-batches (and at least every ``PROGRESS_SECONDS``) the process also writes a *progress* record per input partition it owns to every
-repartition partition (header ``x-login-stream-progress``: ``<input partition> <event time> <idle 0/1>``),
-which the network stage needs to merge its sources in event-time order (``stages/merge.py``). An event
-whose address has no network (none after validation, but never assumed) goes straight to the output topic.
+A repartition record is the event's processed document as this stage left it (complete except for the network
+detector's verdict), keyed by the network, in the partition ``crc32(network) % partitions`` (stable across
+processes and versions), with the output headers plus one internal header, ``x-login-stream-route``: ``<input
+partition> <input offset> <input create time ms> <event time> <flags> <risk score> <ip as the output shows it>
+<user_id>`` (flags: 1 = a failed login, 2 = already flagged by a user detector), so the network stage needs no
+JSON parsing for events it does not flag. After its batches (and at least every ``PROGRESS_SECONDS``) the
+process also writes a *progress* record per input partition it owns to every repartition partition (header
+``x-login-stream-progress``: ``<input partition> <event time> <idle 0/1>``), which the network stage needs to
+merge its sources in event-time order (``stages/merge.py``). An event whose address has no network (none after
+validation, but never assumed) goes straight to the output topic.
 """
 
 from __future__ import annotations
