@@ -83,7 +83,7 @@ run: init ## Start broker, producer (RATE=200/s), consumer and Prometheus in the
 
 .PHONY: watch
 watch: init ## Live view of the pipeline `make run` started (Ctrl-C leaves it running)
-	$(PY) scripts/live_view.py
+	@$(PY) scripts/live_view.py
 
 .PHONY: health
 health: init ## Broker, processes, /ready of both services, Prometheus and its targets (exit 1 if any is down)
@@ -115,7 +115,7 @@ clean: stop ## Stop the local pipeline and remove its state, logs and the tool c
 	rm -rf .cache/run .cache/demo .cache/prometheus .pytest_cache .mypy_cache .ruff_cache
 
 .PHONY: kafka-up
-kafka-up: init ## Start a local Kafka broker (KRaft) if none answers; no-op when one runs
+kafka-up: init ## Start a local Kafka broker (KRaft) if none answers; KAFKA_SECURITY=sasl_ssl: SASL_SSL + ACLs
 	$(PY) scripts/local_kafka.py up
 
 .PHONY: kafka-down
@@ -123,7 +123,7 @@ kafka-down: ## Stop the local Kafka broker
 	@$(PYTHON) scripts/local_kafka.py down
 
 .PHONY: kafka-status
-kafka-status: ## Show the local broker's state, address and log file
+kafka-status: ## Show the local broker's state, address, log file (and client security settings)
 	@$(PYTHON) scripts/local_kafka.py status || true
 
 -include mk/*.mk

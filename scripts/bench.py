@@ -493,7 +493,9 @@ class Bench:
                 [self.inputs[workload]], 10_000, idle=5, on_record=lambda m: values.append(m.value())
             )
             payloads.write_bytes(b"\n".join(v for v in values if v and b"\n" not in v))
-        java = ["java", "-Xmx512m", "-cp", f"{PERF_LIBS}/*"]
+        # C1 only and the serial collector: on 2 busy cores the JIT's and G1's own threads otherwise cost the
+        # tools 3-4x their rate (measured: ConsumerPerformance 20k/s -> 60-85k/s on 200k records)
+        java = ["java", "-Xmx512m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp", f"{PERF_LIBS}/*"]
         load1 = os.getloadavg()[0]
         consume = start(
             f"limit-consume-{workload}",

@@ -22,7 +22,7 @@ LABELS: Final = {
     "passthrough": "confluent-kafka passthrough (consume -> produce)",
     "pipeline": "login-consumer, at-least-once, all detectors",
     "pipeline_eos": "login-consumer, exactly-once, all detectors",
-    "quix": "Quix Streams app, same Processor per message",
+    "quix": "Quix Streams app, login-consumer's own stage functions per message",
     "seed_loop": "seed loop (reimplementation: kafka-python-ng, send().get() + flush() per message)",
 }
 LATENCY_RATES: Final = {"1k": 1_000, "10k": 10_000}

@@ -13,7 +13,7 @@ import gc
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -31,6 +31,7 @@ from login_consumer import __version__
 from login_consumer.config import ConsumerSettings
 from login_consumer.detect import NO_DETECTIONS, DetectBatch, Detection, Detectors, NoDetectors
 from login_consumer.enrich import Client, Enriched, Enricher, Place, TimeInfo, processed_at_now
+from login_consumer.privacy import Privacy
 from login_consumer.risk import RiskModel
 from login_consumer.validate import Invalid, Validator
 
@@ -63,11 +64,17 @@ class BatchStats:
 Output = tuple[Message, bytes, bytes, list[Header]]
 
 
+# what routing needs of each output: (ip, event time, flags (1: failed, 2: detected here), risk score,
+# level, the ip as the output shows it (OUTPUT_PRIVACY))
+Route = tuple[str, int, int, int, str, str]
+
+
 @dataclass(slots=True)
 class BatchResult:
     outputs: list[Output]
     dead: list[tuple[Message, Invalid]]
     stats: BatchStats
+    routes: list[Route] = field(default_factory=list)  # one per output
 
 
 class Processor:
@@ -77,11 +84,16 @@ class Processor:
         enricher: Enricher,
         risk: RiskModel,
         detectors: Detectors | None = None,
+        privacy: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.validator = validator
         self.enricher = enricher
         self.risk = risk
         self.detectors: Detectors = detectors if detectors is not None else NoDetectors()
+        # False when a later stage completes the events (the network stage): their risk score and level
+        # may still change, so they are counted there, not here
+        self.final = True
+        self.privacy = privacy  # OUTPUT_PRIVACY: rewrites IP and device id of each output (privacy.py)
 
     @classmethod
     def from_settings(cls, settings: ConsumerSettings, detectors: Detectors | None = None) -> Processor:
@@ -102,6 +114,7 @@ class Processor:
             ),
             risk,
             detectors,
+            Privacy.from_settings(settings),
         )
 
     def process(self, messages: Sequence[Message], now: float | None = None) -> BatchResult:
@@ -150,7 +163,10 @@ class Processor:
                 found = NO_DETECTIONS
 
         outputs: list[Output] = []
+        routes: list[Route] = []
+        final = self.final
         assess = self.risk.assess
+        protect = self.privacy
         dumps = orjson.dumps
         scores = stats.risk_scores
         levels: list[str] = []
@@ -172,6 +188,9 @@ class Processor:
                 doc["risk_level"] = level
                 doc["reasons"] = reasons
                 doc["detections"] = det_docs
+                ip = doc["ip"]  # the network stage keys by the real address, whatever the output shows
+                if protect is not None:
+                    protect(doc)
                 value = dumps(doc)
                 key = doc["user_id"].encode()
             except Exception as exc:  # noqa: BLE001
@@ -191,16 +210,27 @@ class Processor:
                 correlation = str(correlation).encode()
             out_headers = [_SCHEMA_HEADER, _JSON_HEADER, (HEADER_CORRELATION_ID, correlation)]
             outputs.append((msg, key, value, out_headers))
-            scores.append(risk_score)
-            levels.append(level)
+            routes.append(
+                (
+                    ip,
+                    doc["timestamp"],
+                    (doc["outcome"] == "failure") | (2 if dets else 0),
+                    risk_score,
+                    level,
+                    doc["ip"],
+                )
+            )
             places.append(place)
             moments.append(moment)
             clients.append(client)
             if dets:
-                flagged.append(doc)
                 stats.detections.update(d.detector for d in dets)
-            elif level == "high":
                 flagged.append(doc)
+            if final:
+                scores.append(risk_score)
+                levels.append(level)
+                if level == "high" and not dets:
+                    flagged.append(doc)
 
         stats.levels.update(levels)
         for place, count in Counter(places).items():
@@ -214,7 +244,7 @@ class Processor:
             stats.flagged_users[doc["user_id"]] += 1
             stats.flagged_ips[doc["ip"]] += 1
         stats.seconds = time.perf_counter() - started
-        return BatchResult(outputs, dead, stats)
+        return BatchResult(outputs, dead, stats, routes)
 
 
 def tune_gc() -> None:
