@@ -406,15 +406,18 @@ def test_network_policy_admits_prometheus_and_reaches_kafka_and_dns(
     assert stand_ins["prometheus"] in admitted
     assert stand_ins["stranger"] not in admitted
     assert stand_ins["kafka"] not in admitted
-    # egress: the Kafka brokers on the Kafka CR's plain listener port, and DNS
+    # egress: the Kafka brokers on the port the release connects to (a listener of the Kafka CR), and DNS
     kafka = next(o for o in cluster.objects if o["kind"] == "Kafka")
-    listener = next(x for x in kafka["spec"]["kafka"]["listeners"] if x["name"] == "plain")
+    consumer = next(d for d in of_kind(deployed, "Deployment") if d["metadata"]["name"].endswith("-consumer"))
+    env = {e["name"]: e.get("value") for e in consumer["spec"]["template"]["spec"]["containers"][0]["env"]}
+    port = int(env["BOOTSTRAP_SERVERS"].split(",")[0].rpartition(":")[2])
+    assert port in {x["port"] for x in kafka["spec"]["kafka"]["listeners"]}, f"no Kafka listener on {port}"
     reachable = {
         (peer, port)
         for rule in spec["egress"]
         for peer in peers(api, NAMESPACE, rule["to"])
         for port in rule_ports(rule)
     }
-    assert (stand_ins["kafka"], ("TCP", listener["port"])) in reachable
+    assert (stand_ins["kafka"], ("TCP", port)) in reachable
     assert (stand_ins["dns"], ("UDP", 53)) in reachable
     assert not {p for p, _ in reachable} & {stand_ins["stranger"], stand_ins["prometheus"]}
