@@ -385,10 +385,10 @@ def stage_lag(selector: str = "") -> str:
     """login_consumer_lag_messages with a ``stage`` label: ``network`` on the repartition topic, ``user``
     on every other (the input topic). The alert LoginStreamStageLagging uses the same expression."""
     return (
-        f'label_replace(label_replace(login_consumer_lag_messages{selector}, "stage", "user", "topic", ".*"), '
+        "label_replace(label_replace("
+        f'login_consumer_lag_messages{selector}, "stage", "user", "topic", ".*"), '
         f'"stage", "network", "topic", "{REPARTITION_TOPIC}")'
     )
-
 
 
 def pipeline() -> Json:

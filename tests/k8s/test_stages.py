@@ -25,7 +25,7 @@ from login_consumer.config import ConsumerSettings
 from login_consumer.delivery.topics import REPARTITION_CONFIG
 from login_consumer.detect import parse_detectors
 from login_consumer.stores.changelog import TOPIC_CONFIG
-from tests.k8s.conftest import ROOT, Render, RenderError, find, one
+from tests.k8s.conftest import ROOT, Render, RenderError, one
 from tests.k8s.kube_schemas import Obj
 
 CONSUMER = "login-stream-consumer"
@@ -69,7 +69,11 @@ def keda_metric_name(index: int, topic: str) -> str:
 def keda_problems(trigger: dict[str, Any]) -> list[str]:
     """What KEDA 2.20.2's kafka scaler would reject, or would read differently from what the chart means."""
     meta: dict[str, str] = trigger["metadata"]
-    problems = [f"unknown key {k}" for k in meta if k not in KAFKA_TRIGGER_KEYS | {f"{e}FromEnv" for e in FROM_ENV_KEYS}]
+    problems = [
+        f"unknown key {k}"
+        for k in meta
+        if k not in KAFKA_TRIGGER_KEYS | {f"{e}FromEnv" for e in FROM_ENV_KEYS}
+    ]
     topic = meta.get("topic", "")
     # without a topic the scaler sums every topic the group has offsets on (both stages: an event in flight
     # counts twice) and limitToPartitionsWithLag is refused; a list is no topic (DescribeTopics expects 1)
@@ -111,7 +115,10 @@ def test_keda_follows_the_lag_of_every_stage(render: Render) -> None:
     objs = render(**KEDA)
     settings = ConsumerSettings(group_id=env(objs)["GROUP_ID"], input_topic=env(objs)["INPUT_TOPIC"])
     found = triggers(objs)
-    assert [(t["type"], t.get("name")) for t in found] == [("kafka", "user-stage"), ("kafka", "network-stage")]
+    assert [(t["type"], t.get("name")) for t in found] == [
+        ("kafka", "user-stage"),
+        ("kafka", "network-stage"),
+    ]
     assert [t["metadata"]["topic"] for t in found] == [settings.input_topic, settings.repartition_topic()]
     # one consumer group runs both stages: every trigger reads that group's offsets
     assert {t["metadata"]["consumerGroup"] for t in found} == {settings.group_id}
@@ -138,11 +145,20 @@ def test_the_repartition_trigger_follows_the_group_id(render: Render) -> None:
 
 @pytest.mark.parametrize(
     "detectors",
-    ["", "all", "none", "brute_force,new_device", " credential_stuffing ", "impossible_travel,credential_stuffing"],
+    [
+        "",
+        "all",
+        "none",
+        "brute_force,new_device",
+        " credential_stuffing ",
+        "impossible_travel,credential_stuffing",
+    ],
 )
-def test_the_network_trigger_exists_exactly_when_the_network_stage_runs(render: Render, detectors: str) -> None:
+def test_the_network_trigger_exists_exactly_when_the_network_stage_runs(
+    render: Render, detectors: str
+) -> None:
     # without the network stage the repartition topic is never created: a trigger on it would only error
-    objs = render(**KEDA, **{"consumer.env.DETECTORS": detectors})
+    objs = render(**KEDA, **{"consumer.env.DETECTORS": detectors.replace(",", "\\,")})  # --set splits on ,
     runs = "credential_stuffing" in parse_detectors(detectors)
     assert ConsumerSettings(detectors=detectors).network_stage is runs
     stages = [t["name"] for t in triggers(objs)]
@@ -168,7 +184,9 @@ def test_the_pinned_keda_rules_catch_what_keda_rejects() -> None:
     assert keda_problems({"metadata": {**good, "topic": ""}})
     assert keda_problems({"metadata": {**good, "limitToPartitionWithLag": "true"}})  # a typo: ignored by KEDA
     assert keda_problems({"metadata": {**good, "allowIdleConsumers": "yes"}})
-    assert keda_problems({"metadata": {**good, "allowIdleConsumers": "true", "limitToPartitionsWithLag": "true"}})
+    assert keda_problems(
+        {"metadata": {**good, "allowIdleConsumers": "true", "limitToPartitionsWithLag": "true"}}
+    )
     assert keda_problems({"metadata": {**good, "offsetResetPolicy": "smallest"}})
     assert keda_problems({"metadata": {**good, "topicFromEnv": "INPUT_TOPIC"}}) == []
 
@@ -208,8 +226,14 @@ def test_new_settings_reach_the_consumer_with_the_services_defaults(
     fields = ConsumerSettings.model_fields
     assert rendered["COMMIT_INTERVAL_MS"] == str(fields["commit_interval_ms"].default)
     assert rendered["MAX_IN_FLIGHT"] == str(fields["max_in_flight"].default)
-    assert rendered["AUTO_CREATE_INTERNAL_TOPICS"] == str(fields["auto_create_internal_topics"].default).lower()
-    sets = {"consumer.commitIntervalMs": 250, "consumer.maxInFlight": 5000, "consumer.autoCreateInternalTopics": False}
+    assert (
+        rendered["AUTO_CREATE_INTERNAL_TOPICS"] == str(fields["auto_create_internal_topics"].default).lower()
+    )
+    sets = {
+        "consumer.commitIntervalMs": 250,
+        "consumer.maxInFlight": 5000,
+        "consumer.autoCreateInternalTopics": False,
+    }
     rendered = env(render(**sets))
     for name, value in rendered.items():
         monkeypatch.setenv(name, value)
@@ -241,7 +265,9 @@ def test_kind_values_declare_every_internal_topic(render: Render) -> None:
     assert rendered["AUTO_CREATE_INTERNAL_TOPICS"] == "false"
     settings = ConsumerSettings(group_id=rendered["GROUP_ID"], input_topic=rendered["INPUT_TOPIC"])
     topics = kafka_topics()
-    kafka = next(d for d in yaml.safe_load_all((ROOT / "k8s/kafka/kafka.yaml").read_text()) if d["kind"] == "Kafka")
+    kafka = next(
+        d for d in yaml.safe_load_all((ROOT / "k8s/kafka/kafka.yaml").read_text()) if d["kind"] == "Kafka"
+    )
     values = yaml.safe_load((ROOT / "k8s/values/login-stream.yaml").read_text())
     partitions = topics[settings.input_topic]["spec"]["partitions"]
     assert partitions == values["kafka"]["inputPartitions"]

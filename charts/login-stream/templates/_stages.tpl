@@ -5,14 +5,14 @@ network stage). Names follow login_consumer's ConsumerSettings (repartition_topi
 changelog_topic()); tests/k8s/test_stages.py compares them.
 */}}
 
-{{/* "true" when the consumer runs the network stage: DETECTORS (consumer.env) unset, empty, "all" or
-naming credential_stuffing; as login_consumer.detect.parse_detectors reads it. */}}
+{{/* "true" when the consumer runs the network stage: DETECTORS (consumer.env) unset (default "all"),
+"all" or naming credential_stuffing; as login_consumer.detect.parse_detectors reads it ("" = none). */}}
 {{- define "login-stream.networkStage" -}}
 {{- $names := list }}
-{{- range splitList "," (toString (index .Values.consumer.env "DETECTORS" | default "")) }}
+{{- range splitList "," (toString (get .Values.consumer.env "DETECTORS" | default "" )) }}
 {{- if trim . }}{{ $names = append $names (trim .) }}{{ end }}
 {{- end }}
-{{- if or (not $names) (has "all" $names) (has "credential_stuffing" $names) }}true{{ end }}
+{{- if or (not (hasKey .Values.consumer.env "DETECTORS")) (has "all" $names) (has "credential_stuffing" $names) }}true{{ end }}
 {{- end }}
 
 {{- define "login-stream.repartitionTopic" -}}
