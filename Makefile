@@ -14,9 +14,17 @@ PYTEST_ARGS ?=
 
 SERVICE_SRC := libs/common/src services/producer/src services/consumer/src
 
+##@ Set-up and tests
+# `make help` groups targets under the `##@ Section` line above them (same-named sections merge).
 .PHONY: help
-help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+help: ## Show this help, grouped: set-up and tests, the local pipeline, Kubernetes, ...
+	@awk 'BEGIN { FS = ":.*## " } \
+	  FNR == 1 { section = "Other" } \
+	  /^##@ / { section = substr($$0, 5); next } \
+	  /^[a-zA-Z0-9_.-]+:.*## / { \
+	    if (!(section in seen)) { seen[section] = 1; order[++n] = section } \
+	    body[section] = body[section] sprintf("  \033[36m%-20s\033[0m %s\n", $$1, $$2) } \
+	  END { for (i = 1; i <= n; i++) printf "\n\033[1m%s\033[0m\n%s", order[i], body[order[i]] }' $(MAKEFILE_LIST)
 
 $(STAMP): requirements/constraints.txt requirements/dev.txt libs/common/pyproject.toml services/producer/pyproject.toml services/consumer/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,17 +36,15 @@ $(STAMP): requirements/constraints.txt requirements/dev.txt libs/common/pyprojec
 .PHONY: init
 init: $(STAMP) ## Create .venv and install both services (editable) and the dev tools
 
-.PHONY: kafka-up
-kafka-up: init ## Start a local Kafka broker (KRaft) if none answers; no-op when one runs
-	$(PY) scripts/local_kafka.py up
+# Everything `make test` needs before its first test: system packages (apt-get when root or passwordless
+# sudo), the Go-built tools, the CRDs, the virtualenv. scripts/provision.py holds the one list of needs;
+# another prerequisite (a build, say) is added from an mk/*.mk file as `test-prereqs: my-target`.
+.PHONY: setup
+setup: init ## Install what the tests need (apt-get, go install) or stop naming what is missing and how to get it
+	@$(PYTHON) scripts/provision.py setup
 
-.PHONY: kafka-down
-kafka-down: ## Stop the local Kafka broker
-	@$(PYTHON) scripts/local_kafka.py down
-
-.PHONY: kafka-status
-kafka-status: ## Show the local broker's state, address and log file
-	@$(PYTHON) scripts/local_kafka.py status || true
+.PHONY: test-prereqs
+test-prereqs: setup
 
 .PHONY: lint
 lint: init ## ruff check, ruff format --check, mypy --strict
@@ -52,19 +58,72 @@ fmt: init ## Format and auto-fix the code
 	$(BIN)/ruff check --fix .
 
 .PHONY: test
-test: lint kafka-up ## Lint, then run every test against a real broker
+test: test-prereqs lint kafka-up ## Set up (make setup), lint, then run every test against a real broker
 	KAFKA_BOOTSTRAP=$${KAFKA_BOOTSTRAP:-$(BOOTSTRAP_SERVERS)} $(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
 test-unit: init ## Run the unit tests only (no broker)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-.PHONY: demo
-demo: kafka-up ## Run producer and consumer with a live view (DURATION=30 to stop after 30 s)
-	$(PY) scripts/demo.py $(if $(DURATION),--duration $(DURATION))
-
 .PHONY: clean-venv
 clean-venv: ## Remove .venv
 	rm -rf $(VENV)
+
+##@ Local pipeline (no cluster: local broker, services from .venv, local Prometheus)
+PIPELINE := $(PY) scripts/local_pipeline.py
+RATE     ?= 200
+
+.PHONY: demo
+demo: kafka-up ## Run the pipeline in the foreground with the live view (DURATION=30 stops after 30 s)
+	$(PY) scripts/demo.py $(if $(DURATION),--duration $(DURATION))
+
+.PHONY: run
+run: init ## Start broker, producer (RATE=200/s), consumer and Prometheus in the background, then return
+	$(PIPELINE) run --rate $(RATE)
+
+.PHONY: watch
+watch: init ## Live view of the pipeline `make run` started (Ctrl-C leaves it running)
+	$(PY) scripts/live_view.py
+
+.PHONY: health
+health: init ## Broker, processes, /ready of both services, Prometheus and its targets (exit 1 if any is down)
+	$(PIPELINE) health
+
+.PHONY: logs
+logs: init ## Follow the logs of the local pipeline (LINES=20 first; FOLLOW=0 prints and returns)
+	$(PIPELINE) logs --lines $(or $(LINES),20) $(if $(filter 0,$(FOLLOW)),--no-follow)
+
+.PHONY: monitor
+monitor: init ## Links into the local Prometheus (throughput, lag, risk) and the alerts that fire
+	$(PIPELINE) monitor
+
+.PHONY: stop
+stop: ## Stop what `make run` started (and the broker if `make run` started it)
+	@if [ -x $(PY) ]; then $(PIPELINE) stop; else echo "no local pipeline (no .venv)"; fi
+
+.PHONY: build
+build: ## Build the login-producer and login-consumer images (says why not when no Docker daemon answers)
+	@if ! $(DOCKER) info >/dev/null 2>&1; then \
+	  echo "make build: no Docker daemon answers (\`$(DOCKER) info\` fails), so the images cannot be built here." >&2; \
+	  echo "  Start Docker (or set DOCKER=podman) and run \`make build\` again; \`make run\` needs no images." >&2; \
+	  exit 1; \
+	fi
+	$(MAKE) --no-print-directory images
+
+.PHONY: clean
+clean: stop ## Stop the local pipeline and remove its state, logs and the tool caches (.venv stays)
+	rm -rf .cache/run .cache/demo .cache/prometheus .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: kafka-up
+kafka-up: init ## Start a local Kafka broker (KRaft) if none answers; KAFKA_SECURITY=sasl_ssl: SASL_SSL + ACLs
+	$(PY) scripts/local_kafka.py up
+
+.PHONY: kafka-down
+kafka-down: ## Stop the local Kafka broker
+	@$(PYTHON) scripts/local_kafka.py down
+
+.PHONY: kafka-status
+kafka-status: ## Show the local broker's state, address, log file (and client security settings)
+	@$(PYTHON) scripts/local_kafka.py status || true
 
 -include mk/*.mk

@@ -1,9 +1,11 @@
+##@ Benchmarks and evaluation
 # make bench: scripts/bench.py (README "Benchmark"). Never part of `make test`; it reports, it does not gate.
 BENCH_QUICK ?=
 BENCH_H_EVENTS ?=
 BENCH_P_EVENTS ?=
 BENCH_RUNS ?=
 BENCH_ONLY ?=
+BENCH_MAX_DRAIN_SECONDS ?=
 BENCH_ARGS ?=
 KAFKA_VERSION ?= 4.3.1
 QUIX_VENV := .venv-quix
@@ -31,4 +33,5 @@ bench-env: init $(QUIX_STAMP) $(PERF_LIBS)/.done ## Set up what make bench needs
 bench: kafka-up bench-env ## Benchmark vs Kafka perf tools, passthrough, Quix, seed loop (~20 min; BENCH_QUICK=1 ~3 min)
 	$(PY) scripts/bench.py --bootstrap $(BOOTSTRAP_SERVERS) $(if $(BENCH_QUICK),--quick) \
 	  $(if $(BENCH_H_EVENTS),--h-events $(BENCH_H_EVENTS)) $(if $(BENCH_P_EVENTS),--p-events $(BENCH_P_EVENTS)) \
-	  $(if $(BENCH_RUNS),--runs $(BENCH_RUNS)) $(if $(BENCH_ONLY),--only $(BENCH_ONLY)) $(BENCH_ARGS)
+	  $(if $(BENCH_RUNS),--runs $(BENCH_RUNS)) $(if $(BENCH_ONLY),--only $(BENCH_ONLY)) \
+	  $(if $(BENCH_MAX_DRAIN_SECONDS),--max-drain-seconds $(BENCH_MAX_DRAIN_SECONDS)) $(BENCH_ARGS)

@@ -1,6 +1,7 @@
+##@ Kubernetes (kind cluster; docs/kubernetes.md)
 # Kubernetes: kind cluster with Strimzi and kube-prometheus-stack, the login-stream chart, Tilt, e2e.
 # docs/kubernetes.md walks through them. Needs docker (or podman), kubectl and, for `make up`, tilt;
-# helm and kind come from `make tools`.
+# helm and kind come from `make tools` (used from PATH when supported).
 
 KIND_CLUSTER   ?= login-stream
 KUBE_CONTEXT   ?= kind-$(KIND_CLUSTER)
@@ -33,6 +34,11 @@ define need
 @command -v $(1) >/dev/null 2>&1 || { echo "$(1) not found: $(2)" >&2; exit 1; }
 endef
 
+# What `make tools` provides for each target (inherited by its prerequisites): only what it runs, so a
+# cluster needs no kubeconform/actionlint and, with helm, kind and kubectl installed, no Go.
+cluster kind-load deploy: TOOLS = helm kind kubectl
+keda helm-test k8s-stop: TOOLS = helm kubectl
+
 .PHONY: cluster
 cluster: tools ## Create the kind cluster: Strimzi, kube-prometheus-stack, Kafka, topics; waits until Ready (idempotent)
 	$(call need,$(DOCKER),kind runs its node in a container: install Docker (or set DOCKER=podman))
@@ -58,6 +64,7 @@ cluster: tools ## Create the kind cluster: Strimzi, kube-prometheus-stack, Kafka
 	@echo "== cluster ready: next \`make deploy\` (or \`make up\` for Tilt)"
 
 .PHONY: cluster-down
+cluster-down: TOOLS = kind
 cluster-down: tools ## Delete the kind cluster
 	kind delete cluster --name $(KIND_CLUSTER)
 
@@ -87,18 +94,18 @@ helm-test: tools ## Run the chart's `helm test` (marked events through the pipel
 	$(HC) test $(RELEASE) --namespace $(APP_NS) --logs
 
 .PHONY: up
-up: cluster ## Tilt dev loop: build, live-update, deploy, port-forward (Ctrl-C, then `make stop`)
+up: cluster ## Tilt dev loop: build, live-update, deploy, port-forward (Ctrl-C, then `make k8s-stop`)
 	$(call need,tilt,install Tilt (docs.tilt.dev/install.html))
 	tilt up --context $(KUBE_CONTEXT)
 
-.PHONY: stop
-stop: tools ## Remove the app (Tilt resources or the helm release); Kafka and monitoring stay
+.PHONY: k8s-stop
+k8s-stop: tools ## Remove the app (Tilt resources or the helm release); Kafka and monitoring stay
 	-@command -v tilt >/dev/null 2>&1 && tilt down --context $(KUBE_CONTEXT) || true
 	-$(HC) uninstall $(RELEASE) --namespace $(APP_NS) --ignore-not-found
 	-$(K) -n $(APP_NS) delete -f k8s/ui/kafdrop.yaml --ignore-not-found
 
-.PHONY: clean
-clean: cluster-down ## Delete the cluster and the downloaded CRDs
+.PHONY: k8s-clean
+k8s-clean: cluster-down ## Delete the cluster and the downloaded CRDs
 	rm -rf $(CRD_OUT) .tilt-dev
 
 .PHONY: grafana
@@ -109,19 +116,19 @@ grafana: ## Port-forward Grafana to localhost:3000 and print how to read the adm
 	  -o jsonpath='{.data.admin-password}' | base64 -d; echo
 	$(K) -n $(MONITORING_NS) port-forward svc/kube-prometheus-stack-grafana $(GRAFANA_PORT):80
 
-.PHONY: monitor
-monitor: ## Deploy Kafdrop (Kafka web UI) if needed and port-forward it to localhost:9000
+.PHONY: k8s-monitor
+k8s-monitor: ## Deploy Kafdrop (Kafka web UI) if needed and port-forward it to localhost:9000
 	$(K) apply -f k8s/ui/kafdrop.yaml
 	$(K) -n $(APP_NS) rollout status deployment/kafdrop --timeout=3m
 	@echo "Kafdrop: http://localhost:$(KAFDROP_PORT)"
 	$(K) -n $(APP_NS) port-forward svc/kafdrop $(KAFDROP_PORT):9000
 
-.PHONY: logs
-logs: ## Follow the logs of every pod of the release
+.PHONY: k8s-logs
+k8s-logs: ## Follow the logs of every pod of the release
 	$(K) -n $(APP_NS) logs -l app.kubernetes.io/instance=$(RELEASE) --all-containers --prefix -f --max-log-requests 12
 
-.PHONY: health
-health: ## Kafka, topics, deployments and the services' /ready, through the API server
+.PHONY: k8s-health
+k8s-health: ## Kafka, topics, deployments and the services' /ready, through the API server
 	$(K) -n $(APP_NS) get kafka,kafkanodepool,kafkatopic
 	$(K) -n $(APP_NS) get deployments,pods -l app.kubernetes.io/instance=$(RELEASE)
 	@for svc in consumer:8000 producer:8001; do \
@@ -134,6 +141,7 @@ e2e: init ## End-to-end tests against the current kube context (stops with a rea
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
 .PHONY: crds
+crds: TOOLS = helm
 crds: tools ## Fetch the Strimzi, prometheus-operator and KEDA CRDs (pinned charts) into .cache/crds
 	@mkdir -p $(CRD_OUT)/charts
 	$(HELM) template strimzi $(STRIMZI_CHART) --version $(STRIMZI_VERSION) --include-crds \
@@ -147,5 +155,6 @@ crds: tools ## Fetch the Strimzi, prometheus-operator and KEDA CRDs (pinned char
 	@echo "validate with them: CRD_DIR=$(CRD_OUT) make k8s-check"
 
 .PHONY: k8s-check
+k8s-check: TOOLS = helm kubeconform actionlint
 k8s-check: init tools ## Offline checks: helm lint/template, schemas + CRDs, chart units, Tiltfile, kind config, workflow
 	$(BIN)/pytest tests/k8s $(PYTEST_ARGS)

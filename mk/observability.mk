@@ -1,3 +1,4 @@
+##@ Observability (alert rules, dashboards, a local Prometheus)
 # Observability: alert rules (promtool), dashboards as code, a local Prometheus. See docs/observability.md.
 PROMTOOL        ?= $(shell command -v promtool 2>/dev/null || echo /usr/bin/promtool)
 RULE_FILES      := $(wildcard monitoring/rules/*.yaml)

@@ -1,20 +1,11 @@
-# Go-built tools (helm, kubeconform, kind, actionlint) installed with `go install` into .cache/bin.
+##@ Kubernetes (kind cluster; docs/kubernetes.md)
+# helm, kind, kubectl, kubeconform, actionlint: used from PATH when their version is supported, else the
+# pinned version is built with `go install` into .cache/bin (first on PATH). scripts/provision.py holds
+# the list, the ranges and the pins. A target needing only some sets TOOLS for itself: `crds: TOOLS = helm`.
 TOOLS_BIN := $(CURDIR)/.cache/bin
 export PATH := $(TOOLS_BIN):$(PATH)
-
-HELM_VERSION        ?= v3.22.0
-KUBECONFORM_VERSION ?= v0.8.0
-KIND_VERSION        ?= v0.33.0
-ACTIONLINT_VERSION  ?= v1.7.12
-
-$(TOOLS_BIN)/helm:
-	GOBIN=$(TOOLS_BIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
-$(TOOLS_BIN)/kubeconform:
-	GOBIN=$(TOOLS_BIN) go install github.com/yannh/kubeconform/cmd/kubeconform@$(KUBECONFORM_VERSION)
-$(TOOLS_BIN)/kind:
-	GOBIN=$(TOOLS_BIN) go install sigs.k8s.io/kind@$(KIND_VERSION)
-$(TOOLS_BIN)/actionlint:
-	GOBIN=$(TOOLS_BIN) go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+TOOLS ?= helm kind kubectl kubeconform actionlint
 
 .PHONY: tools
-tools: $(TOOLS_BIN)/helm $(TOOLS_BIN)/kubeconform $(TOOLS_BIN)/kind $(TOOLS_BIN)/actionlint ## Install helm, kubeconform, kind and actionlint (go install) into .cache/bin
+tools: ## helm, kind, kubectl, kubeconform, actionlint: use supported ones on PATH, go install the rest (prints which)
+	@$(PYTHON) scripts/provision.py tools $(TOOLS)

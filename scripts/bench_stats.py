@@ -22,7 +22,7 @@ LABELS: Final = {
     "passthrough": "confluent-kafka passthrough (consume -> produce)",
     "pipeline": "login-consumer, at-least-once, all detectors",
     "pipeline_eos": "login-consumer, exactly-once, all detectors",
-    "quix": "Quix Streams app, same Processor per message",
+    "quix": "Quix Streams app, login-consumer's own stage functions per message",
     "seed_loop": "seed loop (reimplementation: kafka-python-ng, send().get() + flush() per message)",
 }
 LATENCY_RATES: Final = {"1k": 1_000, "10k": 10_000}
@@ -287,15 +287,30 @@ def markdown(doc: Mapping[str, Any]) -> str:
         "| contender | P events/s | H events/s | CPU s per 1M events (P / H) | peak RSS MB (P / H) |",
         "|---|---:|---:|---:|---:|",
     ]
+    runs = doc.get("runs", {})
+    partial = False
+
+    def rate(w: str, c: str) -> str:
+        nonlocal partial
+        mark = any(str(r.get("note", "")).startswith("partial") for r in runs.get(w, {}).get(c, []))
+        partial = partial or mark
+        return _num(eps[w][c]) + (" †" if mark and eps[w][c] is not None else "")
+
     for c in CONTENDERS:
         label = LABELS[c]
         sample = cfg.get("samples", {}).get(c)
         if sample:
             label += f" — first {sample:,} events of each topic"
         lines.append(
-            f"| {label} | {_num(eps['P'][c])} | {_num(eps['H'][c])} | "
+            f"| {label} | {rate('P', c)} | {rate('H', c)} | "
             f"{_num(cpu['P'][c], 1)} / {_num(cpu['H'][c], 1)} | {_num(rss['P'][c])} / {_num(rss['H'][c])} |"
         )
+    if partial:
+        lines += [
+            "",
+            f"† partial drains: stopped after {cfg.get('max_drain_seconds', 0):g} s (the run's time cap) and "
+            "measured on what was drained by then; the JSON's `runs` say how much.",
+        ]
     lines += ["", "| event -> output latency (pipeline, at-least-once) | p50 ms | p99 ms | matched |"]
     lines.append("|---|---:|---:|---:|")
     for rate, by_n in doc["latency_ms"].items():

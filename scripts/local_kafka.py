@@ -9,6 +9,7 @@ Order of preference for ``up``:
 Cases 2 and 4 run one combined KRaft broker+controller on 127.0.0.1:$KAFKA_PORT (default 9092; the
 controller listens on KAFKA_PORT+1), formatted once, logging to the file ``status`` prints.
 A second ``up`` while the broker answers is a no-op. Only the standard library and confluent-kafka are used.
+KAFKA_SECURITY=sasl_ssl starts a SASL_SSL broker instead (scripts/kafka_security.py, docs/security.md).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
+
+import kafka_security
 
 ROOT = Path(__file__).resolve().parent.parent
 KAFKA_VERSION = os.environ.get("KAFKA_VERSION", "4.3.1")
@@ -49,7 +53,19 @@ def local_bootstrap() -> str:
 
 
 def state_dir() -> Path:
-    return CACHE / f"broker-{port()}"
+    return CACHE / (f"broker-{port()}-sasl_ssl" if kafka_security.enabled() else f"broker-{port()}")
+
+
+def secure_broker() -> kafka_security.SecureBroker | None:
+    """The SASL_SSL side of this broker (KAFKA_SECURITY=sasl_ssl), else None."""
+    return kafka_security.SecureBroker(state_dir(), port()) if kafka_security.enabled() else None
+
+
+def _client_security() -> dict[str, Any]:
+    secure = secure_broker()
+    if secure is None or not secure.password_file("admin").exists():
+        return {}
+    return {k: v for k, v in secure.client_config("admin").items() if k != "bootstrap.servers"}
 
 
 def log_file() -> Path:
@@ -74,7 +90,7 @@ def answers(bootstrap: str, timeout: float = 3.0) -> bool:
     except ImportError:  # no client installed: an open port is the best we can tell
         return True
     try:
-        md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=timeout)
+        md = AdminClient({"bootstrap.servers": bootstrap, **_client_security()}).list_topics(timeout=timeout)
     except KafkaException:
         return False
     return bool(md.brokers)
@@ -159,6 +175,7 @@ def _write_config(data: Path) -> Path:
                 "share.coordinator.state.topic.min.isr=1",
                 "group.initial.rebalance.delay.ms=0",
                 "log.retention.hours=24",
+                *(secure.properties() if (secure := secure_broker()) else []),
                 "",
             ]
         )
@@ -203,6 +220,9 @@ def _start_java() -> None:
     cp = _classpath()
     state_dir().mkdir(parents=True, exist_ok=True)
     data = state_dir() / "data"
+    secure = secure_broker()
+    if secure is not None:
+        secure.prepare(java)
     cfg = _write_config(data)
     if not (data / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
@@ -218,6 +238,7 @@ def _start_java() -> None:
                 "-c",
                 str(cfg),
                 "--standalone",
+                *(secure.format_args() if secure else []),
             ],
             check=True,
             stdout=subprocess.DEVNULL,
@@ -278,9 +299,12 @@ def up(timeout: float = 120.0) -> str:
     bootstrap = local_bootstrap()
     if answers(bootstrap):
         print(f"Kafka already running at {bootstrap}", flush=True)
+        _grant()
         return bootstrap
     if _pid() is None:
         if not os.environ.get("KAFKA_HOME") and not shutil.which("java") and _docker_ok():
+            if kafka_security.enabled():
+                raise KafkaSetupError("KAFKA_SECURITY=sasl_ssl needs java (keytool, the broker); none found")
             _start_docker()
         else:
             _start_java()
@@ -288,11 +312,20 @@ def up(timeout: float = 120.0) -> str:
     while time.monotonic() < deadline:
         if answers(bootstrap):
             print(f"Kafka {KAFKA_VERSION} is up at {bootstrap} (log: {log_file()})", flush=True)
+            _grant()
             return bootstrap
         if _pid() is None and not (state_dir() / "docker").exists():
             raise KafkaSetupError(f"the broker exited during start-up; see {log_file()}")
         time.sleep(0.5)
     raise KafkaSetupError(f"the broker did not answer at {bootstrap} within {timeout:.0f}s; see {log_file()}")
+
+
+def _grant() -> None:
+    """SASL_SSL: (re)create the services' least-privilege ACLs for the configured topic names."""
+    secure = secure_broker()
+    if secure is not None:
+        count = secure.grant(kafka_security.service_acls())
+        print(f"ACLs: {count} rules for the producer and consumer users\n{secure.describe()}", flush=True)
 
 
 def down() -> None:
@@ -323,6 +356,9 @@ def status() -> int:
     print(f"bootstrap: {bootstrap}")
     print(f"state:     {'running' if ok else 'stopped'}" + (f" (pid {pid})" if pid else ""))
     print(f"log:       {log_file()}")
+    secure = secure_broker()
+    if secure is not None and secure.ca_cert.exists():
+        print(secure.describe())
     named = os.environ.get("BOOTSTRAP_SERVERS")
     if named:
         print(f"BOOTSTRAP_SERVERS={named}: {'answers' if answers(named) else 'does not answer'}")
@@ -344,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             down()
             return 0
         return status()
-    except (KafkaSetupError, subprocess.CalledProcessError) as exc:
+    except (KafkaSetupError, kafka_security.SecuritySetupError, subprocess.CalledProcessError) as exc:
         print(f"local_kafka: {exc}", file=sys.stderr)
         return 1
 

@@ -100,7 +100,10 @@ class Prometheus:
         rules: Iterable[Path] = (RULES,),
         binary: str | None = None,
         ready_timeout: float = 30.0,
+        detach: bool = False,
     ) -> Prometheus:
+        """Start Prometheus and wait until it is ready; ``detach`` puts it in a session of its own, so it
+        outlives the caller (``make run``)."""
         exe = binary or find_binary()
         workdir = workdir or Path(tempfile.mkdtemp(prefix="prometheus-"))
         workdir.mkdir(parents=True, exist_ok=True)
@@ -120,6 +123,8 @@ class Prometheus:
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=detach,
             )
         prom = cls(process, f"http://127.0.0.1:{port}", workdir, log)
         prom.wait_ready(ready_timeout)

@@ -9,9 +9,11 @@ from contextlib import contextmanager
 
 from confluent_kafka import Consumer, Message
 
+from login_common.kafka import Brokers, client_config
+
 
 def drain(
-    bootstrap: str,
+    bootstrap: Brokers,
     topic: str,
     *,
     expected: int | None = None,
@@ -19,10 +21,13 @@ def drain(
     idle: float = 3.0,
     isolation: str = "read_uncommitted",
 ) -> list[Message]:
-    """Read ``topic`` from the beginning until ``expected`` messages arrived (or ``idle`` s of silence)."""
+    """Read ``topic`` from the beginning until ``expected`` messages arrived (or ``idle`` s of silence).
+
+    ``bootstrap`` is an address or a whole client configuration (a secured broker's, say).
+    """
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **client_config(bootstrap),
             "group.id": f"drain-{time.monotonic_ns()}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,

@@ -83,6 +83,26 @@ def running_pod(api: Any, s: Settings, component: str) -> str:
     pytest.fail(f"no ready {component} pod in {s.namespace}")
 
 
+def check_credentials(api: Any, s: Settings, env: dict[str, str]) -> list[str]:
+    """``env`` arguments that run the check as the chart's check KafkaUser (security on), else nothing.
+
+    The producer pod mounts the cluster CA but only its own user's password, and the producer user may
+    not read the output: the check user's password comes from its Strimzi Secret (key ``password``).
+    """
+    import base64
+
+    from kubernetes import client
+
+    if env.get("SECURITY_PROTOCOL", "PLAINTEXT") == "PLAINTEXT":
+        return []
+    if env["SECURITY_PROTOCOL"] != "SASL_SSL":
+        pytest.skip("make e2e runs the check with SCRAM-SHA-512 credentials; this release uses mutual TLS")
+    user = f"{s.release}-check"
+    secret = client.CoreV1Api(api).read_namespaced_secret(user, s.namespace)
+    password = base64.b64decode(secret.data["password"]).decode()
+    return ["env", f"SASL_USERNAME={user}", "SASL_PASSWORD_FILE=", f"SASL_PASSWORD={password}"]
+
+
 def check(api: Any, s: Settings, *args: str, timeout: float = 600) -> dict[str, Any]:
     """Run pipeline_check.py ARGS in a producer pod; its last stdout line, parsed (JSON)."""
     from kubernetes import client
@@ -100,7 +120,7 @@ def check(api: Any, s: Settings, *args: str, timeout: float = 600) -> dict[str, 
         client.CoreV1Api(api).connect_get_namespaced_pod_exec,
         pod,
         s.namespace,
-        command=["python", "-c", SCRIPT, *topics, *args],
+        command=[*check_credentials(api, s, env), "python", "-c", SCRIPT, *topics, *args],
         stderr=True,
         stdout=True,
         stdin=False,

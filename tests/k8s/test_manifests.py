@@ -184,10 +184,10 @@ def test_kafka_cluster() -> None:
     for pool in pools:
         assert pool["metadata"]["labels"]["strimzi.io/cluster"] == name
         assert pool["metadata"]["namespace"] == kafka["metadata"]["namespace"]
-    # the chart's default bootstrap address is this cluster's plain listener
-    chart_values = yaml.safe_load((CHART / "values.yaml").read_text())
-    plain = next(lst for lst in kafka["spec"]["kafka"]["listeners"] if lst["name"] == "plain")
-    assert chart_values["kafka"]["bootstrapServers"] == f"{name}-kafka-bootstrap:{plain['port']}"
+    # the kind deployment's bootstrap address is this cluster's TLS listener (test_security_manifests.py)
+    kind_values = yaml.safe_load((VALUES / "login-stream.yaml").read_text())
+    tls = next(lst for lst in kafka["spec"]["kafka"]["listeners"] if lst["name"] == "tls")
+    assert kind_values["kafka"]["bootstrapServers"] == f"{name}-kafka-bootstrap:{tls['port']}"
 
 
 def test_topics() -> None:

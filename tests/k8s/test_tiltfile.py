@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import starlark_go
 
 from tests.k8s.conftest import ROOT, Render, find
-
-starlark_go = pytest.importorskip("starlark_go")
 
 TILTFILE = ROOT / "Tiltfile"
 

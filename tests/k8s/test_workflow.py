@@ -1,4 +1,4 @@
-"""The GitHub Actions workflow: actionlint-clean (with shellcheck on its run: scripts when installed), and
+"""The GitHub Actions workflow: actionlint-clean (with shellcheck on its run: scripts), and
 made of the make targets a person runs."""
 
 from __future__ import annotations

@@ -257,3 +257,64 @@ def test_markdown_lists_every_contender_latency_scale_targets_and_load() -> None
     assert "not measured" in text
     assert "load average" in text
     assert "[2, 2, 2]" in text
+
+
+# ----------------------------------------------------------------- the harness's parsers and contract
+
+bench = _load("bench")
+
+CONSUMER_PERF = """start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, \
+rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
+2026-11-30 06:17:21:015, 2026-11-30 06:17:36:720, 3.6352, 0.2315, 10000, 636.7399, 9420, 6285, 0.5784, \
+1591.0899
+"""
+PRODUCER_PERF = """Reading payloads from: /tmp/payloads.txt
+Number of records read: 10000
+1 records sent, 0.1 records/sec (0.00 MB/sec), 7560.0 ms avg latency, 7560.0 ms max latency.
+10000 records sent, 878.580214 records/sec (0.29 MB/sec), 835.53 ms avg latency, 7560.00 ms max latency.
+9000 steady state records sent, 912.5 records/sec (0.30 MB/sec), 800.1 ms avg latency, 1200.0 ms max latency.
+"""
+
+
+def test_perf_tool_outputs_are_read_as_their_steady_rates() -> None:
+    assert bench._parse_consumer_perf(CONSUMER_PERF) == pytest.approx(1591.0899)  # fetch rate, join excluded
+    assert bench._parse_producer_perf(PRODUCER_PERF) == pytest.approx(912.5)  # the steady-state line
+    assert bench._parse_producer_perf(PRODUCER_PERF.rsplit("\n", 2)[0]) == pytest.approx(878.580214)
+    assert bench._parse_consumer_perf("Exception in thread main") is None
+    assert bench._parse_producer_perf("") is None
+
+
+def test_contenders_get_login_consumers_environment_contract() -> None:
+    env = bench.contender_env("pipeline_eos", "127.0.0.1:1", source="in", out="out", dlq="dlq", group="g")
+    assert env["PROCESSING_GUARANTEE"] == "exactly-once"
+    assert {env["INPUT_TOPIC"], env["OUTPUT_TOPIC"], env["DLQ_TOPIC"], env["GROUP_ID"]} == {
+        "in",
+        "out",
+        "dlq",
+        "g",
+    }
+    assert env["METRICS_PORT"] == "0"
+    assert env["DETECTORS"] == "all"
+    alo = bench.contender_env("pipeline", "127.0.0.1:1", source="in", out="out", dlq="dlq", group="g")
+    assert alo["PROCESSING_GUARANTEE"] == "at-least-once"
+    assert bench.contender_argv("pipeline")[0].endswith("login-consumer")
+    assert bench.contender_argv("seed_loop")[-1] == "seed-loop"
+
+
+def test_partial_drains_are_marked_in_the_table() -> None:
+    runs = {
+        "H": {"pipeline": [stats.RunResult(900.0, 1.0, 1.0, 5000, 90.0, "partial: 5,000 of 9,000 events")]}
+    }
+    doc = stats.build_result(
+        generated_at="",
+        machine={},
+        config={"events": {"P": 1, "H": 9000}, "runs": 1, "max_drain_seconds": 90},
+        runs=runs,
+        limit_detail={},
+        latency_ms={},
+        scale={},
+    )
+    text = stats.markdown(doc)
+    assert "| 900 † |" in text
+    assert "stopped after 90 s" in text
+    assert "†" not in stats.markdown(_doc({"pipeline": 1.0}, {}, (1.0, 1.0)))

@@ -29,6 +29,7 @@ from login_consumer.detect import DetectorConfig, StatefulDetectors
 from login_consumer.enrich import Enricher, _remember
 from login_consumer.metrics import TopCounter
 from login_consumer.risk import RiskModel
+from login_consumer.state import MAX_FAILURES, DetectorState, Failures, History, Limits
 from login_consumer.validate import Validator
 
 SMALL, LARGE = 200, 50_000
@@ -234,3 +235,72 @@ def test_aligner_overflow_release_is_logarithmic_in_partitions(monkeypatch: pyte
         per_message = _forced_release_comparisons(partitions, 20)
         # a heap merge: ~2 log2(P) per message, plus the sort's check of the merged run
         assert per_message <= 4 * math.log2(partitions) + 8, (partitions, per_message)
+
+
+# --------------------------------------------------------------------------- detector state
+
+
+def _limits(users: int, failure_keys: int) -> Limits:
+    return Limits(
+        user_ttl=30 * 86_400,
+        failure_window=300,
+        network_window=600,
+        grace=300,
+        max_users=users,
+        max_failure_keys=failure_keys,
+        max_networks=50_000,
+    )
+
+
+def test_user_history_store_evicts_in_constant_time() -> None:
+    """Users beyond MAX_STATE_USERS: the least recently updated go, one batch (100 users) at a time."""
+
+    def make(size: int) -> tuple[Callable[[int], None], Callable[[int, int], None]]:
+        state = DetectorState(_limits(size, 1_000))
+        ps = state.partition(0)
+        ps.watermark = 1_700_000_000
+
+        def step(start: int, count: int) -> None:
+            history = ps.history
+            for n in range(start, start + count):
+                user = f"user-{n}"
+                history[user] = History(user, [], [], 1_700_000_000, None, state.gen)
+                if n % 100 == 0:
+                    state.sweep()
+                    state.discard_changes()
+
+        return (lambda n: step(0, n)), step
+
+    assert_flat(make)
+
+
+def test_failure_store_evicts_in_constant_time() -> None:
+    def make(size: int) -> tuple[Callable[[int], None], Callable[[int, int], None]]:
+        state = DetectorState(_limits(1_000, size))
+        ps = state.partition(0)
+        ps.watermark = 1_700_000_000
+
+        def step(start: int, count: int) -> None:
+            failures = ps.failures
+            for n in range(start, start + count):
+                entry = failures[("10.0.0.1", f"user-{n}")] = Failures("10.0.0.1", f"user-{n}", state.gen)
+                entry.add(1_700_000_000, 300, 300)
+                if n % 100 == 0:
+                    state.sweep()
+                    state.discard_changes()
+
+        return (lambda n: step(0, n)), step
+
+    assert_flat(make)
+
+
+def test_failure_window_insert_is_bounded_by_its_cap() -> None:
+    """Out-of-order failures are inserted by a scan from the end: at most MAX_FAILURES comparisons."""
+    entry = Failures("10.0.0.1", "u", 1)
+    for ts in range(0, 2 * MAX_FAILURES):
+        entry.add(1_000 + ts, 10_000, 300)
+    CountingFloat.calls = 0
+    for n in range(100):
+        entry.add(CountingFloat(1_000.5 + n), 10_000, 300)  # type: ignore[arg-type] # counts compares
+    assert len(entry.live) <= MAX_FAILURES
+    assert CountingFloat.calls <= 100 * (MAX_FAILURES + 8)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import random
 from typing import Any
 
 import jsonschema
@@ -12,10 +14,12 @@ from packaging.version import Version
 from login_common.contract import processed_schema
 from login_consumer.addresses import CLASSES, classify, parse_ip
 from login_consumer.enrich import (
+    CountryTable,
     Enricher,
     countries,
     country_timezones,
     event_id_of,
+    geoip,
     read_app_version,
     read_device,
     read_locale,
@@ -405,3 +409,31 @@ def test_caches_are_bounded() -> None:
         assert not isinstance(result, Invalid)
         small.enrich(result[0], result[1], raw, "t")
     assert all(size <= 50 for size in small.cache_sizes().values())
+
+
+def test_country_table_agrees_with_geoip2fast_lookup() -> None:
+    """The integer search on the reader's tables gives what ``GeoIP2Fast.lookup`` gives."""
+    reader = geoip()
+    table = CountryTable(reader)
+    assert table.direct
+    rng = random.Random(5)
+    addresses = [str(ipaddress.IPv4Address(rng.getrandbits(32))) for _ in range(20_000)]
+    addresses += [str(ipaddress.IPv6Address((0x2000 << 112) | rng.getrandbits(116))) for _ in range(2_000)]
+    addresses += ["8.8.8.8", "0.0.0.0", "255.255.255.255", "10.1.2.3", "2001:4860:4860::8888"]
+    known = 0
+    for text in addresses:
+        found = reader.lookup(text)
+        code = found.country_code
+        expected = None
+        if not found.is_private and isinstance(code, str) and len(code) == 2 and code.isalpha():
+            expected = (code, found.country_name)
+            known += 1
+        assert table.country(int(ipaddress.ip_address(text)), text) == expected, text
+    assert known > 10_000  # most of the IPv4 space is somewhere
+
+
+def test_ips_of_one_kind_share_their_facts(enricher: Enricher) -> None:
+    """One IpInfo per (version, class, country): places are cached per kind of IP, not per address."""
+    assert enricher.read_ip("8.8.8.8") is enricher.read_ip("8.8.4.4")
+    assert enricher.read_ip("10.0.0.1") is enricher.read_ip("192.168.7.7")
+    assert enricher.read_ip("8.8.8.8") is not enricher.read_ip("81.2.69.142")

@@ -118,6 +118,7 @@ INVALID: list[tuple[str, bytes | None, str]] = [
     ("timestamp in exponent form", _bytes(timestamp="1.7e9"), "invalid_timestamp"),
     ("timestamp with a plus sign", _bytes(timestamp="+1700000000"), "invalid_timestamp"),
     ("timestamp with underscores", _bytes(timestamp="1_700_000_000"), "invalid_timestamp"),
+    ("timestamp in non-ASCII digits", _bytes(timestamp="\u0661\u0667\u0660\u0660"), "invalid_timestamp"),
     ("timestamp far in the future", _bytes(timestamp=NOW + 301), "timestamp_out_of_range"),
     ("timestamp far in the past", _bytes(timestamp=NOW - 30 * 86_400 - 1), "timestamp_out_of_range"),
     ("timestamp in milliseconds", _bytes(timestamp=(NOW - 10) * 1000), "timestamp_out_of_range"),

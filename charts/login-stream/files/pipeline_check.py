@@ -3,7 +3,8 @@
 
 Used by the chart's `helm test` hook (``check``), by `make e2e` (``mark``/``produce``/``verify`` around a
 consumer scale-up) and by the offline test suite against a local broker. Needs only the standard
-library and confluent-kafka, both present in the service images.
+library and confluent-kafka, both present in the service images; with SECURITY_PROTOCOL set it takes the
+services' own Kafka security settings (SASL_*, SSL_*: login_common.security, also in the images).
 
     pipeline_check.py check --count 20 --timeout 120 --dlq --ready-url http://svc:8000/ready
     pipeline_check.py mark                      # JSON: current end offsets of output and DLQ topics
@@ -68,8 +69,18 @@ def wait_ready(urls: list[str], timeout: float) -> None:
             time.sleep(2)
 
 
+def kafka_config(bootstrap: str) -> dict[str, Any]:
+    """The broker address, plus the services' security settings when SECURITY_PROTOCOL asks for them."""
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap}
+    if os.environ.get("SECURITY_PROTOCOL", "PLAINTEXT").upper() != "PLAINTEXT":
+        from login_common.security import KafkaSecurity  # only when secured
+
+        config.update(KafkaSecurity().client_security())
+    return config
+
+
 def end_offsets(bootstrap: str, topic: str) -> dict[str, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"pipeline-check-{uuid.uuid4().hex}"})
+    consumer = Consumer({**kafka_config(bootstrap), "group.id": f"pipeline-check-{uuid.uuid4().hex}"})
     try:
         meta = consumer.list_topics(topic, timeout=15).topics.get(topic)
         if meta is None or meta.error is not None or not meta.partitions:
@@ -91,7 +102,7 @@ def mark(args: argparse.Namespace) -> Offsets:
 
 
 def produce(args: argparse.Namespace) -> int:
-    producer = Producer({"bootstrap.servers": args.bootstrap, "acks": "all", "enable.idempotence": True})
+    producer = Producer({**kafka_config(args.bootstrap), "acks": "all", "enable.idempotence": True})
     failed: list[str] = []
 
     def on_delivery(err: Any, _msg: Any) -> None:
@@ -127,7 +138,7 @@ def read_from(
     """Feed every message of ``topic`` after ``offsets`` to ``done(msg)`` until it returns True."""
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **kafka_config(bootstrap),
             "group.id": f"pipeline-check-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",

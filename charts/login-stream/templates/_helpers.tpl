@@ -134,6 +134,7 @@ spec:
         - name: {{ $name }}
           value: {{ $value | toString | quote }}
         {{- end }}
+        {{- with include "login-stream.kafkaSecurityEnv" . | trim }}{{ . | nindent 8 }}{{- end }}
       ports:
         - name: metrics
           containerPort: {{ $c.metricsPort }}
@@ -154,10 +155,12 @@ spec:
       volumeMounts:
         - name: tmp
           mountPath: /tmp
+        {{- with include "login-stream.kafkaSecurityMounts" . | trim }}{{ . | nindent 8 }}{{- end }}
   volumes:
     - name: tmp
       emptyDir:
         sizeLimit: 64Mi
+    {{- with include "login-stream.kafkaSecurityVolumes" . | trim }}{{ . | nindent 4 }}{{- end }}
   {{- with $c.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}

@@ -14,12 +14,24 @@ from confluent_kafka.cimpl import NewTopic
 
 from login_common.errors import KafkaUnavailableError
 
+# A bootstrap address ("host:port,...") or a whole client configuration (``settings.kafka_common()``,
+# which carries the security settings too).
+Brokers = str | Mapping[str, Any]
 
-def admin(bootstrap: str, **extra: Any) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, **extra})
+
+def client_config(brokers: Brokers) -> dict[str, Any]:
+    return {"bootstrap.servers": brokers} if isinstance(brokers, str) else dict(brokers)
 
 
-def broker_reachable(bootstrap: str, timeout: float = 3.0) -> bool:
+def bootstrap_of(brokers: Brokers) -> str:
+    return brokers if isinstance(brokers, str) else str(brokers.get("bootstrap.servers", "?"))
+
+
+def admin(bootstrap: Brokers, **extra: Any) -> AdminClient:
+    return AdminClient({**client_config(bootstrap), **extra})
+
+
+def broker_reachable(bootstrap: Brokers, timeout: float = 3.0) -> bool:
     """True when a broker answers a metadata request within ``timeout`` seconds."""
     try:
         admin(bootstrap).list_topics(timeout=timeout)
@@ -28,17 +40,18 @@ def broker_reachable(bootstrap: str, timeout: float = 3.0) -> bool:
     return True
 
 
-def wait_for_broker(bootstrap: str, timeout: float = 60.0) -> None:
+def wait_for_broker(bootstrap: Brokers, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if broker_reachable(bootstrap, timeout=min(5.0, max(0.5, deadline - time.monotonic()))):
             return
         time.sleep(0.5)
-    raise KafkaUnavailableError(f"no Kafka broker answered at {bootstrap} within {timeout:.0f}s")
+    where = bootstrap_of(bootstrap)
+    raise KafkaUnavailableError(f"no Kafka broker answered at {where} within {timeout:.0f}s")
 
 
 def ensure_topics(
-    bootstrap: str,
+    bootstrap: Brokers,
     partitions: Mapping[str, int],
     *,
     replication_factor: int = -1,

@@ -9,17 +9,21 @@ from __future__ import annotations
 import os
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from login_common.errors import ConfigError
+from login_common.security import MASK, SECRET_FIELDS, KafkaSecurity
 
 LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
-class CommonSettings(BaseSettings):
-    """Settings every service reads. Each field is the environment variable of the same name, upper-cased."""
+class CommonSettings(KafkaSecurity):
+    """Settings every service reads. Each field is the environment variable of the same name, upper-cased.
+
+    Kafka client security (SECURITY_PROTOCOL, SASL_*, SSL_*) comes from ``KafkaSecurity``.
+    """
 
     model_config = SettingsConfigDict(
         case_sensitive=False, extra="ignore", frozen=True, validate_default=True
@@ -40,7 +44,18 @@ class CommonSettings(BaseSettings):
 
     def kafka_common(self) -> dict[str, Any]:
         """librdkafka settings shared by every client of this service."""
-        return {"bootstrap.servers": self.bootstrap_servers}
+        return {"bootstrap.servers": self.bootstrap_servers, **self.client_security()}
+
+    def safe_dump(self) -> dict[str, Any]:
+        """Every setting for the start-up log, secrets masked (``***`` when set, ``""`` when not)."""
+        out: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            if name in SECRET_FIELDS or isinstance(value, SecretStr):
+                secret = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+                out[name] = MASK if secret else ""
+            else:
+                out[name] = value
+        return out
 
 
 S = TypeVar("S", bound=BaseSettings)
@@ -81,9 +96,14 @@ def load_settings(model: type[S], **overrides: Any) -> S:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "?"
+            if not err["loc"]:  # a model validator: its message names the variables itself
+                lines.append(str(err["msg"]).removeprefix("Value error, "))
+                continue
+            field = str(err["loc"][0])
             name = env_name(model, field)
             value = overrides.get(field, os.environ.get(name, err.get("input")))
+            if field in SECRET_FIELDS:
+                value = MASK
             lines.append(
                 f"{name}={value!r}: {err['msg']}. Accepted: {accepted(model, field) or 'see --help'}"
             )

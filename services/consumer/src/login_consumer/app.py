@@ -36,6 +36,7 @@ from login_common.contract import (
 )
 from login_common.kafka import message_headers
 from login_consumer import __version__
+from login_consumer.access import AccessFailures
 from login_consumer.align import Aligner
 from login_consumer.config import ConsumerSettings
 from login_consumer.detect import Detectors, PartitionRef, StateChangelog, build_detectors
@@ -48,6 +49,7 @@ log = structlog.get_logger("login_consumer")
 REFRESH_SECONDS: Final = 1.0  # lag and detector state sizes
 LIVENESS_SECONDS: Final = 60.0  # /healthz fails when the loop has not turned for this long
 RETRY_BACKOFF_SECONDS: Final = 1.0
+LOG_ACCESS_SECONDS: Final = 10.0  # a transactional id refused: report it this often until stopped
 _MAX_DETAIL: Final = 500
 
 TP = tuple[str, int]
@@ -128,6 +130,7 @@ class ConsumerApp:
             group=settings.group_id, topic=settings.input_topic, guarantee=settings.processing_guarantee
         )
         kafka_logs = KafkaLogs(self._log)
+        self._access = AccessFailures(metrics, self._log, settings.sasl_username)
         self._consumer = Consumer(
             {
                 **settings.consumer_config(),
@@ -164,6 +167,9 @@ class ConsumerApp:
         return True, "ok"
 
     def ready(self) -> tuple[bool, str]:
+        refused = self._access.blocked()
+        if refused:
+            return False, refused
         if self._running and self.assigned.is_set():
             return True, f"in group, {len(self._assignment)} partition(s)"
         return False, "not in the group yet"
@@ -172,6 +178,7 @@ class ConsumerApp:
 
     def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:  # delivery.report.only.error: called for failures only
+            self._access.check(err, "produce")
             self._delivery_failures += 1
             self._last_delivery_error = err.name()
 
@@ -183,6 +190,8 @@ class ConsumerApp:
             self._warn("commit.failed", error=str(err or next(p.error for p in partitions if p.error)))
 
     def _on_error(self, err: KafkaError) -> None:
+        if self._access.check(err, "client"):
+            return
         self.metrics.errors.labels("kafka").inc()
         self._warn("kafka.error", error=err.str(), code=err.name(), fatal=err.fatal())
 
@@ -247,8 +256,11 @@ class ConsumerApp:
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        if self.exactly_once:
-            self._producer.init_transactions(30)
+        if self.exactly_once and not self._init_transactions(stop):
+            self._running = False
+            with suppress(KafkaException, RuntimeError):  # the producer is dead (fatal): only leave
+                self._consumer.close()
+            return
         self._log.info("consumer.running", batch_size=settings.batch_size)
         try:
             while not stop.is_set():
@@ -263,6 +275,19 @@ class ConsumerApp:
                     self._refresh()
         finally:
             self._close(stop)
+
+    def _init_transactions(self, stop: threading.Event) -> bool:
+        """init_transactions; a refused transactional id is reported and waited out (no crash loop)."""
+        try:
+            self._producer.init_transactions(30)
+        except KafkaException as exc:
+            if not self._access.check(exc.args[0], "init_transactions"):
+                raise
+            while not stop.wait(LOG_ACCESS_SECONDS):  # the producer is unusable: report until stopped
+                self._alive_at = time.monotonic()  # alive and saying why it does nothing: no restart loop
+                self._access.check(exc.args[0], "init_transactions")
+            return False
+        return True
 
     def _align(self, messages: list[Message]) -> list[Message]:
         """Hold messages back until they can go in event-time order across partitions (align.py)."""
@@ -307,7 +332,7 @@ class ConsumerApp:
             err = msg.error()
             if err is None:
                 good.append(msg)
-            elif err.code() != KafkaError._PARTITION_EOF:
+            elif err.code() != KafkaError._PARTITION_EOF and not self._access.check(err, "consume"):
                 self.metrics.errors.labels("kafka").inc()
                 self._warn("consume.error", error=err.str(), code=err.name())
         if not good:

@@ -44,7 +44,7 @@ class Changelog:
         self._ready = False
 
     def _partitions(self, topic: str) -> int | None:
-        meta = admin(self.settings.bootstrap_servers).list_topics(topic, timeout=10)
+        meta = admin(self.settings.kafka_common()).list_topics(topic, timeout=10)
         found = meta.topics.get(topic)
         if found is None or found.error is not None:
             return None
@@ -58,7 +58,7 @@ class Changelog:
             wanted = self._partitions(self.settings.input_topic)
             if wanted is None:
                 raise StateRestoreError(f"input topic {self.settings.input_topic!r} not found")
-            ensure_topics(self.settings.bootstrap_servers, {self.topic: wanted}, config=TOPIC_CONFIG)
+            ensure_topics(self.settings.kafka_common(), {self.topic: wanted}, config=TOPIC_CONFIG)
             have = self._partitions(self.topic)
         except KafkaException as exc:
             raise StateRestoreError(f"changelog topic {self.topic!r}: {exc}") from exc

@@ -67,7 +67,7 @@ def run(settings: ConsumerSettings) -> int:
 
     def healthz() -> tuple[bool, str]:
         ok, detail = app.alive()
-        if ok and not broker_reachable(settings.bootstrap_servers, 2.0):
+        if ok and not broker_reachable(settings.kafka_common(), 2.0):
             return False, "broker unreachable"
         return ok, detail
 
@@ -81,6 +81,7 @@ def run(settings: ConsumerSettings) -> int:
         guarantee=settings.processing_guarantee,
         metrics_port=server.port,
         version=__version__,
+        config=settings.safe_dump(),
     )
     try:
         app.run(stop)

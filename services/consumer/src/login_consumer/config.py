@@ -10,12 +10,13 @@ from pydantic import Field, field_validator, model_validator
 
 from login_common.settings import CommonSettings
 from login_consumer.detect import parse_detectors, parse_risks
+from login_consumer.privacy import PrivacySettings
 from login_consumer.risk import DEFAULT_WEIGHTS, parse_weights
 
 Guarantee = Literal["at-least-once", "exactly-once"]
 
 
-class ConsumerSettings(CommonSettings):
+class ConsumerSettings(CommonSettings, PrivacySettings):
     output_topic: str = Field(
         "processed-logins", min_length=1, max_length=249, description="Topic of processed events."
     )

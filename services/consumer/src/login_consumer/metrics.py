@@ -46,7 +46,7 @@ PROCESSING_BUCKETS: Final = (
 )
 LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 RISK_BUCKETS: Final = tuple(range(10, 101, 10))
-ERROR_KINDS: Final = ("delivery", "commit", "processing", "kafka")
+ERROR_KINDS: Final = ("delivery", "commit", "processing", "kafka", "authorization", "authentication")
 REBALANCE_EVENTS: Final = ("assign", "revoke", "lost")
 TOP_N: Final = 20
 MAX_APP_VERSION_LABELS: Final = 50
@@ -243,7 +243,7 @@ class ConsumerMetrics:
             ),
             errors=Counter(
                 "login_consumer_errors",
-                "Errors by type (delivery, commit, processing, kafka).",
+                "Errors by type (delivery, commit, processing, kafka, authorization, authentication).",
                 ["type"],
                 registry=registry,
             ),

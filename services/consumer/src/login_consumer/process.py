@@ -13,7 +13,7 @@ import gc
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -31,6 +31,7 @@ from login_consumer import __version__
 from login_consumer.config import ConsumerSettings
 from login_consumer.detect import NO_DETECTIONS, DetectBatch, Detection, Detectors, NoDetectors
 from login_consumer.enrich import Client, Enriched, Enricher, Place, TimeInfo, processed_at_now
+from login_consumer.privacy import Privacy
 from login_consumer.risk import RiskModel
 from login_consumer.validate import Invalid, Validator
 
@@ -77,11 +78,13 @@ class Processor:
         enricher: Enricher,
         risk: RiskModel,
         detectors: Detectors | None = None,
+        privacy: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.validator = validator
         self.enricher = enricher
         self.risk = risk
         self.detectors: Detectors = detectors if detectors is not None else NoDetectors()
+        self.privacy = privacy  # OUTPUT_PRIVACY: rewrites IP and device id of each output (privacy.py)
 
     @classmethod
     def from_settings(cls, settings: ConsumerSettings, detectors: Detectors | None = None) -> Processor:
@@ -102,6 +105,7 @@ class Processor:
             ),
             risk,
             detectors,
+            Privacy.from_settings(settings),
         )
 
     def process(self, messages: Sequence[Message], now: float | None = None) -> BatchResult:
@@ -151,6 +155,7 @@ class Processor:
 
         outputs: list[Output] = []
         assess = self.risk.assess
+        protect = self.privacy
         dumps = orjson.dumps
         scores = stats.risk_scores
         levels: list[str] = []
@@ -172,6 +177,8 @@ class Processor:
                 doc["risk_level"] = level
                 doc["reasons"] = reasons
                 doc["detections"] = det_docs
+                if protect is not None:
+                    protect(doc)
                 value = dumps(doc)
                 key = doc["user_id"].encode()
             except Exception as exc:  # noqa: BLE001

@@ -187,11 +187,17 @@ class Validator:
             event: Event = _DECODER.decode(raw)
         except _FAST_FAILURES:
             return self._check_slowly(raw, low, high)
-        # the common case of _check_values, inlined
-        ok = self._ips.get(event.ip)
+        # the common cases of _check_values, inlined: an int or a string of ASCII digits
         stamp = event.timestamp
-        if ok and type(stamp) is int and low <= stamp <= high and event.user_id.strip():
-            return event, stamp
+        if type(stamp) is str and stamp.isdigit() and stamp.isascii():
+            stamp = int(stamp)
+        if type(stamp) is int and low <= stamp <= high and event.user_id.strip():
+            ip = event.ip
+            ok = self._ips.get(ip)
+            if ok is None:
+                ok = self._ip_ok(ip)
+            if ok:
+                return event, stamp
         return self._check_values(event, low, high)
 
     def _check_values(self, event: Event, low: int, high: int) -> tuple[Event, int] | Invalid:

@@ -109,7 +109,7 @@ def run(settings: ProducerSettings, out: str | None = None, registry: CollectorR
             healthz=lambda: (True, "ok"),
             ready=lambda: (
                 (True, "broker reachable")
-                if broker_reachable(settings.bootstrap_servers, 2.0)
+                if broker_reachable(settings.kafka_common(), 2.0)
                 else (False, "broker unreachable")
             ),
         ).start()
@@ -119,7 +119,14 @@ def run(settings: ProducerSettings, out: str | None = None, registry: CollectorR
     count, duration, rate = settings.count, settings.duration, settings.rate
     sent = 0
     undelivered = 0
-    bound.info("producer.start", rate=rate, count=count, duration=duration, version=__version__)
+    bound.info(
+        "producer.start",
+        rate=rate,
+        count=count,
+        duration=duration,
+        version=__version__,
+        config=settings.safe_dump(),
+    )
     try:
         for event in sim.events():
             if stop.is_set() or (count and sent >= count):

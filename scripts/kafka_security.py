@@ -1,0 +1,298 @@
+"""SASL_SSL mode of the local broker (``KAFKA_SECURITY=sasl_ssl``), used by scripts/local_kafka.py.
+
+Everything lives in the broker's state folder (``<cache>/broker-<port>-sasl_ssl``), created on first use:
+  tls/ca.crt            a throw-away CA (PEM; what clients trust: SSL_CA_LOCATION)
+  tls/broker.pem        the broker's key and certificate chain signed by that CA (SAN 127.0.0.1, localhost);
+                        tls/broker.p12 instead when made with keytool
+  secrets/<user>.password  random passwords (0600) of the SCRAM-SHA-512 users admin, producer, consumer
+The users are created when the storage is formatted (``kafka-storage format --add-scram``). The broker runs
+KRaft's StandardAuthorizer with ``admin`` (and the broker's own certificate, on the mutual-TLS controller
+listener) as super users, ``allow.everyone.if.no.acl.found=false``, and after start-up the least-privilege
+ACLs of login_common.acls for the producer and consumer users (topic names from INPUT_TOPIC, OUTPUT_TOPIC,
+DLQ_TOPIC, GROUP_ID, else the defaults). Certificates come from ``openssl`` (EC P-256, milliseconds), or
+from ``keytool`` (shipped with every JDK; a JVM start per step) where openssl is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Final
+
+MODES: Final = ("plaintext", "sasl_ssl")
+USERS: Final = ("admin", "producer", "consumer")
+MECHANISM: Final = "SCRAM-SHA-512"
+BROKER_CN: Final = "login-stream-broker"
+CERT_DAYS: Final = 30
+SAN: Final = "SAN=dns:localhost,ip:127.0.0.1"
+SAN_OPENSSL: Final = "DNS:localhost,IP:127.0.0.1"
+
+
+class SecuritySetupError(Exception):
+    pass
+
+
+def mode() -> str:
+    raw = os.environ.get("KAFKA_SECURITY", "plaintext").strip().lower() or "plaintext"
+    if raw not in MODES:
+        raise SecuritySetupError(f"KAFKA_SECURITY={raw!r}: must be one of {', '.join(MODES)}")
+    return raw
+
+
+def enabled() -> bool:
+    return mode() == "sasl_ssl"
+
+
+class SecureBroker:
+    """Files, server properties, client settings and ACLs of one SASL_SSL broker."""
+
+    def __init__(self, state: Path, port: int) -> None:
+        self.state = state
+        self.port = port
+        self.tls = state / "tls"
+        self.secrets = state / "secrets"
+        self.ca_cert = self.tls / "ca.crt"
+        self.pem_keystore = self.tls / "broker.pem"
+        self.keystore = self.tls / "broker.p12"
+
+    # ---------------------------------------------------------------- files
+
+    def password_file(self, user: str) -> Path:
+        return self.secrets / f"{user}.password"
+
+    def password(self, user: str) -> str:
+        return self.password_file(user).read_text(encoding="utf-8")
+
+    def prepare(self, java: str) -> None:
+        """Create passwords, CA and broker certificate unless they exist (idempotent)."""
+        self.secrets.mkdir(parents=True, exist_ok=True)
+        self.secrets.chmod(0o700)
+        for user in (*USERS, "keystore"):
+            path = self.password_file(user)
+            if not path.exists():
+                path.touch(mode=0o600)
+                path.write_text(secrets.token_urlsafe(24), encoding="utf-8")
+        if self.ca_cert.exists() and (self.pem_keystore.exists() or self.keystore.exists()):
+            return
+        shutil.rmtree(self.tls, ignore_errors=True)
+        self.tls.mkdir(parents=True)
+        make_ca(java, self.tls, "login-stream-local-ca", self.password("keystore"))
+        if shutil.which("openssl"):
+            self._broker_certificate_openssl()
+        else:
+            self._broker_certificate_keytool(java)
+
+    def _broker_certificate_openssl(self) -> None:
+        key, csr, signed, ext = (self.tls / n for n in ("broker.key", "broker.csr", "broker.crt", "san.cnf"))
+        ext.write_text(f"subjectAltName={SAN_OPENSSL}\n")
+        openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={BROKER_CN}")  # fmt: skip
+        openssl("x509", "-req", "-in", str(csr), "-CA", str(self.ca_cert), "-CAkey", str(self.tls / "ca.key"),
+                "-CAcreateserial", "-out", str(signed), "-days", str(CERT_DAYS),
+                "-extfile", str(ext))  # fmt: skip
+        # Kafka's PEM key store: the (unencrypted PKCS#8) key, then the chain
+        self.pem_keystore.touch(mode=0o600)
+        self.pem_keystore.write_text(key.read_text() + signed.read_text() + self.ca_cert.read_text())
+        for path in (key, csr, ext):
+            path.unlink()
+
+    def _broker_certificate_keytool(self, java: str) -> None:
+        store = self.password("keystore")
+        ca_store = self.tls / "ca.p12"
+        csr = self.tls / "broker.csr"
+        signed = self.tls / "broker.crt"
+        common = ["-storetype", "PKCS12", "-storepass", store]
+        keytool(java, "-genkeypair", "-alias", "broker", "-keyalg", "RSA", "-keysize", "2048",
+                "-dname", f"CN={BROKER_CN}", "-ext", SAN, "-validity", str(CERT_DAYS),
+                "-keystore", str(self.keystore), *common)  # fmt: skip
+        keytool(java, "-certreq", "-alias", "broker", "-file", str(csr), "-keystore", str(self.keystore),
+                *common)  # fmt: skip
+        keytool(java, "-gencert", "-alias", "ca", "-infile", str(csr), "-outfile", str(signed), "-rfc",
+                "-ext", SAN, "-validity", str(CERT_DAYS), "-keystore", str(ca_store), *common)  # fmt: skip
+        keytool(java, "-importcert", "-noprompt", "-alias", "ca", "-file", str(self.ca_cert),
+                "-keystore", str(self.keystore), *common)  # fmt: skip
+        keytool(java, "-importcert", "-noprompt", "-alias", "broker", "-file", str(signed),
+                "-keystore", str(self.keystore), *common)  # fmt: skip
+        csr.unlink()
+
+    # ---------------------------------------------------------------- broker
+
+    def properties(self) -> list[str]:
+        """server.properties lines; written after the plaintext ones, so these win."""
+        p = self.port
+        admin_jaas = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="admin" password="{self.password("admin")}";'
+        )
+        if self.pem_keystore.exists():
+            keystore = ["ssl.keystore.type=PEM", f"ssl.keystore.location={self.pem_keystore}"]
+        else:
+            store = self.password("keystore")
+            keystore = [
+                "ssl.keystore.type=PKCS12",
+                f"ssl.keystore.location={self.keystore}",
+                f"ssl.keystore.password={store}",
+                f"ssl.key.password={store}",
+            ]
+        return [
+            f"listeners=SASL_SSL://127.0.0.1:{p},CONTROLLER://127.0.0.1:{p + 1}",
+            f"advertised.listeners=SASL_SSL://127.0.0.1:{p},CONTROLLER://127.0.0.1:{p + 1}",
+            "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL",
+            "inter.broker.listener.name=SASL_SSL",
+            f"sasl.enabled.mechanisms={MECHANISM}",
+            f"sasl.mechanism.inter.broker.protocol={MECHANISM}",
+            f"listener.name.sasl_ssl.{MECHANISM.lower()}.sasl.jaas.config={admin_jaas}",
+            *keystore,
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={self.ca_cert}",
+            # the controller listener: mutual TLS, only the broker's own certificate gets in
+            "listener.name.controller.ssl.client.auth=required",
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            f"super.users=User:admin;User:CN={BROKER_CN}",
+            "allow.everyone.if.no.acl.found=false",
+        ]
+
+    def format_args(self) -> list[str]:
+        """``kafka-storage format`` arguments creating the SCRAM users."""
+        out: list[str] = []
+        for user in USERS:
+            out += ["--add-scram", f"{MECHANISM}=[name={user},password={self.password(user)}]"]
+        return out
+
+    # ---------------------------------------------------------------- clients
+
+    def client_env(self, user: str) -> dict[str, str]:
+        """The services' environment variables for ``user`` (a password file, never the password)."""
+        return {
+            "SECURITY_PROTOCOL": "SASL_SSL",
+            "SASL_MECHANISM": MECHANISM,
+            "SASL_USERNAME": user,
+            "SASL_PASSWORD_FILE": str(self.password_file(user)),
+            "SSL_CA_LOCATION": str(self.ca_cert),
+        }
+
+    def client_config(self, user: str) -> dict[str, Any]:
+        """librdkafka properties for ``user`` (password included)."""
+        return {
+            "bootstrap.servers": f"127.0.0.1:{self.port}",
+            "security.protocol": "sasl_ssl",
+            "sasl.mechanism": MECHANISM,
+            "sasl.username": user,
+            "sasl.password": self.password(user),
+            "ssl.ca.location": str(self.ca_cert),
+        }
+
+    def describe(self) -> str:
+        lines = [
+            f"security:  SASL_SSL, {MECHANISM}, CA {self.ca_cert}",
+            "client settings (passwords in the files):",
+        ]
+        for user in USERS:
+            env = self.client_env(user)
+            lines.append(
+                f"  {user:<9} SECURITY_PROTOCOL=SASL_SSL SASL_USERNAME={user} "
+                f"SASL_PASSWORD_FILE={env['SASL_PASSWORD_FILE']} SSL_CA_LOCATION={env['SSL_CA_LOCATION']}"
+            )
+        return "\n".join(lines)
+
+    # ---------------------------------------------------------------- ACLs
+
+    def grant(self, acls_by_user: dict[str, list[Any]], timeout: float = 30.0) -> int:
+        """Create the ACLs (Acl lists by user name) as admin; existing ones stay. Returns their count."""
+        from confluent_kafka.admin import AdminClient
+
+        bindings = [acl_binding(user, rule) for user, acls in acls_by_user.items() for rule in _rules(acls)]
+        client = AdminClient(self.client_config("admin"))
+        for future in client.create_acls(bindings, request_timeout=timeout).values():
+            future.result(timeout=timeout)
+        return len(bindings)
+
+
+def _rules(acls: list[Any]) -> list[tuple[str, str, str, str]]:
+    return sorted(rule for acl in acls for rule in acl.rules())
+
+
+def acl_binding(user: str, rule: tuple[str, str, str, str]) -> Any:
+    """A confluent-kafka AclBinding allowing ``User:<user>`` one (resource, name, pattern, operation)."""
+    from confluent_kafka.admin import (
+        AclBinding,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    resource, name, pattern, operation = rule
+    types = {
+        "topic": ResourceType.TOPIC,
+        "group": ResourceType.GROUP,
+        "transactionalId": ResourceType.TRANSACTIONAL_ID,
+        "cluster": ResourceType.BROKER,  # librdkafka's name of Kafka's CLUSTER resource
+    }
+    op = AclOperation[_snake(operation).upper()]
+    patterns = {"literal": ResourcePatternType.LITERAL, "prefix": ResourcePatternType.PREFIXED}
+    return AclBinding(
+        types[resource], name, patterns[pattern], f"User:{user}", "*", op, AclPermissionType.ALLOW
+    )
+
+
+def _snake(pascal: str) -> str:
+    return "".join(f"_{c}" if c.isupper() and i else c for i, c in enumerate(pascal))
+
+
+def service_acls() -> dict[str, list[Any]]:
+    """The producer's and consumer's ACLs for the topic names in the environment (or the defaults)."""
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root / "libs" / "common" / "src"))  # works without the package installed
+    from login_common.acls import consumer_acls, producer_acls
+
+    env = os.environ
+    topic_in = env.get("INPUT_TOPIC") or "user-login"
+    return {
+        "producer": producer_acls(topic_in),
+        "consumer": consumer_acls(
+            topic_in,
+            env.get("OUTPUT_TOPIC") or "processed-logins",
+            env.get("DLQ_TOPIC") or "user-login-dlq",
+            env.get("GROUP_ID") or "login-consumer",
+        ),
+    }
+
+
+def keytool(java: str, *args: str) -> None:
+    tool = Path(java).resolve().parent / "keytool"
+    exe = str(tool) if tool.exists() else shutil.which("keytool")
+    if not exe:
+        raise SecuritySetupError("`keytool` (part of every JDK) was not found next to java nor on PATH")
+    done = subprocess.run([exe, *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SecuritySetupError(f"keytool {args[0]} failed: {done.stderr.strip() or done.stdout.strip()}")
+
+
+def openssl(*args: str) -> None:
+    done = subprocess.run(["openssl", *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SecuritySetupError(f"openssl {args[0]} failed: {done.stderr.strip() or done.stdout.strip()}")
+
+
+def make_ca(java: str, folder: Path, name: str, store_password: str) -> Path:
+    """A self-signed CA: its certificate in ``folder/ca.crt`` (PEM), its key in ``ca.key`` (openssl) or
+    ``ca.p12`` (keytool)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if shutil.which("openssl"):
+        key = folder / "ca.key"
+        key.touch(mode=0o600)
+        openssl("req", "-x509", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-keyout", str(key), "-out", str(folder / "ca.crt"), "-days", str(CERT_DAYS),
+                "-subj", f"/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
+        return folder / "ca.crt"
+    store = ["-storetype", "PKCS12", "-storepass", store_password, "-keystore", str(folder / "ca.p12")]
+    keytool(java, "-genkeypair", "-alias", "ca", "-keyalg", "RSA", "-keysize", "2048", "-dname", f"CN={name}",
+            "-ext", "bc:c", "-validity", str(CERT_DAYS), *store)  # fmt: skip
+    keytool(java, "-exportcert", "-rfc", "-alias", "ca", "-file", str(folder / "ca.crt"), *store)
+    return folder / "ca.crt"

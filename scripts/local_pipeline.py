@@ -1,0 +1,455 @@
+#!/usr/bin/env python3
+"""The local pipeline without a cluster: ``run``, ``stop``, ``health``, ``logs``, ``monitor``.
+
+``run`` makes sure a broker answers (scripts/local_kafka.py), creates the topics, starts login-consumer,
+login-producer and a Prometheus scraping both (alert rules loaded) in the background, waits until both
+services report /ready, prints where everything is, and returns. The processes, their ports and logs are
+recorded in .cache/run/pipeline.json (RUN_DIR overrides the folder), which the other commands read:
+``make stop`` ends them (and the broker, if ``run`` started it), ``make health`` checks each part,
+``make logs`` follows the logs, ``make monitor`` prints links into Prometheus' graph UI and the alerts
+that fire, ``make watch`` (scripts/live_view.py) shows the stream.
+
+Settings (environment): BOOTSTRAP_SERVERS, INPUT_TOPIC, OUTPUT_TOPIC, DLQ_TOPIC, GROUP_ID as for the
+services; CONSUMER_PORT (8000), PRODUCER_PORT (8001) and PROMETHEUS_PORT (9090) are tried first, another
+free port is taken when one is busy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import local_kafka
+from local_prometheus import CONSUMER_JOB, PRODUCER_JOB, Prometheus, PrometheusError
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+RUN_DIR = Path(os.environ.get("RUN_DIR", ROOT / ".cache" / "run"))
+
+# Ready-made Prometheus graph queries: (title, PromQL), shown by `make demo`, `make run`, `make monitor`.
+GRAPHS: dict[str, list[str]] = {
+    "throughput": [
+        "sum(rate(login_producer_events_delivered_total[1m]))",
+        "sum(rate(login_consumer_events_processed_total[1m]))",
+        "sum(rate(login_consumer_events_dlq_total[1m]))",
+    ],
+    "lag": ["sum(login_consumer_lag_messages)"],
+    "risk": [
+        "sum by (level) (rate(login_consumer_risk_level_total[1m]))",
+        "sum by (detector) (increase(login_consumer_detections_total[1m]))",
+    ],
+}
+
+
+def graph_link(base_url: str, exprs: list[str], minutes: int = 15) -> str:
+    """A link into Prometheus' own graph page with one panel per expression (``g0.expr``, ``g1.expr`` ...)."""
+    params: dict[str, str] = {}
+    for i, expr in enumerate(exprs):
+        params |= {f"g{i}.expr": expr, f"g{i}.tab": "0", f"g{i}.range_input": f"{minutes}m"}
+    return f"{base_url}/graph?{urllib.parse.urlencode(params)}"
+
+
+def graph_links(base_url: str) -> dict[str, str]:
+    return {title: graph_link(base_url, exprs) for title, exprs in GRAPHS.items()}
+
+
+def free_port(preferred: int) -> int:
+    """``preferred`` when it can be bound on every interface (as the services bind), else any free one."""
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", preferred))  # noqa: S104 - probing the port a service will bind
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str, timeout: float = 3.0) -> tuple[int, str]:
+    """(status, body) of a GET; status 0 when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback URLs we built
+            return int(resp.status), resp.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read().decode(errors="replace")
+    except OSError as exc:
+        return 0, str(getattr(exc, "reason", exc))
+
+
+def alive(pid: int, name: str) -> bool:
+    """True when ``pid`` runs and is the process we started (its command line names ``name``)."""
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    out = subprocess.run(
+        ["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, check=False
+    )
+    return name in out.stdout and "<defunct>" not in out.stdout
+
+
+@dataclass
+class Proc:
+    name: str  # login-consumer, login-producer, prometheus
+    pid: int
+    port: int
+    log: str
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def running(self) -> bool:
+        return alive(self.pid, self.name)
+
+
+@dataclass
+class Pipeline:
+    """What ``run`` started; persisted as JSON in the run folder."""
+
+    bootstrap: str
+    topics: dict[str, str]
+    group: str
+    procs: list[Proc] = field(default_factory=list)
+    broker_started: bool = False
+    started_at: float = field(default_factory=time.time)
+
+    def proc(self, name: str) -> Proc | None:
+        return next((p for p in self.procs if p.name == name), None)
+
+    @property
+    def prometheus_url(self) -> str | None:
+        prom = self.proc("prometheus")
+        return prom.url if prom else None
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "pipeline.json").write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path) -> Pipeline | None:
+        try:
+            raw = json.loads((directory / "pipeline.json").read_text())
+        except (OSError, ValueError):
+            return None
+        raw["procs"] = [Proc(**p) for p in raw.get("procs", [])]
+        return cls(**raw)
+
+
+def settings() -> tuple[str, dict[str, str], str]:
+    bootstrap = os.environ.get("BOOTSTRAP_SERVERS") or local_kafka.local_bootstrap()
+    topics = {
+        "input": os.environ.get("INPUT_TOPIC", "user-login"),
+        "output": os.environ.get("OUTPUT_TOPIC", "processed-logins"),
+        "dlq": os.environ.get("DLQ_TOPIC", "user-login-dlq"),
+    }
+    return bootstrap, topics, os.environ.get("GROUP_ID", "login-consumer")
+
+
+def spawn(
+    name: str, port: int, args: list[str], env: dict[str, str], log: Path, *, detach: bool
+) -> subprocess.Popen[bytes]:
+    exe = shutil.which(name, path=str(BIN)) or name
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [exe, *args],
+            env={**env, "METRICS_PORT": str(port)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=detach,
+        )
+
+
+def start(
+    directory: Path,
+    *,
+    rate: float,
+    detach: bool,
+    with_prometheus: bool = True,
+    scrape_interval: str = "2s",
+) -> tuple[Pipeline, list[subprocess.Popen[bytes]], Prometheus | None]:
+    """Broker (if none answers), topics, consumer, producer and Prometheus. Returns the record, the two
+    service processes (consumer first) and Prometheus (None when not wanted or not installed: said)."""
+    from login_common.kafka import ensure_topics
+
+    bootstrap, topics, group = settings()
+    broker_started = False
+    if not local_kafka.answers(bootstrap):
+        os.environ.pop("BOOTSTRAP_SERVERS", None)  # let local_kafka start its own on KAFKA_PORT
+        bootstrap = local_kafka.up()
+        broker_started = True
+    ensure_topics(bootstrap, {topics["input"]: 6, topics["output"]: 6, topics["dlq"]: 1})
+    env = {
+        **os.environ,
+        "BOOTSTRAP_SERVERS": bootstrap,
+        "INPUT_TOPIC": topics["input"],
+        "OUTPUT_TOPIC": topics["output"],
+        "DLQ_TOPIC": topics["dlq"],
+        "GROUP_ID": group,
+        "LOG_FORMAT": "json",
+    }
+    cport = free_port(int(os.environ.get("CONSUMER_PORT", "8000")))
+    pport = free_port(int(os.environ.get("PRODUCER_PORT", "8001")))
+    if pport == cport:
+        pport = free_port(0)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in ("login-consumer.log", "login-producer.log"):
+        (directory / stale).unlink(missing_ok=True)
+    consumer = spawn("login-consumer", cport, [], env, directory / "login-consumer.log", detach=detach)
+    producer = spawn(
+        "login-producer", pport, ["--rate", str(rate)], env, directory / "login-producer.log", detach=detach
+    )
+    pipeline = Pipeline(bootstrap, topics, group, broker_started=broker_started)
+    pipeline.procs = [
+        Proc("login-consumer", consumer.pid, cport, str(directory / "login-consumer.log")),
+        Proc("login-producer", producer.pid, pport, str(directory / "login-producer.log")),
+    ]
+    prometheus: Prometheus | None = None
+    if with_prometheus:
+        shutil.rmtree(directory / "prometheus" / "data", ignore_errors=True)  # no stale series
+        try:
+            prometheus = Prometheus.start(
+                {CONSUMER_JOB: [f"127.0.0.1:{cport}"], PRODUCER_JOB: [f"127.0.0.1:{pport}"]},
+                workdir=directory / "prometheus",
+                port=int(os.environ.get("PROMETHEUS_PORT", "9090")),
+                scrape_interval=scrape_interval,
+                detach=detach,
+            )
+            port = int(prometheus.url.rsplit(":", 1)[1])
+            pipeline.procs.append(Proc("prometheus", prometheus.process.pid, port, str(prometheus.log)))
+        except PrometheusError as exc:
+            print(f"prometheus: not started ({exc})", flush=True)
+    pipeline.save(directory)
+    return pipeline, [consumer, producer], prometheus
+
+
+def wait_ready(pipeline: Pipeline, timeout: float = 90.0) -> str:
+    """'' once both services answer /ready; else what is wrong (a process exited, or the time ran out)."""
+    deadline = time.monotonic() + timeout
+    pending = [p for p in pipeline.procs if p.name.startswith("login-")]
+    while pending:
+        for proc in list(pending):
+            if not proc.running():
+                return (
+                    f"{proc.name} exited during start-up; its log ({proc.log}):\n{tail(Path(proc.log), 15)}"
+                )
+            if get(f"{proc.url}/ready", timeout=10)[0] == 200:
+                pending.remove(proc)
+        if pending and time.monotonic() > deadline:
+            return f"not ready within {timeout:.0f}s: {', '.join(p.name for p in pending)}"
+        if pending:
+            time.sleep(0.5)
+    return ""
+
+
+def tail(path: Path, lines: int) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def terminate(procs: list[Proc], timeout: float = 20.0) -> list[str]:
+    """SIGTERM each running process (producer first), SIGKILL after ``timeout``; returns what was stopped."""
+    order = {"login-producer": 0, "login-consumer": 1, "prometheus": 2}
+    stopped = []
+    for proc in sorted(procs, key=lambda p: order.get(p.name, 3)):
+        if not proc.running():
+            continue
+        with contextlib.suppress(OSError):
+            os.kill(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while proc.running() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if proc.running():
+            with contextlib.suppress(OSError):
+                os.kill(proc.pid, signal.SIGKILL)
+        stopped.append(f"{proc.name} (pid {proc.pid})")
+    return stopped
+
+
+# --- commands ---------------------------------------------------------------------------------------
+
+
+def cmd_run(directory: Path, rate: float) -> int:
+    existing = Pipeline.load(directory)
+    if existing and any(p.running() for p in existing.procs):
+        print(f"a local pipeline already runs (started from {directory}): `make watch`, `make stop`")
+        return 0
+    pipeline, _procs, _prom = start(directory, rate=rate, detach=True)
+    problem = wait_ready(pipeline)
+    if problem:
+        print(f"make run: {problem}", file=sys.stderr)
+        terminate(pipeline.procs)
+        (directory / "pipeline.json").unlink(missing_ok=True)
+        return 1
+    print(f"local pipeline running (broker {pipeline.bootstrap}, {rate:g} events/s):")
+    for proc in pipeline.procs:
+        print(f"  {proc.name:<15} pid {proc.pid:<7} {proc.url}  log {proc.log}")
+    if pipeline.prometheus_url:
+        print_links(pipeline.prometheus_url)
+    print("next: `make watch` (live view), `make health`, `make logs`, `make monitor`, `make stop`")
+    return 0
+
+
+def print_links(url: str) -> None:
+    print(f"Prometheus {url} (alerts: {url}/alerts); graphs:")
+    for title, link in graph_links(url).items():
+        print(f"  {title:<10} {link}")
+
+
+def cmd_stop(directory: Path) -> int:
+    pipeline = Pipeline.load(directory)
+    if pipeline is None:
+        print("no local pipeline recorded (nothing to stop)")
+        return 0
+    stopped = terminate(pipeline.procs)
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    if pipeline.broker_started:
+        local_kafka.down()
+    (directory / "pipeline.json").unlink()
+    return 0
+
+
+def cmd_health(directory: Path) -> int:
+    pipeline = Pipeline.load(directory)
+    if pipeline is None:
+        print("no local pipeline: `make run` starts one", file=sys.stderr)
+        return 1
+    rows: list[tuple[str, bool, str]] = []
+    broker_ok = local_kafka.answers(pipeline.bootstrap)
+    rows.append((f"kafka {pipeline.bootstrap}", broker_ok, "answers" if broker_ok else "does not answer"))
+    for proc in pipeline.procs:
+        label = f"{proc.name} pid {proc.pid} :{proc.port}"
+        if not proc.running():
+            rows.append((label, False, f"not running (log {proc.log})"))
+            continue
+        if proc.name == "prometheus":
+            status, _ = get(f"{proc.url}/-/ready")
+            targets = prometheus_targets(proc.url)
+            up = sum(1 for t in targets if t == "up")
+            ok = status == 200 and bool(targets) and up == len(targets)
+            rows.append((label, ok, f"ready {status == 200}, targets up {up}/{len(targets)}"))
+        else:
+            status, body = get(f"{proc.url}/ready")
+            rows.append((label, status == 200, f"/ready {status or 'no answer'}: {body.strip()[:60]}"))
+    for label, ok, detail in rows:
+        print(f"{'ok  ' if ok else 'FAIL'} {label:<38} {detail}")
+    return 0 if all(ok for _, ok, _ in rows) else 1
+
+
+def prometheus_targets(url: str) -> list[str]:
+    status, body = get(f"{url}/api/v1/targets?state=active")
+    if status != 200:
+        return []
+    with contextlib.suppress(ValueError, KeyError, TypeError):
+        return [str(t["health"]) for t in json.loads(body)["data"]["activeTargets"]]
+    return []
+
+
+def log_files(pipeline: Pipeline) -> dict[str, Path]:
+    files = {p.name: Path(p.log) for p in pipeline.procs}
+    if pipeline.bootstrap == local_kafka.local_bootstrap() and local_kafka.log_file().exists():
+        files["kafka"] = local_kafka.log_file()
+    return files
+
+
+def follow(files: dict[str, Path], lines: int, *, keep_following: bool) -> Iterator[str]:
+    """The last ``lines`` of each file, prefixed with its name; then, if asked, what gets appended."""
+    width = max(len(n) for n in files)
+    offsets: dict[str, int] = {}
+    for name, path in files.items():
+        for line in tail(path, lines).splitlines():
+            yield f"{name:<{width}} | {line}"
+        offsets[name] = path.stat().st_size if path.exists() else 0
+    while keep_following:
+        for name, path in files.items():
+            size = path.stat().st_size if path.exists() else 0
+            if size < offsets[name]:
+                offsets[name] = 0  # truncated or replaced
+            if size > offsets[name]:
+                with open(path, "rb") as fh:
+                    fh.seek(offsets[name])
+                    chunk = fh.read(size - offsets[name])
+                cut = chunk.rfind(b"\n") + 1  # whole lines only; the rest comes next round
+                offsets[name] += cut
+                for line in chunk[:cut].decode(errors="replace").splitlines():
+                    yield f"{name:<{width}} | {line}"
+        time.sleep(0.5)
+
+
+def cmd_logs(directory: Path, lines: int, keep_following: bool) -> int:
+    pipeline = Pipeline.load(directory)
+    if pipeline is None:
+        print("no local pipeline: `make run` starts one", file=sys.stderr)
+        return 1
+    with contextlib.suppress(KeyboardInterrupt):
+        for line in follow(log_files(pipeline), lines, keep_following=keep_following):
+            print(line, flush=True)
+    return 0
+
+
+def cmd_monitor(directory: Path) -> int:
+    pipeline = Pipeline.load(directory)
+    url = pipeline.prometheus_url if pipeline else None
+    if pipeline is None or url is None:
+        print("no local pipeline with Prometheus: `make run` starts one", file=sys.stderr)
+        return 1
+    print_links(url)
+    status, body = get(f"{url}/api/v1/alerts")
+    alerts = json.loads(body)["data"]["alerts"] if status == 200 else []
+    firing = [a for a in alerts if a.get("state") == "firing"]
+    pending = [a for a in alerts if a.get("state") == "pending"]
+    print(f"alerts: {len(firing)} firing, {len(pending)} pending")
+    for alert in firing + pending:
+        labels = alert.get("labels", {})
+        print(f"  {alert['state']:<8} {labels.get('alertname', '?')} ({labels.get('severity', '-')})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start the pipeline in the background")
+    run.add_argument("--rate", type=float, default=200.0, help="events per second of the producer")
+    sub.add_parser("stop", help="stop what run started")
+    sub.add_parser("health", help="check every part; exit 1 if one is down")
+    logs = sub.add_parser("logs", help="the logs of every part")
+    logs.add_argument("--lines", type=int, default=20)
+    logs.add_argument("--no-follow", action="store_true")
+    sub.add_parser("monitor", help="Prometheus links and alerts")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(RUN_DIR, args.rate)
+        if args.command == "stop":
+            return cmd_stop(RUN_DIR)
+        if args.command == "health":
+            return cmd_health(RUN_DIR)
+        if args.command == "logs":
+            return cmd_logs(RUN_DIR, args.lines, not args.no_follow)
+        return cmd_monitor(RUN_DIR)
+    except local_kafka.KafkaSetupError as exc:
+        print(f"local_pipeline: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Memory of the user-history store per user, and the cost of restoring it, for the options of #9.
+
+Each measurement runs in a fresh process: it loads what the consumer loads (the enricher's reference
+data), notes the RSS, fills one option's store with N high-cardinality users (a UUID user id, 1-3 UUID
+device ids, 1-2 countries), and reports the RSS growth per user, the process's RSS and the CPU seconds.
+
+    python scripts/measure_state.py [--users 2000000] [--options objects,compact,compact-restore]
+
+* ``objects``: the slotted ``History`` object per user in a dict (the store before #9);
+* ``compact``: ``login_consumer.histories.HistoryStore`` (one bytes record per user, 60-bit hashed key);
+* ``compact-restore``: a compact store rebuilt from its changelog records (key, value) as a restore
+  applies them: the CPU seconds of the rebuild (reading them from the broker is not included).
+
+Prints one JSON line per option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+
+_COUNTRIES = ("US", "GB", "DE", "FR", "IN", "BR", "JP", "CA", "AU", "ES")
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
+def _users(count: int) -> Iterator[tuple[str, list[str], list[str], int]]:
+    rng = random.Random(3)
+    start = 1_700_000_000
+    for n in range(count):
+        devices = [
+            str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(rng.choice((1, 1, 1, 2, 3)))
+        ]
+        countries = [rng.choice(_COUNTRIES) for _ in range(rng.choice((1, 1, 1, 2)))]
+        yield str(uuid.UUID(int=rng.getrandbits(128), version=4)), devices, countries, start + n // 100
+
+
+def measure(option: str, users: int) -> dict[str, object]:
+    from login_consumer.enrich import Enricher
+
+    Enricher()  # what the consumer holds besides its state
+    base = _rss_mb()
+    started = time.process_time()
+    keep: object
+    if option == "objects":
+        from login_consumer.state import History
+
+        store: dict[str, History] = {}
+        for user, devices, countries, ts in _users(users):
+            store[user] = History(user, devices, countries, ts, countries[-1], 1)
+        keep = store
+    elif option in ("compact", "compact-restore"):
+        from login_consumer import histories as h
+
+        compact = h.HistoryStore(ttl=30 * 86_400)
+        records: Iterator[tuple[bytes, bytes]] = (
+            (
+                h.changelog_key(h.user_key(user)),
+                h.pack(ts, countries[-1], [h.device_key(d) for d in devices], countries),
+            )
+            for user, devices, countries, ts in _users(users)
+        )
+        if option == "compact-restore":
+            # the records a restore reads, built first (outside the measured time) and streamed through;
+            # the growth counts them too until they are freed (pymalloc keeps some of their arenas)
+            built = list(records)
+            started = time.process_time()
+            for key, value in built:
+                h.unpack(value)  # a restore checks each record
+                compact.put(h.key_of(key), value, h.last_ts_of(value))
+            seconds = time.process_time() - started
+            del built
+            return _result(option, users, _rss_mb() - base, seconds, compact)
+        for key, value in records:
+            compact.put(h.key_of(key), value, h.last_ts_of(value))
+        keep = compact
+    else:
+        raise SystemExit(f"unknown option {option!r}")
+    seconds = time.process_time() - started
+    return _result(option, users, _rss_mb() - base, seconds, keep)
+
+
+def _result(option: str, users: int, grown: float, seconds: float, keep: object) -> dict[str, object]:
+    return {
+        "option": option,
+        "users": users,
+        "bytes_per_user": round(grown * 2**20 / users),
+        "state_mb": round(grown),
+        "rss_mb": round(_rss_mb()),
+        "cpu_s": round(seconds, 1),
+        "entries": len(keep),  # type: ignore[arg-type]
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--users", type=int, default=2_000_000)
+    parser.add_argument("--options", default="objects,compact,compact-restore")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # run one option in this process
+    args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(measure(args.one, args.users)))
+        return 0
+    for option in args.options.split(","):
+        done = subprocess.run(
+            [sys.executable, __file__, "--users", str(args.users), "--one", option],
+            check=False,
+            capture_output=True,
+            text=True,
+        )
+        print(done.stdout.strip() or done.stderr.strip()[-500:], flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
