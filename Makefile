@@ -83,7 +83,7 @@ run: init ## Start broker, producer (RATE=200/s), consumer and Prometheus in the
 
 .PHONY: watch
 watch: init ## Live view of the pipeline `make run` started (Ctrl-C leaves it running)
-	$(PY) scripts/live_view.py
+	@$(PY) scripts/live_view.py
 
 .PHONY: health
 health: init ## Broker, processes, /ready of both services, Prometheus and its targets (exit 1 if any is down)

@@ -1,3 +1,4 @@
+##@ Kubernetes API (a local control plane for tests/k8s_api; docs/kubernetes.md)
 # A real Kubernetes control plane on 127.0.0.1 (etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler, kwok fake nodes) for tests/k8s_api/. scripts/k8s_api.py runs it; tools/k8s/ builds it
 # (versions in tools/k8s/versions). docs/kubernetes.md: what it proves and what only a real cluster does.

@@ -12,11 +12,27 @@ KEDA_NS        ?= keda
 KAFKA_CLUSTER  ?= login-stream
 RELEASE        ?= login-stream
 IMAGE_TAG      ?= dev
-GRAFANA_PORT   ?= 3000
-KAFDROP_PORT   ?= 9000
+# Tilt's own port-forwards (Tiltfile) hold 3000 (Grafana), 9090 (Prometheus), 9000 (Kafdrop), 8000 and
+# 8001: `make grafana` and `make k8s-monitor` use other ports so that they work while `make up` runs.
+GRAFANA_PORT   ?= 3001
+KAFDROP_PORT   ?= 9001
 KUBECTL        ?= kubectl
 HELM           ?= helm
 DOCKER         ?= docker
+E2E_CONTEXT    ?= $(KUBE_CONTEXT)
+
+# kind talks to Docker unless KIND_EXPERIMENTAL_PROVIDER names another engine (kind's
+# pkg/cluster/provider.go); its `load docker-image` always runs `docker save`, so images travel as an
+# archive ($(DOCKER) save + kind load image-archive). Podman names a local build localhost/<name>: the
+# images get their full docker.io/library/ name, which is what the pods' short names resolve to.
+ifeq ($(notdir $(DOCKER)),podman)
+KIND         ?= KIND_EXPERIMENTAL_PROVIDER=podman kind
+IMAGE_PREFIX ?= docker.io/library/
+else
+KIND         ?= kind
+IMAGE_PREFIX ?=
+endif
+IMAGES_TAR   ?= .cache/images-$(IMAGE_TAG).tar
 
 # Upstream charts, pinned (the same versions as the CRDs in ../shared/crds/SOURCES.txt).
 STRIMZI_CHART   ?= oci://quay.io/strimzi-helm/strimzi-kafka-operator
@@ -43,11 +59,11 @@ keda helm-test k8s-stop: TOOLS = helm kubectl
 cluster: tools ## Create the kind cluster: Strimzi, kube-prometheus-stack, Kafka, topics; waits until Ready (idempotent)
 	$(call need,$(DOCKER),kind runs its node in a container: install Docker (or set DOCKER=podman))
 	$(call need,$(KUBECTL),install kubectl (kubernetes.io/docs/tasks/tools))
-	@if kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)'; then \
-	  echo "== kind cluster $(KIND_CLUSTER) exists"; kind export kubeconfig --name $(KIND_CLUSTER); \
+	@if $(KIND) get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)'; then \
+	  echo "== kind cluster $(KIND_CLUSTER) exists"; $(KIND) export kubeconfig --name $(KIND_CLUSTER); \
 	else \
 	  echo "== creating kind cluster $(KIND_CLUSTER)"; \
-	  kind create cluster --name $(KIND_CLUSTER) --config k8s/kind-config.yaml --wait 180s; \
+	  $(KIND) create cluster --name $(KIND_CLUSTER) --config k8s/kind-config.yaml --wait 180s; \
 	fi
 	$(K) apply -f k8s/namespaces.yaml
 	@echo "== Strimzi $(STRIMZI_VERSION) (watching $(APP_NS))"
@@ -66,7 +82,7 @@ cluster: tools ## Create the kind cluster: Strimzi, kube-prometheus-stack, Kafka
 .PHONY: cluster-down
 cluster-down: TOOLS = kind
 cluster-down: tools ## Delete the kind cluster
-	kind delete cluster --name $(KIND_CLUSTER)
+	$(KIND) delete cluster --name $(KIND_CLUSTER)
 
 .PHONY: keda
 keda: tools ## Install KEDA (optional; then deploy with --set keda.enabled=true)
@@ -76,12 +92,15 @@ keda: tools ## Install KEDA (optional; then deploy with --set keda.enabled=true)
 .PHONY: images
 images: ## Build the login-producer and login-consumer images (tag IMAGE_TAG=dev)
 	$(call need,$(DOCKER),install Docker to build the images)
-	$(DOCKER) build -f services/producer/Dockerfile -t login-producer:$(IMAGE_TAG) .
-	$(DOCKER) build -f services/consumer/Dockerfile -t login-consumer:$(IMAGE_TAG) .
+	$(DOCKER) build -f services/producer/Dockerfile -t $(IMAGE_PREFIX)login-producer:$(IMAGE_TAG) .
+	$(DOCKER) build -f services/consumer/Dockerfile -t $(IMAGE_PREFIX)login-consumer:$(IMAGE_TAG) .
 
 .PHONY: kind-load
 kind-load: tools images ## Build the images and load them into the kind cluster
-	kind load docker-image login-producer:$(IMAGE_TAG) login-consumer:$(IMAGE_TAG) --name $(KIND_CLUSTER)
+	@mkdir -p $(dir $(IMAGES_TAR))
+	$(DOCKER) save -o $(IMAGES_TAR) $(IMAGE_PREFIX)login-producer:$(IMAGE_TAG) $(IMAGE_PREFIX)login-consumer:$(IMAGE_TAG)
+	$(KIND) load image-archive $(IMAGES_TAR) --name $(KIND_CLUSTER)
+	@rm -f $(IMAGES_TAR)
 
 .PHONY: deploy
 deploy: tools kind-load ## helm upgrade --install the chart on the kind cluster (images built and loaded first)
@@ -109,7 +128,7 @@ k8s-clean: cluster-down ## Delete the cluster and the downloaded CRDs
 	rm -rf $(CRD_OUT) .tilt-dev
 
 .PHONY: grafana
-grafana: ## Port-forward Grafana to localhost:3000 and print how to read the admin password
+grafana: ## Port-forward Grafana to localhost:3001 (GRAFANA_PORT) and print how to read the admin password
 	@echo "Grafana: http://localhost:$(GRAFANA_PORT)  user: admin"
 	@echo "password: $(KUBECTL) --context $(KUBE_CONTEXT) -n $(MONITORING_NS) get secret kube-prometheus-stack-grafana -o jsonpath='{.data.admin-password}' | base64 -d; echo"
 	@printf 'which is: '; $(K) -n $(MONITORING_NS) get secret kube-prometheus-stack-grafana \
@@ -117,32 +136,36 @@ grafana: ## Port-forward Grafana to localhost:3000 and print how to read the adm
 	$(K) -n $(MONITORING_NS) port-forward svc/kube-prometheus-stack-grafana $(GRAFANA_PORT):80
 
 .PHONY: k8s-monitor
-k8s-monitor: ## Deploy Kafdrop (Kafka web UI) if needed and port-forward it to localhost:9000
+k8s-monitor: ## Deploy Kafdrop (Kafka web UI) if needed and port-forward it to localhost:9001 (KAFDROP_PORT)
 	$(K) apply -f k8s/ui/kafdrop.yaml
 	$(K) -n $(APP_NS) rollout status deployment/kafdrop --timeout=3m
 	@echo "Kafdrop: http://localhost:$(KAFDROP_PORT)"
 	$(K) -n $(APP_NS) port-forward svc/kafdrop $(KAFDROP_PORT):9000
 
+# The release's pods: Strimzi's pods carry app.kubernetes.io/instance=<Kafka name> (= the release's name)
+# too, but never the chart's part-of.
+RELEASE_PODS := app.kubernetes.io/instance=$(RELEASE),app.kubernetes.io/part-of=login-stream
+
 .PHONY: k8s-logs
 k8s-logs: ## Follow the logs of every pod of the release
-	$(K) -n $(APP_NS) logs -l app.kubernetes.io/instance=$(RELEASE) --all-containers --prefix -f --max-log-requests 12
+	$(K) -n $(APP_NS) logs -l $(RELEASE_PODS) --all-containers --prefix -f --max-log-requests 12
 
 .PHONY: k8s-health
 k8s-health: ## Kafka, topics, deployments and the services' /ready, through the API server
 	$(K) -n $(APP_NS) get kafka,kafkanodepool,kafkatopic
-	$(K) -n $(APP_NS) get deployments,pods -l app.kubernetes.io/instance=$(RELEASE)
+	$(K) -n $(APP_NS) get deployments,pods -l $(RELEASE_PODS)
 	@for svc in consumer:8000 producer:8001; do \
 	  name=$(RELEASE)-$${svc%%:*}; printf '%s /ready: ' "$$name"; \
 	  $(K) get --raw "/api/v1/namespaces/$(APP_NS)/services/$$name:$${svc##*:}/proxy/ready" || exit 1; \
 	done
 
 .PHONY: e2e
-e2e: init ## End-to-end tests against the current kube context (stops with a reason when none answers)
-	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+e2e: init ## End-to-end tests against the kind cluster's context (E2E_CONTEXT; stops with a reason when none answers)
+	E2E_CONTEXT=$(E2E_CONTEXT) $(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
 .PHONY: crds
 crds: TOOLS = helm
-crds: tools ## Fetch the Strimzi, prometheus-operator and KEDA CRDs (pinned charts) into .cache/crds
+crds: tools init ## Fetch the Strimzi, prometheus-operator and KEDA CRDs (pinned charts) into .cache/crds
 	@mkdir -p $(CRD_OUT)/charts
 	$(HELM) template strimzi $(STRIMZI_CHART) --version $(STRIMZI_VERSION) --include-crds \
 	  --kube-version 1.37.0 > $(CRD_OUT)/charts/strimzi.yaml

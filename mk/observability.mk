@@ -6,6 +6,7 @@ RULE_TESTS      := $(wildcard monitoring/tests/*.test.yaml)
 PROMETHEUS_PORT ?= 9090
 CONSUMER_METRICS ?= 127.0.0.1:8000
 PRODUCER_METRICS ?= 127.0.0.1:8001
+KAFKA_METRICS    ?= 127.0.0.1:$(shell echo $$(( $(KAFKA_PORT) + 4 )))
 
 .PHONY: rules-check
 rules-check: ## promtool check rules + promtool test rules (alert unit tests)
@@ -21,9 +22,9 @@ dashboards-check: init ## Fail if dashboards/*.json differ from what the generat
 	$(PY) scripts/build_dashboards.py --check
 
 .PHONY: prometheus
-prometheus: init ## Run a local Prometheus (rules loaded) scraping CONSUMER_METRICS and PRODUCER_METRICS
+prometheus: init ## Run a local Prometheus (rules loaded) scraping CONSUMER_METRICS, PRODUCER_METRICS, KAFKA_METRICS
 	$(PY) scripts/local_prometheus.py --port $(PROMETHEUS_PORT) \
-	  --consumer $(CONSUMER_METRICS) --producer $(PRODUCER_METRICS)
+	  --consumer $(CONSUMER_METRICS) --producer $(PRODUCER_METRICS) --kafka $(KAFKA_METRICS)
 
 .PHONY: test-observability
 test-observability: init kafka-up ## Rules, dashboards and the real-Prometheus test only

@@ -143,7 +143,8 @@ def build_app() -> Application:
             partitions=1,
             stuffing_prefix=settings.stuffing_prefix,
         )
-        network_stage = NetworkStage(network, processor.risk, output_topic=settings.output_topic)
+        # one writer per network partition here (Quix's own group_by): no source merge to wait for
+        network_stage = NetworkStage(network, processor.risk, output_topic=settings.output_topic, merge=False)
 
         def user_step(value: bytes, key: bytes | None, timestamp: int, headers: Any) -> bytes:
             msg = _message(value, key, timestamp, headers)

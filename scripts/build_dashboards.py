@@ -324,7 +324,15 @@ def query_var(name: str, label: str, query: str, *, hide: int = 0, all_value: st
     }
 
 
-def dashboard(uid: str, title: str, description: str, layout: Layout, variables: list[Json]) -> Json:
+def dashboard(
+    uid: str,
+    title: str,
+    description: str,
+    layout: Layout,
+    variables: list[Json],
+    *,
+    tags: tuple[str, ...] = (),
+) -> Json:
     return {
         "annotations": {
             "list": [
@@ -359,7 +367,7 @@ def dashboard(uid: str, title: str, description: str, layout: Layout, variables:
         "panels": layout.panels,
         "refresh": "10s",
         "schemaVersion": 39,
-        "tags": TAGS,
+        "tags": [*TAGS, *tags],
         "templating": {"list": [datasource_var(), *variables]},
         "time": {"from": "now-30m", "to": "now"},
         "timepicker": {},
@@ -1006,9 +1014,517 @@ def risk() -> Json:
     )
 
 
+# ------------------------------------------------------------------------------------ Kafka (Strimzi)
+# Written for the names the Strimzi Metrics Reporter serves (`metricsConfig.type: strimziMetricsReporter`
+# in k8s/kafka/kafka.yaml, and the local broker of scripts/local_kafka.py), with Strimzi 1.2.0's default
+# allow list. Labels: `namespace` (prometheus-operator), `strimzi_io_cluster` and `kubernetes_pod_name`
+# (relabelings of the PodMonitor in k8s/monitoring/podmonitors.yaml). Shipped by the chart into the
+# Grafana folder `strimzi` (dashboards.kafka in charts/login-stream/values.yaml).
+
+KAFKA_SEL = 'namespace=~"$namespace", strimzi_io_cluster=~"$cluster", kubernetes_pod_name=~"$node"'
+KAFKA_TAGS = ("kafka", "strimzi")
+
+
+def kafka_vars(anchor: str) -> list[Json]:
+    """namespace -> Kafka cluster -> node, found from ``anchor`` (a metric every node serves)."""
+    return [
+        query_var("namespace", "Namespace", f"label_values({anchor}, namespace)", all_value=".*"),
+        query_var(
+            "cluster",
+            "Kafka cluster",
+            f'label_values({anchor}{{namespace=~"$namespace"}}, strimzi_io_cluster)',
+            all_value=".*",
+        ),
+        query_var(
+            "node",
+            "Node",
+            f'label_values({anchor}{{namespace=~"$namespace", strimzi_io_cluster=~"$cluster"}}, '
+            "kubernetes_pod_name)",
+            all_value=".*",
+        ),
+    ]
+
+
+def kafka_stat(title: str, description: str, expr: str, bad_above: float | None = None) -> Json:
+    thresholds = [(None, "green")] if bad_above is None else [(None, "green"), (bad_above, "red")]
+    return stat(title, description, expr, "short", thresholds=thresholds, decimals=0)
+
+
+def kafka() -> Json:
+    k = f"{{{KAFKA_SEL}}}"
+    topic = f'{{{KAFKA_SEL}, topic=~"$topic", topic!=""}}'
+    lay = Layout()
+    lay.row("Cluster")
+    stats = [
+        (
+            "Brokers running",
+            "Nodes whose broker state is RUNNING (3).",
+            f"count(kafka_server_kafkaserver_brokerstate{k} == 3)",
+            None,
+        ),
+        (
+            "Active controller",
+            "Nodes that are the active KRaft controller: exactly one in a healthy cluster.",
+            f"sum(kafka_controller_kafkacontroller_activecontrollercount{k})",
+            1.5,
+        ),
+        (
+            "Partitions",
+            "Partition replicas hosted by the brokers.",
+            f"sum(kafka_server_replicamanager_partitioncount{k})",
+            None,
+        ),
+        (
+            "Under-replicated",
+            "Partitions whose in-sync replicas are fewer than their replicas.",
+            f"sum(kafka_server_replicamanager_underreplicatedpartitions{k})",
+            0.5,
+        ),
+        (
+            "Under min ISR",
+            "Partitions with fewer in-sync replicas than min.insync.replicas: acks=all writes fail.",
+            f"sum(kafka_server_replicamanager_underminisrpartitioncount{k})",
+            0.5,
+        ),
+        (
+            "Offline partitions",
+            "Partitions without a leader, as seen by the active controller.",
+            f"sum(kafka_controller_kafkacontroller_offlinepartitionscount{k})",
+            0.5,
+        ),
+    ]
+    for title, description, expr, bad_above in stats:
+        lay.add(kafka_stat(title, description, expr, bad_above), 4, 4)
+
+    lay.row("Throughput")
+    for title, metric, unit in (
+        ("Bytes in by topic", "bytesinpersec", "Bps"),
+        ("Bytes out by topic", "bytesoutpersec", "Bps"),
+        ("Messages in by topic", "messagesinpersec", "ops"),
+    ):
+        lay.add(
+            timeseries(
+                title,
+                f"Per second, per topic ({metric}, BrokerTopicMetrics), over the selected nodes.",
+                targets(
+                    (
+                        f"sum by (topic) (rate(kafka_server_brokertopicmetrics_{metric}_total{topic}[{RI}]))",
+                        "{{topic}}",
+                    )
+                ),
+                unit,
+                stack=True,
+            ),
+            8,
+            8,
+        )
+    lay.add(
+        timeseries(
+            "Produce and fetch requests",
+            "Produce and fetch requests per second over the selected topics, and those that failed over "
+            "all topics (the broker creates a topic's failure meters only at its first failure).",
+            targets(
+                *(
+                    (
+                        f"sum(rate(kafka_server_brokertopicmetrics_total{what}requestspersec_total{topic}[{RI}]))",
+                        what,
+                    )
+                    for what in ("produce", "fetch")
+                ),
+                *(
+                    (
+                        f"sum(rate(kafka_server_brokertopicmetrics_failed{what}requestspersec_total"
+                        f'{{{KAFKA_SEL}, topic=""}}[{RI}]))',
+                        f"failed {what} (all topics)",
+                    )
+                    for what in ("produce", "fetch")
+                ),
+            ),
+            "reqps",
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Log size by topic",
+            "Bytes on disk per topic (all partitions, all selected nodes).",
+            targets((f"sum by (topic) (kafka_log_log_size{topic})", "{{topic}}")),
+            "bytes",
+            stack=True,
+        ),
+        12,
+        8,
+    )
+
+    lay.row("Requests")
+    lay.add(
+        timeseries(
+            "Requests by type",
+            "Requests per second by API (Produce, Fetch, Metadata, OffsetCommit, ...).",
+            targets(
+                (
+                    f"sum by (request) (rate(kafka_network_requestmetrics_requestspersec_total{k}[{RI}]))"
+                    " > 0",
+                    "{{request}}",
+                )
+            ),
+            "reqps",
+            stack=True,
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Request time p99",
+            "99th percentile of the total time of produce and fetch requests (broker-side summary).",
+            targets(
+                (
+                    f"max by (request) (kafka_network_requestmetrics_totaltimems{{{KAFKA_SEL}, "
+                    'quantile="0.99", '
+                    'request=~"Produce|FetchConsumer|FetchFollower|OffsetCommit"})',
+                    "{{request}}",
+                )
+            ),
+            "ms",
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Idle capacity",
+            "Share of time the network processors and the request handler threads are idle; "
+            "near 0 means the broker is saturated.",
+            targets(
+                (
+                    f"avg by (kubernetes_pod_name) "
+                    f"(kafka_network_socketserver_networkprocessoravgidlepercent{k})",
+                    "network {{kubernetes_pod_name}}",
+                ),
+                (
+                    f"avg by (kubernetes_pod_name) (rate("
+                    f"kafka_server_kafkarequesthandlerpool_requesthandleravgidlepercent_total{k}[{RI}]))"
+                    " / 1e9",
+                    "request handlers {{kubernetes_pod_name}}",
+                ),
+            ),
+            "percentunit",
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Connections by listener",
+            "Open client connections per listener.",
+            targets(
+                (
+                    f"sum by (listener) (kafka_server_socket_server_metrics_connection_count{k})",
+                    "{{listener}}",
+                )
+            ),
+            "short",
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Request queue",
+            "Requests waiting for a handler thread.",
+            targets(
+                (
+                    f"sum by (kubernetes_pod_name) (kafka_server_request_queue_size{k})",
+                    "{{kubernetes_pod_name}}",
+                )
+            ),
+            "short",
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Disk I/O",
+            "Bytes the broker process read from and wrote to disk per second (Linux I/O accounting).",
+            targets(
+                (
+                    f"sum by (kubernetes_pod_name) "
+                    f"(rate(kafka_server_kafkaserver_linux_disk_write_bytes{k}[{RI}]))",
+                    "write {{kubernetes_pod_name}}",
+                ),
+                (
+                    f"sum by (kubernetes_pod_name) "
+                    f"(rate(kafka_server_kafkaserver_linux_disk_read_bytes{k}[{RI}]))",
+                    "read {{kubernetes_pod_name}}",
+                ),
+            ),
+            "Bps",
+        ),
+        8,
+        8,
+    )
+
+    lay.row("JVM")
+    lay.add(
+        timeseries(
+            "JVM memory",
+            "Heap and non-heap memory in use.",
+            targets(
+                (
+                    f"sum by (kubernetes_pod_name, area) (jvm_memory_used_bytes{k})",
+                    "{{area}} {{kubernetes_pod_name}}",
+                )
+            ),
+            "bytes",
+        ),
+        6,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "GC time",
+            "Share of time spent in garbage collection, by collector.",
+            targets(
+                (
+                    f"sum by (kubernetes_pod_name, gc) (rate(jvm_gc_collection_seconds_sum{k}[{RI}]))",
+                    "{{gc}} {{kubernetes_pod_name}}",
+                )
+            ),
+            "percentunit",
+        ),
+        6,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "CPU",
+            "CPU cores used by the Kafka process.",
+            targets(
+                (
+                    f"sum by (kubernetes_pod_name) (rate(process_cpu_seconds_total{k}[{RI}]))",
+                    "{{kubernetes_pod_name}}",
+                )
+            ),
+            "short",
+        ),
+        6,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Threads and file descriptors",
+            "JVM threads and open file descriptors (segments, sockets).",
+            targets(
+                (f"sum by (kubernetes_pod_name) (jvm_threads_current{k})", "threads {{kubernetes_pod_name}}"),
+                (f"sum by (kubernetes_pod_name) (process_open_fds{k})", "fds {{kubernetes_pod_name}}"),
+            ),
+            "short",
+        ),
+        6,
+        8,
+    )
+    variables = kafka_vars("kafka_server_kafkaserver_brokerstate")
+    variables.append(
+        query_var(
+            "topic",
+            "Topic",
+            f"label_values(kafka_log_log_size{k}, topic)",
+        )
+    )
+    return dashboard(
+        "login-stream-kafka",
+        "login-stream / Kafka",
+        "Brokers of the Strimzi Kafka cluster: partitions, throughput per topic, requests, connections, "
+        "storage and JVM (Strimzi Metrics Reporter).",
+        lay,
+        variables,
+        tags=KAFKA_TAGS,
+    )
+
+
+def kraft() -> Json:
+    k = f"{{{KAFKA_SEL}}}"
+    lay = Layout()
+    lay.row("Quorum")
+    lay.add(
+        table(
+            "Raft state",
+            "Each node's role in the metadata quorum (leader, follower, candidate, observer...).",
+            target(
+                f"max by (kubernetes_pod_name, current_state) "
+                f"(kafka_server_raft_metrics_current_state_info{k})",
+                "{{kubernetes_pod_name}}",
+                instant=True,
+                fmt="table",
+            ),
+            "current_state",
+            "State",
+        ),
+        8,
+        6,
+    )
+    for title, description, metric in (
+        ("Quorum leader", "Node id of the quorum leader, as each node sees it.", "current_leader"),
+        ("Epoch", "Current quorum epoch: it grows with every leader election.", "current_epoch"),
+        ("Voters", "Voters in the quorum (controllers).", "number_of_voters"),
+    ):
+        lay.add(
+            stat(
+                title,
+                description,
+                f"max(kafka_server_raft_metrics_{metric}{k})",
+                "none",
+                decimals=0,
+            ),
+            4,
+            6,
+        )
+    lay.row("Metadata log")
+    lay.add(
+        timeseries(
+            "High watermark and log end offset",
+            "Offsets of the __cluster_metadata log per node: the high watermark follows the log end.",
+            targets(
+                (
+                    f"max by (kubernetes_pod_name) (kafka_server_raft_metrics_high_watermark{k})",
+                    "high watermark {{kubernetes_pod_name}}",
+                ),
+                (
+                    f"max by (kubernetes_pod_name) (kafka_server_raft_metrics_log_end_offset{k})",
+                    "log end {{kubernetes_pod_name}}",
+                ),
+            ),
+            "short",
+            min0=False,
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Records appended and fetched",
+            "Metadata records per second appended by the leader and fetched by followers.",
+            targets(
+                (
+                    f"sum by (kubernetes_pod_name) (kafka_server_raft_metrics_append_records_rate{k})",
+                    "append {{kubernetes_pod_name}}",
+                ),
+                (
+                    f"sum by (kubernetes_pod_name) (kafka_server_raft_metrics_fetch_records_rate{k})",
+                    "fetch {{kubernetes_pod_name}}",
+                ),
+            ),
+            "ops",
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Commit latency",
+            "Average and maximum time to commit a metadata record.",
+            targets(
+                (
+                    f"max by (kubernetes_pod_name) (kafka_server_raft_metrics_commit_latency_avg{k})",
+                    "avg {{kubernetes_pod_name}}",
+                ),
+                (
+                    f"max by (kubernetes_pod_name) (kafka_server_raft_metrics_commit_latency_max{k})",
+                    "max {{kubernetes_pod_name}}",
+                ),
+            ),
+            "ms",
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Metadata apply lag",
+            "How far behind the last committed metadata record the controller's applied state is.",
+            targets(
+                (
+                    f"max by (kubernetes_pod_name) "
+                    f"(kafka_controller_kafkacontroller_lastappliedrecordlagms{k})",
+                    "{{kubernetes_pod_name}}",
+                )
+            ),
+            "ms",
+        ),
+        12,
+        8,
+    )
+    lay.row("Controller")
+    lay.add(
+        timeseries(
+            "Brokers registered",
+            "Active and fenced brokers known to the active controller.",
+            targets(
+                (f"sum(kafka_controller_kafkacontroller_activebrokercount{k})", "active"),
+                (f"sum(kafka_controller_kafkacontroller_fencedbrokercount{k})", "fenced"),
+            ),
+            "short",
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Topics and partitions",
+            "Topics and partitions in the cluster metadata.",
+            targets(
+                (f"max(kafka_controller_kafkacontroller_globaltopiccount{k})", "topics"),
+                (f"max(kafka_controller_kafkacontroller_globalpartitioncount{k})", "partitions"),
+            ),
+            "short",
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Quorum traffic",
+            "Bytes per second between the quorum members (the raft channel).",
+            targets(
+                (
+                    f"sum by (kubernetes_pod_name) "
+                    f"(rate(kafka_server_raft_channel_metrics_incoming_byte{k}[{RI}]))",
+                    "in {{kubernetes_pod_name}}",
+                ),
+                (
+                    f"sum by (kubernetes_pod_name) "
+                    f"(rate(kafka_server_raft_channel_metrics_outgoing_byte{k}[{RI}]))",
+                    "out {{kubernetes_pod_name}}",
+                ),
+            ),
+            "Bps",
+        ),
+        8,
+        8,
+    )
+    return dashboard(
+        "login-stream-kraft",
+        "login-stream / KRaft",
+        "The KRaft metadata quorum of the Strimzi Kafka cluster: roles, epoch, metadata log, commit "
+        "latency and the active controller's view (Strimzi Metrics Reporter).",
+        lay,
+        kafka_vars("kafka_server_raft_metrics_current_state_info"),
+        tags=KAFKA_TAGS,
+    )
+
+
 # ------------------------------------------------------------------------------------------------- main
 
-DASHBOARDS = {"login-pipeline.json": pipeline, "login-risk.json": risk}
+DASHBOARDS = {
+    "login-pipeline.json": pipeline,
+    "login-risk.json": risk,
+    # The Kafka cluster's, in a folder of their own (the chart ships them to Grafana's folder "strimzi").
+    "strimzi/kafka.json": kafka,
+    "strimzi/kraft.json": kraft,
+}
 
 
 def render(build: Any) -> str:

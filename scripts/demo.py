@@ -113,7 +113,11 @@ def main() -> int:
     console = Console()
     started = time.monotonic()
     title = f"login-stream demo · {bootstrap}"
-    footer = f"Prometheus {prometheus.url} (links above)" if prometheus else "Prometheus: not running"
+    footer = (
+        f"Prometheus {prometheus.url} · graph links printed above (scroll up)"
+        if prometheus
+        else "Prometheus: not running"
+    )
 
     def frame(note: str) -> Group:
         return render(view.tick(), f"{title} · {time.monotonic() - started:4.0f}s · {note}", footer)

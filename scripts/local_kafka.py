@@ -7,7 +7,9 @@ Order of preference for ``up``:
   3. with no ``java`` but a Docker daemon: the official apache/kafka image;
   4. Apache Kafka assembled from Maven Central with ``mvn`` into .cache/kafka (git-ignored).
 Cases 2 and 4 run one combined KRaft broker+controller on 127.0.0.1:$KAFKA_PORT (default 9092; the
-controller listens on KAFKA_PORT+1), formatted once, logging to the file ``status`` prints.
+controller listens on KAFKA_PORT+1), formatted once, logging to the file ``status`` prints. They load the
+Strimzi Metrics Reporter, as Strimzi's Kafka pods do, and serve Prometheus metrics on
+http://127.0.0.1:$KAFKA_METRICS_PORT/metrics (default KAFKA_PORT+4).
 A second ``up`` while the broker answers is a no-op. Only the standard library and confluent-kafka are used.
 KAFKA_SECURITY=sasl_ssl starts a SASL_SSL broker instead (scripts/kafka_security.py, docs/security.md).
 """
@@ -39,6 +41,108 @@ POM = ROOT / "tools" / "kafka" / "pom.xml"
 
 class KafkaSetupError(Exception):
     pass
+
+
+# --- Strimzi Metrics Reporter ---------------------------------------------------------------------------
+# The local broker loads the plug-in Strimzi's Kafka images load for `metricsConfig.type:
+# strimziMetricsReporter` (k8s/kafka/kafka.yaml) and configures it as Strimzi 1.2.0's operator does
+# (KafkaBrokerConfigurationBuilder), so it exposes the metric names the cluster's Kafka dashboards query.
+# Strimzi 1.2.0 ships io.strimzi:server-metrics-reporter 0.4.0, not served by Maven Central here; 0.2.0
+# (io.strimzi:metrics-reporter) derives names and labels with the same code (docs/kubernetes.md,
+# tests/k8s/test_upstream.py).
+REPORTER_VERSION = os.environ.get("STRIMZI_METRICS_REPORTER_VERSION", "0.2.0")
+REPORTER_GROUPS = "io.strimzi,io.prometheus"  # the reporter and its Prometheus client, nothing of Kafka's
+REPORTER_CLASSES = {
+    "metric.reporters": "io.strimzi.kafka.metrics.KafkaPrometheusMetricsReporter",
+    "kafka.metrics.reporters": "io.strimzi.kafka.metrics.YammerPrometheusMetricsReporter",
+}
+# Strimzi 1.2.0, cluster-operator/.../model/KafkaCluster.java DEFAULT_METRICS_ALLOW_LIST.
+METRICS_ALLOW_LIST = (
+    "kafka_cluster_partition.*",
+    "kafka_controller_kafkacontroller.*",
+    "kafka_controller_controllerstats_uncleanleaderelectionspersec",
+    "kafka_log_log_size",
+    "kafka_network_requestmetrics.*",
+    "kafka_network_socketserver_networkprocessoravgidlepercent",
+    "kafka_server_app_info.*",
+    "kafka_server_brokertopicmetrics.*",
+    "kafka_server_kafkarequesthandlerpool_requesthandleravgidlepercent",
+    "kafka_server_kafkaserver_brokerstate",
+    "kafka_server_kafkaserver_clusterid",
+    "kafka_server_kafkaserver_linux.*",
+    "kafka_server_raft.*",
+    "kafka_server_replicamanager.*",
+    "kafka_server_request_queue_size",
+    "kafka_server_socket_server.*",
+)
+
+
+def metrics_port() -> int:
+    raw = os.environ.get("KAFKA_METRICS_PORT") or str(port() + 4)
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise KafkaSetupError(f"KAFKA_METRICS_PORT={raw!r}: must be a port number 1-65535")
+    return int(raw)
+
+
+def metrics_url() -> str:
+    """Where the local broker serves its Prometheus metrics (the Strimzi Metrics Reporter's listener)."""
+    return f"http://127.0.0.1:{metrics_port()}/metrics"
+
+
+def metrics_reporter_config() -> list[str]:
+    """server.properties lines that load and configure the reporter (Strimzi's keys and allow list)."""
+    return [
+        *(f"{key}={cls}" for key, cls in REPORTER_CLASSES.items()),
+        "prometheus.metrics.reporter.listener.enable=true",
+        f"prometheus.metrics.reporter.listener=http://127.0.0.1:{metrics_port()}",
+        "prometheus.metrics.reporter.allowlist=" + ",".join(METRICS_ALLOW_LIST),
+    ]
+
+
+def metrics_reporter_classpath() -> str:
+    """The reporter's jars, resolved from Maven Central once into .cache/kafka (like the broker's)."""
+    libs = CACHE / f"strimzi-metrics-reporter-{REPORTER_VERSION}"
+    _mvn_copy(
+        libs,
+        f"the Strimzi Metrics Reporter {REPORTER_VERSION}",
+        [f"-Dstrimzi.metrics.reporter.version={REPORTER_VERSION}", f"-DincludeGroupIds={REPORTER_GROUPS}"],
+    )
+    return f"{libs}/*"
+
+
+def _with_metrics_reporter(classpath: str, cfg: Path) -> str:
+    """Add the reporter's jars to ``classpath`` and its settings to ``cfg``; without ``mvn`` (only
+    possible with KAFKA_HOME) the broker starts without metrics, and says so."""
+    try:
+        reporter = metrics_reporter_classpath()
+    except KafkaSetupError as exc:
+        print(f"local_kafka: no Prometheus metrics for this broker: {exc}", file=sys.stderr, flush=True)
+        return classpath
+    with cfg.open("a", encoding="utf-8") as out:
+        out.write("\n".join(["# Strimzi Metrics Reporter", *metrics_reporter_config(), ""]))
+    return f"{classpath}{os.pathsep}{reporter}"
+
+
+def _reporter_answers(timeout: float = 2.0) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(metrics_url(), timeout=timeout) as resp:  # noqa: S310 - loopback URL
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def _restart_without_reporter() -> bool:
+    """Stop our own broker if it was started before it loaded the reporter; True when it was stopped."""
+    cfg = state_dir() / "server.properties"
+    if _pid() is None or not cfg.exists() or "prometheus.metrics.reporter" in cfg.read_text():
+        return False
+    if not shutil.which("mvn") and not (CACHE / f"strimzi-metrics-reporter-{REPORTER_VERSION}").is_dir():
+        return False  # it could not load it now either
+    print("the local broker runs without the Strimzi Metrics Reporter: restarting it", flush=True)
+    down()
+    return True
 
 
 def port() -> int:
@@ -111,6 +215,38 @@ def _docker_ok() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True, timeout=20, check=False).returncode == 0
 
 
+def _mvn_copy(libs: Path, what: str, extra: list[str]) -> None:
+    """Resolve tools/kafka/pom.xml's runtime dependencies (filtered by ``extra``) into ``libs`` once."""
+    marker = libs / ".complete"
+    if marker.exists():
+        return
+    if not shutil.which("mvn"):
+        raise KafkaSetupError(
+            f"`mvn` (Apache Maven) is not on PATH: it is needed to assemble {what} "
+            "from Maven Central. "
+            "Install it (Debian/Ubuntu: `apt-get install maven`; macOS: `brew install maven`), "
+            "or set KAFKA_HOME to an unpacked Kafka, or BOOTSTRAP_SERVERS to a running broker."
+        )
+    print(f"assembling {what} from Maven Central into {libs} ...", flush=True)
+    shutil.rmtree(libs, ignore_errors=True)
+    subprocess.run(
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            f"-Dkafka.version={KAFKA_VERSION}",
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={libs}",
+            "-DincludeScope=runtime",
+            *extra,
+        ],
+        check=True,
+    )
+    marker.write_text(what)
+
+
 def _classpath() -> str:
     home = os.environ.get("KAFKA_HOME")
     if home:
@@ -121,32 +257,7 @@ def _classpath() -> str:
             )
         return f"{libs}/*"
     libs = CACHE / f"libs-{KAFKA_VERSION}"
-    marker = libs / ".complete"
-    if not marker.exists():
-        if not shutil.which("mvn"):
-            raise KafkaSetupError(
-                "`mvn` (Apache Maven) is not on PATH: it is needed to assemble Apache Kafka "
-                "from Maven Central. "
-                "Install it (Debian/Ubuntu: `apt-get install maven`; macOS: `brew install maven`), "
-                "or set KAFKA_HOME to an unpacked Kafka, or BOOTSTRAP_SERVERS to a running broker."
-            )
-        print(f"assembling Apache Kafka {KAFKA_VERSION} from Maven Central into {libs} ...", flush=True)
-        shutil.rmtree(libs, ignore_errors=True)
-        subprocess.run(
-            [
-                "mvn",
-                "-q",
-                "-B",
-                "-f",
-                str(POM),
-                f"-Dkafka.version={KAFKA_VERSION}",
-                "dependency:copy-dependencies",
-                f"-DoutputDirectory={libs}",
-                "-DincludeScope=runtime",
-            ],
-            check=True,
-        )
-        marker.write_text(KAFKA_VERSION)
+    _mvn_copy(libs, f"Apache Kafka {KAFKA_VERSION}", [f"-DexcludeGroupIds={REPORTER_GROUPS}"])
     return f"{libs}/*"
 
 
@@ -224,6 +335,7 @@ def _start_java() -> None:
     if secure is not None:
         secure.prepare(java)
     cfg = _write_config(data)
+    cp = _with_metrics_reporter(cp, cfg)
     if not (data / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         subprocess.run(
@@ -297,7 +409,7 @@ def up(timeout: float = 120.0) -> str:
         print(f"using the broker at BOOTSTRAP_SERVERS={named}", flush=True)
         return named
     bootstrap = local_bootstrap()
-    if answers(bootstrap):
+    if answers(bootstrap) and not _restart_without_reporter():
         print(f"Kafka already running at {bootstrap}", flush=True)
         _grant()
         return bootstrap
@@ -312,6 +424,8 @@ def up(timeout: float = 120.0) -> str:
     while time.monotonic() < deadline:
         if answers(bootstrap):
             print(f"Kafka {KAFKA_VERSION} is up at {bootstrap} (log: {log_file()})", flush=True)
+            if _pid() is not None:
+                print(f"metrics (Strimzi Metrics Reporter): {metrics_url()}", flush=True)
             _grant()
             return bootstrap
         if _pid() is None and not (state_dir() / "docker").exists():
@@ -356,6 +470,7 @@ def status() -> int:
     print(f"bootstrap: {bootstrap}")
     print(f"state:     {'running' if ok else 'stopped'}" + (f" (pid {pid})" if pid else ""))
     print(f"log:       {log_file()}")
+    print(f"metrics:   {metrics_url()} ({'answers' if ok and _reporter_answers() else 'does not answer'})")
     secure = secure_broker()
     if secure is not None and secure.ca_cert.exists():
         print(secure.describe())

@@ -56,7 +56,8 @@ GRAPHS: dict[str, list[str]] = {
 
 
 def graph_link(base_url: str, exprs: list[str], minutes: int = 15) -> str:
-    """A link into Prometheus' own graph page with one panel per expression (``g0.expr``, ``g1.expr`` ...)."""
+    """A link into Prometheus' own graph page with one panel per expression (``g0.expr``, ``g1.expr`` ...),
+    as its UI decodes them (tests/unit/test_graph_links.py names the source)."""
     params: dict[str, str] = {}
     for i, expr in enumerate(exprs):
         params |= {f"g{i}.expr": expr, f"g{i}.tab": "0", f"g{i}.range_input": f"{minutes}m"}

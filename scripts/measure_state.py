@@ -7,7 +7,7 @@ device ids, 1-2 countries), and reports the RSS growth per user, the process's R
 
     python scripts/measure_state.py [--users 2000000] [--options objects,compact,compact-restore]
 
-* ``objects``: the slotted ``History`` object per user in a dict (the store before #9);
+* ``objects``: a slotted ``History`` object per user in a dict (the store before #9, copied here);
 * ``compact``: ``login_consumer.histories.HistoryStore`` (one bytes record per user, 60-bit hashed key);
 * ``compact-restore``: a compact store rebuilt from its changelog records (key, value) as a restore
   applies them: the CPU seconds of the rebuild (reading them from the broker is not included).
@@ -47,6 +47,31 @@ def _users(count: int) -> Iterator[tuple[str, list[str], list[str], int]]:
         yield str(uuid.UUID(int=rng.getrandbits(128), version=4)), devices, countries, start + n // 100
 
 
+class _History:
+    """The per-user object of the store before the compact one (state.py's ``History`` until #9)."""
+
+    __slots__ = ("countries", "devices", "gen", "key", "last_country", "last_ts", "moved", "saved_ts", "user")
+
+    def __init__(  # noqa: PLR0917 - as it was
+        self,
+        user: str,
+        devices: list[str],
+        countries: list[str],
+        last_ts: int,
+        last_country: str | None,
+        gen: int,
+    ) -> None:
+        self.user = user
+        self.devices = devices
+        self.countries = countries
+        self.last_ts = last_ts
+        self.last_country = last_country
+        self.gen = gen
+        self.moved = last_ts
+        self.saved_ts = last_ts
+        self.key = ("H" + user).encode()
+
+
 def measure(option: str, users: int) -> dict[str, object]:
     from login_consumer.enrich import Enricher
 
@@ -55,11 +80,9 @@ def measure(option: str, users: int) -> dict[str, object]:
     started = time.process_time()
     keep: object
     if option == "objects":
-        from login_consumer.state import History
-
-        store: dict[str, History] = {}
+        store: dict[str, _History] = {}
         for user, devices, countries, ts in _users(users):
-            store[user] = History(user, devices, countries, ts, countries[-1], 1)
+            store[user] = _History(user, devices, countries, ts, countries[-1], 1)
         keep = store
     elif option in ("compact", "compact-restore"):
         from login_consumer import histories as h

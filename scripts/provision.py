@@ -314,15 +314,14 @@ def ensure_crds(allow_fetch: bool) -> str:
 def provision(target: str, names: tuple[str, ...], *, install: bool) -> int:
     problems: list[str] = []
     system = missing_system(names)
+    failed = ""
     if system and install:
         failed = install_system(system)
-        still = missing_system(names)
-        if still and failed:
-            say(f"cannot install system packages: {failed}")
-        system = still
+        system = missing_system(names)
     if system:
         listed = ", ".join(f"{n.command} ({n.why})" for n in system)
-        problems.append(f"{listed}: {system_hint(system)}")
+        why = f" [not installed here: {failed}]" if failed else ""
+        problems.append(f"{listed}: {system_hint(system)}{why}")
     for tool in TOOLS:
         if tool.name not in names:
             continue

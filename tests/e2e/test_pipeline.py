@@ -217,8 +217,12 @@ def test_app_and_kafka_metrics_are_in_prometheus(api: Any, settings: Settings) -
         "login_consumer_events_consumed_total",
         "login_consumer_events_processed_total",
         "login_producer_events_sent_total",
-        "kafka_consumergroup_lag",  # Kafka Exporter
-        "kafka_server_replicamanager_partitioncount",  # Strimzi metrics reporter
+        "login_consumer_lag_messages",  # the consumer's own lag (no Kafka Exporter)
+        # Strimzi Metrics Reporter: what the Kafka and KRaft dashboards (dashboards/strimzi/) start from
+        "kafka_server_replicamanager_partitioncount",
+        "kafka_server_kafkaserver_brokerstate",
+        "kafka_server_raft_metrics_current_state_info",
+        "kafka_server_brokertopicmetrics_messagesinpersec_total",
     }
 
     def present() -> set[str] | None:
@@ -226,6 +230,21 @@ def test_app_and_kafka_metrics_are_in_prometheus(api: Any, settings: Settings) -
         return names if wanted <= names else None
 
     wait_for(f"metrics {sorted(wanted)} in Prometheus", present, 300, 15)
+
+
+def test_strimzi_pod_monitors_have_targets_up(api: Any, settings: Settings) -> None:
+    """Each PodMonitor of k8s/monitoring/ finds its pods and port (job <namespace>/<PodMonitor>)."""
+    wanted = ("kafka-resources-metrics", "entity-operator-metrics", "cluster-operator-metrics")
+
+    def up() -> dict[str, list[str]] | None:
+        targets = prometheus(api, settings, "api/v1/targets")["activeTargets"]
+        health: dict[str, list[str]] = {}
+        for target in targets:
+            job = target["labels"].get("job", "").rpartition("/")[2]
+            health.setdefault(job, []).append(target["health"])
+        return health if all("up" in health.get(name, []) for name in wanted) else None
+
+    wait_for(f"PodMonitor targets {wanted} up", up, 300, 15)
 
 
 def test_alert_rules_are_loaded(api: Any, settings: Settings) -> None:

@@ -94,3 +94,12 @@ def test_bad_kafka_home_and_port_are_named(tmp_path: Path) -> None:
     )
     assert out.returncode == 1
     assert "has no libs/ folder" in out.stderr
+
+
+def test_status_reports_the_metrics_endpoint_and_a_bad_metrics_port_is_named(kafka: str) -> None:
+    port = kafka.rsplit(":", 1)[1]
+    out = run("status", env={"KAFKA_PORT": port, "BOOTSTRAP_SERVERS": ""})
+    assert f"metrics:   http://127.0.0.1:{int(port) + 4}/metrics" in out.stdout
+    out = run("status", env={"KAFKA_PORT": port, "KAFKA_METRICS_PORT": "nine", "BOOTSTRAP_SERVERS": ""})
+    assert out.returncode == 1
+    assert "KAFKA_METRICS_PORT='nine'" in out.stderr

@@ -16,6 +16,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.k8s.kube_schemas import CRD_GROUPS, Obj, Validator, crd_files, crds_in, describe, load_all
 
@@ -122,6 +123,24 @@ def render(helm: str) -> Render:
         return list(_render(helm, files, items))
 
     return run
+
+
+def render_notes(helm: str, tmp_path: Path, *sets: str) -> str:
+    """NOTES.txt as `helm install` would print it (it renders only on install): through tpl, in a copy
+    of the chart; ``sets`` are --set items."""
+    chart = tmp_path / "login-stream"
+    shutil.copytree(CHART, chart, symlinks=False)
+    shutil.copy(chart / "templates" / "NOTES.txt", chart / "files" / "notes.txt")
+    (chart / "templates" / "zz-notes.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
+        'data:\n  notes: {{ tpl (.Files.Get "files/notes.txt") . | toJson }}\n'
+    )
+    cmd = [helm, "template", RELEASE, str(chart), "-n", NAMESPACE, "-s", "templates/zz-notes.yaml"]
+    for item in sets:
+        cmd += ["--set", item]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    notes: str = yaml.safe_load(out.stdout)["data"]["notes"]
+    return notes
 
 
 def find(objs: list[Obj], kind: str, name: str | None = None) -> list[Obj]:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.k8s.conftest import ROOT, Render, RenderError, find, one
+from tests.k8s.conftest import ROOT, Render, RenderError, find, one, render_notes
 from tests.k8s.kube_schemas import Obj
 
 CONSUMER = "login-stream-consumer"
@@ -259,19 +257,34 @@ def test_network_policy_on(render: Render) -> None:
 
 
 def test_dashboards_ship_without_drift(render: Render) -> None:
-    files = {p.name: p.read_text() for p in sorted((ROOT / "dashboards").glob("*.json"))}
-    assert files, "dashboards/*.json is empty"
+    """dashboards/*.json to folder login-stream; dashboards/strimzi/*.json (the Kafka cluster's) to folder
+    strimzi, the folder Strimzi's own dashboards used (k8s/values/strimzi-operator.yaml before 1.2.0's
+    JMX-exporter dashboards were switched off)."""
+    folders = {"login-stream": ROOT / "dashboards", "strimzi": ROOT / "dashboards" / "strimzi"}
+    files = {
+        folder: {p.name: p.read_text() for p in sorted(path.glob("*.json"))}
+        for folder, path in folders.items()
+    }
+    assert all(files.values()), f"a dashboards folder is empty: {files.keys()}"
     maps = [m for m in find(render(), "ConfigMap") if "grafana_dashboard" in m["metadata"].get("labels", {})]
-    shipped: dict[str, str] = {}
+    shipped: dict[str, dict[str, str]] = {folder: {} for folder in folders}
     for cm in maps:
         assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
-        assert cm["metadata"]["annotations"]["grafana_folder"] == "login-stream"
-        shipped.update(cm["data"])
-    assert shipped == files  # byte for byte, and no dashboard more or less
-    for name, text in shipped.items():
-        json.loads(text)
-        # a ConfigMap holds at most 1 MiB; client-side apply (Tilt) also copies it into a 256 KiB annotation
-        assert len(text.encode()) < 250 * 1024, f"{name} is too large to ship as a ConfigMap"
+        shipped[cm["metadata"]["annotations"]["grafana_folder"]].update(cm["data"])
+    assert shipped == files  # byte for byte, each in its folder, and no dashboard more or less
+    for folder in shipped.values():
+        for name, text in folder.items():
+            json.loads(text)
+            # a ConfigMap holds at most 1 MiB; client-side apply (Tilt) also copies it into a 256 KiB
+            # annotation
+            assert len(text.encode()) < 250 * 1024, f"{name} is too large to ship as a ConfigMap"
+    without_kafka = render(**{"dashboards.kafka.enabled": False})
+    folders_left = {
+        m["metadata"]["annotations"]["grafana_folder"]
+        for m in find(without_kafka, "ConfigMap")
+        if "grafana_dashboard" in m["metadata"].get("labels", {})
+    }
+    assert folders_left == {"login-stream"}
 
 
 def test_dashboards_namespace_and_switch(render: Render) -> None:
@@ -314,7 +327,7 @@ def test_helm_test_hook(render: Render) -> None:
     assert f"--ready-url=http://{CONSUMER}:8000/ready" in c["args"]
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     script = one(objs, "ConfigMap", "login-stream-pipeline-check")
-    assert script["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert "helm.sh/hook" not in script["metadata"].get("annotations", {})  # see test_upstream.py
     source = (ROOT / "charts/login-stream/files/pipeline_check.py").read_text()
     assert script["data"]["pipeline_check.py"] == source.rstrip("\n")
     assert find(render(**{"tests.enabled": False}), "Pod") == []
@@ -358,21 +371,7 @@ def test_every_object_names_the_release_namespace(render: Render) -> None:
 
 
 def test_notes_render_runnable_commands(helm: str, tmp_path: Path) -> None:
-    # NOTES.txt renders only on install; render it here through tpl in a copy of the chart
-    chart = tmp_path / "login-stream"
-    shutil.copytree(ROOT / "charts" / "login-stream", chart, symlinks=False)
-    shutil.copy(chart / "templates" / "NOTES.txt", chart / "files" / "notes.txt")
-    (chart / "templates" / "zz-notes.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
-        'data:\n  notes: {{ tpl (.Files.Get "files/notes.txt") . | toJson }}\n'
-    )
-    out = subprocess.run(
-        [helm, "template", "login-stream", str(chart), "-n", "login-stream", "-s", "templates/zz-notes.yaml"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    notes = yaml.safe_load(out.stdout)["data"]["notes"]
+    notes = render_notes(helm, tmp_path)
     assert "helm test login-stream -n login-stream --logs" in notes
     assert "kubectl -n login-stream rollout status deployment/login-stream-consumer" in notes
     assert "port-forward svc/login-stream-consumer 8000:8000" in notes

@@ -26,9 +26,11 @@ users:
 """
 
 
-def make_e2e(kubeconfig: Path) -> subprocess.CompletedProcess[str]:
+def make_e2e(kubeconfig: Path, context: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "E2E_"))}
     env["KUBECONFIG"] = str(kubeconfig)
+    if context:
+        env["E2E_CONTEXT"] = context
     env.pop("MAKEFLAGS", None)
     return subprocess.run(
         ["make", "--no-print-directory", "e2e"],
@@ -46,7 +48,7 @@ def test_make_e2e_without_a_cluster_fails_with_the_reason(tmp_path: Path, case: 
     kubeconfig = tmp_path / "kubeconfig"
     if case == "unreachable-api-server":
         kubeconfig.write_text(UNREACHABLE)
-    out = make_e2e(kubeconfig)
+    out = make_e2e(kubeconfig, context="nowhere")
     text = out.stdout + out.stderr
     assert out.returncode != 0, text
     assert "make e2e needs a reachable Kubernetes cluster and found none" in text
@@ -54,6 +56,18 @@ def test_make_e2e_without_a_cluster_fails_with_the_reason(tmp_path: Path, case: 
     assert reason in text
     assert " passed" not in text
     assert "PASSED" not in text
+
+
+def test_make_e2e_pins_the_kind_context(tmp_path: Path) -> None:
+    """Like every other k8s target, `make e2e` talks to kind-login-stream, not whatever context is current
+    (here "nowhere", which it must not even try)."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(UNREACHABLE)
+    out = make_e2e(kubeconfig)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0, text
+    assert "kind-login-stream" in text
+    assert "127.0.0.1:1" not in text
 
 
 def test_the_e2e_suite_collects() -> None:

@@ -176,8 +176,10 @@ def test_kafka_cluster() -> None:
     assert kafka["apiVersion"] == "kafka.strimzi.io/v1"
     assert kafka["spec"]["kafka"]["version"].startswith("4.3.")
     metrics = kafka["spec"]["kafka"]["metricsConfig"]["type"]
-    assert metrics in ("strimziMetricsReporter", "jmxPrometheusExporter")
-    assert "kafkaExporter" in kafka["spec"]
+    assert metrics == "strimziMetricsReporter"  # the names dashboards/strimzi/ are written for
+    # No Kafka Exporter (docs/kubernetes.md "Kafka metrics"): its panels could not be proven here; lag
+    # comes from login_consumer_lag_messages.
+    assert "kafkaExporter" not in kafka["spec"]
     assert "topicOperator" in kafka["spec"]["entityOperator"]
     roles = {r for p in pools for r in p["spec"]["roles"]}
     assert roles == {"controller", "broker"}  # KRaft: no ZooKeeper, controllers in a node pool
@@ -240,9 +242,9 @@ def test_strimzi_operator_values() -> None:
     values = yaml.safe_load((VALUES / "strimzi-operator.yaml").read_text())
     kafka = next(o for o in objects("kafka/kafka.yaml") if o["kind"] == "Kafka")
     assert kafka["metadata"]["namespace"] in values["watchNamespaces"]
-    dashboards = values["dashboards"]
-    assert dashboards["enabled"] is True
-    assert (dashboards["label"], dashboards["labelValue"]) == ("grafana_dashboard", "1")
+    # Strimzi 1.2.0's chart dashboards are the JMX exporter's (and of components not run): off; the
+    # login-stream chart ships Kafka and KRaft dashboards for the metrics reporter (test_upstream.py).
+    assert values["dashboards"] == {"enabled": False}
 
 
 @pytest.mark.parametrize("name", ["login-stream.yaml", "tilt.yaml"])

@@ -46,7 +46,8 @@ class AlertQuery:
 
 
 def dashboard_files() -> list[Path]:
-    return sorted(DASHBOARDS.glob("*.json"))
+    """The project's dashboards (dashboards/*.json) and the Kafka cluster's (dashboards/strimzi/*.json)."""
+    return sorted(DASHBOARDS.rglob("*.json"))
 
 
 def load_dashboard(path: Path) -> dict[str, Any]:

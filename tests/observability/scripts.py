@@ -14,6 +14,9 @@ def load(name: str) -> ModuleType:
     """Import ``scripts/<name>.py`` once and return the module."""
     if name in sys.modules:
         return sys.modules[name]
+    scripts = str(ROOT / "scripts")
+    if scripts not in sys.path:  # the scripts import each other (local_kafka -> kafka_security)
+        sys.path.append(scripts)
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     assert spec is not None
     assert spec.loader is not None

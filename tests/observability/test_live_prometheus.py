@@ -3,7 +3,9 @@
 One run (module fixture, ~30 s) feeds every test here: the services' /metrics pass ``promtool check
 metrics``; every PromQL expression of every dashboard panel and every alert parses; every panel target
 returns data (the failure message names each one that does not); every rule evaluates without error and
-no alert fires on a healthy pipeline.
+no alert fires on a healthy pipeline. The same Prometheus scrapes the local broker's Strimzi Metrics
+Reporter (scripts/local_kafka.py), so the Kafka and KRaft dashboards (dashboards/strimzi/) are proven
+against the metric names Strimzi's Kafka pods serve.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ WARMUP_S = float(os.environ.get("OBS_TEST_WARMUP", "20"))  # seconds of scraping
 REPORT = ROOT / ".cache" / "observability" / "live-report.json"
 
 lp = load("local_prometheus")
+lk = load("local_kafka")
 
 # Panels whose data depends on work not on this branch yet, with the reason. Strict both ways: a pending
 # panel without data is reported (warning + the printed summary) instead of failing; a pending panel that
@@ -54,6 +57,7 @@ class Live:
     logs: Path
     injected: int = 0
     metrics_text: dict[str, str] = field(default_factory=dict)
+    kafka_metrics: str | None = None  # host:port of the broker's Strimzi Metrics Reporter, if it has one
 
     def series(self, selector: str) -> list[dict[str, str]]:
         data: list[dict[str, str]] = self.prom.api(
@@ -100,6 +104,23 @@ def _wait(
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def broker_metrics(kafka: str) -> str | None:
+    """host:port of the Strimzi Metrics Reporter of the broker under test: the local broker's (of
+    scripts/local_kafka.py, KAFKA_PORT) when the tests use it and it answers; None otherwise."""
+    if kafka != lk.local_bootstrap():
+        return None
+    url = lk.metrics_url()
+    try:
+        _get(url)
+    except OSError:
+        return None
+    return url.removeprefix("http://").removesuffix("/metrics")
+
+
+def strimzi_dashboard(path: Path) -> bool:
+    return path.parent.name == "strimzi"
+
+
 @pytest.fixture(scope="module")
 def live(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     try:
@@ -136,14 +157,20 @@ def live(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]
     stop_injecting = threading.Event()
     injector = None
     result: dict[str, int] = {}
+    kafka_metrics = broker_metrics(kafka)
+    jobs = {
+        lp.CONSUMER_JOB: [f"127.0.0.1:{ports['consumer']}"],
+        lp.PRODUCER_JOB: [f"127.0.0.1:{ports['producer']}"],
+    }
+    if kafka_metrics:
+        jobs[lp.KAFKA_JOB] = [kafka_metrics]
     try:
         prom = lp.Prometheus.start(
-            {
-                lp.CONSUMER_JOB: [f"127.0.0.1:{ports['consumer']}"],
-                lp.PRODUCER_JOB: [f"127.0.0.1:{ports['producer']}"],
-            },
+            jobs,
             workdir=work / "prometheus",
             scrape_interval=f"{SCRAPE_S}s",
+            labels={lp.KAFKA_JOB: lp.LOCAL_KAFKA_LABELS},
+            settings={lp.KAFKA_JOB: lp.KAFKA_SCRAPE},
         )
         procs_and_prom = {
             work / "consumer.log": consumer,
@@ -153,9 +180,9 @@ def live(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]
 
         def targets_up() -> bool:
             active = prom.api("targets", state="active")["activeTargets"]
-            return len(active) == 2 and all(t["health"] == "up" for t in active)
+            return len(active) == len(jobs) and all(t["health"] == "up" for t in active)
 
-        _wait("both scrape targets up", targets_up, 60, procs_and_prom)
+        _wait("every scrape target up", targets_up, 60, procs_and_prom)
         started = time.time()
 
         def inject() -> None:
@@ -173,9 +200,11 @@ def live(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]
 
         _wait("the consumer to process events", consumed, 60, procs_and_prom)
         _wait("warm-up", lambda: time.time() - started >= WARMUP_S, WARMUP_S + 30, procs_and_prom)
-        state = Live(prom, ports, started, work)
+        state = Live(prom, ports, started, work, kafka_metrics=kafka_metrics)
         for svc, port in ports.items():
             state.metrics_text[svc] = _get(f"http://127.0.0.1:{port}/metrics")
+        if kafka_metrics:
+            state.metrics_text["kafka"] = _get(f"http://{kafka_metrics}/metrics")
         injector.join(30)
         state.injected = result.get("sent", 0)
         yield state
@@ -203,6 +232,27 @@ def test_promtool_check_metrics(live: Live, service: str) -> None:
     problems = (out.stdout + out.stderr).strip()
     assert out.returncode == 0, f"promtool check metrics on {service}:\n{problems}"
     assert not problems, f"promtool check metrics on {service}:\n{problems}"
+
+
+def test_the_broker_serves_strimzi_metrics(live: Live) -> None:
+    """The Kafka dashboards need the broker's own metrics: the local broker loads the Strimzi Metrics
+    Reporter. Another broker (KAFKA_BOOTSTRAP, testcontainers) has none: skipped, except in CI."""
+    if live.kafka_metrics is None:
+        message = (
+            f"the broker under test has no Strimzi Metrics Reporter at {lk.metrics_url()}: the Kafka "
+            "dashboards need the local broker of scripts/local_kafka.py (make kafka-down kafka-up)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    text = live.metrics_text["kafka"]
+    for name in (
+        "kafka_server_kafkaserver_brokerstate",
+        "kafka_server_brokertopicmetrics_bytesinpersec_total",
+        "kafka_server_raft_metrics_current_state_info",
+        "jvm_memory_used_bytes",
+    ):
+        assert f"\n{name}" in text, f"{name} missing from the broker's metrics"
 
 
 def test_every_alert_expression_parses_and_rules_evaluate(live: Live) -> None:
@@ -235,6 +285,8 @@ def test_every_dashboard_panel_returns_data(live: Live) -> None:
     rows: list[dict[str, Any]] = []
     problems: list[str] = []
     for path in queries.dashboard_files():
+        if strimzi_dashboard(path) and live.kafka_metrics is None:
+            continue  # test_the_broker_serves_strimzi_metrics says why
         values, var_problems = resolver.resolve(queries.load_dashboard(path))
         problems += [f"{path.name}: {p}" for p in var_problems]
         for q in (q for q in queries.panel_queries() if q.dashboard == queries.load_dashboard(path)["title"]):

@@ -40,7 +40,7 @@ def sections() -> dict[str, list[str]]:
 def test_help_groups_the_local_and_the_cluster_families() -> None:
     groups = sections()
     local = next(v for k, v in groups.items() if k.startswith("Local pipeline"))
-    cluster = next(v for k, v in groups.items() if k.startswith("Kubernetes"))
+    cluster = next(v for k, v in groups.items() if k.startswith("Kubernetes (kind cluster"))
     setup = next(v for k, v in groups.items() if k.startswith("Set-up and tests"))
     for target in ("run", "stop", "logs", "health", "monitor", "watch", "demo", "build", "clean"):
         assert target in local, target
@@ -51,7 +51,10 @@ def test_help_groups_the_local_and_the_cluster_families() -> None:
         assert target in setup, target
     every = [t for targets in groups.values() for t in targets]
     assert len(every) == len(set(every)), "a target is listed twice"
-    assert "Other" not in groups  # every mk file says which family its targets belong to
+    assert "Other" not in groups, (
+        f"targets {groups.get('Other')} come before any `##@ Section` line of their file: "
+        "start each Makefile/mk file with one, so `make help` shows their family"
+    )
 
 
 def test_build_without_a_docker_daemon_says_why(tmp_path: Path) -> None:

@@ -135,3 +135,19 @@ def test_a_pinned_build_that_prints_no_version_is_known_by_its_stamp(tmp_path: P
     helm = stub(tmp_path / "bin", "helm", "v3.22")
     out = run(tmp_path, "tools", "helm")
     assert f"using {helm} v3.22.0 (on PATH" in out.stdout
+
+
+def test_when_apt_get_cannot_install_the_reason_is_part_of_the_one_message(tmp_path: Path) -> None:
+    """apt-get fails (as root) or may not run (no root, no passwordless sudo): one message says why."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "apt-get").write_text("#!/bin/sh\necho 'E: permission denied' >&2\nexit 100\n")
+    (bindir / "apt-get").chmod(0o755)
+    out = run(tmp_path, "setup")
+    assert out.returncode == 2
+    assert out.stderr.startswith("make setup: missing, so nothing was run:")
+    assert out.stderr.count("missing, so nothing was run") == 1
+    assert "sudo apt-get install -y default-jre-headless maven prometheus shellcheck" in out.stderr
+    reason = "permission denied" if os.geteuid() == 0 else "not root and no passwordless sudo"
+    assert "[not installed here: " in out.stderr
+    assert reason in out.stderr

@@ -51,6 +51,36 @@ app.kubernetes.io/component: {{ .component }}
 {{ include "login-stream.selectorLabels" . }}
 {{- end }}
 
+{{/*
+kafka.bootstrapServers as cluster DNS names, for clients outside the release namespace (KEDA's scalers
+run in the keda-operator pod, in KEDA's namespace): a host without a dot is a Service of the release
+namespace and becomes <host>.<namespace>.svc; other hosts are left as they are (keda.bootstrapServers
+overrides the result).
+*/}}
+{{- define "login-stream.clusterBootstrapServers" -}}
+{{- $out := list }}
+{{- range splitList "," .Values.kafka.bootstrapServers }}
+{{- $address := trim . }}
+{{- $host := regexReplaceAll ":[0-9]+$" $address "" }}
+{{- if contains "." $host }}
+{{- $out = append $out $address }}
+{{- else }}
+{{- $out = append $out (printf "%s.%s.svc%s" $host $.Release.Namespace (trimPrefix $host $address)) }}
+{{- end }}
+{{- end }}
+{{- join "," $out }}
+{{- end }}
+
+{{/*
+Selector of every pod of this release, and only those: app.kubernetes.io/instance alone is not enough,
+because Strimzi labels its pods with app.kubernetes.io/instance=<Kafka name>, and the Kafka of
+k8s/kafka/ has the release's name. Strimzi's part-of is strimzi-<Kafka name>, never this chart's name.
+*/}}
+{{- define "login-stream.releaseSelector" -}}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/part-of: {{ include "login-stream.name" . }}
+{{- end }}
+
 {{- define "login-stream.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "login-stream.fullname" .) .Values.serviceAccount.name }}
