@@ -154,24 +154,22 @@ def run_in_process(
     partitions: int,
     batch: int = 1000,
     timings: dict[str, float] | None = None,
-    consumers: int = 1,
 ) -> tuple[dict[str, frozenset[str]], dict[str, frozenset[str]], int]:
-    """(labels, detections, dead-lettered) for a --out file through Processor + stateful detectors.
+    """(labels, detections, dead-lettered) for a --out file through Processor + both stages' detectors
+    (detectors/combined.py: the user stage's, then the network stage's on the same events).
 
-    ``consumers`` > 1 splits the partitions between that many independent consumers (partition p goes
-    to consumer p mod N), as a group of replicas would. ``timings["process_s"]``: seconds spent in
-    ``Processor.process`` and in producing the batches' changelog records."""
+    ``timings["process_s"]``: seconds spent in ``Processor.process`` and in producing the batches'
+    changelog records."""
     from login_common.settings import load_settings
     from login_consumer.config import ConsumerSettings
-    from login_consumer.detect import StateChangelog, build_detectors
+    from login_consumer.detect import DetectorConfig, StateChangelog
+    from login_consumer.detectors.combined import AllDetectors
     from login_consumer.process import Processor, tune_gc
 
     settings = load_settings(ConsumerSettings, timestamp_max_age_seconds=MAX_AGE, metrics_port=0)
-    group = []
-    for _ in range(max(1, consumers)):
-        detectors = build_detectors(settings)  # its changelog is never read: no partition is assigned
-        changelog = detectors if isinstance(detectors, StateChangelog) else None
-        group.append((Processor.from_settings(settings, detectors), changelog, []))
+    detectors = AllDetectors(DetectorConfig.from_settings(settings), partitions=partitions)
+    changelog: StateChangelog | None = detectors
+    group = [(Processor.from_settings(settings, detectors), changelog, [])]
     tune_gc()  # as login-consumer does at start-up
     spent = 0.0
     labels: dict[str, frozenset[str]] = {}
@@ -282,21 +280,28 @@ def run_via_broker(
             GROUP_ID=group,
         ),
     }
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
+    logs = [tempfile.TemporaryFile() for _ in range(max(1, args.consumers))]  # noqa: SIM115 - closed below
     started = time.monotonic()
-    proc = subprocess.Popen([str(BIN / "login-consumer"), "run"], env=env, stdout=log, stderr=log)
+    procs = [
+        subprocess.Popen([str(BIN / "login-consumer"), "run"], env=env, stdout=log, stderr=log)
+        for log in logs
+    ]  # N copies of the same command: one group, the partitions of both stages shared between them
     try:
         results = _read_all(bootstrap, [output, dlq], expected=args.events, timeout=args.timeout)
         timings["consume_s"] = time.monotonic() - started
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.seek(0)
-        text = log.read()
-        log.close()
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        text = b""
+        for n, log in enumerate(logs):
+            log.seek(0)
+            text += f"--- consumer {n}\n".encode() + log.read()
+            log.close()
         tail = text[-3000:].decode(errors="replace")
         if args.consumer_log:
             args.consumer_log.write_bytes(text)
@@ -325,7 +330,15 @@ def run_via_broker(
     from confluent_kafka.admin import AdminClient
 
     AdminClient({"bootstrap.servers": bootstrap}).delete_topics(
-        [source, output, dlq, f"{group}-detector-state"], operation_timeout=10
+        [
+            source,
+            output,
+            dlq,
+            f"{group}-detector-state",
+            f"{group}-network-repartition",
+            f"{group}-network-state",
+        ],
+        operation_timeout=10,
     )
     return labels, detected, dead, timings
 
@@ -341,7 +354,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", default=os.environ.get("BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
     parser.add_argument("--in-process", action="store_true", help="no broker: --out file -> Processor")
     parser.add_argument(
-        "--consumers", type=int, default=1, help="in-process: split the partitions between N consumers"
+        "--consumers",
+        type=int,
+        default=int(os.environ.get("EVALUATE_CONSUMERS", "1")),
+        help="run N login-consumer processes (one group) through the broker",
     )
     parser.add_argument("--min", type=float, default=0.95, help="precision and recall to reach")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the outputs")
@@ -358,9 +374,7 @@ def main(argv: list[str] | None = None) -> int:
                 path = Path(tmp) / "events.jsonl"
                 _producer(args, "--out", str(path))
                 timings["produce_s"] = time.monotonic() - started
-                labels, detected, dead = run_in_process(
-                    path, args.partitions, timings=timings, consumers=args.consumers
-                )
+                labels, detected, dead = run_in_process(path, args.partitions, timings=timings)
         else:
             labels, detected, dead, timings = run_via_broker(args)
     except EvaluationError as exc:
@@ -368,9 +382,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     table = score(labels, detected)
     mode = (
-        f"in-process, {args.consumers} consumer(s)"
+        "in-process, both stages in one process"
         if args.in_process
-        else f"broker {args.bootstrap}, one consumer"
+        else f"broker {args.bootstrap}, {args.consumers} login-consumer process(es)"
     )
     print(
         f"evaluate: {len(labels)} events, seed {args.seed}, {args.users} users, default mix, "

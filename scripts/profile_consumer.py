@@ -32,7 +32,8 @@ from prometheus_client import CollectorRegistry
 
 from login_common.settings import load_settings
 from login_consumer.config import ConsumerSettings
-from login_consumer.detect import StateChangelog, build_detectors
+from login_consumer.detect import DetectorConfig, StateChangelog
+from login_consumer.detectors.combined import AllDetectors
 from login_consumer.metrics import ConsumerMetrics
 from login_consumer.process import Processor, tune_gc
 
@@ -68,7 +69,7 @@ def high_cardinality(count: int, *, seed: int = 11, partitions: int = 6) -> list
 def run(inputs: list[Input], settings: ConsumerSettings, batch: int) -> float:
     """Events per CPU second of ``Processor.process`` and the changelog and metrics work per batch
     (the machine is shared: wall-clock would measure the other processes too)."""
-    detectors = build_detectors(settings)
+    detectors = AllDetectors(DetectorConfig.from_settings(settings))  # both stages' detectors
     changelog = detectors if isinstance(detectors, StateChangelog) else None
     processor = Processor.from_settings(settings, detectors)
     metrics = ConsumerMetrics.create(CollectorRegistry())

@@ -90,7 +90,9 @@ def test_commit_on_revocation(
     assert first_registry.get_sample_value("login_consumer_rebalances_total", {"event": "revoke"}) >= 2
     assert second_registry.get_sample_value("login_consumer_rebalances_total", {"event": "assign"}) >= 1
     assert processed(first_registry) + processed(second_registry) == len(ids)
-    assert processed(second_registry) > 0
+    # the second did part of the work (its input partitions); every event's output is written by whoever
+    # owns its network's partition (one network here: 8.8.8.8)
+    assert (second_registry.get_sample_value("login_consumer_stage_events_total", {"stage": "user"}) or 0) > 0
     assert {p.partition for p in first_detectors.assigned} == {0, 1, 2, 3}
     assert first_detectors.revoked
     assert not any(lost for _, lost in first_detectors.revoked)

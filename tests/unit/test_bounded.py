@@ -23,13 +23,20 @@ import orjson
 import pytest
 from confluent_kafka import Message
 
+from login_common.settings import load_settings
 from login_consumer import align
 from login_consumer.align import Aligner
-from login_consumer.detect import DetectorConfig, StatefulDetectors
+from login_consumer.config import ConsumerSettings
+from login_consumer.detect import DetectorConfig
+from login_consumer.detectors.networks import NetEvent, NetworkDetector
 from login_consumer.enrich import Enricher, _remember
 from login_consumer.metrics import TopCounter
+from login_consumer.process import Processor
 from login_consumer.risk import RiskModel
-from login_consumer.state import MAX_FAILURES, DetectorState, Failures, History, Limits
+from login_consumer.stages.merge import SourceMerge
+from login_consumer.stages.user import UserStage
+from login_consumer.stores.networks import NetWindow, NetworkState
+from login_consumer.stores.users import MAX_FAILURES, DetectorState, Failures, History, Limits
 from login_consumer.validate import Validator
 
 SMALL, LARGE = 200, 50_000
@@ -132,15 +139,80 @@ def test_risk_user_agent_cache() -> None:
     assert costs[1] < MAX_RATIO * costs[0], costs
 
 
-def test_detectors_network_cache() -> None:
+def test_user_stage_network_cache() -> None:
+    processor = Processor.from_settings(load_settings(ConsumerSettings, metrics_port=0))
+
     def make(size: int) -> tuple[Callable[[int], None], Callable[[int, int], None]]:
-        detectors = StatefulDetectors(DetectorConfig())
+        stage = UserStage(processor, output_topic="o", repartition_topic="r", partitions=6)
 
         def step(start: int, count: int) -> None:
             for ip in _ips(start, count):
-                detectors._network(ip)
+                stage._network(ip)
 
         return (lambda n: step(0, n)), step
+
+    assert_flat(make)
+
+
+def test_network_window_expires_accounts_from_the_front_in_constant_time() -> None:
+    """One network with ``size`` failing accounts in its window; each new failure expires the oldest."""
+
+    def make(size: int) -> tuple[Callable[[int], None], Callable[[int, int], None]]:
+        window = NetWindow("192.0.2.0/24", 1)
+
+        def step(start: int, count: int) -> None:
+            for n in range(start, start + count):
+                window.add(n, f"user{n}", size, 0)  # window = size seconds: one account leaves per add
+                window.dead.clear()
+                window.changed.clear()
+
+        return (lambda n: step(0, n)), step
+
+    assert_flat(make)
+
+
+def test_network_store_expires_networks_from_the_front_in_constant_time() -> None:
+    """``size`` networks in one partition's store; each new network's failure expires the oldest."""
+
+    def make(size: int) -> tuple[Callable[[int], None], Callable[[int, int], None]]:
+        state = NetworkState(window=size, grace=0, max_networks=10 * size)
+        detector = NetworkDetector(DetectorConfig(stuffing_window=size, grace=0, max_networks=10 * size))
+        detector.state = state
+
+        def step(start: int, count: int) -> None:
+            for n in range(start, start + count, 100):
+                events = [
+                    NetEvent(0, 0, k, f"10.{k >> 8 & 255}.{k & 255}.0/24", "u", k, True)
+                    for k in range(n, n + 100)
+                ]
+                detector.detect(events)
+                state.changes()
+
+        return (lambda n: step(0, n)), step
+
+    assert_flat(make)
+
+
+def test_source_merge_add_and_release_in_logarithmic_time() -> None:
+    """``size`` events held by a merge of six sources; each new one releases one (heap over 6 heads)."""
+
+    def make(size: int) -> tuple[Callable[[int], None], Callable[[int, int], None]]:
+        merge: SourceMerge[int] = SourceMerge(6, max_buffered=10 * size)
+
+        def fill(count: int) -> None:
+            for n in range(count):
+                merge.add(n % 6, n, n, n)
+
+        def step(start: int, count: int) -> None:
+            for n in range(start, start + count):
+                merge.add(n % 6, n, n, n)
+                merge.progress(n % 6, n - size, idle=False)
+                for s in range(6):
+                    merge.progress(s, n - size, idle=False)
+                merge.release()
+                merge.first_held()
+
+        return fill, step
 
     assert_flat(make)
 
@@ -244,11 +316,9 @@ def _limits(users: int, failure_keys: int) -> Limits:
     return Limits(
         user_ttl=30 * 86_400,
         failure_window=300,
-        network_window=600,
         grace=300,
         max_users=users,
         max_failure_keys=failure_keys,
-        max_networks=50_000,
     )
 
 

@@ -19,12 +19,12 @@ from login_consumer.detect import (
     DetectorConfig,
     Detectors,
     NoDetectors,
-    StatefulDetectors,
-    build_detectors,
     network_of,
     parse_detectors,
     parse_risks,
 )
+from login_consumer.detectors import UserDetectors, build_detectors
+from login_consumer.detectors.combined import AllDetectors
 from login_producer.config import ProducerSettings
 
 T0 = 1_736_121_600  # 2025-01-06T00:00:00Z
@@ -58,8 +58,8 @@ def fail(user: str = "u1", ts: int = T0, ip: str = "203.0.113.7", **kw: Any) -> 
 class Feed:
     """Feeds events to detectors one batch at a time, numbering offsets per partition."""
 
-    def __init__(self, detectors: StatefulDetectors | None = None, **config: Any) -> None:
-        self.detectors = detectors or StatefulDetectors(DetectorConfig(**config))
+    def __init__(self, detectors: AllDetectors | None = None, **config: Any) -> None:
+        self.detectors = detectors or AllDetectors(DetectorConfig(**config))
         self.offsets: dict[int, int] = {}
 
     def batch(self, events: Sequence[dict[str, Any]], partitions: Sequence[int] | None = None) -> list[Any]:
@@ -84,7 +84,7 @@ class Feed:
 
 
 def test_protocol_and_names() -> None:
-    assert isinstance(StatefulDetectors(), Detectors)
+    assert isinstance(AllDetectors(), Detectors)
     assert DETECTOR_NAMES == (
         "brute_force",
         "credential_stuffing",
@@ -140,11 +140,11 @@ def test_bad_detector_settings_fail_naming_the_variable(monkeypatch: pytest.Monk
 def test_build_detectors_follows_the_settings() -> None:
     assert isinstance(build_detectors(load_settings(ConsumerSettings, detectors="none")), NoDetectors)
     built = build_detectors(load_settings(ConsumerSettings, detectors="new_device", state_changelog=False))
-    assert isinstance(built, StatefulDetectors)
+    assert isinstance(built, UserDetectors)
     assert built.config.enabled == ("new_device",)
     assert built.source is None
     with_log = build_detectors(load_settings(ConsumerSettings, group_id="g1"))
-    assert isinstance(with_log, StatefulDetectors)
+    assert isinstance(with_log, UserDetectors)
     assert with_log.source is not None
     assert with_log.source.topic == "g1-detector-state"
 
@@ -155,9 +155,11 @@ def test_build_detectors_follows_the_settings() -> None:
         ("203.0.113.7", 24, "203.0.113.0/24"),
         ("203.0.113.7", 32, "203.0.113.7/32"),
         ("2001:db8:1:2:3:4:5:6", 24, "2001:db8:1:2::/64"),
+        ("not-an-address", 24, None),
+        ("2001:db8::zz", 24, None),
     ],
 )
-def test_network_of(ip: str, prefix: int, network: str) -> None:
+def test_network_of(ip: str, prefix: int, network: str | None) -> None:
     assert network_of(ip, prefix) == network
 
 
@@ -370,7 +372,7 @@ def test_late_events_are_scored_flagged_and_change_nothing() -> None:
     )
     on_time = feed.batch([fail("u3", T0 + 1101)])[0]
     assert on_time[0].evidence[0].startswith("5 failed logins")  # not 6: the late one was not kept
-    assert feed.detectors.late_events == 2
+    assert feed.detectors.users.late_events == 2
 
 
 def test_watermarks_are_per_partition() -> None:
@@ -380,7 +382,7 @@ def test_watermarks_are_per_partition() -> None:
         set(),
         {"new_device"},
     ]
-    assert feed.detectors.late_events == 0
+    assert feed.detectors.users.late_events == 0
 
 
 def test_out_of_order_success_is_compared_with_the_latest_success() -> None:
@@ -427,7 +429,7 @@ def test_state_is_bounded_under_a_long_attack() -> None:
     feed = Feed()
     for burst in range(20):
         feed.batch([fail(f"x{burst}-{n}", T0 + burst * 100 + n // 10, ip="192.0.2.1") for n in range(500)])
-    window = feed.detectors.state.networks["192.0.2.0/24"]
+    window = feed.detectors.networks.state.partition(0).networks["192.0.2.0/24"]
     assert len(window.live) + len(window.grace) <= 500 * 9 + 500  # accounts of the last 900 s
     assert feed.detectors.state_sizes()["user_ip_failures"] <= 100_000
 
@@ -437,6 +439,6 @@ def test_out_of_order_failures_stay_bounded() -> None:
     for rounds in range(5):  # the same 600 failures again and again, all within the grace period
         feed.names([fail(ts=T0 + n // 3) for n in range(600)])
         del rounds
-    entry = next(iter(feed.detectors.state.partitions[0].failures.values()))
+    entry = next(iter(feed.detectors.users.state.partitions[0].failures.values()))
     assert len(entry.live) <= 256
     assert len(entry.grace) <= 256

@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from login_consumer.detect import DetectorConfig, PartitionRef, StateChangelog, StatefulDetectors
-from login_consumer.state import MOVE_AFTER
+from login_consumer.detect import DetectorConfig, PartitionRef, StateChangelog
+from login_consumer.detectors import UserDetectors
+from login_consumer.detectors.combined import AllDetectors
+from login_consumer.stores.users import MOVE_AFTER
 from tests.unit.test_detect import T0, Feed, ev, fail
 
 TOPIC = "user-login"
@@ -19,9 +21,9 @@ TOPIC = "user-login"
 class MemoryChangelog:
     """A compacted topic's contents, partition by partition (no compaction: restore must cope)."""
 
-    topic = "g-detector-state"
-
-    def __init__(self) -> None:
+    def __init__(self, topic: str = "g-detector-state") -> None:
+        self.topic = topic
+        self.network: MemoryChangelog | None = None  # the network stage's changelog beside this one
         self.records: dict[int, list[tuple[bytes, bytes | None]]] = {}
 
     def read(self, partitions: Sequence[int]) -> Mapping[int, Sequence[tuple[bytes, bytes | None]]]:
@@ -29,7 +31,8 @@ class MemoryChangelog:
 
     def write(self, changes: Sequence[tuple[str, int, bytes, bytes | None]]) -> None:
         for topic, partition, key, value in changes:
-            assert topic == self.topic
+            if topic != self.topic:
+                continue
             self.records.setdefault(partition, []).append((key, value))
 
     def latest(self, partition: int) -> dict[bytes, bytes | None]:
@@ -39,36 +42,52 @@ class MemoryChangelog:
 class Consumer:
     """Detectors with their changelog, as the consumer loop drives them (detect, then write changes)."""
 
-    def __init__(self, log: MemoryChangelog, partitions: Sequence[int] = (0,), **config: Any) -> None:
+    def __init__(
+        self,
+        log: MemoryChangelog,
+        partitions: Sequence[int] = (0,),
+        netlog: MemoryChangelog | None = None,
+        **config: Any,
+    ) -> None:
         self.log = log
-        self.detectors = StatefulDetectors(DetectorConfig(**config), log)
+        # the network stage's changelog lives beside the user stage's (one per test log)
+        if netlog is None:
+            if log.network is None:
+                log.network = MemoryChangelog("g-network-state")
+            netlog = log.network
+        self.netlog = netlog
+        self.detectors = AllDetectors(DetectorConfig(**config), log, self.netlog)
         self.detectors.on_assign([PartitionRef(TOPIC, p) for p in partitions])
         self.feed = Feed(self.detectors)
         for p in partitions:  # continue the partitions' offsets after what the changelog says was applied
-            self.feed.offsets[p] = self.detectors.state.partition(p).applied + 1
+            self.feed.offsets[p] = self.detectors.users.state.partition(p).applied + 1
 
     def names(
         self, events: Sequence[dict[str, Any]], partitions: Sequence[int] | None = None
     ) -> list[set[str]]:
         got = self.feed.names(events, partitions)
-        self.log.write(self.detectors.changes())
+        changes = self.detectors.changes()
+        self.log.write(changes)
+        self.netlog.write(changes)
         return got
 
 
 def test_detectors_write_a_changelog() -> None:
-    assert isinstance(StatefulDetectors(), StateChangelog)
+    assert isinstance(UserDetectors(), StateChangelog)
     log = MemoryChangelog()
     consumer = Consumer(log)
     consumer.names([ev("u1", T0, device="a"), fail("u2", T0 + 1, ip="192.0.2.9")])
-    assert set(log.latest(0)) == {b"Hu1", b"F192.0.2.9 u2", b"N192.0.2.0/24 u2", b"W"}
+    assert set(log.latest(0)) == {b"Hu1", b"F192.0.2.9 u2", b"W"}
+    assert set(consumer.netlog.latest(0)) == {b"N192.0.2.0/24 u2", b"W"}
+    assert consumer.netlog.latest(0)[b"N192.0.2.0/24 u2"] == b"1736121601"
     assert log.latest(0)[b"Hu1"] == b'[1736121600,"US",["a"],["US"]]'
     assert log.latest(0)[b"W"] == b'{"watermark":1736121601,"offset":1}'
     consumer.names([ev("u3", T0 + 2)])
-    assert [k for k, _ in log.records[0][4:]] == [b"Hu3", b"W"]  # only what changed
+    assert [k for k, _ in log.records[0][3:]] == [b"Hu3", b"W"]  # only what changed
 
 
 def test_no_changelog_no_records() -> None:
-    detectors = StatefulDetectors()
+    detectors = AllDetectors()
     Feed(detectors).names([ev("u1", T0)])
     assert detectors.changes() == []
 
@@ -83,7 +102,7 @@ def test_a_restart_continues_brute_force_new_device_and_stuffing() -> None:
         partitions=[0] * 5 + [n % 2 for n in range(9)],
     )
     after = Consumer(log, partitions=(0, 1))  # a new process: everything comes from the changelog
-    assert after.detectors.restored_entries > 0
+    assert after.detectors.users.restored_entries > 0
     got = after.names(
         [
             fail("u1", T0 + 30, ip="198.51.100.1"),  # the 5th failure in the window
@@ -117,7 +136,7 @@ def test_a_rebalance_moves_a_partitions_state_to_its_new_owner() -> None:
     assert first.names([ev("a", T0 + 80, device="a2")]) == [{"new_device"}]
     # ... and back: the first consumer restores what the second wrote
     first.detectors.on_assign([PartitionRef(TOPIC, 1)])
-    first.feed.offsets[1] = first.detectors.state.partition(1).applied + 1
+    first.feed.offsets[1] = first.detectors.users.state.partition(1).applied + 1
     assert first.names([ev("b", T0 + 90, device="b2")], [1]) == [set()]
 
 
@@ -126,19 +145,19 @@ def test_restore_keeps_the_watermark_so_late_events_stay_late() -> None:
     Consumer(log, grace=60).names([ev("u1", T0 + 1000, device="a")])
     after = Consumer(log, grace=60)
     after.names([ev("u1", T0, device="b")])
-    assert after.detectors.late_events == 1
+    assert after.detectors.users.late_events == 1
 
 
 def test_replayed_events_are_scored_but_not_applied_twice() -> None:
     log = MemoryChangelog()
     before = Consumer(log)
     before.names([fail("u1", T0 + n, ip="198.51.100.1") for n in range(3)])  # offsets 0..2
-    after = StatefulDetectors(DetectorConfig(), log)
+    after = AllDetectors(DetectorConfig(), log)
     after.on_assign([PartitionRef(TOPIC, 0)])
     feed = Feed(after)  # offsets from 0 again: the committed offset lagged the changelog
     # (the replayed events are given other timestamps here to show they change nothing)
     got = feed.batch([fail("u1", T0 + n, ip="198.51.100.1") for n in range(4, 7)])
-    assert after.replayed_events == 3
+    assert after.users.replayed_events == 3
     assert got[2] == []  # counted as 3 (itself included), not 6
     assert feed.names([fail("u1", T0 + 3, ip="198.51.100.1")]) == [set()]  # 4 in the window
     assert feed.names([fail("u1", T0 + 4, ip="198.51.100.1")]) == [{"brute_force"}]
@@ -163,7 +182,7 @@ def test_evictions_write_tombstones_and_restore_ignores_what_they_delete() -> No
     latest = log.latest(0)
     assert latest[b"Hu1"] is None
     assert latest[b"F192.0.2.1 u2"] is None
-    assert latest[b"N192.0.2.0/24 u2"] is None
+    assert consumer.netlog.latest(0)[b"N192.0.2.0/24 u2"] is None
     after = Consumer(log, user_ttl=3600, grace=0)
     assert after.detectors.state_sizes() == {"user_history": 1, "user_ip_failures": 0, "network_failures": 0}
 
@@ -173,7 +192,7 @@ def test_history_moves_are_rare_but_expiry_is_exact() -> None:
     feed.names([ev("old", T0), ev("busy", T0)])
     for n in range(1, 30):  # busy logs in every 20 minutes, old never again
         feed.names([ev("busy", T0 + n * 1200)])
-    history = feed.detectors.state.partitions[0].history
+    history = feed.detectors.users.state.partitions[0].history
     assert list(history) == ["old", "busy"]
     feed.names([ev("busy", T0 + 10 * MOVE_AFTER + 1)])
     assert list(history) == ["busy"]

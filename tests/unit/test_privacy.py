@@ -15,9 +15,11 @@ from confluent_kafka import Message
 from login_common.errors import ConfigError
 from login_common.settings import load_settings
 from login_consumer.config import ConsumerSettings
-from login_consumer.detect import PartitionRef, build_detectors
+from login_consumer.detect import PartitionRef
+from login_consumer.detectors import build_detectors
 from login_consumer.privacy import Privacy
 from login_consumer.process import Processor
+from login_consumer.stages.user import ROUTE_HEADER, UserStage
 
 KEY = "k" * 24
 NOW = time.time()
@@ -115,6 +117,33 @@ def test_detection_is_unaffected(mode: str) -> None:
         assert IP not in text
         assert DEVICE not in text
     assert protected[0]["ip"] == (_expected_hash(IP) if mode == "hash" else "81.2.69.0")
+
+
+@pytest.mark.parametrize("mode", ["hash", "truncate"])
+def test_the_network_stage_is_keyed_by_the_real_network(mode: str) -> None:
+    """The repartition record is keyed by the event's real network (credential stuffing counts there),
+    while its document and the route header's address are the protected ones."""
+    settings = load_settings(
+        ConsumerSettings,
+        state_changelog=False,
+        event_time_alignment=False,
+        output_privacy=mode,
+        **({"privacy_key": KEY} if mode == "hash" else {}),
+    )
+    stage = UserStage(
+        Processor.from_settings(settings, build_detectors(settings)),
+        output_topic="out",
+        repartition_topic="net",
+        partitions=6,
+    )
+    records = stage.process([_failure(n) for n in range(3)], NOW).records
+    assert {topic for topic, *_ in records} == {"net"}
+    assert {key for _, _, key, _, _ in records} == {b"81.2.69.0/24"}
+    for _, _, _, value, headers in records:
+        route = dict(headers)[ROUTE_HEADER]
+        assert IP.encode() not in value
+        assert IP.encode() not in route
+        assert orjson.loads(value)["ip"].encode() in route
 
 
 @pytest.mark.parametrize(

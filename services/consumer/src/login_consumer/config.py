@@ -30,8 +30,37 @@ class ConsumerSettings(CommonSettings, PrivacySettings):
     metrics_port: int = Field(
         8000, ge=0, le=65535, description="Port of /metrics, /healthz and /ready (0 = any free port)."
     )
-    batch_size: int = Field(1000, ge=1, le=100_000, description="Maximum messages consumed per batch.")
-    poll_timeout: float = Field(0.5, gt=0, le=30, description="Seconds to wait for a batch.")
+    batch_size: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Most messages per batch: what is already fetched is taken at once, never waited for.",
+    )
+    poll_timeout: float = Field(
+        0.5, gt=0, le=30, description="Longest wait for a message when none is fetched (seconds)."
+    )
+    commit_interval_ms: int = Field(
+        1_000,
+        ge=10,
+        le=600_000,
+        description=(
+            "How often progress is committed: at-least-once waits for the outputs in flight and commits the "
+            "offsets; exactly-once commits one transaction (as Kafka Streams' commit.interval.ms)."
+        ),
+    )
+    max_in_flight: int = Field(
+        20_000,
+        ge=100,
+        le=1_000_000,
+        description="Outputs awaiting acknowledgement above which the input partitions are paused.",
+    )
+    auto_create_internal_topics: bool = Field(
+        True,
+        description=(
+            "Create the internal topics (GROUP_ID-network-repartition, GROUP_ID-network-state and the "
+            "state changelog) like the input topic; false = they must exist (e.g. KafkaTopic resources)."
+        ),
+    )
     processing_guarantee: Guarantee = Field(
         "at-least-once",
         description="at-least-once (commit after outputs are acknowledged) or exactly-once (transactions).",
@@ -226,6 +255,19 @@ class ConsumerSettings(CommonSettings, PrivacySettings):
     def changelog_topic(self) -> str:
         return self.state_topic or f"{self.group_id}-detector-state"
 
+    def repartition_topic(self) -> str:
+        """The network stage's input: events re-keyed by network."""
+        return f"{self.group_id}-network-repartition"
+
+    def network_state_topic(self) -> str:
+        """The network stage's changelog."""
+        return f"{self.group_id}-network-state"
+
+    @property
+    def network_stage(self) -> bool:
+        """credential_stuffing is on, so events go through the network-keyed stage."""
+        return "credential_stuffing" in parse_detectors(self.detectors)
+
     def effective_transactional_id(self) -> str:
         return self.transactional_id or f"{self.group_id}-{socket.gethostname()}"
 
@@ -249,7 +291,7 @@ class ConsumerSettings(CommonSettings, PrivacySettings):
             "linger.ms": self.linger_ms,
             "compression.type": "lz4",
             "batch.num.messages": 10_000,
-            "queue.buffering.max.messages": 1_000_000,
+            "queue.buffering.max.messages": max(100_000, 4 * self.max_in_flight),
             "delivery.report.only.error": True,
         }
         if self.exactly_once:

@@ -48,6 +48,7 @@ LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 RISK_BUCKETS: Final = tuple(range(10, 101, 10))
 ERROR_KINDS: Final = ("delivery", "commit", "processing", "kafka", "authorization", "authentication")
 REBALANCE_EVENTS: Final = ("assign", "revoke", "lost")
+STAGES: Final = ("user", "network")  # the topology's stages (stages/)
 TOP_N: Final = 20
 MAX_APP_VERSION_LABELS: Final = 50
 
@@ -198,6 +199,8 @@ class ConsumerMetrics:
     logins_by_platform: Counter
     rebalances: Counter
     commit_failures: Counter
+    commits: Counter
+    stage_events: Counter
     assigned_partitions: Gauge
     state_entries: Gauge
     info: Gauge
@@ -295,6 +298,18 @@ class ConsumerMetrics:
             commit_failures=Counter(
                 "login_consumer_commit_failures", "Offset commits that failed.", registry=registry
             ),
+            commits=Counter(
+                "login_consumer_commits",
+                "Checkpoints committed (offsets, or a transaction in exactly-once mode).",
+                registry=registry,
+            ),
+            stage_events=Counter(
+                "login_consumer_stage_events",
+                "Events each stage of the topology took in (user: the input topic; network: the repartition "
+                "topic).",
+                ["stage"],
+                registry=registry,
+            ),
             assigned_partitions=Gauge(
                 "login_consumer_assigned_partitions", "Partitions currently assigned.", registry=registry
             ),
@@ -322,6 +337,8 @@ class ConsumerMetrics:
             metrics.risk_level.labels(level)
         for event in REBALANCE_EVENTS:
             metrics.rebalances.labels(event)
+        for stage in STAGES:
+            metrics.stage_events.labels(stage)
         return metrics
 
     def _app_label(self, version: str) -> str:
@@ -343,10 +360,12 @@ class ConsumerMetrics:
         child.inc(count)
 
     def record_batch(self, stats: BatchStats, processed: int) -> None:
-        """Apply a delivered batch's aggregates (one update per distinct label set)."""
+        """Apply a processed batch's aggregates (one update per distinct label set)."""
         inc = self._inc
-        self.consumed.inc(stats.consumed)
-        self.processed.inc(processed)
+        if stats.consumed:
+            self.consumed.inc(stats.consumed)
+        if processed:
+            self.processed.inc(processed)
         for reason, count in stats.dlq.items():
             inc(self.dlq, (reason,), count)
         for kind, count in stats.errors.items():

@@ -64,11 +64,17 @@ class BatchStats:
 Output = tuple[Message, bytes, bytes, list[Header]]
 
 
+# what routing needs of each output: (ip, event time, flags (1: failed, 2: detected here), risk score,
+# level, the ip as the output shows it (OUTPUT_PRIVACY))
+Route = tuple[str, int, int, int, str, str]
+
+
 @dataclass(slots=True)
 class BatchResult:
     outputs: list[Output]
     dead: list[tuple[Message, Invalid]]
     stats: BatchStats
+    routes: list[Route] = field(default_factory=list)  # one per output
 
 
 class Processor:
@@ -84,6 +90,9 @@ class Processor:
         self.enricher = enricher
         self.risk = risk
         self.detectors: Detectors = detectors if detectors is not None else NoDetectors()
+        # False when a later stage completes the events (the network stage): their risk score and level
+        # may still change, so they are counted there, not here
+        self.final = True
         self.privacy = privacy  # OUTPUT_PRIVACY: rewrites IP and device id of each output (privacy.py)
 
     @classmethod
@@ -154,6 +163,8 @@ class Processor:
                 found = NO_DETECTIONS
 
         outputs: list[Output] = []
+        routes: list[Route] = []
+        final = self.final
         assess = self.risk.assess
         protect = self.privacy
         dumps = orjson.dumps
@@ -177,6 +188,7 @@ class Processor:
                 doc["risk_level"] = level
                 doc["reasons"] = reasons
                 doc["detections"] = det_docs
+                ip = doc["ip"]  # the network stage keys by the real address, whatever the output shows
                 if protect is not None:
                     protect(doc)
                 value = dumps(doc)
@@ -198,16 +210,27 @@ class Processor:
                 correlation = str(correlation).encode()
             out_headers = [_SCHEMA_HEADER, _JSON_HEADER, (HEADER_CORRELATION_ID, correlation)]
             outputs.append((msg, key, value, out_headers))
-            scores.append(risk_score)
-            levels.append(level)
+            routes.append(
+                (
+                    ip,
+                    doc["timestamp"],
+                    (doc["outcome"] == "failure") | (2 if dets else 0),
+                    risk_score,
+                    level,
+                    doc["ip"],
+                )
+            )
             places.append(place)
             moments.append(moment)
             clients.append(client)
             if dets:
-                flagged.append(doc)
                 stats.detections.update(d.detector for d in dets)
-            elif level == "high":
                 flagged.append(doc)
+            if final:
+                scores.append(risk_score)
+                levels.append(level)
+                if level == "high" and not dets:
+                    flagged.append(doc)
 
         stats.levels.update(levels)
         for place, count in Counter(places).items():
@@ -221,7 +244,7 @@ class Processor:
             stats.flagged_users[doc["user_id"]] += 1
             stats.flagged_ips[doc["ip"]] += 1
         stats.seconds = time.perf_counter() - started
-        return BatchResult(outputs, dead, stats)
+        return BatchResult(outputs, dead, stats, routes)
 
 
 def tune_gc() -> None:

@@ -1,16 +1,13 @@
-"""Detector state: bounded, event-time stores per input partition, and their changelog records.
+"""The user stage's state: bounded, event-time stores per input partition, and their changelog records.
 
-Three stores, each kept in (approximately) least-recently-updated order, so that expiry only ever looks
-at the head (the user stores are ``OrderedDict``s, whose head is O(1) to find however many entries
-were deleted before it):
+Two stores, each kept in (approximately) least-recently-updated order, so that expiry only ever looks at
+the head (``OrderedDict``s, whose head is O(1) to find however many entries were deleted before it):
 
 * ``history`` per partition, ``user_id -> History``: the user's known devices and countries and last
   successful login (new_device, new_country, impossible_travel). Created by a user's first success.
   An update moves the entry to the end at most once per ``MOVE_AFTER`` seconds of event time (moving is
   the costly part of an update); expiry is late by at most that much.
 * ``failures`` per partition, ``(ip, user_id) -> Failures``: failure times of one account from one IP.
-* ``networks`` (one store for every partition: a network's events come from all of them),
-  ``network -> NetWindow``: the accounts failing from the network, each with its latest failure.
 
 Windows keep two zones: *live*, the window (t - W, t] ending at the newest event, whose size or number
 of accounts is the answer for an in-order event, in O(1); and *grace*, the ``grace`` seconds before it,
@@ -22,10 +19,9 @@ for history, window + grace for the others; ``sweep`` runs once per batch), and 
 number of entries (the least recently updated go first). Evicted entries become changelog tombstones.
 
 Changelog records (``changes``): the current value of every entry updated since the last call, keyed
-``H<user>`` (history), ``F<ip> <user>`` (failure times), ``N<network> <user>`` (the account's latest
-failure from the network) and ``W`` (the partition's watermark and last applied offset), each in its
-user's input partition. Tombstones come first, so an entry evicted and created again in one batch ends
-up present.
+``H<user>`` (history), ``F<ip> <user>`` (failure times) and ``W`` (the partition's watermark and last
+applied offset), each in its user's input partition. Tombstones come first, so an entry evicted and
+created again in one batch ends up present.
 """
 
 from __future__ import annotations
@@ -46,7 +42,6 @@ EVICTED: Final = -1  # the ``gen`` of an entry that left its store
 
 H: Final = "H"
 F: Final = "F"
-N: Final = "N"
 W_KEY: Final = b"W"
 
 NEVER: Final = -(1 << 62)  # a watermark before any event
@@ -136,105 +131,6 @@ class Failures:
         return orjson.dumps([*self.grace, *self.live])
 
 
-class NetWindow:
-    """Accounts failing from one network: each account's latest failure, in the live and grace zones.
-
-    Only distinct accounts matter for credential stuffing, so an account is in the window (t - W, t]
-    when its latest failure is. Both zones are dicts ``user_id -> (ts, partition)`` in ascending ``ts``
-    order (an out-of-order failure goes at the end: it may then stay up to its lateness too long).
-    Accounts that leave the grace zone are remembered in ``dead`` (changelog tombstones), accounts that
-    changed in ``changed``.
-    """
-
-    __slots__ = ("changed", "dead", "gen", "grace", "live", "net", "newest")
-
-    def __init__(self, net: str, gen: int) -> None:
-        self.net = net
-        self.live: dict[str, tuple[int, int]] = {}
-        self.grace: dict[str, tuple[int, int]] = {}
-        self.newest = NEVER  # the latest failure time
-        self.gen = gen
-        self.changed: list[str] = []
-        self.dead: list[tuple[int, str]] = []  # (partition, user_id)
-
-    @property
-    def last(self) -> int:
-        return self.newest
-
-    def advance(self, horizon: int, grace: int) -> None:
-        """Move accounts whose latest failure is at or before ``horizon`` to the grace zone; forget
-        those before it."""
-        live, old = self.live, self.grace
-        while live:
-            user, item = next(iter(live.items()))
-            if item[0] > horizon:
-                break
-            del live[user]
-            old[user] = item
-        slack = horizon - grace
-        while old:
-            user, item = next(iter(old.items()))
-            if item[0] > slack:
-                break
-            del old[user]
-            self.dead.append((item[1], user))
-
-    def add(self, ts: int, user: str, partition: int, window: int, grace: int) -> int:
-        """Record a failure; the number of distinct accounts failing in (ts - window, ts]."""
-        live = self.live
-        if ts >= self.newest:
-            self.newest = ts
-            self.advance(ts - window, grace)
-            if user in live:
-                del live[user]
-            elif user in self.grace:
-                del self.grace[user]
-            live[user] = (ts, partition)
-            self.changed.append(user)
-            return len(live)
-        known = live.get(user) or self.grace.get(user)
-        if known is None or known[0] < ts:
-            live.pop(user, None)
-            self.grace.pop(user, None)
-            (live if ts > self.newest - window else self.grace)[user] = (ts, partition)
-            self.changed.append(user)
-        return self.count(ts - window, ts)
-
-    def accounts_at(self, ts: int, window: int, grace: int) -> int:
-        """Distinct accounts failing in (ts - window, ts] for an event that is not a failure."""
-        if ts >= self.newest:
-            self.advance(ts - window, grace)
-            return len(self.live)
-        return self.count(ts - window, ts)
-
-    def count(self, low: int, high: int, extra: str | None = None) -> int:
-        """Accounts whose latest failure is in (low, high], plus ``extra`` (beyond SCAN_LIMIT accounts:
-        the live zone's)."""
-        live = self.live
-        if len(live) + len(self.grace) > SCAN_LIMIT:
-            return len(live) + (extra is not None and extra not in live)
-        users = {u for u, (t, _) in self.grace.items() if low < t <= high}
-        users.update(u for u, (t, _) in live.items() if low < t <= high)
-        if extra is not None:
-            users.add(extra)
-        return len(users)
-
-    def drop_partitions(self, partitions: set[int]) -> None:
-        self.live = {u: v for u, v in self.live.items() if v[1] not in partitions}
-        self.grace = {u: v for u, v in self.grace.items() if v[1] not in partitions}
-        self.dead = [d for d in self.dead if d[0] not in partitions]
-
-    def empty(self) -> bool:
-        return not self.live and not self.grace
-
-    def entries(self) -> list[tuple[str, int, int]]:
-        """(user_id, ts, partition) of every account in the window."""
-        return [(u, t, p) for zone in (self.grace, self.live) for u, (t, p) in zone.items()]
-
-    def key(self, user: str) -> bytes:
-        return (N + self.net + " " + user).encode()
-
-
 def _insort(zone: deque[Any], item: Any) -> None:
     """Insert into an ascending deque, searching from the end (out-of-order events are rarely far back)."""
     at = len(zone)
@@ -261,11 +157,9 @@ class PartitionState:
 class Limits:
     user_ttl: int  # seconds of event time a user's history is kept after its last success
     failure_window: int  # brute-force window (seconds)
-    network_window: int  # credential-stuffing window (seconds)
     grace: int  # seconds behind the watermark an event may be and still update state
     max_users: int
     max_failure_keys: int
-    max_networks: int
 
 
 # (partition, key, value or None for a tombstone)
@@ -278,9 +172,6 @@ class DetectorState:
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self.partitions: dict[int, PartitionState] = {}
-        self.networks: dict[str, NetWindow] = {}
-        self.hot: dict[str, NetWindow] = {}  # networks whose last failure saw enough accounts
-        self.dirty_networks: list[NetWindow] = []
         self.gen = 1  # incremented per batch; entries remember the batch that changed them
         self._tombstones: list[Change] = []
 
@@ -297,14 +188,6 @@ class DetectorState:
         gone = {p for p in partitions if p in self.partitions}
         for p in gone:
             del self.partitions[p]
-        if gone:
-            for net in list(self.networks):
-                window = self.networks[net]
-                window.drop_partitions(gone)
-                if window.empty():
-                    del self.networks[net]
-                    self.hot.pop(net, None)
-                    window.gen = EVICTED
         self._tombstones = [c for c in self._tombstones if c[0] not in gone]
 
     # ------------------------------------------------------------------ bounds
@@ -333,32 +216,13 @@ class DetectorState:
                 if found.last > horizon:
                     break
                 self._evict(p, failures, pair)
-        clock = self.watermark()
-        if clock != NEVER:
-            horizon = clock - limits.network_window - limits.grace
-            networks = self.networks
-            while networks:
-                window = next(iter(networks.values()))
-                if window.last > horizon:
-                    break
-                self._evict_network(window.net)
         self._cap("history", limits.max_users)
         self._cap("failures", limits.max_failure_keys)
-        while len(self.networks) > limits.max_networks:
-            self._evict_network(next(iter(self.networks)))
 
     def _evict(self, partition: int, store: dict[Any, Any], key: Any) -> None:
         entry = store.pop(key)
         self._tombstones.append((partition, entry.key if isinstance(entry, History) else entry.key(), None))
         entry.gen = EVICTED
-
-    def _evict_network(self, net: str) -> None:
-        window = self.networks.pop(net)
-        self.hot.pop(net, None)
-        tombstones = self._tombstones
-        tombstones.extend((p, window.key(user), None) for p, user in window.dead)
-        tombstones.extend((p, window.key(user), None) for user, _, p in window.entries())
-        window.gen = EVICTED
 
     def _cap(self, store: str, cap: int) -> None:
         """Evict the least recently updated entries of the largest partitions down to ``cap`` in all."""
@@ -377,7 +241,6 @@ class DetectorState:
         return {
             "user_history": sum(len(s.history) for s in self.partitions.values()),
             "user_ip_failures": sum(len(s.failures) for s in self.partitions.values()),
-            "network_failures": len(self.networks),
         }
 
     # ------------------------------------------------------------------ changelog
@@ -388,7 +251,6 @@ class DetectorState:
             state.dirty_history.clear()
             state.dirty_failures.clear()
             state.meta_dirty = False
-        self.dirty_networks.clear()
         self._tombstones.clear()
         self.gen += 1
 
@@ -415,19 +277,6 @@ class DetectorState:
                 meta = {"watermark": state.watermark, "offset": state.applied}
                 append((p, W_KEY, orjson.dumps(meta)))
                 state.meta_dirty = False
-        for window in self.dirty_networks:
-            if window.gen == EVICTED:
-                continue
-            for p, user in window.dead:
-                append((p, window.key(user), None))
-            window.dead.clear()
-            live, old = window.live, window.grace
-            for user in window.changed:
-                item = live.get(user) or old.get(user)
-                if item is not None:
-                    append((item[1], window.key(user), b"%d" % item[0]))
-            window.changed.clear()
-        self.dirty_networks.clear()
         self.gen += 1
         return out
 
@@ -441,7 +290,6 @@ class DetectorState:
         limits = self.limits
         histories: list[History] = []
         failures: list[Failures] = []
-        nets: list[tuple[int, str, str]] = []  # (ts, network, user)
         for raw_key, raw_value in latest.items():
             if raw_value is None:
                 continue
@@ -460,9 +308,6 @@ class DetectorState:
                     for ts in value:
                         entry.add(int(ts), limits.failure_window, limits.grace)
                     failures.append(entry)
-                elif kind == N:
-                    net, _, user = rest.partition(" ")
-                    nets.append((int(value), net, user))
                 elif raw_key == W_KEY:
                     state.watermark = max(state.watermark, int(value["watermark"]))
                     state.applied = max(state.applied, int(value["offset"]))
@@ -472,16 +317,5 @@ class DetectorState:
         failures.sort(key=lambda f: f.last)
         state.history.update((h.user, h) for h in histories)
         state.failures.update(((f.ip, f.user), f) for f in failures)
-        nets.sort()
-        for ts, net, user in nets:
-            window = self.networks.get(net)
-            if window is None:
-                window = self.networks[net] = NetWindow(net, gen)
-                self.hot[net] = window  # checked (and dropped if below the threshold) by the next success
-            window.add(ts, user, partition, limits.network_window, limits.grace)
-            window.changed.clear()
-            window.dead.clear()
-        if nets:  # keep the network store in least-recently-updated order
-            self.networks = dict(sorted(self.networks.items(), key=lambda item: item[1].last))
         self.sweep()
-        return len(histories) + len(failures) + len(nets)
+        return len(histories) + len(failures)

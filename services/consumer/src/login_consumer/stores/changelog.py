@@ -1,9 +1,10 @@
-"""The detector state's changelog topic: created on first use, read back on partition assignment.
+"""A state store's changelog topic: created on first use, read back on partition assignment.
 
-The topic (``STATE_TOPIC``, default ``<GROUP_ID>-detector-state``) is compacted and has as many
-partitions as the input topic: the state of input partition *p* lives in changelog partition *p*. The
-consumer loop writes each batch's state changes with the batch's outputs, before its offsets are
-committed (in exactly-once mode inside the same transaction, so the changelog never runs ahead of the
+Two stores keep one each: the user stage's ``STATE_TOPIC`` (default ``<GROUP_ID>-detector-state``, as many
+partitions as the input topic) and the network stage's ``<GROUP_ID>-network-state`` (as many as the
+repartition topic). Both are compacted; the state of source partition *p* lives in changelog partition
+*p*. The consumer loop writes state changes with the outputs they belong to, before their offsets are
+committed (in exactly-once mode inside the same transaction, so a changelog never runs ahead of the
 committed input). Restoring reads the assigned partitions from the beginning to their end with a
 separate, group-less, read_committed consumer.
 """
@@ -31,16 +32,30 @@ TOPIC_CONFIG: Final = {
 }
 
 
+_ELECTING: Final = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_PARTITION,
+    }
+)
+
+
 class StateRestoreError(ConsumerError):
     """The changelog topic cannot be created, does not match the input topic, or cannot be read."""
 
 
 class Changelog:
-    """Reads (and on first use creates) the changelog topic of one consumer group."""
+    """Reads (and on first use creates) one changelog topic, partitioned like its source topic."""
 
-    def __init__(self, settings: ConsumerSettings) -> None:
+    def __init__(
+        self, settings: ConsumerSettings, topic: str | None = None, source_topic: str | None = None
+    ) -> None:
         self.settings = settings
-        self.topic = settings.changelog_topic()
+        self.topic = topic or settings.changelog_topic()
+        self.source_topic = source_topic or settings.input_topic
+        self.setting = "STATE_TOPIC" if topic is None else "the internal topic"
         self._ready = False
 
     def _partitions(self, topic: str) -> int | None:
@@ -51,23 +66,49 @@ class Changelog:
         return len(found.partitions)
 
     def ensure(self) -> None:
-        """Create the changelog like the input topic; fail (naming STATE_TOPIC) if it does not match."""
+        """Create the changelog like its source topic (unless AUTO_CREATE_INTERNAL_TOPICS=false); fail,
+        naming the topic, if it is missing or does not match."""
         if self._ready:
             return
         try:
-            wanted = self._partitions(self.settings.input_topic)
+            wanted = self._partitions(self.source_topic)
             if wanted is None:
-                raise StateRestoreError(f"input topic {self.settings.input_topic!r} not found")
-            ensure_topics(self.settings.kafka_common(), {self.topic: wanted}, config=TOPIC_CONFIG)
+                raise StateRestoreError(f"topic {self.source_topic!r} not found")
+            if self.settings.auto_create_internal_topics:
+                ensure_topics(self.settings.kafka_common(), {self.topic: wanted}, config=TOPIC_CONFIG)
             have = self._partitions(self.topic)
+            for _ in range(40):  # a topic just created takes a moment to appear in the metadata
+                if have is not None or not self.settings.auto_create_internal_topics:
+                    break
+                time.sleep(0.25)
+                have = self._partitions(self.topic)
         except KafkaException as exc:
             raise StateRestoreError(f"changelog topic {self.topic!r}: {exc}") from exc
+        if have is None:
+            raise StateRestoreError(
+                f"changelog topic {self.topic!r} does not exist and AUTO_CREATE_INTERNAL_TOPICS=false: "
+                f"create it compacted with {wanted} partitions"
+            )
         if have != wanted:
             raise StateRestoreError(
-                f"STATE_TOPIC {self.topic!r} has {have} partitions, the input topic "
-                f"{self.settings.input_topic!r} {wanted}: they must match (delete it or choose another)"
+                f"{self.setting} {self.topic!r} has {have} partitions, the topic "
+                f"{self.source_topic!r} {wanted}: they must match (delete it or choose another)"
             )
         self._ready = True
+
+    def _watermarks(self, consumer: Consumer, partition: int, deadline: float) -> tuple[int, int]:
+        """(low, high) of a changelog partition; retried while its leader is being elected (a topic just
+        created, a broker restarting) until ``deadline``."""
+        while True:
+            try:
+                low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=10)
+                return int(low), int(high)
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                retriable = err.retriable() or err.code() in _ELECTING
+                if not retriable or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def read(self, partitions: Sequence[int]) -> Mapping[int, Sequence[tuple[bytes, bytes | None]]]:
         """Every record of these changelog partitions, oldest first, up to their current end."""
@@ -89,7 +130,7 @@ class Changelog:
         try:
             pending: set[int] = set()
             for p in partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
+                low, high = self._watermarks(consumer, p, started + settings.state_restore_timeout)
                 if high > low:
                     pending.add(p)
             consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in sorted(pending)])

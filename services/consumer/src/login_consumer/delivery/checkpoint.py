@@ -1,0 +1,181 @@
+"""Pipelined delivery: outputs go out while the loop keeps consuming; progress is committed per interval.
+
+The loop hands every output, dead letter, repartition record and changelog record to the producer
+without waiting for it; ``Checkpoint`` remembers, per input partition (of every stage's topic), the first
+offset processed since the last commit (``base``: where to go back to) and the next offset to commit
+(``position``). Every ``COMMIT_INTERVAL_MS``, on revocation and on stop, ``commit``:
+
+* at-least-once: waits for the acknowledgements still in flight (``flush``; by then most have arrived), and
+  when none failed commits ``position`` for every partition: the highest offsets whose outputs, dead
+  letters and state records are all acknowledged. A failed delivery commits nothing: the caller rewinds
+  to ``base`` and processes again (duplicates, never losses).
+* exactly-once: one transaction per interval, opened by the first record after a commit
+  (``begin``), holding the interval's records and its input offsets (``send_offsets_to_transaction``);
+  committing it makes all of them visible at once. A failed commit is aborted and rewound.
+
+This is the checkpoint model of Kafka Streams (``commit.interval.ms``) and Quix Streams: the CPU idles for
+the tail of one round trip per interval, not per batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from contextlib import suppress
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+TP = tuple[str, int]
+
+
+class CommitFailed(Exception):  # noqa: N818 - a signal to rewind, not an error to report
+    """The interval's outputs were not all delivered (or its transaction failed): rewind and retry."""
+
+
+class Checkpoint:
+    def __init__(
+        self,
+        consumer: Consumer,
+        producer: Producer,
+        *,
+        exactly_once: bool,
+        interval: float,
+        delivery_timeout: float,
+        warn: Callable[..., None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.consumer = consumer
+        self.producer = producer
+        self.exactly_once = exactly_once
+        self.interval = interval
+        self.delivery_timeout = delivery_timeout
+        self._warn = warn
+        self._clock = clock
+        self.base: dict[TP, int] = {}  # first offset processed since the last commit
+        self.position: dict[TP, int] = {}  # next offset to commit
+        self.failures = 0  # delivery failures reported since the last commit
+        self.last_error = ""
+        self.in_transaction = False
+        self.due = clock() + interval
+        self.commits = 0
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def begin(self) -> None:
+        """Before producing: open the interval's transaction (exactly-once) if none is open."""
+        if self.exactly_once and not self.in_transaction:
+            self.producer.begin_transaction()
+            self.in_transaction = True
+
+    def processed(self, tp: TP, first: int, following: int) -> None:
+        """Offsets ``first`` .. ``following - 1`` of ``tp`` were processed (their records are produced)."""
+        if tp not in self.base:
+            self.base[tp] = first
+        self.position[tp] = following
+
+    def cap(self, tp: TP, offset: int) -> None:
+        """Commit ``tp`` no further than ``offset`` (what lies beyond is not done yet)."""
+        if tp in self.position:
+            self.position[tp] = min(self.position[tp], offset)
+
+    def delivery_failed(self, error: str) -> None:
+        self.failures += 1
+        self.last_error = error
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.position)
+
+    def is_due(self) -> bool:
+        return self._clock() >= self.due
+
+    def wait_left(self) -> float:
+        return max(0.0, self.due - self._clock())
+
+    def forget(self, gone: Iterable[TP]) -> None:
+        """Partitions went away without a commit (lost): their progress is their new owner's to redo."""
+        for tp in gone:
+            self.base.pop(tp, None)
+            self.position.pop(tp, None)
+
+    # ------------------------------------------------------------------ commit
+
+    def commit(self, *, deadline: float | None = None, sync: bool = False) -> int:
+        """Commit the interval; the number of partitions committed. Raises CommitFailed (rewind first)."""
+        self.due = self._clock() + self.interval
+        if not self.position:
+            if self.exactly_once and self.in_transaction:
+                self._commit_transaction({}, deadline)
+            return 0
+        offsets = dict(self.position)
+        if self.exactly_once:
+            self._commit_transaction(offsets, deadline)
+        else:
+            left = self._flush(deadline)
+            if left or self.failures:
+                error = self.last_error
+                failed = self.failures
+                self.failures = 0
+                raise CommitFailed(f"{left} output(s) unacknowledged, {failed} failed ({error or 'timeout'})")
+            try:
+                if sync:
+                    self.consumer.commit(offsets=topic_partitions(offsets), asynchronous=False)
+                else:
+                    self.consumer.commit(offsets=topic_partitions(offsets), asynchronous=True)
+            except KafkaException as exc:
+                # the outputs are delivered: the offsets go with the next commit (or are redone: duplicates)
+                self._warn("commit.failed", error=str(exc), sync=sync)
+                return 0
+        self.base.clear()
+        self.position.clear()
+        self.commits += 1
+        return len(offsets)
+
+    def _flush(self, deadline: float | None) -> int:
+        """Wait for acknowledgements, up to DELIVERY_TIMEOUT (or ``deadline``); messages left."""
+        end = self._clock() + self.delivery_timeout
+        if deadline is not None:
+            end = min(end, deadline)
+        remaining = len(self.producer)
+        while remaining and self._clock() < end:
+            remaining = self.producer.flush(max(0.0, min(0.5, end - self._clock())))
+        return remaining
+
+    def _commit_transaction(self, offsets: dict[TP, int], deadline: float | None) -> None:
+        producer = self.producer
+        timeout = self.delivery_timeout
+        if deadline is not None:
+            timeout = max(1.0, min(timeout, deadline - self._clock()))
+        try:
+            if offsets:
+                producer.send_offsets_to_transaction(
+                    topic_partitions(offsets), self.consumer.consumer_group_metadata(), timeout
+                )
+            producer.commit_transaction(timeout)
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            self._warn("transaction.failed", error=err.str(), code=err.name(), fatal=err.fatal())
+            if err.fatal():
+                raise
+            self.abort()
+            raise CommitFailed(f"transaction failed: {err.name()}") from exc
+        self.in_transaction = False
+
+    def abort(self) -> None:
+        """Abort the open transaction (exactly-once); its records are never visible to read_committed."""
+        if self.exactly_once and self.in_transaction:
+            with suppress(KafkaException):
+                self.producer.abort_transaction(self.delivery_timeout)
+            self.in_transaction = False
+
+    def rewind_points(self) -> dict[TP, int]:
+        """Where each partition processed since the last commit must start again; resets the interval."""
+        points = dict(self.base)
+        self.base.clear()
+        self.position.clear()
+        self.failures = 0
+        return points
+
+
+def topic_partitions(offsets: dict[TP, int]) -> list[TopicPartition]:
+    return [TopicPartition(topic, partition, offset) for (topic, partition), offset in offsets.items()]
