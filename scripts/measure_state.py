@@ -6,11 +6,15 @@ data), notes the RSS, fills one option's store with N high-cardinality users (a 
 device ids, 1-2 countries), and reports the RSS growth per user, the process's RSS and the CPU seconds.
 
     python scripts/measure_state.py [--users 2000000] [--options objects,compact,compact-restore]
+    python scripts/measure_state.py --options broker-restore --bootstrap 127.0.0.1:9092
 
 * ``objects``: a slotted ``History`` object per user in a dict (the store before #9, copied here);
 * ``compact``: ``login_consumer.histories.HistoryStore`` (one bytes record per user, 60-bit hashed key);
 * ``compact-restore``: a compact store rebuilt from its changelog records (key, value) as a restore
-  applies them: the CPU seconds of the rebuild (reading them from the broker is not included).
+  applies them: the CPU seconds of the rebuild (reading them from the broker is not included);
+* ``broker-restore`` (needs ``--bootstrap``): N history records written to a changelog topic of the
+  broker, then a fresh process restores the user stage's state from it as a consumer does on
+  assignment (``Changelog.read`` + ``DetectorState.restore``): seconds, and peak RSS during it.
 
 Prints one JSON line per option.
 """
@@ -72,6 +76,59 @@ class _History:
         self.key = ("H" + user).encode()
 
 
+def write_changelog(bootstrap: str, users: int) -> str:
+    """A changelog topic holding ``users`` compact history records in partition 0; its name."""
+    from confluent_kafka import Producer
+
+    from login_common.kafka import ensure_topics
+    from login_consumer import histories as h
+    from login_consumer.stores.changelog import TOPIC_CONFIG
+
+    topic = f"measure-state-{uuid.uuid4().hex[:8]}"
+    ensure_topics(bootstrap, {topic: 1}, config=TOPIC_CONFIG)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "compression.type": "lz4"})
+    for user, devices, countries, ts in _users(users):
+        key = h.changelog_key(h.user_key(user))
+        value = h.pack(ts, countries[-1], [h.device_key(d) for d in devices], countries)
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value, partition=0)
+                break
+            except BufferError:
+                producer.poll(0.1)
+    if producer.flush(300):
+        raise SystemExit("measure_state: could not write the changelog")
+    return topic
+
+
+def broker_restore(bootstrap: str, topic: str, users: int) -> dict[str, object]:
+    from login_common.settings import load_settings
+    from login_consumer.config import ConsumerSettings
+    from login_consumer.enrich import Enricher
+    from login_consumer.stores.changelog import Changelog
+    from login_consumer.stores.users import DetectorState, Limits
+
+    Enricher()
+    base = _rss_mb()
+    settings = load_settings(
+        ConsumerSettings, bootstrap_servers=bootstrap, input_topic=topic, state_restore_timeout=600
+    )
+    limits = Limits(30 * 86_400, 300, 300, max(users, 2_000_000), 100_000)
+    state = DetectorState(limits)
+    started, cpu = time.monotonic(), time.process_time()
+    restored = state.restore(0, Changelog(settings, topic=topic, source_topic=topic).read([0])[0])
+    return {
+        "option": "broker-restore",
+        "users": users,
+        "restored": restored,
+        "seconds": round(time.monotonic() - started, 1),
+        "cpu_s": round(time.process_time() - cpu, 1),
+        "base_rss_mb": round(base),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "rss_after_mb": round(_rss_mb()),
+    }
+
+
 def measure(option: str, users: int) -> dict[str, object]:
     from login_consumer.enrich import Enricher
 
@@ -131,14 +188,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--users", type=int, default=2_000_000)
     parser.add_argument("--options", default="objects,compact,compact-restore")
+    parser.add_argument("--bootstrap", help="a broker, for broker-restore")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # run one option in this process
+    parser.add_argument("--topic", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.one == "broker-restore":
+        print(json.dumps(broker_restore(args.bootstrap, args.topic, args.users)))
+        return 0
     if args.one:
         print(json.dumps(measure(args.one, args.users)))
         return 0
     for option in args.options.split(","):
+        extra: list[str] = []
+        if option == "broker-restore":
+            if not args.bootstrap:
+                raise SystemExit("broker-restore needs --bootstrap")
+            extra = ["--bootstrap", args.bootstrap, "--topic", write_changelog(args.bootstrap, args.users)]
         done = subprocess.run(
-            [sys.executable, __file__, "--users", str(args.users), "--one", option],
+            [sys.executable, __file__, "--users", str(args.users), "--one", option, *extra],
             check=False,
             capture_output=True,
             text=True,

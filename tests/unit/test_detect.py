@@ -397,18 +397,20 @@ def test_out_of_order_success_is_compared_with_the_latest_success() -> None:
 
 
 def test_user_history_expires_after_its_ttl() -> None:
+    """(to one generation: ttl / 8)"""
     feed = Feed(user_ttl=3600)
     feed.one(ev("u1", T0, device="a"))
     assert feed.detectors.state_sizes()["user_history"] == 1
-    feed.one(ev("u2", T0 + 3601, device="a"))  # the watermark passes u1's TTL
+    feed.one(ev("u2", T0 + 3600 + 450, device="a"))  # the watermark passes u1's TTL and generation
     sizes = feed.detectors.state_sizes()
     assert sizes["user_history"] == 1  # u1 went; u2 came
     assert feed.one(ev("u1", T0 + 3602, device="b")) == set()  # a first success again
 
 
 def test_max_entries_evict_the_least_recently_active() -> None:
-    feed = Feed(max_users=3, max_failure_keys=2, max_networks=2)
-    feed.names([ev(f"u{n}", T0 + n, device="a") for n in range(5)])
+    """(users: to one generation, ttl / 8: here 100 s)"""
+    feed = Feed(max_users=3, max_failure_keys=2, max_networks=2, user_ttl=800)
+    feed.names([ev(f"u{n}", T0 - 500 + 100 * n, device="a") for n in range(5)])
     feed.names([fail(f"v{n}", T0 + 10 + n, ip=f"10.{n}.0.1") for n in range(5)])
     assert feed.detectors.state_sizes() == {"user_history": 3, "user_ip_failures": 2, "network_failures": 2}
     assert feed.one(ev("u0", T0 + 20, device="b")) == set()  # u0 was evicted: no history

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from login_consumer import histories
 from login_consumer.detect import DetectorConfig, PartitionRef, StateChangelog
 from login_consumer.detectors import UserDetectors
 from login_consumer.detectors.combined import AllDetectors
-from login_consumer.stores.users import MOVE_AFTER
 from tests.unit.test_detect import T0, Feed, ev, fail
 
 TOPIC = "user-login"
@@ -72,18 +72,23 @@ class Consumer:
         return got
 
 
+def hkey(user: str) -> bytes:
+    """The changelog key of a user's history."""
+    return histories.changelog_key(histories.user_key(user))
+
+
 def test_detectors_write_a_changelog() -> None:
     assert isinstance(UserDetectors(), StateChangelog)
     log = MemoryChangelog()
     consumer = Consumer(log)
     consumer.names([ev("u1", T0, device="a"), fail("u2", T0 + 1, ip="192.0.2.9")])
-    assert set(log.latest(0)) == {b"Hu1", b"F192.0.2.9 u2", b"W"}
+    assert set(log.latest(0)) == {hkey("u1"), b"F192.0.2.9 u2", b"W"}
     assert set(consumer.netlog.latest(0)) == {b"N192.0.2.0/24 u2", b"W"}
     assert consumer.netlog.latest(0)[b"N192.0.2.0/24 u2"] == b"1736121601"
-    assert log.latest(0)[b"Hu1"] == b'[1736121600,"US",["a"],["US"]]'
+    assert log.latest(0)[hkey("u1")] == histories.pack(T0, "US", [histories.device_key("a")], ["US"])
     assert log.latest(0)[b"W"] == b'{"watermark":1736121601,"offset":1}'
     consumer.names([ev("u3", T0 + 2)])
-    assert [k for k, _ in log.records[0][3:]] == [b"Hu3", b"W"]  # only what changed
+    assert [k for k, _ in log.records[0][3:]] == [hkey("u3"), b"W"]  # only what changed
 
 
 def test_no_changelog_no_records() -> None:
@@ -178,29 +183,50 @@ def test_evictions_write_tombstones_and_restore_ignores_what_they_delete() -> No
     log = MemoryChangelog()
     consumer = Consumer(log, user_ttl=3600, grace=0)
     consumer.names([ev("u1", T0, device="a"), fail("u2", T0, ip="192.0.2.1")])
-    consumer.names([ev("u3", T0 + 3601)])
+    consumer.names([ev("u3", T0 + 3600 + 450)])  # u1's TTL and generation (ttl / 8) are past
     latest = log.latest(0)
-    assert latest[b"Hu1"] is None
+    assert latest[hkey("u1")] is None
     assert latest[b"F192.0.2.1 u2"] is None
     assert consumer.netlog.latest(0)[b"N192.0.2.0/24 u2"] is None
     after = Consumer(log, user_ttl=3600, grace=0)
     assert after.detectors.state_sizes() == {"user_history": 1, "user_ip_failures": 0, "network_failures": 0}
 
 
-def test_history_moves_are_rare_but_expiry_is_exact() -> None:
-    feed = Feed(user_ttl=10 * MOVE_AFTER)
+def test_history_expiry_follows_the_last_success_to_one_generation() -> None:
+    """A user active all along stays; one never seen again goes one TTL (+ a generation) later."""
+    ttl = 8 * 3600  # generations of an hour
+    feed = Feed(user_ttl=ttl)
     feed.names([ev("old", T0), ev("busy", T0)])
-    for n in range(1, 30):  # busy logs in every 20 minutes, old never again
+    for n in range(1, 24):  # busy logs in every 20 minutes for a TTL, old never again
         feed.names([ev("busy", T0 + n * 1200)])
-    history = feed.detectors.users.state.partitions[0].history
-    assert list(history) == ["old", "busy"]
-    feed.names([ev("busy", T0 + 10 * MOVE_AFTER + 1)])
-    assert list(history) == ["busy"]
+    assert feed.detectors.state_sizes()["user_history"] == 2
+    feed.names([ev("busy", T0 + ttl + 3600)])
+    assert feed.detectors.state_sizes()["user_history"] == 1
+    assert feed.one(ev("busy", T0 + ttl + 3601, device="new")) == {"new_device"}  # busy kept
+
+
+def test_a_previous_format_record_is_read_and_rewritten() -> None:
+    """``H<user>`` JSON records (before the compact store) restore, and are rewritten in the new format
+    with a tombstone for the old key."""
+    log = MemoryChangelog()
+    log.records[0] = [(b"Hu1", b'[1736121600,"US",["a"],["US"]]')]
+    consumer = Consumer(log)
+    assert consumer.detectors.state_sizes()["user_history"] == 1
+    assert consumer.names([ev("u1", T0 + 10, device="a")]) == [set()]  # device a is known
+    latest = log.latest(0)
+    assert latest[b"Hu1"] is None
+    assert histories.unpack(latest[hkey("u1")] or b"")[2] == [histories.device_key("a")]
+    assert Consumer(log).names([ev("u1", T0 + 20, device="b")]) == [{"new_device"}]
 
 
 def test_corrupt_records_are_skipped() -> None:
     log = MemoryChangelog()
-    log.records[0] = [(b"Hu1", b"not json"), (b"Hu2", b'[1,"US",["a"],["US"]]'), (b"Zwhat", b"1")]
+    log.records[0] = [
+        (b"Hu1", b"not json"),
+        (b"Hu2", b'[1,"US",["a"],["US"]]'),
+        (b"Zwhat", b"1"),
+        (hkey("u3"), b"\x09 not a record"),
+    ]
     consumer = Consumer(log)
     assert consumer.detectors.state_sizes()["user_history"] == 1
 
@@ -210,10 +236,11 @@ def test_a_login_that_only_moves_time_is_written_once_the_record_is_slack_second
     consumer = Consumer(log, state_time_slack=60)
     consumer.names([ev("u1", T0, device="a")])
     consumer.names([ev("u1", T0 + 30, device="a")])  # known device, same country: nothing new
-    assert [k for k, _ in log.records[0]].count(b"Hu1") == 1
+    assert [k for k, _ in log.records[0]].count(hkey("u1")) == 1
     consumer.names([ev("u1", T0 + 61, device="a")])
-    assert [k for k, _ in log.records[0]].count(b"Hu1") == 2
+    assert [k for k, _ in log.records[0]].count(hkey("u1")) == 2
     consumer.names([ev("u1", T0 + 62, device="b")])  # a new device: written at once
-    assert [k for k, _ in log.records[0]].count(b"Hu1") == 3
+    assert [k for k, _ in log.records[0]].count(hkey("u1")) == 3
     # after a restore the last success is at most `slack` seconds old... here exact
-    assert log.latest(0)[b"Hu1"] == b'[1736121662,"US",["a","b"],["US"]]'
+    devices = [histories.device_key("a"), histories.device_key("b")]
+    assert log.latest(0)[hkey("u1")] == histories.pack(T0 + 62, "US", devices, ["US"])

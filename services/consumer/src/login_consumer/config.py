@@ -163,7 +163,7 @@ class ConsumerSettings(CommonSettings, PrivacySettings):
         30 * 86_400, ge=60, description="A user's device/country history is forgotten after this idle time."
     )
     max_state_users: int = Field(
-        200_000, ge=1, description="Most user histories kept (least recently active go first)."
+        2_000_000, ge=1, description="Most user histories kept (least recently active go first)."
     )
     max_state_failure_keys: int = Field(
         100_000, ge=1, description="Most (user, IP) brute-force windows kept."

@@ -169,7 +169,7 @@ class DetectorConfig:
     travel_min_distance_km: float = 500.0
     grace: int = 300
     user_ttl: int = 30 * 86_400
-    max_users: int = 200_000
+    max_users: int = 2_000_000
     max_failure_keys: int = 100_000
     max_networks: int = 50_000
     state_time_slack: int = 60

@@ -162,6 +162,12 @@ class HistoryStore:
                 self._count += 1
         newest[key] = record
 
+    def delete(self, key: int) -> None:
+        for _, records in self._gens:
+            if records.pop(key, None) is not None:
+                self._count -= 1
+                return
+
     def expire(self, horizon: int) -> Iterator[int]:
         """Drop (and yield) the keys of every generation that ends at or before ``horizon``."""
         gens = self._gens
@@ -186,3 +192,76 @@ class HistoryStore:
     def items(self) -> Iterator[tuple[int, bytes]]:
         for _, records in self._gens:
             yield from records.items()
+
+
+class UserView:
+    """A user's history decoded for the detectors (devices as device keys); ``UserHistories`` packs it
+    back into its store at the end of the batch."""
+
+    __slots__ = ("countries", "devices", "gen", "key", "last_country", "last_ts", "moved", "saved_ts", "user")
+
+    def __init__(  # noqa: PLR0917 - positional on the hot path
+        self,
+        user: str,
+        devices: list[bytes],
+        countries: list[str],
+        last_ts: int,
+        last_country: str | None,
+        gen: int,
+        key: int | None = None,
+    ) -> None:
+        self.user = user
+        self.devices = devices
+        self.countries = countries
+        self.last_ts = last_ts
+        self.last_country = last_country
+        self.gen = gen  # the batch that last changed it (changelog bookkeeping)
+        self.moved = last_ts  # unused: the store orders by generation (kept for the detectors' code)
+        self.saved_ts = last_ts  # last_ts as last written to the changelog
+        self.key = changelog_key(user_key(user) if key is None else key)
+
+    def record(self) -> bytes:
+        return pack(self.last_ts, self.last_country, self.devices, self.countries)
+
+
+class UserHistories:
+    """``user_id -> UserView`` as the detectors use it, over a ``HistoryStore``.
+
+    The users of the current batch are decoded once into views (``get``) and packed back by ``flush``
+    (called before expiry and the changelog, once per batch); everything else stays packed. Deleting a
+    user is a no-op and setting one records its view: the store moves users between generations itself.
+    """
+
+    def __init__(self, ttl: int) -> None:
+        self.store = HistoryStore(ttl)
+        self._views: dict[str, UserView] = {}
+
+    def __len__(self) -> int:
+        return len(self.store) + sum(1 for v in self._views.values() if self.store.get(key_of(v.key)) is None)
+
+    def get(self, user: str) -> UserView | None:
+        view = self._views.get(user)
+        if view is None:
+            key = user_key(user)
+            record = self.store.get(key)
+            if record is not None:
+                last_ts, last_country, devices, countries = unpack(record)
+                view = self._views[user] = UserView(user, devices, countries, last_ts, last_country, 0, key)
+        return view
+
+    def __setitem__(self, user: str, view: UserView) -> None:
+        self._views[user] = view
+
+    def __delitem__(self, user: str) -> None:
+        return None
+
+    def flush(self) -> None:
+        """Pack the views the batch changed (``gen`` set) back into the store; forget the others.
+
+        A view whose only change is a later time that was not written to the changelog (the
+        ``STATE_TIME_SLACK_SECONDS`` rule) is not packed either: memory keeps what a restore would."""
+        put = self.store.put
+        for view in self._views.values():
+            if view.gen:
+                put(key_of(view.key), view.record(), view.last_ts)
+        self._views.clear()

@@ -32,6 +32,7 @@ from login_consumer.detect import (
     PartitionRef,
     StateSource,
 )
+from login_consumer.histories import device_key
 from login_consumer.stores.users import (
     MAX_COUNTRIES,
     MAX_DEVICES,
@@ -208,6 +209,7 @@ class UserDetectors:
             elif history_on:
                 user = doc["user_id"]
                 device: str | None = doc["device_id"]
+                dkey = None if device is None else device_key(device)  # devices are kept as 8-byte keys
                 geo = doc["geo"]
                 country: str | None = geo["country_code"] if geo is not None else None
                 known = history.get(user)
@@ -215,7 +217,7 @@ class UserDetectors:
                     known is not None
                     and late is None
                     and country == known.last_country
-                    and device in known.devices
+                    and dkey in known.devices
                 ):  # the common case: a known device, in the country of the last success
                     if ts >= known.last_ts:  # noqa: PLR1730 - no call on the hot path
                         known.last_ts = ts
@@ -234,7 +236,7 @@ class UserDetectors:
                     if late is None:
                         known = history[user] = History(
                             user,
-                            [] if device is None else [device],
+                            [] if dkey is None else [dkey],
                             [] if country is None else [country],
                             ts,
                             country,
@@ -244,7 +246,7 @@ class UserDetectors:
                     if dets is not None:
                         found[i] = dets
                     continue
-                new_device = nd_on and device is not None and device not in known.devices
+                new_device = nd_on and dkey is not None and dkey not in known.devices
                 new_country = country is not None and country not in known.countries
                 last = known.last_country
                 if (
@@ -267,11 +269,11 @@ class UserDetectors:
                         known.moved = ts
                     if new_device:
                         devices = known.devices
-                        devices.append(device)  # type: ignore[arg-type] # new_device: not None
+                        devices.append(dkey)  # type: ignore[arg-type] # new_device: not None
                         if len(devices) > MAX_DEVICES:
                             del devices[0]
-                    elif device is not None and not nd_on and device not in known.devices:
-                        known.devices.append(device)
+                    elif dkey is not None and not nd_on and dkey not in known.devices:
+                        known.devices.append(dkey)
                         if len(known.devices) > MAX_DEVICES:
                             del known.devices[0]
                     if country is not None:

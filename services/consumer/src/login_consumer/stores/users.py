@@ -1,13 +1,14 @@
 """The user stage's state: bounded, event-time stores per input partition, and their changelog records.
 
-Two stores, each kept in (approximately) least-recently-updated order, so that expiry only ever looks at
-the head (``OrderedDict``s, whose head is O(1) to find however many entries were deleted before it):
+Two stores, each kept in (approximately) least-recently-updated order, so that expiry and eviction
+only ever look at the oldest entries, in O(1):
 
-* ``history`` per partition, ``user_id -> History``: the user's known devices and countries and last
-  successful login (new_device, new_country, impossible_travel). Created by a user's first success.
-  An update moves the entry to the end at most once per ``MOVE_AFTER`` seconds of event time (moving is
-  the costly part of an update); expiry is late by at most that much.
-* ``failures`` per partition, ``(ip, user_id) -> Failures``: failure times of one account from one IP.
+* ``history`` per partition, ``user_id -> UserView`` (``histories.UserHistories``): the user's known
+  devices and countries and last successful login (new_device, new_country, impossible_travel), kept
+  compact (~150 bytes a user: one bytes record per user, keyed by a 60-bit hash of the id, in event-time
+  generations; see histories.py). Created by a user's first success.
+* ``failures`` per partition, ``(ip, user_id) -> Failures`` (an ``OrderedDict``): failure times of one
+  account from one IP.
 
 Windows keep two zones: *live*, the window (t - W, t] ending at the newest event, whose size or number
 of accounts is the answer for an in-order event, in O(1); and *grace*, the ``grace`` seconds before it,
@@ -19,19 +20,24 @@ for history, window + grace for the others; ``sweep`` runs once per batch), and 
 number of entries (the least recently updated go first). Evicted entries become changelog tombstones.
 
 Changelog records (``changes``): the current value of every entry updated since the last call, keyed
-``H<user>`` (history), ``F<ip> <user>`` (failure times) and ``W`` (the partition's watermark and last
+``h<8-byte user key>`` (history, the compact record; ``H<user>`` JSON records of earlier versions are
+read and rewritten), ``F<ip> <user>`` (failure times) and ``W`` (the partition's watermark and last
 applied offset), each in its user's input partition. Tombstones come first, so an entry evicted and
 created again in one batch ends up present.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from bisect import bisect_right, insort
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
+
+from login_consumer import histories
+from login_consumer.histories import UserHistories, UserView
 
 MAX_DEVICES: Final = 64  # per user; the oldest known device is forgotten first
 MAX_COUNTRIES: Final = 32
@@ -40,51 +46,29 @@ SCAN_LIMIT: Final = 32  # out-of-order counts scan at most this many entries (el
 MOVE_AFTER: Final = 3_600  # seconds of event time between two moves of a history entry
 EVICTED: Final = -1  # the ``gen`` of an entry that left its store
 
-H: Final = "H"
 F: Final = "F"
 W_KEY: Final = b"W"
 
 NEVER: Final = -(1 << 62)  # a watermark before any event
 
 
-class History:
-    """A user's successful logins: devices and countries seen, and the last one (time, country)."""
-
-    __slots__ = ("countries", "devices", "gen", "key", "last_country", "last_ts", "moved", "saved_ts", "user")
-
-    def __init__(  # noqa: PLR0917 - positional on the hot path
-        self,
-        user: str,
-        devices: list[str],
-        countries: list[str],
-        last_ts: int,
-        last_country: str | None,
-        gen: int,
-    ) -> None:
-        self.user = user
-        self.devices = devices
-        self.countries = countries
-        self.last_ts = last_ts
-        self.last_country = last_country
-        self.gen = gen  # the batch that last changed it (changelog bookkeeping); EVICTED once gone
-        self.moved = last_ts  # event time of its last move to the end of the store
-        self.saved_ts = last_ts  # last_ts as last written to the changelog
-        self.key = (H + user).encode()  # its changelog key
-
-    def encode(self) -> bytes:
-        return orjson.dumps((self.last_ts, self.last_country, self.devices, self.countries))
+History = UserView  # a user's history as the detectors see it (histories.py)
 
 
 class Failures:
-    """Failure times of one account from one IP: live (the window) and grace zones, ascending."""
+    """Failure times of one account from one IP: live (the window) and grace zones, ascending lists.
+
+    Lists, not deques: an empty deque costs 760 bytes (a 64-slot block), and there are up to
+    ``MAX_STATE_FAILURE_KEYS`` of these; a zone holds at most ``MAX_FAILURES`` times, so taking from
+    its front is bounded work."""
 
     __slots__ = ("gen", "grace", "ip", "live", "user")
 
     def __init__(self, ip: str, user: str, gen: int) -> None:
         self.ip = ip
         self.user = user
-        self.live: deque[int] = deque()
-        self.grace: deque[int] = deque()
+        self.live: list[int] = []
+        self.grace: list[int] = []
         self.gen = gen
 
     @property
@@ -96,25 +80,26 @@ class Failures:
         live = self.live
         if not live or ts >= live[-1]:
             horizon = ts - window
+            if live and live[0] <= horizon:  # the oldest leave the window for the grace zone
+                cut = bisect_right(live, horizon)
+                self.grace.extend(live[:cut])
+                del live[:cut]
             old = self.grace
-            while live and live[0] <= horizon:
-                old.append(live.popleft())
-            slack = horizon - grace
-            while old and old[0] <= slack:
-                old.popleft()
+            if old and old[0] <= horizon - grace:
+                del old[: bisect_right(old, horizon - grace)]
             live.append(ts)
             if len(live) > MAX_FAILURES:
-                live.popleft()
+                del live[0]
             return len(live)
         newest = live[-1]
         if ts > newest - window:
-            _insort(live, ts)
+            insort(live, ts)
             if len(live) > MAX_FAILURES:
-                live.popleft()
+                del live[0]
         elif ts > newest - window - grace:
-            _insort(self.grace, ts)
+            insort(self.grace, ts)
             if len(self.grace) > MAX_FAILURES:
-                self.grace.popleft()
+                del self.grace[0]
         # (older still: counted for itself, not kept)
         return self.count(ts - window, ts) + (ts <= newest - window - grace)
 
@@ -131,24 +116,15 @@ class Failures:
         return orjson.dumps([*self.grace, *self.live])
 
 
-def _insort(zone: deque[Any], item: Any) -> None:
-    """Insert into an ascending deque, searching from the end (out-of-order events are rarely far back)."""
-    at = len(zone)
-    while at and zone[at - 1] > item:
-        at -= 1
-    zone.insert(at, item)
-
-
 @dataclass(slots=True)
 class PartitionState:
     """One input partition's stores, clocks and pending changelog work."""
 
-    # OrderedDicts: eviction takes the head, O(1) (a plain dict's head is O(n) after many deletions)
-    history: OrderedDict[str, History] = field(default_factory=OrderedDict)
+    history: UserHistories
     failures: OrderedDict[tuple[str, str], Failures] = field(default_factory=OrderedDict)
     watermark: int = NEVER  # the latest event time applied
     applied: int = -1  # the input offset of the last event applied
-    dirty_history: list[History] = field(default_factory=list)
+    dirty_history: list[UserView] = field(default_factory=list)
     dirty_failures: list[Failures] = field(default_factory=list)
     meta_dirty: bool = False
 
@@ -174,13 +150,14 @@ class DetectorState:
         self.partitions: dict[int, PartitionState] = {}
         self.gen = 1  # incremented per batch; entries remember the batch that changed them
         self._tombstones: list[Change] = []
+        self._migrated: list[Change] = []  # history records of the previous format, rewritten
 
     # ------------------------------------------------------------------ partitions
 
     def partition(self, partition: int) -> PartitionState:
         state = self.partitions.get(partition)
         if state is None:
-            state = self.partitions[partition] = PartitionState()
+            state = self.partitions[partition] = PartitionState(UserHistories(self.limits.user_ttl))
         return state
 
     def drop(self, partitions: Iterable[int]) -> None:
@@ -189,6 +166,7 @@ class DetectorState:
         for p in gone:
             del self.partitions[p]
         self._tombstones = [c for c in self._tombstones if c[0] not in gone]
+        self._migrated = [c for c in self._migrated if c[0] not in gone]
 
     # ------------------------------------------------------------------ bounds
 
@@ -202,44 +180,42 @@ class DetectorState:
         for p, state in self.partitions.items():
             if state.watermark == NEVER:
                 continue
-            history = state.history
-            horizon = state.watermark - limits.user_ttl
-            while history:
-                entry = next(iter(history.values()))
-                if entry.last_ts > horizon:
-                    break
-                self._evict(p, history, entry.user)
+            state.history.flush()
+            for key in state.history.store.expire(state.watermark - limits.user_ttl):
+                self._tombstones.append((p, histories.changelog_key(key), None))
             failures = state.failures
             horizon = state.watermark - limits.failure_window - limits.grace
             while failures:
-                pair, found = next(iter(failures.items()))
+                found = next(iter(failures.values()))
                 if found.last > horizon:
                     break
-                self._evict(p, failures, pair)
-        self._cap("history", limits.max_users)
-        self._cap("failures", limits.max_failure_keys)
+                self._evict(p, failures, 1)
+        self._cap([(p, s.history.store) for p, s in self.partitions.items()], limits.max_users)
+        self._cap([(p, s.failures) for p, s in self.partitions.items()], limits.max_failure_keys)
 
-    def _evict(self, partition: int, store: dict[Any, Any], key: Any) -> None:
-        entry = store.pop(key)
-        self._tombstones.append((partition, entry.key if isinstance(entry, History) else entry.key(), None))
-        entry.gen = EVICTED
+    def _evict(self, partition: int, store: Any, count: int) -> None:
+        """The ``count`` least recently updated entries of one partition's store go (tombstones)."""
+        tombstones = self._tombstones
+        if isinstance(store, histories.HistoryStore):
+            tombstones.extend((partition, histories.changelog_key(key), None) for key in store.evict(count))
+            return
+        for _ in range(count):
+            _, entry = store.popitem(last=False)
+            tombstones.append((partition, entry.key(), None))
+            entry.gen = EVICTED
 
-    def _cap(self, store: str, cap: int) -> None:
+    def _cap(self, stores: list[tuple[int, Any]], cap: int) -> None:
         """Evict the least recently updated entries of the largest partitions down to ``cap`` in all."""
-        stores: list[tuple[int, dict[Any, Any]]] = [
-            (p, getattr(s, store)) for p, s in self.partitions.items()
-        ]
         total = sum(len(d) for _, d in stores)
         while total > cap:
             p, largest = max(stores, key=lambda item: len(item[1]))
             excess = min(total - cap, max(1, len(largest) - cap // max(1, len(stores))))
-            for _ in range(excess):
-                self._evict(p, largest, next(iter(largest)))
+            self._evict(p, largest, excess)
             total -= excess
 
     def sizes(self) -> dict[str, int]:
         return {
-            "user_history": sum(len(s.history) for s in self.partitions.values()),
+            "user_history": sum(len(s.history.store) for s in self.partitions.values()),
             "user_ip_failures": sum(len(s.failures) for s in self.partitions.values()),
         }
 
@@ -252,20 +228,23 @@ class DetectorState:
             state.dirty_failures.clear()
             state.meta_dirty = False
         self._tombstones.clear()
+        self._migrated.clear()
         self.gen += 1
 
     def changes(self) -> list[Change]:
         """Records for every entry changed (or evicted) since the last call; then starts a new batch."""
         out = self._tombstones
-        self._tombstones = []
+        out.extend(self._migrated)
+        self._tombstones, self._migrated = [], []
         append = out.append
-        dumps = orjson.dumps
         for p, state in self.partitions.items():
             if state.dirty_history:
+                state.history.flush()
+                stored = state.history.store.get
                 for entry in state.dirty_history:
-                    if entry.gen != EVICTED:
-                        value = dumps((entry.last_ts, entry.last_country, entry.devices, entry.countries))
-                        append((p, entry.key, value))
+                    record = stored(histories.key_of(entry.key))
+                    if record is not None:  # else evicted since
+                        append((p, entry.key, record))
                         entry.saved_ts = entry.last_ts
                 state.dirty_history.clear()
             if state.dirty_failures:
@@ -281,28 +260,50 @@ class DetectorState:
         return out
 
     def restore(self, partition: int, records: Iterable[tuple[bytes, bytes | None]]) -> int:
-        """Rebuild one partition's state from its changelog records (oldest first); entries restored."""
+        """Rebuild one partition's state from its changelog records (oldest first); entries restored.
+
+        History records go straight into the compact store as they come (the last record of a key wins,
+        a tombstone deletes), so a restore holds no second copy of them; records of the previous format
+        (``H<user>``) are converted and rewritten with the next ``changes``, their old key tombstoned."""
         latest: dict[bytes, bytes | None] = {}
-        for key, value in records:
-            latest[key] = value  # compaction may not have run yet: the last record of a key wins
         state = self.partition(partition)
+        store = state.history.store
+        legacy: dict[bytes, bytes | None] = {}
+        for key, value in records:
+            if key[:1] == histories.KEY_PREFIX:
+                try:
+                    hashed = histories.key_of(key)
+                    if value is None:
+                        store.delete(hashed)
+                    else:
+                        histories.unpack(value)  # a record this version cannot read is skipped
+                        store.put(hashed, value, histories.last_ts_of(value))
+                except ValueError:
+                    continue
+            elif key[:1] == b"H":
+                legacy[key] = value
+            else:
+                latest[key] = value  # compaction may not have run yet: the last record of a key wins
         gen = self.gen - 1  # restored entries are not changes
         limits = self.limits
-        histories: list[History] = []
         failures: list[Failures] = []
+        for raw_key, raw_value in legacy.items():
+            if raw_value is None:
+                continue
+            try:
+                user_key, record = histories.from_legacy(raw_key[1:].decode(), orjson.loads(raw_value))
+            except (UnicodeDecodeError, orjson.JSONDecodeError, TypeError, ValueError):
+                continue
+            store.put(user_key, record, histories.last_ts_of(record))
+            self._tombstones.append((partition, raw_key, None))  # the old key goes ...
+            self._migrated.append((partition, histories.changelog_key(user_key), record))  # ... for this
         for raw_key, raw_value in latest.items():
             if raw_value is None:
                 continue
             try:
                 kind, rest = raw_key[:1].decode(), raw_key[1:].decode()
                 value = orjson.loads(raw_value)
-                if kind == H:
-                    last_ts, last_country, devices, countries = value
-                    histories.append(
-                        History(rest, [str(d) for d in devices], [str(c) for c in countries], int(last_ts),
-                                None if last_country is None else str(last_country), gen)
-                    )  # fmt: skip
-                elif kind == F:
+                if kind == F:
                     ip, _, user = rest.partition(" ")
                     entry = Failures(ip, user, gen)
                     for ts in value:
@@ -313,9 +314,7 @@ class DetectorState:
                     state.applied = max(state.applied, int(value["offset"]))
             except (UnicodeDecodeError, orjson.JSONDecodeError, TypeError, ValueError, KeyError, IndexError):
                 continue  # a record this version cannot read is skipped, not fatal
-        histories.sort(key=lambda h: h.last_ts)
         failures.sort(key=lambda f: f.last)
-        state.history.update((h.user, h) for h in histories)
         state.failures.update(((f.ip, f.user), f) for f in failures)
         self.sweep()
-        return len(histories) + len(failures)
+        return len(store) + len(failures)
