@@ -386,6 +386,18 @@ NAMESPACE_VAR = query_var(
 
 # ------------------------------------------------------------------------------------ pipeline overview
 
+REPARTITION_TOPIC = ".+-network-repartition"  # <GROUP_ID>-network-repartition: the network stage's input
+
+
+def stage_lag(selector: str = "") -> str:
+    """login_consumer_lag_messages with a ``stage`` label: ``network`` on the repartition topic, ``user``
+    on every other (the input topic). The alert LoginStreamStageLagging uses the same expression."""
+    return (
+        "label_replace(label_replace("
+        f'login_consumer_lag_messages{selector}, "stage", "user", "topic", ".*"), '
+        f'"stage", "network", "topic", "{REPARTITION_TOPIC}")'
+    )
+
 
 def pipeline() -> Json:
     c = f"{{{NS}}}"
@@ -427,7 +439,7 @@ def pipeline() -> Json:
     lay.add(
         stat(
             "Consumer lag",
-            "Messages not yet consumed, summed over all assigned partitions.",
+            "Messages not yet consumed, summed over all assigned partitions of both stages' input topics.",
             f"sum(login_consumer_lag_messages{c})",
             "short",
             thresholds=[(None, "green"), (1000, "orange"), (10000, "red")],
@@ -507,6 +519,41 @@ def pipeline() -> Json:
             "ops",
         ),
         12,
+        8,
+    )
+
+    lay.row("Stages")
+    lay.add(
+        timeseries(
+            "Events per stage",
+            "Events each stage of the topology takes in per second: user from the input topic, network from "
+            "the repartition topic (the same events re-keyed by network, when credential_stuffing runs).",
+            targets((f"sum by (stage) (rate(login_consumer_stage_events_total{c}[{RI}]))", "{{stage}}")),
+            "ops",
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Lag per stage",
+            "Messages each stage is behind on its input topic (user: the input topic; network: "
+            "<group>-network-repartition), summed over partitions. Alert: LoginStreamStageLagging.",
+            targets((f"sum by (stage) ({stage_lag(c)})", "{{stage}}")),
+            "short",
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Commits per replica",
+            "Checkpoints committed per second by each replica (offsets, or one transaction in exactly-once "
+            "mode; one every COMMIT_INTERVAL_MS while it has work).",
+            targets((f"sum by (instance) (rate(login_consumer_commits_total{c}[{RI}]))", "{{instance}}")),
+            "ops",
+        ),
+        8,
         8,
     )
 

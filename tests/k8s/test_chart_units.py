@@ -149,6 +149,9 @@ def test_configuration_through_env(render: Render) -> None:
         "DLQ_TOPIC": "dead",
         "GROUP_ID": "g",
         "PROCESSING_GUARANTEE": "exactly-once",
+        "COMMIT_INTERVAL_MS": "1000",
+        "MAX_IN_FLIGHT": "20000",
+        "AUTO_CREATE_INTERNAL_TOPICS": "true",
         "METRICS_PORT": "8000",
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "DEBUG",
@@ -206,7 +209,7 @@ def test_keda_on_scales_the_consumer_on_lag(render: Render) -> None:
         "name": CONSUMER,
     }
     assert scaled["spec"]["maxReplicaCount"] == 6
-    (trigger,) = scaled["spec"]["triggers"]
+    trigger = scaled["spec"]["triggers"][0]  # the user stage's; every stage: test_stages.py
     assert trigger["type"] == "kafka"
     assert trigger["metadata"]["consumerGroup"] == "login-consumer"
     assert trigger["metadata"]["topic"] == "user-login"

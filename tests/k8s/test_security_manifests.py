@@ -143,7 +143,9 @@ def test_kafka_users_carry_the_least_privilege_acls(render: Render) -> None:
     # the consumer owns its internal topics, group and transactional ids by prefix, and nothing beyond
     assert ("topic", f"{group}-", "prefix", "Create") in consumer
     assert ("transactionalId", group, "prefix", "Write") in consumer
-    assert not any(op in ("All", "Alter", "Delete", "AlterConfigs", "ClusterAction") for *_, op in consumer)
+    assert not any(op in ("All", "Alter", "AlterConfigs", "ClusterAction") for *_, op in consumer)
+    # Delete only on its own internal topics (DeleteRecords: the repartition topic's purge)
+    assert {name for kind, name, _, op in consumer if op == "Delete"} == {f"{group}-"}
     producer = _strimzi_rules(users["login-stream-producer"])
     assert not any(op == "Read" for *_, op in producer)
 

@@ -394,14 +394,14 @@ def test_keda_trigger_uses_only_keys_the_kafka_scaler_reads(render: Render) -> N
         "version", "tls", "unsafeSsl", "sasl", "saslTokenProvider",
     }  # fmt: skip
     (scaled,) = find(render(**{"keda.enabled": True}), "ScaledObject")
-    (trigger,) = scaled["spec"]["triggers"]
-    assert trigger["type"] == "kafka"
-    assert set(trigger["metadata"]) <= scaler_keys
-    assert trigger["metadata"]["bootstrapServers"] == "login-stream-kafka-bootstrap.login-stream.svc:9092"
+    assert len(scaled["spec"]["triggers"]) == 2  # one per stage: tests/k8s/test_stages.py
+    for trigger in scaled["spec"]["triggers"]:
+        assert trigger["type"] == "kafka"
+        assert set(trigger["metadata"]) <= scaler_keys
+        assert trigger["metadata"]["bootstrapServers"] == "login-stream-kafka-bootstrap.login-stream.svc:9092"
     override = render(**{"keda.enabled": True, "keda.bootstrapServers": "kafka.example:9093"})
-    assert find(override, "ScaledObject")[0]["spec"]["triggers"][0]["metadata"]["bootstrapServers"] == (
-        "kafka.example:9093"
-    )
+    for trigger in find(override, "ScaledObject")[0]["spec"]["triggers"]:
+        assert trigger["metadata"]["bootstrapServers"] == "kafka.example:9093"
 
 
 # --- 7. the release's selectors never select Strimzi's pods ----------------------------------------

@@ -373,3 +373,25 @@ def test_crafted_traffic_shows_on_the_panels(live: Live) -> None:
         r["metric"]["country"] for r in _instant(live, "sum by (country) (login_consumer_logins_total)")
     }
     assert {"RU", "DE", "JP", "BR", "GB"} <= countries, countries
+
+
+def test_every_stage_shows_throughput_and_lag(live: Live) -> None:
+    """The topology (issue #10): both stages take in the events, and the stage-lag expression of the
+    "Lag per stage" panel and of LoginStreamStageLagging labels the lag of both stages' input topics."""
+    stage_lag = load("build_dashboards").stage_lag
+    taken = {
+        r["metric"]["stage"]: float(r["value"][1])
+        for r in _instant(live, "sum by (stage) (login_consumer_stage_events_total)")
+    }
+    assert taken.get("user", 0) > 0, taken
+    assert taken.get("network", 0) > 0, taken
+    lag = _instant(live, f"sum by (stage, topic) ({stage_lag()})")
+    stages = {r["metric"]["topic"]: r["metric"]["stage"] for r in lag}
+    assert set(stages.values()) == {"user", "network"}, stages
+    assert all(
+        stage == "network" for topic, stage in stages.items() if topic.endswith("-network-repartition")
+    )
+    assert sum(1 for stage in stages.values() if stage == "user") == 1, stages  # the input topic alone
+    commits = _instant(live, "sum(login_consumer_commits_total)")
+    assert commits, "no commits counter"
+    assert float(commits[0]["value"][1]) > 0, "no checkpoint committed"

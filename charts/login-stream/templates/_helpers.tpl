@@ -107,11 +107,12 @@ app.kubernetes.io/part-of: {{ include "login-stream.name" . }}
 {{- fail (printf "consumer.replicas (%d) exceeds kafka.inputPartitions (%d): the extra consumers would get no partition" (int .Values.consumer.replicas) $partitions) }}
 {{- end }}
 {{- if .Values.keda.enabled }}
-{{- if gt (int .Values.keda.maxReplicas) $partitions }}
-{{- fail (printf "keda.maxReplicas (%d) exceeds kafka.inputPartitions (%d)" (int .Values.keda.maxReplicas) $partitions) }}
+{{- $max := int (include "login-stream.kedaMaxReplicas" .) }}
+{{- if gt $max $partitions }}
+{{- fail (printf "keda.maxReplicas (%d) exceeds kafka.inputPartitions (%d)" $max $partitions) }}
 {{- end }}
-{{- if gt (int .Values.keda.minReplicas) (int .Values.keda.maxReplicas) }}
-{{- fail (printf "keda.minReplicas (%d) exceeds keda.maxReplicas (%d)" (int .Values.keda.minReplicas) (int .Values.keda.maxReplicas)) }}
+{{- if gt (int .Values.keda.minReplicas) $max }}
+{{- fail (printf "keda.minReplicas (%d) exceeds keda.maxReplicas (%d)" (int .Values.keda.minReplicas) $max) }}
 {{- end }}
 {{- end }}
 {{- end }}

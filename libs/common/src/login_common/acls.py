@@ -24,6 +24,7 @@ PatternType = Literal["literal", "prefix"]
 READ: Final = "Read"
 WRITE: Final = "Write"
 CREATE: Final = "Create"
+DELETE: Final = "Delete"
 DESCRIBE: Final = "Describe"
 DESCRIBE_CONFIGS: Final = "DescribeConfigs"
 IDEMPOTENT_WRITE: Final = "IdempotentWrite"
@@ -65,8 +66,9 @@ def consumer_acls(
         Acl("topic", input_topic, "literal", (READ, DESCRIBE)),
         Acl("topic", output_topic, "literal", (WRITE, DESCRIBE)),
         Acl("topic", dlq_topic, "literal", (WRITE, DESCRIBE)),
-        # internal topics: <GROUP_ID>-detector-state, -network-repartition, -network-state, ...
-        Acl("topic", f"{group_id}-", "prefix", (READ, WRITE, CREATE, DESCRIBE, DESCRIBE_CONFIGS)),
+        # internal topics: <GROUP_ID>-detector-state, -network-repartition, -network-state, ...; Delete is
+        # what DeleteRecords needs: the consumer purges what it consumed of its repartition topic
+        Acl("topic", f"{group_id}-", "prefix", (READ, WRITE, CREATE, DELETE, DESCRIBE, DESCRIBE_CONFIGS)),
         # the group itself and <GROUP_ID>-restore (READ implies DESCRIBE)
         Acl("group", group_id, "prefix", (READ,)),
         # exactly-once: TRANSACTIONAL_ID defaults to <GROUP_ID>-<hostname>
