@@ -50,7 +50,7 @@ from login_consumer.access import AccessFailures
 from login_consumer.align import Aligner
 from login_consumer.config import ConsumerSettings
 from login_consumer.delivery.checkpoint import Checkpoint, CommitFailed
-from login_consumer.delivery.topics import admin_client, ensure_repartition_topic, purge
+from login_consumer.delivery.topics import InternalTopicError, admin_client, ensure_repartition_topic, purge
 from login_consumer.detect import Detectors, PartitionRef, StateChangelog
 from login_consumer.detectors import NetworkDetector, build_detectors, build_network_detector
 from login_consumer.metrics import ConsumerMetrics
@@ -347,7 +347,16 @@ class ConsumerApp:
         self._alive_at = time.monotonic()
         topics = [settings.input_topic]
         if self.repartition_topic is not None and self.network_stage is not None:
-            sources, partitions = ensure_repartition_topic(settings)
+            try:
+                sources, partitions = ensure_repartition_topic(settings)
+            except InternalTopicError as exc:
+                if exc.error is None or not self._access.check(exc.error, "metadata"):
+                    raise
+                self._report_refusal(stop, exc.error, "metadata")  # no crash loop: say why until stopped
+                with suppress(KafkaException, RuntimeError):
+                    self._consumer.close()
+                self._running = False
+                return
             self.user_stage.partitions = partitions
             self.network_stage.sources = sources
             self._admin = admin_client(settings)
@@ -387,11 +396,15 @@ class ConsumerApp:
         except KafkaException as exc:
             if not self._access.check(exc.args[0], "init_transactions"):
                 raise
-            while not stop.wait(LOG_ACCESS_SECONDS):  # the producer is unusable: report until stopped
-                self._alive_at = time.monotonic()  # alive and saying why it does nothing: no restart loop
-                self._access.check(exc.args[0], "init_transactions")
+            self._report_refusal(stop, exc.args[0], "init_transactions")  # the producer is unusable
             return False
         return True
+
+    def _report_refusal(self, stop: threading.Event, err: KafkaError, where: str) -> None:
+        """Stay alive and say why nothing is done, until stopped (no restart loop)."""
+        while not stop.wait(LOG_ACCESS_SECONDS):
+            self._alive_at = time.monotonic()
+            self._access.check(err, where)
 
     def _take(self) -> list[Message]:
         """What the client has already fetched (up to BATCH_SIZE); waits only when there is nothing."""

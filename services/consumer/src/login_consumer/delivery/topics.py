@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Final
 
 import structlog
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from login_common.kafka import ensure_topics
@@ -30,6 +30,10 @@ REPARTITION_CONFIG: Final = {"cleanup.policy": "delete", "retention.ms": "-1"}
 
 class InternalTopicError(ConsumerError):
     """An internal topic is missing, cannot be created, or does not match the input topic."""
+
+    def __init__(self, message: str, error: KafkaError | None = None) -> None:
+        super().__init__(message)
+        self.error = error  # the broker's answer, when it refused (e.g. TOPIC_AUTHORIZATION_FAILED)
 
 
 def admin_client(settings: ConsumerSettings) -> AdminClient:
@@ -45,6 +49,12 @@ def partitions_of(client: AdminClient, topic: str) -> int | None:
     return len(found.partitions)
 
 
+def topic_error(client: AdminClient, topic: str) -> KafkaError | None:
+    """Why the broker gives no metadata for ``topic`` (unknown, not authorized, ...), if it says."""
+    found = client.list_topics(topic, timeout=10).topics.get(topic)
+    return found.error if found is not None else None
+
+
 def ensure_repartition_topic(settings: ConsumerSettings) -> tuple[int, int]:
     """Create (or check) the repartition topic; (input partitions, repartition partitions)."""
     topic = settings.repartition_topic()
@@ -52,7 +62,9 @@ def ensure_repartition_topic(settings: ConsumerSettings) -> tuple[int, int]:
     try:
         wanted = partitions_of(client, settings.input_topic)
         if wanted is None:
-            raise InternalTopicError(f"INPUT_TOPIC {settings.input_topic!r} not found")
+            raise InternalTopicError(
+                f"INPUT_TOPIC {settings.input_topic!r} not found", topic_error(client, settings.input_topic)
+            )
         if settings.auto_create_internal_topics:
             ensure_topics(settings.kafka_common(), {topic: wanted}, config=REPARTITION_CONFIG)
         have = partitions_of(client, topic)
