@@ -56,6 +56,11 @@ build etcd "$ETCD_VERSION" "$here/etcd" . "-s -w"
 build kube-apiserver "$KUBERNETES_VERSION" "$here/kube" k8s.io/kubernetes/cmd/kube-apiserver "$kube_ldflags"
 build kube-controller-manager "$KUBERNETES_VERSION" "$here/kube" k8s.io/kubernetes/cmd/kube-controller-manager "$kube_ldflags"
 build kube-scheduler "$KUBERNETES_VERSION" "$here/kube" k8s.io/kubernetes/cmd/kube-scheduler "$kube_ldflags"
+# the real node (make k8s-node-up): kubelet and kube-proxy from the same pinned module
+if [[ "${K8S_NODE_BINARIES:-1}" == 1 ]]; then
+  build kubelet "$KUBERNETES_VERSION" "$here/kube" k8s.io/kubernetes/cmd/kubelet "$kube_ldflags"
+  build kube-proxy "$KUBERNETES_VERSION" "$here/kube" k8s.io/kubernetes/cmd/kube-proxy "$kube_ldflags"
+fi
 
 kwok="$cache/kwok-$KWOK_VERSION/kwok"
 if [[ ! -x "$kwok" ]] && $link_only; then
