@@ -154,6 +154,9 @@ class SecureBroker:
             "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
             f"super.users=User:admin;User:CN={BROKER_CN}",
             "allow.everyone.if.no.acl.found=false",
+            # topics are created by admin (the pipeline's at start-up, local_kafka.py), never by a
+            # producer's metadata request: a missing topic is reported as missing, not created
+            "auto.create.topics.enable=false",
         ]
 
     def format_args(self) -> list[str]:
