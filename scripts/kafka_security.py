@@ -1,14 +1,19 @@
 """SASL_SSL mode of the local broker (``KAFKA_SECURITY=sasl_ssl``), used by scripts/local_kafka.py.
 
-Everything lives in the broker's state folder (``<cache>/broker-<port>-sasl_ssl``), created on first use:
-  tls/ca.crt            a throw-away CA (PEM; what clients trust: SSL_CA_LOCATION)
+Everything lives in the broker's state folder (``<cache>/broker-<port>-sasl_ssl``, 0700), made on first use:
+  tls/ca.crt            a throw-away CA (PEM; what clients trust: SSL_CA_LOCATION); its key tls/ca.key
   tls/broker.pem        the broker's key and certificate chain signed by that CA (SAN 127.0.0.1, localhost);
                         tls/broker.p12 instead when made with keytool
-  secrets/<user>.password  random passwords (0600) of the SCRAM-SHA-512 users admin, producer, consumer
-The users are created when the storage is formatted (``kafka-storage format --add-scram``). The broker runs
-KRaft's StandardAuthorizer with ``admin`` (and the broker's own certificate, on the mutual-TLS controller
-listener) as super users, ``allow.everyone.if.no.acl.found=false``, and after start-up the least-privilege
-ACLs of login_common.acls for the producer and consumer users (topic names from INPUT_TOPIC, OUTPUT_TOPIC,
+  tls/<user>.crt, .key  client certificates CN=producer, CN=consumer (mutual TLS; openssl only)
+  secrets/<user>.password  random passwords of the SCRAM-SHA-512 users admin, producer, consumer
+Folders 0700, keys, key stores, passwords and server.properties (the admin's JAAS line) 0600. The users
+are created when the storage is formatted (``kafka-storage format --add-scram``, run by ``storage_format``
+from a 0600 argument file: no password on any command line; keytool reads its store password from the
+environment). The broker runs KRaft's StandardAuthorizer with ``admin`` (and the broker's own
+certificate, on the mutual-TLS controller listener) as super users, ``allow.everyone.if.no.acl.found=false``,
+no topic auto-creation, a mutual-TLS client listener on KAFKA_PORT+2 (CN=producer/consumer are those users)
+and, after start-up, the pipeline's topics created as admin and the least-privilege ACLs of
+login_common.acls for the producer and consumer users (topic names from INPUT_TOPIC, OUTPUT_TOPIC,
 DLQ_TOPIC, GROUP_ID, else the defaults). Certificates come from ``openssl`` (EC P-256, milliseconds), or
 from ``keytool`` (shipped with every JDK; a JVM start per step) where openssl is missing.
 """
