@@ -30,6 +30,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.registry import Collector
 
 from login_consumer import __version__
+from login_consumer.detect import DETECTOR_NAMES
 from login_consumer.validate import ERROR_TYPES
 
 if TYPE_CHECKING:
@@ -416,6 +417,10 @@ class ConsumerMetrics:
             metrics.rebalances.labels(event)
         for stage in STAGES:
             metrics.stage_events.labels(stage)
+        # From 0, so that the first detections count: increase() (LoginStreamBruteForceBurst) cannot see
+        # what a series already holds in its first sample.
+        for detector in DETECTOR_NAMES:
+            metrics.detections.labels(detector)
         return metrics
 
     def _app_label(self, version: str) -> str:
