@@ -94,10 +94,11 @@ class Webhook:
         with self.lock:
             return list(self.notifications)
 
-    def find(self, alertname: str, status: str = "firing") -> list[dict[str, Any]]:
+    def find(self, alertname: str, status: str = "firing", since: int = 0) -> list[dict[str, Any]]:
+        """The notifications about ``alertname`` with ``status``, from the ``since``-th one received on."""
         return [
             n
-            for n in self.received()
+            for n in self.received()[since:]
             if n["status"] == status and any(a["labels"]["alertname"] == alertname for a in n["alerts"])
         ]
 
@@ -400,6 +401,7 @@ def stopped(attacked: Run) -> Iterator[Run]:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and lag_seen(run, live_lag) <= LAG_THRESHOLD:
             time.sleep(0.2)
+        run.notes["stopped_at"] = len(run.webhook.received())  # what came before is not about this stop
         os.kill(run.consumer.pid, signal.SIGSTOP)
         wait_for(
             "the stopped consumer's target down",
@@ -429,12 +431,14 @@ def stopped(attacked: Run) -> Iterator[Run]:
 
 
 def test_consumer_down_is_notified_to_the_platform_pager_and_chat(stopped: Run) -> None:
+    since = stopped.notes["stopped_at"]
+
     def both() -> bool:
-        notes = stopped.webhook.find("LoginStreamConsumerDown")
+        notes = stopped.webhook.find("LoginStreamConsumerDown", since=since)
         return {n["receiver"] for n in notes} >= {"platform-pager", "platform"}
 
     wait_for("LoginStreamConsumerDown at both platform receivers", both, 60, stopped)
-    for note in stopped.webhook.find("LoginStreamConsumerDown"):
+    for note in stopped.webhook.find("LoginStreamConsumerDown", since=since):
         assert note["groupLabels"] == {
             "alertname": "LoginStreamConsumerDown",
             "consumer_group": stopped.group,
@@ -466,10 +470,12 @@ def test_the_lag_alert_fires_but_is_inhibited_and_never_notified(stopped: Run) -
 
 
 def test_consumer_down_resolves_once_the_consumer_is_back(stopped: Run) -> None:
+    since = len(stopped.webhook.received())
+    assert stopped.webhook.find("LoginStreamConsumerDown", since=stopped.notes["stopped_at"])
     os.kill(stopped.consumer.pid, signal.SIGCONT)
 
     def resolved() -> bool:
-        notes = stopped.webhook.find("LoginStreamConsumerDown", "resolved")
+        notes = stopped.webhook.find("LoginStreamConsumerDown", "resolved", since=since)
         return {n["receiver"] for n in notes} >= {"platform-pager", "platform"}
 
     wait_for("resolved LoginStreamConsumerDown notifications", resolved, 90, stopped)
