@@ -197,6 +197,10 @@ class NetworkDetector:
             f"(threshold {cfg.stuffing_accounts})"
         )
         lines: tuple[str, ...] = (text,) if late is None else (text, late)
-        if self.privacy is not None:
+        scope = net
+        if self.privacy is not None:  # the output's evidence and the metric's network label alike
             lines = tuple(map(self.privacy, lines))
-        return Detection(CREDENTIAL_STUFFING, lines, cfg.risks[CREDENTIAL_STUFFING])
+            scope = self.privacy(net)
+        return Detection(
+            CREDENTIAL_STUFFING, lines, cfg.risks[CREDENTIAL_STUFFING], scope=scope, count=accounts
+        )
