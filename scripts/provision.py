@@ -64,6 +64,12 @@ SYSTEM: tuple[SystemNeed, ...] = (
     SystemNeed("prometheus", "prometheus", "prometheus", "the local Prometheus (demo, run, tests)"),
     SystemNeed("promtool", "prometheus", "prometheus", "checks and unit-tests the alert rules"),
     SystemNeed("shellcheck", "shellcheck", "shellcheck", "actionlint lints the workflow's scripts with it"),
+    # the image tier (tests/images): daemon-free builds and a private containerd; root only, see NEEDS
+    SystemNeed("debootstrap", "debootstrap", "", "builds the images' Debian base (tools/images)"),
+    SystemNeed("containerd", "containerd", "", "runs the built images in the image tier"),
+    SystemNeed("ctr", "containerd", "", "imports the built images into containerd"),
+    SystemNeed("runc", "runc", "", "containerd's runtime"),
+    SystemNeed("gcc", "gcc libc6-dev", "", "compiles the static example binary of the image tier"),
 )
 
 # The one list of tools. Ranges: what the make targets and tests are written against.
@@ -119,6 +125,9 @@ TOOLS: tuple[Tool, ...] = (
 NEEDS: dict[str, tuple[str, ...]] = {
     "setup": ("java", "mvn", "prometheus", "promtool", "shellcheck", "helm", "kubeconform", "actionlint"),
     "tools": ("helm", "kind", "kubectl", "kubeconform", "actionlint"),
+    # added to setup where this user may install them (root or passwordless sudo): the image tier needs
+    # root anyway, and skips elsewhere (fails under CI)
+    "images": ("debootstrap", "containerd", "ctr", "runc", "gcc"),
 }
 
 VERSION_RE = re.compile(r"v?(\d+)\.(\d+)(?:\.(\d+))?")
@@ -178,7 +187,8 @@ def privilege() -> list[str] | None:
 
 
 def packages(needs: list[SystemNeed], manager: str) -> list[str]:
-    return list(dict.fromkeys(getattr(need, manager) for need in needs))
+    """The packages to install (a need may name several, space-separated)."""
+    return list(dict.fromkeys(p for need in needs for p in getattr(need, manager).split()))
 
 
 def install_system(needs: list[SystemNeed]) -> str:
@@ -362,9 +372,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     if args.command == "tools":
         return provision("tools", tuple(args.names) or NEEDS["tools"], install=True)
+    setup = NEEDS["setup"] + (NEEDS["images"] if privilege() is not None else ())
     if args.command == "check":
-        return provision("setup", NEEDS["setup"], install=False)
-    return provision("setup", NEEDS["setup"], install=True)
+        return provision("setup", setup, install=False)
+    return provision("setup", setup, install=True)
 
 
 if __name__ == "__main__":
