@@ -34,7 +34,8 @@ Design notes
   (``containerd.py``), ``podman load`` or ``docker load``; ``verify`` re-checks every digest and diff_id.
 
 Module map: ``spec`` (the model) · ``dockerfile``, ``tomlspec`` (front ends) · ``context`` (build context,
-.dockerignore, input digests) · ``rootfs`` (debootstrap, chroot runner, trim rules) · ``tarball``
-(deterministic layers) · ``cache`` · ``build`` (orchestration) · ``oci`` (layout, archive, verify) ·
-``containerd`` (import) · ``cli``.
+.dockerignore, input digests) · ``rootfs`` (debootstrap, chroot runner, trim rules, dpkg facts) ·
+``steps`` (COPY/mkdir into a layer) · ``accounts`` (declared users) · ``tarball`` (deterministic layers) ·
+``cache`` · ``build`` (orchestration) · ``oci`` (layout, archive, verify) · ``containerd`` (import) ·
+``cli``.
 """

@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
-import stat
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -33,8 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from login_images import oci
+from login_images.accounts import scratch_root, user_files
 from login_images.cache import Cache, key_of, remove
-from login_images.context import Ignore, digest, files
+from login_images.context import Ignore, digest
 from login_images.errors import BuildError
 from login_images.rootfs import (
     HOSTS,
@@ -47,8 +45,10 @@ from login_images.rootfs import (
     host_sources,
     link_farm,
     preflight,
+    python_version,
 )
-from login_images.spec import Base, Copy, ImageSpec, Layer, MakeDir, Run, User, fingerprint
+from login_images.spec import Base, Copy, ImageSpec, Layer, MakeDir, Run, fingerprint
+from login_images.steps import copy, make_dir, placeholders
 from login_images.tarball import LayerBlob, Select, pack
 
 # Bump to invalidate cached entries of one kind when the code that makes them changes meaning.
@@ -105,6 +105,23 @@ class _Root:
     lowers: list[Path] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Rootfs:
+    """The untrimmed Debian root (rootfs/<key>/root): its key, the stamp of its build, its Python."""
+
+    root: Path | None = None  # None for a scratch base
+    key: str = ""
+    stamp: str = ""
+    python: str = ""
+
+
+@dataclass(frozen=True)
+class _BaseLayer:
+    image: _Root  # the trimmed root image steps stand on
+    report: LayerReport
+    created_by: str
+
+
 class Builder:
     def __init__(
         self, cache: Cache, epoch: int, say: Callable[[str], None], refresh_base: bool = False
@@ -114,12 +131,11 @@ class Builder:
         self.say = say
         self.refresh_base = refresh_base
         self.runner = Runner(cache.logs, epoch, say)
-        self._created_by: dict[str, str] = {}
 
     # --- the base --------------------------------------------------------------------------------------
 
-    def _rootfs(self, base: Base) -> tuple[Path, dict[str, str]]:
-        """rootfs/<key>: debootstrap, apt sources with security updates, upgraded. Returns (root, meta)."""
+    def _rootfs(self, base: Base) -> _Rootfs:
+        """rootfs/<key>: debootstrap, apt sources with security updates, upgraded."""
         sources = host_sources(base.suite)
         key = key_of(
             fingerprint(
@@ -151,13 +167,13 @@ class Builder:
         if not made:
             self.say(f"== base: rootfs {base.suite} cached ({path})")
         root = path / "root"
-        python = _python_version(root)
+        python = python_version(root)
         if base.python and not python.startswith(base.python + "."):
             raise BuildError(
                 f"{base.described_as}: Debian {base.suite} provides Python {python or 'none'}, "
                 f"not {base.python} (pick the Debian suite that ships it, or change the base image)"
             )
-        return root, {"stamp": (path / "stamp").read_text(), "python": python, "key": key}
+        return _Rootfs(root, key, (path / "stamp").read_text(), python)
 
     def _configure_sources(self, root: Path, suite: str, sources: Sources) -> None:
         apt = root / "etc" / "apt"
@@ -169,47 +185,44 @@ class Builder:
         elif listed.exists():
             listed.write_bytes(derived_sources(listed.read_text(), suite))
 
-    def _base(self, base: Base) -> tuple[_Root, LayerReport, Path | None, dict[str, str]]:
+    def _base(self, base: Base, rootfs: _Rootfs) -> _BaseLayer:
         """The base layer (packed) and the trimmed root later image steps stand on."""
         started = time.monotonic()
-        stage0: Path | None = None
-        meta: dict[str, str] = {"stamp": "", "python": "", "key": ""}
-        if base.kind == "debian":
-            stage0, meta = self._rootfs(base)
         key = key_of(
             fingerprint(
-                "base",
-                BASE_VERSION,
-                base.kind,
-                meta["key"],
-                meta["stamp"],
-                TRIM_EXCLUDE,
-                TRIM_KEEP,
-                base.users,
+                "base", BASE_VERSION, base.kind, rootfs.key, rootfs.stamp, TRIM_EXCLUDE, TRIM_KEEP, base.users
             )
         )
+        stage0 = rootfs.root
 
         def make(tmp: Path) -> None:
             root = tmp / "root"
             if stage0 is None:
-                _scratch_root(root, base.users)
+                scratch_root(root, base.users)
             else:
-                overrides = {"etc/hosts": HOSTS, **_user_files(stage0, base.users)}
+                overrides = {"etc/hosts": HOSTS, **user_files(stage0, base.users)}
                 link_farm(stage0, root, Select(exclude=TRIM_EXCLUDE, keep=TRIM_KEEP), overrides)
 
         path, made = self.cache.entry("base", key, make)
         root = path / "root"
         blob = self._pack(key, root, Select(), [])
-        where = "scratch" if stage0 is None else f"debootstrap {base.suite}"
-        extra = f" + {', '.join(base.packages)}" if base.packages else ""
+        if stage0 is None:
+            created_by = "scratch: /etc/passwd, /etc/group, /tmp"
+        else:
+            packages = f" + {', '.join(base.packages)}" if base.packages else ""
+            created_by = (
+                f"debootstrap --variant=minbase {base.suite}{packages}, trimmed ({base.described_as})"
+            )
         report = LayerReport("base", blob, made, time.monotonic() - started)
-        self._created_by["base"] = f"{where} --variant=minbase{extra}, trimmed ({base.described_as})"
-        return _Root(key, [root]), report, stage0, meta
+        return _BaseLayer(_Root(key, [root]), report, created_by)
 
-    def _tools(self, base: Base, stage0: Path, meta: dict[str, str]) -> _Root:
+    def _tools(self, base: Base, rootfs: _Rootfs) -> _Root:
         """The build root: the untrimmed rootfs plus the build packages (an overlay upper)."""
+        stage0 = rootfs.root
+        if stage0 is None:
+            raise BuildError(f"{base.described_as}: build stages need a Debian base")
         key = key_of(
-            fingerprint("tools", STEPS_VERSION, meta["key"], meta["stamp"], sorted(base.build_packages))
+            fingerprint("tools", STEPS_VERSION, rootfs.key, rootfs.stamp, sorted(base.build_packages))
         )
         if not base.build_packages:
             return _Root(key, [stage0])
@@ -232,13 +245,13 @@ class Builder:
     # --- layers ----------------------------------------------------------------------------------------
 
     def _in_overlay(self, name: str, lowers: Sequence[Path], upper: Path, runs: Sequence[Run]) -> None:
-        placeholders = _placeholders(upper, lowers, ["etc/resolv.conf"])
+        made = placeholders(upper, lowers, ["etc/resolv.conf"])
         work = self.cache.scratch("work")
         mount = self.cache.scratch("mnt")
         try:
             self.runner.run(name, Overlay(tuple(lowers), mount, upper, work), runs)
         finally:
-            for path in reversed(placeholders):
+            for path in reversed(made):
                 if path.is_dir():
                     if not any(path.iterdir()):
                         path.rmdir()
@@ -262,11 +275,9 @@ class Builder:
             upper.mkdir(parents=True)
             for step in layer.steps:
                 if isinstance(step, MakeDir):
-                    _ensure_dir(upper, below.lowers, step.path.strip("/"), step.owner)
-                    if step.owner is not None and step.path.strip("/"):
-                        os.chown(upper / step.path.strip("/"), *step.owner)
+                    make_dir(upper, below.lowers, step)
                 elif isinstance(step, Copy):
-                    _copy(spec.context, ignore, step, upper, below.lowers)
+                    copy(spec.context, ignore, step, upper, below.lowers)
             runs = [s for s in layer.steps if isinstance(s, Run)]
             if runs:
                 self._in_overlay(f"layer {layer.name}", below.lowers, upper, runs)
@@ -305,19 +316,18 @@ class Builder:
         started = time.monotonic()
         preflight(debian=spec.base.kind == "debian")
         self.say(f"== {name} from {spec.source}")
-        image, base_report, stage0, meta = self._base(spec.base)
-        reports = [base_report]
-        created = [self._created_by["base"]]
+        rootfs = self._rootfs(spec.base) if spec.base.kind == "debian" else _Rootfs()
+        base = self._base(spec.base, rootfs)
+        image = base.image
+        reports = [base.report]
+        created = [base.created_by]
         build_roots: dict[str, _Root] = {}
         for layer in spec.layers:
             if layer.root == "build":
-                if stage0 is None:
-                    raise BuildError(f"{spec.source}: build layers need a Debian base")
-                below = build_roots.get(layer.chain) or self._tools(spec.base, stage0, meta)
+                below = build_roots.get(layer.chain) or self._tools(spec.base, rootfs)
                 key, upper, made, seconds = self._steps(spec, layer, below)
                 build_roots[layer.chain] = _Root(key, [upper, *below.lowers])
-                select = Select(include=layer.capture)
-                blob = self._pack(key, upper, select, below.lowers)
+                blob = self._pack(key, upper, Select(include=layer.capture), below.lowers)
                 shipped = self._captured(key, upper, layer.capture)
                 image = _Root(key_of(fingerprint(image.key, key, layer.capture)), [shipped, *image.lowers])
             else:
@@ -334,185 +344,4 @@ class Builder:
             annotations=spec.annotations,
         )
         written = oci.write_archive(oci_image, self.cache.blobs, output)
-        return Result(written, tuple(reports), meta["python"], time.monotonic() - started)
-
-
-# --- helpers -------------------------------------------------------------------------------------------
-
-
-def dpkg_versions(root: Path) -> dict[str, str]:
-    """Package -> version of what dpkg installed in ``root`` (its status file)."""
-    status = root / "var" / "lib" / "dpkg" / "status"
-    out: dict[str, str] = {}
-    if not status.exists():
-        return out
-    for paragraph in status.read_text().split("\n\n"):
-        fields = dict(re.findall(r"^(Package|Version|Status): (.*)$", paragraph, re.MULTILINE))
-        if "Package" in fields and fields.get("Status", "").endswith(" installed"):
-            out[fields["Package"]] = fields.get("Version", "")
-    return out
-
-
-def _python_version(root: Path) -> str:
-    """The upstream version of the root's python3 (``3.11.2`` of Debian's ``3.11.2-6+deb12u9``)."""
-    versions = dpkg_versions(root)
-    minors = sorted(p for p in versions if re.fullmatch(r"python3\.\d+", p))
-    if not minors:
-        return ""
-    match = re.match(r"(?:\d+:)?([\d.]+)", versions[minors[-1]])
-    return match[1] if match else ""
-
-
-def _exists(rel: str, roots: Sequence[Path]) -> Path | None:
-    for root in roots:
-        path = root / rel
-        if path.exists() or path.is_symlink():
-            return path
-    return None
-
-
-def _ensure_dir(upper: Path, lowers: Sequence[Path], rel: str, owner: tuple[int, int] | None) -> None:
-    """mkdir -p of ``rel`` in ``upper``: directories that exist below keep their metadata, new ones are
-    0755 and owned by ``owner`` (root if None)."""
-    if not rel:
-        return
-    parts = rel.split("/")
-    for i in range(1, len(parts) + 1):
-        sub = "/".join(parts[:i])
-        target = upper / sub
-        if target.is_dir():
-            continue
-        below = _exists(sub, lowers)
-        if below is not None and below.is_dir() and not below.is_symlink():
-            st = below.lstat()
-            target.mkdir()
-            os.chown(target, st.st_uid, st.st_gid)
-            os.chmod(target, stat.S_IMODE(st.st_mode))
-        elif below is not None and below.is_symlink():
-            raise BuildError(f"/{sub} is a symbolic link in the image: copying through it is not supported")
-        else:
-            target.mkdir()
-            uid, gid = owner or (0, 0)
-            os.chown(target, uid, gid)
-            os.chmod(target, 0o755)
-
-
-def _copy(context: Path, ignore: Ignore, step: Copy, upper: Path, lowers: Sequence[Path]) -> None:
-    """Docker's COPY into ``upper``: a directory's contents into ``dest``; a file to ``dest`` (or into it
-    when it ends with "/" or several sources are copied). Owner 0:0 unless ``step.owner``."""
-    uid, gid = step.owner or (0, 0)
-    dest = step.dest.rstrip("/").lstrip("/")
-    into = step.dest.endswith("/") or len(step.sources) > 1
-    for source in step.sources:
-        entries = list(files(context, source, ignore))
-        top_rel, top = entries[0]
-        if top.is_dir() and not top.is_symlink():
-            _ensure_dir(upper, lowers, dest, step.owner)
-            _own(upper / dest, uid, gid, mode=step.mode, directory=True)
-            for rel, path in entries[1:]:
-                _place(path, upper / dest / os.path.relpath(rel, top_rel), uid, gid, step.mode)
-        else:
-            target_rel = f"{dest}/{top.name}" if into else dest
-            _ensure_dir(upper, lowers, os.path.dirname(target_rel), None)
-            _place(top, upper / target_rel, uid, gid, step.mode)
-
-
-def _place(path: Path, target: Path, uid: int, gid: int, mode: int | None) -> None:
-    if path.is_symlink():
-        if target.exists() or target.is_symlink():
-            target.unlink()
-        os.symlink(os.readlink(path), target)
-        os.lchown(target, uid, gid)
-    elif path.is_dir():
-        target.mkdir(exist_ok=True)
-        _own(target, uid, gid, mode=mode, directory=True, source=path)
-    else:
-        shutil.copyfile(path, target)
-        _own(target, uid, gid, mode=mode, directory=False, source=path)
-
-
-def _own(
-    target: Path, uid: int, gid: int, *, mode: int | None, directory: bool, source: Path | None = None
-) -> None:
-    os.chown(target, uid, gid)
-    if mode is not None:
-        os.chmod(target, mode)
-    elif source is not None:
-        os.chmod(target, stat.S_IMODE(source.stat().st_mode))
-    elif directory:
-        os.chmod(target, 0o755)
-
-
-def _placeholders(upper: Path, lowers: Sequence[Path], rels: list[str]) -> list[Path]:
-    """Empty files (and their directories) in ``upper`` for bind-mount targets the root lacks, so that
-    the step's script can bind over them; the caller removes them afterwards (they must not ship)."""
-    made: list[Path] = []
-    for rel in rels:
-        if _exists(rel, [upper, *lowers]) is not None:
-            continue
-        parent_rel = os.path.dirname(rel)
-        if parent_rel and not (upper / parent_rel).is_dir():
-            if _exists(parent_rel, lowers) is None:
-                continue  # no /etc at all (scratch-like): nothing to bind onto
-            _ensure_dir(upper, lowers, parent_rel, None)
-            made.append(upper / parent_rel)
-        (upper / rel).touch()
-        made.append(upper / rel)
-    return made
-
-
-def _passwd_lines(users: Sequence[User], groups_present: Sequence[str] = ()) -> tuple[str, str, str, str]:
-    """Lines for passwd, group, shadow, gshadow; groups whose name or gid is present are not repeated."""
-    passwd = "".join(f"{u.name}:x:{u.uid}:{u.gid}::{u.home}:{u.shell}\n" for u in users)
-    groups: dict[int, str] = {}
-    for user in users:
-        name = user.group or user.name
-        if user.gid not in groups and name not in groups_present and str(user.gid) not in groups_present:
-            groups[user.gid] = name
-    group = "".join(f"{name}:x:{gid}:\n" for gid, name in groups.items())
-    shadow = "".join(f"{u.name}:!:::::::\n" for u in users)
-    gshadow = "".join(f"{name}:!::\n" for name in groups.values())
-    return passwd, group, shadow, gshadow
-
-
-def _present(text: str) -> list[str]:
-    """Names and ids of the accounts of a passwd or group file."""
-    out = []
-    for line in text.splitlines():
-        fields = line.split(":")
-        if len(fields) > 2:
-            out += [fields[0], fields[2]]
-    return out
-
-
-def _user_files(root: Path, users: Sequence[User]) -> dict[str, bytes]:
-    """/etc/passwd, group (and shadow, gshadow when present) of ``root`` with ``users`` appended."""
-    if not users:
-        return {}
-    passwd_file, group_file = root / "etc" / "passwd", root / "etc" / "group"
-    accounts = _present(passwd_file.read_text()) if passwd_file.exists() else []
-    for user in users:
-        if user.name in accounts[0::2] or str(user.uid) in accounts[1::2]:
-            raise BuildError(f"user {user.name} ({user.uid}): the base already has that name or uid")
-    groups_present = _present(group_file.read_text()) if group_file.exists() else []
-    out = {}
-    lines = _passwd_lines(users, groups_present)
-    for rel, extra in zip(("etc/passwd", "etc/group", "etc/shadow", "etc/gshadow"), lines, strict=True):
-        path = root / rel
-        if path.exists():
-            out[rel] = path.read_bytes() + extra.encode()
-    return out
-
-
-def _scratch_root(root: Path, users: Sequence[User]) -> None:
-    """An empty root: /etc with passwd and group (root and ``users``), /tmp (1777)."""
-    (root / "etc").mkdir(parents=True)
-    (root / "tmp").mkdir()
-    os.chmod(root / "tmp", 0o1777)
-    os.chmod(root / "etc", 0o755)
-    os.chmod(root, 0o755)
-    passwd, group, _, _ = _passwd_lines(users, ["root", "0"])
-    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/sbin/nologin\n" + passwd)
-    (root / "etc" / "group").write_text("root:x:0:\n" + group)
-    os.chmod(root / "etc" / "passwd", 0o644)
-    os.chmod(root / "etc" / "group", 0o644)
+        return Result(written, tuple(reports), rootfs.python, time.monotonic() - started)

@@ -297,10 +297,27 @@ def _json_argv(text: str) -> list[str]:
     return value
 
 
-def copy_tree(source: Path, dest: Path) -> None:
-    """``cp -a`` semantics (owners, modes, links, device nodes), reflinks where the filesystem can."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["cp", "-a", "--reflink=auto", str(source), str(dest)], check=True)
+def dpkg_versions(root: Path) -> dict[str, str]:
+    """Package -> version of what dpkg installed in ``root`` (its status file)."""
+    status = root / "var" / "lib" / "dpkg" / "status"
+    out: dict[str, str] = {}
+    if not status.exists():
+        return out
+    for paragraph in status.read_text().split("\n\n"):
+        fields = dict(re.findall(r"^(Package|Version|Status): (.*)$", paragraph, re.MULTILINE))
+        if "Package" in fields and fields.get("Status", "").endswith(" installed"):
+            out[fields["Package"]] = fields.get("Version", "")
+    return out
+
+
+def python_version(root: Path) -> str:
+    """The upstream version of the root's python3 (``3.11.2`` of Debian's ``3.11.2-6+deb12u9``)."""
+    versions = dpkg_versions(root)
+    minors = sorted(p for p in versions if re.fullmatch(r"python3\.\d+", p))
+    if not minors:
+        return ""
+    match = re.match(r"(?:\d+:)?([\d.]+)", versions[minors[-1]])
+    return match[1] if match else ""
 
 
 def link_farm(source: Path, dest: Path, select: Select, overrides: Mapping[str, bytes]) -> None:

@@ -59,16 +59,14 @@ class Select:
         prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
         return any(fnmatchcase(p, pat.strip("/")) for pat in patterns for p in prefixes)
 
-    def in_scope(self, rel: str) -> tuple[bool, bool]:
-        """(emit this path, descend into it) as far as ``include`` is concerned."""
+    def in_scope(self, rel: str) -> bool:
+        """Is ``rel`` an included path, under one, or a parent directory of one?"""
         if not self.include:
-            return True, True
+            return True
         for path in (p.strip("/") for p in self.include):
-            if rel == path or rel.startswith(path + "/"):
-                return True, True
-            if path.startswith(rel + "/"):
-                return True, True  # a parent directory of an included path
-        return False, False
+            if rel == path or rel.startswith(path + "/") or path.startswith(rel + "/"):
+                return True
+        return False
 
     def dropped(self, rel: str) -> bool:
         return self._matches(rel, self.exclude) and not self._matches(rel, self.keep)
@@ -127,8 +125,7 @@ def walk(root: Path, select: Select) -> list[Entry]:
         for name in names:
             rel = f"{prefix}{name}"
             path = directory / name
-            emit, descend = select.in_scope(rel)
-            if not emit:
+            if not select.in_scope(rel):
                 continue
             st = path.lstat()
             is_dir = stat.S_ISDIR(st.st_mode)
@@ -147,7 +144,7 @@ def walk(root: Path, select: Select) -> list[Entry]:
                 continue
             mark = len(out)
             out.append(Entry(rel, path, st, opaque=_opaque(path)))
-            below = visit(path, rel + "/") if descend else False
+            below = visit(path, rel + "/")
             if dropped and not below:
                 del out[mark:]  # an excluded directory nothing under it was kept from
                 continue
