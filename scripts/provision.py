@@ -56,20 +56,39 @@ class Tool:
 
 
 # The one list of system packages. Java 17+ and Maven run the local Kafka broker (scripts/local_kafka.py);
-# prometheus/promtool run the alert-rule tests, the real-Prometheus test and the demo; actionlint checks
+# prometheus/promtool run the alert-rule tests, the real-Prometheus test and the demo; Debian's
+# prometheus-alertmanager (0.25 on bookworm; its binary has the package's name, and it ships amtool) routes
+# the alerts locally and in the alert-routing tests (Homebrew's `alertmanager` names its binary
+# alertmanager: scripts/local_alertmanager.py takes either); actionlint checks
 # the workflow's run: scripts with shellcheck.
 SYSTEM: tuple[SystemNeed, ...] = (
     SystemNeed("java", "default-jre-headless", "openjdk@17", "runs the local Kafka broker (Java 17+)"),
     SystemNeed("mvn", "maven", "maven", "assembles the broker's jars from Maven Central"),
     SystemNeed("prometheus", "prometheus", "prometheus", "the local Prometheus (demo, run, tests)"),
     SystemNeed("promtool", "prometheus", "prometheus", "checks and unit-tests the alert rules"),
+    SystemNeed(
+        "prometheus-alertmanager",
+        "prometheus-alertmanager",
+        "alertmanager",
+        "the local Alertmanager (demo, run, the alert-routing tests)",
+    ),
+    SystemNeed("amtool", "prometheus-alertmanager", "alertmanager", "checks and tests the routing tree"),
     SystemNeed("shellcheck", "shellcheck", "shellcheck", "actionlint lints the workflow's scripts with it"),
-    # the image tier (tests/images): daemon-free builds and a private containerd; root only, see NEEDS
-    SystemNeed("debootstrap", "debootstrap", "", "builds the images' Debian base (tools/images)"),
-    SystemNeed("containerd", "containerd", "", "runs the built images in the image tier"),
+    # the real node (scripts/k8s_node.py, tests/real_node): Linux and root only, so no Homebrew names
+    SystemNeed("containerd", "containerd", "", "the real node's container runtime"),
+    SystemNeed("runc", "runc", "", "runs the real node's containers"),
+    SystemNeed("/usr/lib/cni/bridge", "containernetworking-plugins", "", "the real node's pod network (CNI)"),
+    SystemNeed("iptables", "iptables", "", "kube-proxy's Services and the pods' NAT"),
+    SystemNeed("conntrack", "conntrack", "", "kube-proxy clears stale UDP flows with it"),
+    SystemNeed("debootstrap", "debootstrap", "", "the daemon-free image builder's base file system"),
+    # the image tier (tests/images) on the same machines: containerd's client and a static example binary
     SystemNeed("ctr", "containerd", "", "imports the built images into containerd"),
-    SystemNeed("runc", "runc", "", "containerd's runtime"),
     SystemNeed("gcc", "gcc libc6-dev", "", "compiles the static example binary of the image tier"),
+)
+# What only a machine that can host the real node installs (root on Linux: a kubelet needs it).
+NODE_NEEDS = (
+    *("containerd", "runc", "/usr/lib/cni/bridge", "iptables", "conntrack", "debootstrap"),
+    *("ctr", "gcc"),  # the image tier: imports into its private containerd, the example's static binary
 )
 
 # The one list of tools. Ranges: what the make targets and tests are written against.
@@ -122,12 +141,14 @@ TOOLS: tuple[Tool, ...] = (
 )
 
 # What each entry point needs. `make test` = setup; a later build step adds its names here.
+HOSTS_NODE = sys.platform == "linux" and os.geteuid() == 0
 NEEDS: dict[str, tuple[str, ...]] = {
-    "setup": ("java", "mvn", "prometheus", "promtool", "shellcheck", "helm", "kubeconform", "actionlint"),
+    "setup": (
+        *("java", "mvn", "prometheus", "promtool", "prometheus-alertmanager", "amtool", "shellcheck"),
+        *("helm", "kubeconform", "actionlint"),
+        *(NODE_NEEDS if HOSTS_NODE else ()),
+    ),
     "tools": ("helm", "kind", "kubectl", "kubeconform", "actionlint"),
-    # added to setup where this user may install them (root or passwordless sudo): the image tier needs
-    # root anyway, and skips elsewhere (fails under CI)
-    "images": ("debootstrap", "containerd", "ctr", "runc", "gcc"),
 }
 
 VERSION_RE = re.compile(r"v?(\d+)\.(\d+)(?:\.(\d+))?")
@@ -372,10 +393,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     if args.command == "tools":
         return provision("tools", tuple(args.names) or NEEDS["tools"], install=True)
-    setup = NEEDS["setup"] + (NEEDS["images"] if privilege() is not None else ())
     if args.command == "check":
-        return provision("setup", setup, install=False)
-    return provision("setup", setup, install=True)
+        return provision("setup", NEEDS["setup"], install=False)
+    return provision("setup", NEEDS["setup"], install=True)
 
 
 if __name__ == "__main__":

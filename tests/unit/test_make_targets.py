@@ -107,14 +107,14 @@ def test_build_with_a_docker_daemon_uses_docker(tmp_path: Path) -> None:
 
 def test_images_import_names_the_containerd_socket(tmp_path: Path) -> None:
     """`make images-import`: build (cached), then import both archives into CONTAINERD_ADDRESS; the default
-    is the node's socket under .cache/k8s/node/containerd."""
+    is the real node's socket (scripts/k8s_node.py's RUNTIME folder)."""
     log = tmp_path / "calls.log"
     builder = recorder(tmp_path / "builder", log)
     out = make("images-import", f"IMAGE_BUILDER={builder}", "IMAGES_DIR=out")
     assert out.returncode == 0, out.stdout + out.stderr
     calls = log.read_text().splitlines()
     assert calls[-1] == (
-        f"builder import --address {ROOT}/.cache/k8s/node/containerd/containerd.sock --namespace k8s.io "
+        "builder import --address /run/login-stream-node/containerd.sock --namespace k8s.io "
         "out/login-producer.tar out/login-consumer.tar"
     )
     out = make(
