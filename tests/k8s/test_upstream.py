@@ -367,6 +367,7 @@ def test_services_in_another_namespace_are_named_by_cluster_dns(render: Render) 
     release_ns = {
         "login-stream.yaml": make_var("APP_NS"),
         "tilt.yaml": make_var("APP_NS"),
+        "real-node.yaml": make_var("APP_NS"),  # an overlay of the app release (tests/real_node)
         "kube-prometheus-stack.yaml": make_var("MONITORING_NS"),
         "strimzi-operator.yaml": make_var("STRIMZI_NS"),
         "keda.yaml": make_var("KEDA_NS"),
