@@ -112,24 +112,21 @@ def run(settings: ProducerSettings, out: str | None = None, registry: CollectorR
     except ProducerError as exc:
         log.error("producer.simulation_failed", error=str(exc))
         return 2
-    try:
-        sink, stream = _open_sink(settings, out, metrics, stop)
-    except ProducerError as exc:  # settings that can never work: one line, exit 2
-        log.error("producer.settings_rejected", error=str(exc))
-        return 2
     server = None
-    if isinstance(sink, KafkaSink):
-        kafka_sink = sink
+    kafka_sinks: list[KafkaSink] = []  # the one Kafka sink, once made (the port is bound before)
+    if out is None:
 
         def ready() -> tuple[bool, str]:
-            refused = kafka_sink.ready()  # an access refusal says more than "unreachable"
+            if not kafka_sinks:
+                return False, "starting"
+            refused = kafka_sinks[0].ready()  # an access refusal says more than "unreachable"
             if refused is not None:
                 return refused
             if broker_reachable({**settings.kafka_common(), "logger": KafkaLogs(log)}, 2.0):
                 return True, "broker reachable"
             return False, "broker unreachable"
 
-        try:
+        try:  # first: a port that cannot be bound stops the producer before any Kafka client exists
             server = MetricsServer(
                 registry, settings.metrics_port, healthz=lambda: (True, "ok"), ready=ready
             ).start()
@@ -138,8 +135,16 @@ def run(settings: ProducerSettings, out: str | None = None, registry: CollectorR
                 "producer.metrics_port_unavailable",
                 error=f"METRICS_PORT={settings.metrics_port}: cannot listen ({exc.strerror or exc})",
             )
-            sink.close(0)
             return 2
+    try:
+        sink, stream = _open_sink(settings, out, metrics, stop)
+    except ProducerError as exc:  # settings that can never work: one line, exit 2
+        log.error("producer.settings_rejected", error=str(exc))
+        if server is not None:
+            server.stop()
+        return 2
+    if isinstance(sink, KafkaSink):
+        kafka_sinks.append(sink)
     bound = log.bind(topic=settings.input_topic, out=out, seed=settings.seed, users=settings.users)
     started = time.monotonic()
     sim_start = float(sim.start_time or 0.0)
