@@ -265,3 +265,21 @@ def test_missing_topic_is_reported_until_an_admin_creates_it(
     ensure_topics(secured_kafka.config("admin"), {topic: 3})
     assert proc.finish() == 0
     _assert_all_once(secured_kafka, topic, count, seed)
+
+
+def test_mutual_tls_without_a_client_certificate_is_an_authentication_refusal(
+    secured_kafka: SecuredKafka, launch: Callable[..., ProducerProcess]
+) -> None:
+    """The mutual-TLS listener refuses a producer that brings no certificate: reported as an
+    authentication failure (TLS alert "bad certificate"), the process alive and NotReady."""
+    broker = secured_kafka.broker
+    assert broker.mtls
+    env = secured_kafka.process_env(
+        "producer", input_topic="user-login", count="10", rate="0", start_time=str(START)
+    )
+    for name in ("SASL_USERNAME", "SASL_PASSWORD_FILE", "SASL_MECHANISM"):
+        env.pop(name, None)
+    env |= {"SECURITY_PROTOCOL": "SSL", "BOOTSTRAP_SERVERS": f"127.0.0.1:{broker.mtls_port}"}
+    proc = launch(env)
+    proc.refused("authentication", "authentication failed")
+    assert proc.metric("login_producer_events_delivered_total") == 0
