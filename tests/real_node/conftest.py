@@ -203,8 +203,9 @@ def release(node: Node, images: dict[str, str]) -> Iterator[Release]:
         f"kafka.topics.input=user-login-{suffix}",
         f"kafka.topics.output=processed-logins-{suffix}",
         f"kafka.topics.dlq=user-login-dlq-{suffix}",
+        f"consumer.groupId=login-consumer-{suffix}",  # its own repartition and state topics too
     )
-    _create_topics(node.bootstrap, [t.split("=", 1)[1] for t in topics])
+    _create_topics(node.bootstrap, [t.split("=", 1)[1] for t in topics if t.startswith("kafka.")])
     node.helm(*install_args(rel.name, namespace, *(a for t in topics for a in ("--set", t))))
     try:
         yield rel

@@ -112,14 +112,16 @@ def set_producer_replicas(release: Release, replicas: int) -> None:
 
 
 def drained(release: Release, env: dict[str, str]) -> None:
-    """Waits until the consumer group has committed the input topic's end offsets."""
-    bootstrap = release.node.bootstrap
-    wait_for(
-        "the consumer group to drain the input",
-        lambda: group_lag(bootstrap, env["GROUP_ID"], env["INPUT_TOPIC"]) == 0,
-        600,
-        2,
-    )
+    """Waits until the consumer group has committed the end offsets of the input (user stage) and then
+    of its repartition topic (network stage, which writes the outputs): only then is every output out."""
+    bootstrap, group = release.node.bootstrap, env["GROUP_ID"]
+    for topic in (env["INPUT_TOPIC"], f"{group}-network-repartition"):
+        wait_for(
+            f"the consumer group to drain {topic}",
+            lambda t=topic: group_lag(bootstrap, group, t) == 0,
+            600,
+            2,
+        )
 
 
 def assert_nothing_lost(
