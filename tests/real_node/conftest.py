@@ -81,11 +81,20 @@ class Node:
     def kubectl_json(self, *args: str) -> Any:
         return json.loads(self.kubectl(*args, "-o", "json"))
 
-    def helm(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    @staticmethod
+    def helm_binary() -> str:
         helm = shutil.which("helm", path=f"{ROOT / '.cache' / 'bin'}:{os.environ.get('PATH', '')}")
         assert helm, "helm not found (make setup provides it)"
+        return helm
+
+    def helm(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         out = subprocess.run(
-            [helm, *args], capture_output=True, text=True, env=self.env(), timeout=timeout, check=False
+            [self.helm_binary(), *args],
+            capture_output=True,
+            text=True,
+            env=self.env(),
+            timeout=timeout,
+            check=False,
         )
         if check and out.returncode:
             said = (out.stderr or out.stdout).strip()[-2000:]

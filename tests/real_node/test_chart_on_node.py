@@ -295,7 +295,7 @@ def test_a_consumer_pod_force_deleted_mid_stream_loses_nothing(release: Release)
     try:
         drained(release, env)
         figures = assert_nothing_lost(release, env, start)
-        print(f"force-deleted {victim}: {figures}")
+        print(f"\nforce-deleted {victim}: {figures}")
     finally:
         set_producer_replicas(release, 1)
 
@@ -341,7 +341,7 @@ def test_upgrade_to_three_consumers_mid_stream_loses_nothing_and_still_detects_s
             and any(d["detector"] == "credential_stuffing" for d in o.get("detections", []))
         }
         pods = {p["spec"]["nodeName"] for p in release.pods("consumer")}
-        print(f"upgrade to 3: {figures}; stuffing flagged {len(flagged)}/{len(stuffed)} accounts")
+        print(f"\nupgrade to 3: {figures}; stuffing flagged {len(flagged)}/{len(stuffed)} accounts")
         assert pods == {"login-stream-node"}
         assert len(flagged) >= len(stuffed) * 0.9, (
             f"credential stuffing flagged on {len(flagged)} of {len(stuffed)} accounts"
