@@ -647,6 +647,15 @@ def dns_ready() -> bool:
 # --- up / down / status --------------------------------------------------------------------------------
 
 
+NODE_BINARIES = ("kubelet", "kube-proxy", "pause", "coredns")
+
+
+def built() -> bool:
+    """True when the control plane's and the node's binaries are built (cached per user); links them,
+    compiling nothing."""
+    return k8s_api.built() and all(os.access(_node_bin(n), os.X_OK) for n in NODE_BINARIES)
+
+
 def _owner() -> dict[str, Any] | None:
     try:
         data: dict[str, Any] = json.loads(OWNER.read_text())
@@ -788,6 +797,7 @@ def main(argv: list[str] | None = None) -> int:
     i = sub.add_parser("import", help="import OCI image archives into the node's containerd")
     i.add_argument("archives", nargs="+", type=Path)
     sub.add_parser("kubeconfig", help="print the admin kubeconfig's path")
+    sub.add_parser("built", help="exit 0 when every binary is built (links them; builds nothing)")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
@@ -800,6 +810,8 @@ def main(argv: list[str] | None = None) -> int:
             ensure_images(args.archives)
         elif args.command == "kubeconfig":
             print(k8s_api.KUBECONFIG)
+        elif args.command == "built":
+            return 0 if built() else 3
     except (NodeError, k8s_api.ControlPlaneError) as exc:
         print(f"k8s-node: {exc}", file=sys.stderr)
         return 1
