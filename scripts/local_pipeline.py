@@ -11,7 +11,8 @@ that fire, ``make watch`` (scripts/live_view.py) shows the stream.
 
 Settings (environment): BOOTSTRAP_SERVERS, INPUT_TOPIC, OUTPUT_TOPIC, DLQ_TOPIC, GROUP_ID as for the
 services; CONSUMER_PORT (8000), PRODUCER_PORT (8001) and PROMETHEUS_PORT (9090) are tried first, another
-free port is taken when one is busy.
+free port is taken when one is busy. The services get the environment without make's command-line
+variables and with the run's own settings set explicitly (scripts/service_env.py).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import local_kafka
+import service_env
 from local_prometheus import CONSUMER_JOB, PRODUCER_JOB, Prometheus, PrometheusError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -194,15 +196,23 @@ def start(
         bootstrap = local_kafka.up()
         broker_started = True
     ensure_topics(bootstrap, {topics["input"]: 6, topics["output"]: 6, topics["dlq"]: 1})
-    env = {
-        **os.environ,
+    # What this launcher decides for the run is set explicitly; make's command-line variables (DURATION of
+    # `make demo DURATION=30`) never reach the services (scripts/service_env.py says why). The producer
+    # runs until the launcher stops it: DURATION and COUNT are 0 whatever the environment holds.
+    owned = {
         "BOOTSTRAP_SERVERS": bootstrap,
         "INPUT_TOPIC": topics["input"],
         "OUTPUT_TOPIC": topics["output"],
         "DLQ_TOPIC": topics["dlq"],
         "GROUP_ID": group,
         "LOG_FORMAT": "json",
+        "RATE": f"{rate:g}",
+        "DURATION": "0",
+        "COUNT": "0",
     }
+    env = service_env.service_env(owned)
+    if note := service_env.note(owned):
+        print(note, flush=True)
     cport = free_port(int(os.environ.get("CONSUMER_PORT", "8000")))
     pport = free_port(int(os.environ.get("PRODUCER_PORT", "8001")))
     if pport == cport:
