@@ -98,6 +98,6 @@ def note(overrides: Mapping[str, str] | None = None) -> str:
         return ""
     given = " ".join(f"{n}=…" for n in names)
     return (
-        f"note: {', '.join(names)} given on make's command line configure make, not the services; "
-        f"for the services, set them in the environment: `{given} make <target>`"
+        f"note: the services do not get {', '.join(names)} from make's command line (make's variables "
+        f"configure make); for the services, set it in the environment: `{given} make <target>`"
     )

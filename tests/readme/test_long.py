@@ -1,0 +1,72 @@
+"""README "Detection quality" and "Benchmark": `make evaluate`, `make bench BENCH_QUICK=1`, `make bench`,
+`make bench-producer`. They take minutes; each runs as written, at the size its own settings give it.
+
+`make bench BENCH_QUICK=1` (~3 min) and `make evaluate` run in `make test`; `make bench` (the full run,
+~20 min) and `make bench-producer` (a speed target: it fails below 50k events/s, which a loaded shared
+machine may not reach) run only in `make test-readme-long` (README_LONG=1), the target CI runs for them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.readme.conftest import ROOT, only_long, run
+from tests.readme.registry import runs
+
+pytestmark = [pytest.mark.usefixtures("readme_tier"), pytest.mark.slow]
+DETECTORS = ("brute_force", "credential_stuffing", "impossible_travel", "new_device", "new_country")
+
+
+@runs("make evaluate")
+def test_evaluate_joins_outputs_with_the_ground_truth_and_passes_0_95() -> None:
+    ran = run("make evaluate", timeout=3600)
+    assert ran.returncode == 0, ran.tail()
+    assert "PASS: precision and recall >= 0.95 for every detector" in ran.stdout, ran.tail()
+    for detector in DETECTORS:
+        assert re.search(rf"^\s*\|?\s*{detector}\b", ran.stdout, re.M), (detector, ran.tail())
+
+
+def bench_result(folder: str) -> dict[str, object]:
+    doc = json.loads((ROOT / folder / "bench.json").read_text())
+    assert isinstance(doc, dict)
+    return doc
+
+
+@runs("make bench BENCH_QUICK=1")
+def test_bench_quick_reports_into_its_own_folder_and_leaves_the_full_results() -> None:
+    committed = {p.name: p.read_bytes() for p in (ROOT / "bench" / "results").glob("bench.*")}
+    ran = run("make bench BENCH_QUICK=1", timeout=3600)
+    assert ran.returncode == 0, ran.tail()
+    assert "results in bench/results/quick" in ran.stdout, ran.tail()
+    doc = bench_result("bench/results/quick")
+    assert doc["config"]["quick"] is True  # type: ignore[index]
+    for name in ("bench.md", "bench.png"):
+        assert (ROOT / "bench" / "results" / "quick" / name).exists(), name
+    assert {p.name: p.read_bytes() for p in (ROOT / "bench" / "results").glob("bench.*")} == committed
+
+
+@runs("make bench")
+@only_long()
+def test_bench_full_run_writes_the_results() -> None:
+    folder = ROOT / "bench" / "results"
+    committed = {p: p.read_bytes() for p in folder.glob("bench.*")}
+    try:
+        ran = run("make bench", timeout=2 * 3600)
+        assert ran.returncode == 0, ran.tail()
+        assert "results in bench/results" in ran.stdout, ran.tail()
+        doc = bench_result("bench/results")
+        assert doc["config"]["quick"] is False  # type: ignore[index]
+    finally:
+        for path, data in committed.items():  # the committed figures change only by a deliberate run
+            path.write_bytes(data)
+
+
+@runs("make bench-producer")
+@only_long()
+def test_bench_producer_measures_generation_speed() -> None:
+    ran = run("make bench-producer", timeout=1800)
+    assert ran.returncode == 0, ran.tail()
+    assert re.search(r"events/s", ran.out), ran.tail()
