@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.readme.conftest import kafka_port, run
 from tests.readme.registry import runs
@@ -80,24 +81,24 @@ def test_kafka_up_with_sasl_ssl_has_scram_users_and_least_privilege_acls() -> No
     assert re.search(r"^ACLs: \d+ rules for the producer and consumer users$", ran.stdout, re.M), ran.tail()
     assert "security:  SASL_SSL, SCRAM-SHA-512" in ran.stdout
     settings = {}
-    for user in ("producer", "consumer"):
+    for user in ("admin", "producer", "consumer"):
         line = re.search(rf"^  {user} +(SECURITY_PROTOCOL=SASL_SSL .*)$", ran.stdout, re.M)
         assert line, (user, ran.stdout)
         settings[user] = dict(pair.split("=", 1) for pair in line.group(1).split())
 
-    def send(user: str, topic: str) -> str:
+    def client(user: str) -> dict[str, object]:
         env = settings[user]
-        producer = Producer(
-            {
-                "bootstrap.servers": f"127.0.0.1:{kafka_port()}",
-                "security.protocol": "SASL_SSL",
-                "sasl.mechanism": "SCRAM-SHA-512",
-                "sasl.username": env["SASL_USERNAME"],
-                "sasl.password": Path(env["SASL_PASSWORD_FILE"]).read_text().strip(),
-                "ssl.ca.location": env["SSL_CA_LOCATION"],
-                "message.timeout.ms": 20000,
-            }
-        )
+        return {
+            "bootstrap.servers": f"127.0.0.1:{kafka_port()}",
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": env["SASL_USERNAME"],
+            "sasl.password": Path(env["SASL_PASSWORD_FILE"]).read_text().strip(),
+            "ssl.ca.location": env["SSL_CA_LOCATION"],
+        }
+
+    def send(user: str, topic: str) -> str:
+        producer = Producer({**client(user), "message.timeout.ms": 20000})
         errors: list[str] = []
         producer.produce(
             topic, b"readme", callback=lambda err, _msg: errors.append(str(err.name()) if err else "")
@@ -105,6 +106,14 @@ def test_kafka_up_with_sasl_ssl_has_scram_users_and_least_privilege_acls() -> No
         producer.flush(30)
         return errors[0] if errors else "no delivery report"
 
+    # topics are created by an operator (admin here, KafkaTopic resources in a cluster), not the services
+    admin = AdminClient(client("admin"))
+    for future in admin.create_topics([NewTopic("user-login", 1, 1)]).values():
+        try:
+            future.result(30)
+        except KafkaException as exc:
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":  # a broker of an earlier run keeps it
+                raise
     assert send("producer", "user-login") == ""  # the producer may write its input topic
     assert send("consumer", "user-login") == "TOPIC_AUTHORIZATION_FAILED"  # the consumer may not
     assert send("producer", f"readme-{uuid.uuid4().hex[:6]}") in (
