@@ -38,6 +38,10 @@ def test_tools_uses_or_builds_each_tool_and_says_which() -> None:
 @runs("make crds")
 def test_crds_fetches_the_pinned_charts_crds() -> None:
     ran = run("make crds", timeout=1800)
+    offline = re.search(r"(no such host|dial tcp|connection refused|network is unreachable).*", ran.out)
+    if ran.returncode != 0 and offline:
+        # the README says it "needs network"; here upstream does not answer: say so, do not pass
+        pytest.skip(f"make crds needs network (README) and the chart hosts do not answer here: {offline[0]}")
     assert ran.returncode == 0, ran.tail()
     assert "validate with them: CRD_DIR=.cache/crds make k8s-check" in ran.stdout
     found = {p.name for p in (ROOT / ".cache" / "crds").rglob("*.y*ml")}
