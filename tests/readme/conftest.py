@@ -16,6 +16,7 @@ with README_LONG=1 (``make test-readme-long``, for CI); they are registered and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -25,6 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -80,10 +82,18 @@ def run(command: str, *, timeout: float = 300, env: dict[str, str] | None = None
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc.pid)
         out, err = proc.communicate()
         pytest.fail(f"`{command}` still ran after {timeout:.0f}s:\n{out[-2000:]}\n{err[-2000:]}")
+    except BaseException:  # the test's own timeout, Ctrl-C: nothing it started outlives it
+        kill_group(proc.pid)
+        raise
     return Ran(command, proc.returncode, out, err, time.monotonic() - started)
+
+
+def kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 class Interactive:
@@ -128,7 +138,7 @@ class Interactive:
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            kill_group(self.proc.pid)
             self.proc.wait()
             pytest.fail(
                 f"`{self.command}` did not stop within {timeout:.0f}s of Ctrl-C:\n{self.output()[-3000:]}"
@@ -139,7 +149,7 @@ class Interactive:
 
     def kill(self) -> None:
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            kill_group(self.proc.pid)
             self.proc.wait()
 
 
@@ -148,7 +158,14 @@ def alive(pid: int) -> bool:
     return ps.stdout.strip()[:1] not in ("", "Z")
 
 
-def recorded_pipeline(folder: str) -> dict[str, object] | None:
+def running_as(pid: int, name: str) -> bool:
+    """``pid`` runs and its command line names ``name`` (a recorded pid may have been reused since)."""
+    ps = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, check=False)
+    return alive(pid) and name in ps.stdout
+
+
+def recorded_pipeline(folder: str) -> dict[str, Any] | None:
+    """.cache/<folder>/pipeline.json (``make run``: run, ``make demo``: demo), or None."""
     try:
         state = json.loads((ROOT / ".cache" / folder / "pipeline.json").read_text())
     except (OSError, ValueError):
@@ -156,10 +173,14 @@ def recorded_pipeline(folder: str) -> dict[str, object] | None:
     return state if isinstance(state, dict) else None
 
 
+def recorded_procs(folder: str) -> list[dict[str, Any]]:
+    """The processes the pipeline record lists (name, pid, port, log); [] without a record."""
+    state = recorded_pipeline(folder) or {}
+    return [p for p in state.get("procs", []) if isinstance(p, dict)]
+
+
 def running_pids(folder: str) -> list[int]:
-    state = recorded_pipeline(folder)
-    procs = state.get("procs", []) if state else []
-    return [int(p["pid"]) for p in procs if isinstance(p, dict) and alive(int(p["pid"]))]  # type: ignore[union-attr]
+    return [int(p["pid"]) for p in recorded_procs(folder) if running_as(int(p["pid"]), str(p["name"]))]
 
 
 @pytest.fixture(scope="session")

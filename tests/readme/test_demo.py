@@ -7,17 +7,21 @@ whole pipeline with a live view (Ctrl-C stops)". `make help`: "DURATION=30 stops
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import signal
 import time
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 
-from tests.readme.conftest import ROOT, Interactive, Ran, alive, recorded_pipeline, run
+from tests.readme.conftest import ROOT, Interactive, Ran, alive, recorded_procs, run, running_as
 from tests.readme.registry import runs
 
-pytestmark = pytest.mark.usefixtures("readme_tier")
+pytestmark = [pytest.mark.usefixtures("readme_tier"), pytest.mark.timeout(1800)]
 DEMO = ROOT / ".cache" / "demo"
 
 
@@ -44,8 +48,17 @@ def processed(metrics_url: str) -> float:
 
 
 def demo_pids() -> list[int]:
-    state = recorded_pipeline("demo") or {}
-    return [int(p["pid"]) for p in state.get("procs", [])]  # type: ignore[union-attr]
+    return [int(p["pid"]) for p in recorded_procs("demo")]
+
+
+@pytest.fixture(autouse=True)
+def no_demo_left() -> Iterator[None]:
+    """The demo's services run in sessions of their own: a test that fails half-way stops them here."""
+    yield
+    for proc in recorded_procs("demo"):
+        if running_as(int(proc["pid"]), str(proc["name"])):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc["pid"]), signal.SIGKILL)
 
 
 @runs("make demo DURATION=30")
@@ -74,9 +87,7 @@ def test_demo_runs_until_ctrl_c_then_drains_and_summarises() -> None:
     demo = Interactive("make demo")
     try:
         demo.wait_for("Prometheus http", timeout=300)  # links printed: the services are starting
-        consumer = next(
-            p for p in (recorded_pipeline("demo") or {})["procs"] if p["name"] == "login-consumer"
-        )  # type: ignore[index, union-attr]
+        consumer = next(p for p in recorded_procs("demo") if p["name"] == "login-consumer")
         url = f"http://127.0.0.1:{consumer['port']}/metrics"
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and processed(url) <= 0:  # until something went through

@@ -16,7 +16,7 @@ from tests.readme import readme
 from tests.readme.conftest import Ran, run
 from tests.readme.registry import runs
 
-pytestmark = pytest.mark.usefixtures("readme_tier")
+pytestmark = [pytest.mark.usefixtures("readme_tier"), pytest.mark.timeout(600)]
 
 DESCRIPTIVE = {"Layout", "Configuration"}
 EVERYWHERE = "Set-up and tests"

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from tests.readme.conftest import kafka_port, run
 from tests.readme.registry import runs
 
-pytestmark = pytest.mark.usefixtures("readme_tier")
+pytestmark = [pytest.mark.usefixtures("readme_tier"), pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -86,7 +86,7 @@ def test_kafka_up_with_sasl_ssl_has_scram_users_and_least_privilege_acls() -> No
         assert line, (user, ran.stdout)
         settings[user] = dict(pair.split("=", 1) for pair in line.group(1).split())
 
-    def client(user: str) -> dict[str, object]:
+    def client(user: str) -> dict[str, str | int | float | bool]:
         env = settings[user]
         return {
             "bootstrap.servers": f"127.0.0.1:{kafka_port()}",

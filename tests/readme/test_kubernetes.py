@@ -18,7 +18,7 @@ from tests.readme import cluster
 from tests.readme.conftest import ROOT, run
 from tests.readme.registry import runs
 
-pytestmark = pytest.mark.usefixtures("readme_tier")
+pytestmark = [pytest.mark.usefixtures("readme_tier"), pytest.mark.timeout(3600)]
 
 
 @runs(*cluster.CLUSTER)

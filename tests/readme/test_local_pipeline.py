@@ -9,26 +9,27 @@ import json
 import re
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.readme.conftest import ROOT, Interactive, Ran, alive, recorded_pipeline, run
+from tests.readme.conftest import ROOT, Interactive, Ran, alive, recorded_pipeline, recorded_procs, run
 from tests.readme.registry import runs
 
-pytestmark = pytest.mark.usefixtures("readme_tier")
+pytestmark = [pytest.mark.usefixtures("readme_tier"), pytest.mark.timeout(1800)]
 RUN = ROOT / ".cache" / "run"
 PICTURE = ".venv/bin/python scripts/live_view.py --once --seconds 62 --svg docs/img/live-view.svg"
 
 
-def procs() -> dict[str, dict[str, object]]:
-    state = recorded_pipeline("run")
-    assert state is not None, "no .cache/run/pipeline.json"
-    return {str(p["name"]): p for p in state["procs"]}  # type: ignore[union-attr]
+def procs() -> dict[str, dict[str, Any]]:
+    assert recorded_pipeline("run") is not None, "no .cache/run/pipeline.json"
+    return {str(p["name"]): p for p in recorded_procs("run")}
 
 
 def pids() -> list[int]:
-    return [int(p["pid"]) for p in procs().values()]  # type: ignore[call-overload]
+    return [int(p["pid"]) for p in procs().values()]
 
 
 def first_config(log: Path) -> dict[str, object]:
@@ -36,7 +37,7 @@ def first_config(log: Path) -> dict[str, object]:
 
 
 @pytest.fixture(scope="module")
-def started() -> Ran:
+def started() -> Iterator[Ran]:
     ran = run("make run", timeout=600)
     yield ran
     if recorded_pipeline("run"):
@@ -51,7 +52,7 @@ def test_run_starts_everything_in_the_background_and_returns(started: Ran) -> No
     )
     running = procs()
     assert set(running) == {"login-consumer", "login-producer", "prometheus"}
-    assert all(alive(int(p["pid"])) for p in running.values())  # type: ignore[call-overload]
+    assert all(alive(int(p["pid"])) for p in running.values())
     assert (
         "next: `make watch` (live view), `make health`, `make logs`, `make monitor`, `make stop`"
         in started.stdout

@@ -8,7 +8,7 @@ import pytest
 from tests.readme.conftest import run
 from tests.readme.registry import runs
 
-pytestmark = pytest.mark.usefixtures("readme_tier")
+pytestmark = [pytest.mark.usefixtures("readme_tier"), pytest.mark.timeout(900)]
 
 
 @runs("make rules-check")

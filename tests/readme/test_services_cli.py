@@ -13,7 +13,7 @@ from tests.readme import readme
 from tests.readme.conftest import run, user_env
 from tests.readme.registry import runs
 
-pytestmark = pytest.mark.usefixtures("readme_tier")
+pytestmark = [pytest.mark.usefixtures("readme_tier"), pytest.mark.timeout(1800)]
 PRODUCER = ".venv/bin/login-producer --help"
 CONSUMER = ".venv/bin/login-consumer --help"
 

@@ -12,7 +12,7 @@ import pytest
 from tests.readme.conftest import ROOT, run
 from tests.readme.registry import runs
 
-pytestmark = pytest.mark.usefixtures("readme_tier")
+pytestmark = [pytest.mark.usefixtures("readme_tier"), pytest.mark.timeout(7200)]
 TOOLS = ("helm", "kind", "kubectl", "kubeconform", "actionlint")
 
 
