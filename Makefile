@@ -71,10 +71,10 @@ test-unit: init ## Run the unit tests only (no broker)
 test-readme: init kafka-up ## Run every command the README shows, as written, and check what it promises
 	KAFKA_BOOTSTRAP=$${KAFKA_BOOTSTRAP:-$(BOOTSTRAP_SERVERS)} $(BIN)/pytest tests/readme $(PYTEST_ARGS)
 
-# The README commands too slow (or too speed-bound) for `make test`: the full `make bench` (~20 min) and
-# `make bench-producer` (fails below 50k events/s). CI runs this; `make test` skips them, naming it.
+# The README commands too slow (or too speed-bound) for `make test`: make evaluate, make bench (quick and
+# full) and make bench-producer (tests/readme/test_long.py). CI runs this; `make test` skips them, naming it.
 .PHONY: test-readme-long
-test-readme-long: init kafka-up ## The README tier with its long commands too (full make bench, bench-producer): for CI
+test-readme-long: init kafka-up ## The README tier with its long commands too (evaluate, bench, bench-producer): for CI
 	README_LONG=1 KAFKA_BOOTSTRAP=$${KAFKA_BOOTSTRAP:-$(BOOTSTRAP_SERVERS)} $(BIN)/pytest tests/readme $(PYTEST_ARGS)
 
 .PHONY: clean-venv

@@ -10,8 +10,9 @@ The commands run from the real checkout: `make run`, `make stop` and `make clean
 so the tier refuses to start while a `make run` pipeline of the user's is running. The broker on
 KAFKA_PORT is stopped and started by the kafka-up/-down tests and is running again when the tier ends.
 
-Commands marked ``long`` (``make bench``, the full run; ``make evaluate`` at its default size) run only
-with README_LONG=1 (``make test-readme-long``, for CI); they are registered and tested all the same.
+The commands too slow for ``make test`` (``make evaluate``, ``make bench`` and its quick run, ``make
+bench-producer``: tests/readme/test_long.py says why) run only with README_LONG=1 (``make
+test-readme-long``, for CI); they are registered and tested all the same.
 """
 
 from __future__ import annotations
