@@ -107,8 +107,10 @@ keda: cluster-answers tools ## Install KEDA (optional; then deploy with --set ke
 .PHONY: images
 images: ## Build the login-producer and login-consumer images (tag IMAGE_TAG=dev)
 	$(call need,$(DOCKER),install Docker to build the images)
-	$(DOCKER) build -f services/producer/Dockerfile -t $(IMAGE_PREFIX)login-producer:$(IMAGE_TAG) .
-	$(DOCKER) build -f services/consumer/Dockerfile -t $(IMAGE_PREFIX)login-consumer:$(IMAGE_TAG) .
+	$(DOCKER) build -t $(IMAGE_PREFIX)login-producer:$(IMAGE_TAG) -f services/Dockerfile \
+	  --build-arg SERVICE=producer --target producer .
+	$(DOCKER) build -t $(IMAGE_PREFIX)login-consumer:$(IMAGE_TAG) -f services/Dockerfile \
+	  --build-arg SERVICE=consumer --target consumer .
 
 .PHONY: kind-load
 kind-load: cluster-answers tools images ## Build the images and load them into the kind cluster

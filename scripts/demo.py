@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """``make demo``: the whole pipeline on the local broker, in the foreground, with the live view.
 
-Starts login-consumer, login-producer and a Prometheus scraping both (scripts/local_pipeline.py; the
-alert rules loaded; without a prometheus binary the demo runs on and says so; --no-prometheus skips it),
+Starts login-consumer, login-producer, an Alertmanager with the routing tree and a Prometheus scraping
+both (scripts/local_pipeline.py; the alert rules loaded, alerts sent to the Alertmanager; without a
+prometheus binary the demo runs on and says so; --no-prometheus skips both),
 prints links into Prometheus' graph UI for throughput, lag and risk, and shows the live view of
 scripts/live_view.py once a second. On Ctrl-C (which reaches the demo only: the services run in sessions
 of their own) or after --duration seconds it stops the producer, waits
@@ -117,7 +118,7 @@ def main() -> int:
     if prometheus is not None:
         local_pipeline.print_links(prometheus.url)
     cproc, pproc = pipeline.procs[0], pipeline.procs[1]
-    view = View(pproc.url, cproc.url, HighRiskTail(bootstrap, topics["output"]))
+    view = View(pproc.url, cproc.url, HighRiskTail(bootstrap, topics["output"]), pipeline.alertmanager_url)
     console = Console()
     started = time.monotonic()
     title = f"login-stream demo · {bootstrap}"
@@ -175,6 +176,7 @@ def main() -> int:
                 proc.kill()
         if prometheus is not None:
             prometheus.stop()
+        local_pipeline.terminate([p for p in pipeline.procs if p.name == "alertmanager"])
         lag_final = offsets.lag()
         offsets.close()
         view.close()

@@ -41,17 +41,26 @@ def test_cluster_command_works_or_refuses_as_documented(command: str) -> None:
         assert work not in ran.stdout, (work, ran.tail())
 
 
-@runs("make build")
-def test_build_builds_the_two_images_or_says_why_not() -> None:
-    ran = run("make build", timeout=1800)
+@runs("make build", "make images-oci", "make images-verify")
+def test_build_makes_the_two_images_with_docker_or_without_a_daemon() -> None:
+    ran = run("make build", timeout=3600)  # a cold daemon-free build takes ~10 min here, a warm one seconds
+    assert ran.returncode == 0, ran.tail()
     if cluster.docker_answers():
-        assert ran.returncode == 0, ran.tail()
-        for image in cluster.BUILD_WORKS:
+        for image in cluster.BUILD_WITH_DOCKER:
             assert image in ran.out, (image, ran.tail())
         return
-    assert ran.returncode != 0, ran.tail()
-    for marker in cluster.BUILD_REFUSAL:
-        assert marker in ran.stderr, (marker, ran.tail())
+    for marker in cluster.BUILD_WITHOUT_DOCKER:
+        assert marker in ran.out, (marker, ran.tail())
+    archives = [ROOT / a for a in cluster.BUILD_ARCHIVES]
+    assert all(a.exists() for a in archives), ran.tail()
+    built = {a: a.stat().st_mtime for a in archives}
+    direct = run("make images-oci", timeout=3600)  # the same build, asked for directly: up to date
+    assert direct.returncode == 0, direct.tail()
+    assert all(a.exists() for a in built)
+    verify = run("make images-verify", timeout=600)
+    assert verify.returncode == 0, verify.tail()
+    for name in ("localhost/login-producer:dev", "localhost/login-consumer:dev"):
+        assert name in verify.out, (name, verify.tail())
 
 
 def control_plane() -> ModuleType:
