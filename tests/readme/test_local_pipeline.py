@@ -51,7 +51,8 @@ def test_run_starts_everything_in_the_background_and_returns(started: Ran) -> No
         r"^local pipeline running \(broker 127\.0\.0\.1:\d+, 200 events/s\):$", started.stdout, re.M
     )
     running = procs()
-    assert set(running) == {"login-consumer", "login-producer", "prometheus"}
+    # "broker, producer (RATE=200/s), consumer, Prometheus and Alertmanager in the background"
+    assert set(running) == {"login-consumer", "login-producer", "prometheus", "alertmanager"}
     assert all(alive(int(p["pid"])) for p in running.values())
     assert (
         "next: `make watch` (live view), `make health`, `make logs`, `make monitor`, `make stop`"
@@ -124,6 +125,8 @@ def test_monitor_prints_graph_links_that_answer_and_the_alerts(started: Ran) -> 
         with urllib.request.urlopen(link.group(1), timeout=10) as resp:  # noqa: S310 - loopback
             assert resp.status == 200
     assert re.search(r"^alerts: \d+ firing, \d+ pending$", ran.stdout, re.M)
+    # "... and where Alertmanager routed them"
+    assert re.search(r"^Alertmanager http://127\.0\.0\.1:\d+: \d+ alert\(s\), routed to$", ran.stdout, re.M)
 
 
 @runs(PICTURE)
@@ -147,7 +150,8 @@ def test_stop_ends_what_run_started_and_leaves_the_broker_it_did_not_start(start
     ran = run("make stop", timeout=180)
     assert ran.returncode == 0, ran.tail()
     assert re.search(
-        r"^stopped: login-producer \(pid \d+\), login-consumer \(pid \d+\), prometheus \(pid \d+\)$",
+        r"^stopped: login-producer \(pid \d+\), login-consumer \(pid \d+\), prometheus \(pid \d+\), "
+        r"alertmanager \(pid \d+\)$",
         ran.stdout,
         re.M,
     ), ran.tail()
