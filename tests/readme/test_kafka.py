@@ -1,8 +1,8 @@
 """The local broker's commands (README "Local Kafka broker"): `make kafka-status`, `make kafka-up` (a
 no-op while a broker answers; else it starts one, with the Strimzi Metrics Reporter on KAFKA_PORT+4),
 `make kafka-down`, and `make kafka-up KAFKA_SECURITY=sasl_ssl` (SASL_SSL, SCRAM users, least-privilege
-ACLs). They act on this checkout's broker on KAFKA_PORT, the one the other tiers use: the module leaves
-it running as it found it."""
+ACLs, a mutual-TLS listener, topics made by admin, owner-only secrets). They act on this checkout's
+broker on KAFKA_PORT, the one the other tiers use: the module leaves it running as it found it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient
 
 from tests.readme.conftest import kafka_port, run
 from tests.readme.registry import runs
@@ -106,14 +106,9 @@ def test_kafka_up_with_sasl_ssl_has_scram_users_and_least_privilege_acls() -> No
         producer.flush(30)
         return errors[0] if errors else "no delivery report"
 
-    # topics are created by an operator (admin here, KafkaTopic resources in a cluster), not the services
-    admin = AdminClient(client("admin"))
-    for future in admin.create_topics([NewTopic("user-login", 1, 1)]).values():
-        try:
-            future.result(30)
-        except KafkaException as exc:
-            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":  # a broker of an earlier run keeps it
-                raise
+    # "the pipeline's topics created as admin"
+    topics = AdminClient(client("admin")).list_topics(timeout=30).topics
+    assert {"user-login", "processed-logins", "user-login-dlq"} <= set(topics), sorted(topics)
     assert send("producer", "user-login") == ""  # the producer may write its input topic
     assert send("consumer", "user-login") == "TOPIC_AUTHORIZATION_FAILED"  # the consumer may not
     assert send("producer", f"readme-{uuid.uuid4().hex[:6]}") in (
@@ -123,3 +118,27 @@ def test_kafka_up_with_sasl_ssl_has_scram_users_and_least_privilege_acls() -> No
     plain = Producer({"bootstrap.servers": f"127.0.0.1:{kafka_port()}", "socket.timeout.ms": 5000})
     with pytest.raises(KafkaException):
         plain.list_topics(timeout=5)  # no plaintext listener
+    # "its secrets ... readable by their owner only"
+    for user in ("admin", "producer", "consumer"):
+        mode = Path(settings[user]["SASL_PASSWORD_FILE"]).stat().st_mode & 0o777
+        assert mode == 0o600, (user, oct(mode))
+    # "a mutual-TLS listener (client certificates) on KAFKA_PORT+2"
+    mtls_port = kafka_port() + 2
+    assert f"mutual TLS (client certificates) at 127.0.0.1:{mtls_port}:" in ran.stdout, ran.tail()
+    line = re.search(r"^  producer +(BOOTSTRAP_SERVERS=\S+ SECURITY_PROTOCOL=SSL .*)$", ran.stdout, re.M)
+    assert line, ran.stdout
+    cert = dict(pair.split("=", 1) for pair in line.group(1).split())
+    with_cert = Producer(
+        {
+            "bootstrap.servers": cert["BOOTSTRAP_SERVERS"],
+            "security.protocol": "SSL",
+            "ssl.certificate.location": cert["SSL_CERTIFICATE_LOCATION"],
+            "ssl.key.location": cert["SSL_KEY_LOCATION"],
+            "ssl.ca.location": cert["SSL_CA_LOCATION"],
+            "message.timeout.ms": 20000,
+        }
+    )
+    reports: list[str] = []
+    with_cert.produce("user-login", b"readme", callback=lambda e, _m: reports.append(e.name() if e else ""))
+    with_cert.flush(30)
+    assert reports == [""], reports
