@@ -33,7 +33,7 @@ $(PERF_LIBS)/.done: tools/kafka-perf/pom.xml
 bench-env: init $(QUIX_STAMP) $(PERF_LIBS)/.done ## Set up what make bench needs: .venv-quix (Quix Streams) and Kafka's perf tools
 
 .PHONY: bench
-bench: kafka-up bench-env ## Benchmark vs Kafka perf tools, passthrough, Quix, seed loop (~20 min; BENCH_QUICK=1 ~3 min)
+bench: kafka-up bench-env ## Benchmark vs Kafka perf tools, passthrough, Quix, seed loop (~20 min; BENCH_QUICK=1 ~3 min idle, ~10 min under load)
 	$(PY) scripts/bench.py --bootstrap $(BOOTSTRAP_SERVERS) $(if $(BENCH_QUICK),--quick) \
 	  $(if $(BENCH_H_EVENTS),--h-events $(BENCH_H_EVENTS)) $(if $(BENCH_P_EVENTS),--p-events $(BENCH_P_EVENTS)) \
 	  $(if $(BENCH_RUNS),--runs $(BENCH_RUNS)) $(if $(BENCH_ONLY),--only $(BENCH_ONLY)) \
