@@ -66,6 +66,18 @@ test: test-prereqs lint kafka-up ## Set up (make setup), lint, then run every te
 test-unit: init ## Run the unit tests only (no broker)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
+# The README tier (tests/readme): every command README.md shows, run through make from this root, as
+# written. `make test` runs it too (tests/ is its test path); this runs it alone.
+.PHONY: test-readme
+test-readme: init kafka-up ## Run every command the README shows, as written, and check what it promises
+	KAFKA_BOOTSTRAP=$${KAFKA_BOOTSTRAP:-$(BOOTSTRAP_SERVERS)} $(BIN)/pytest tests/readme $(PYTEST_ARGS)
+
+# The README commands too slow (or too speed-bound) for `make test`: make evaluate, make bench (quick and
+# full) and make bench-producer (tests/readme/test_long.py). CI runs this; `make test` skips them, naming it.
+.PHONY: test-readme-long
+test-readme-long: init kafka-up ## The README tier with its long commands too (evaluate, bench, bench-producer): for CI
+	README_LONG=1 KAFKA_BOOTSTRAP=$${KAFKA_BOOTSTRAP:-$(BOOTSTRAP_SERVERS)} $(BIN)/pytest tests/readme $(PYTEST_ARGS)
+
 .PHONY: clean-venv
 clean-venv: ## Remove .venv
 	rm -rf $(VENV)
@@ -115,6 +127,7 @@ build: ## Build both images: with Docker when its daemon answers, else as OCI ar
 clean: stop ## Stop the local pipeline and remove its state, logs and the tool caches (.venv stays)
 	rm -rf .cache/run .cache/demo .cache/prometheus .pytest_cache .mypy_cache .ruff_cache
 
+##@ Local Kafka broker
 .PHONY: kafka-up
 kafka-up: init ## Start a local Kafka broker (KRaft) if none answers; KAFKA_SECURITY=sasl_ssl: SASL_SSL + ACLs
 	$(PY) scripts/local_kafka.py up

@@ -15,6 +15,8 @@ Settings (environment): BOOTSTRAP_SERVERS, INPUT_TOPIC, OUTPUT_TOPIC, DLQ_TOPIC,
 services; CONSUMER_PORT (8000), PRODUCER_PORT (8001) and PROMETHEUS_PORT (9090) are tried first, another
 free port is taken when one is busy; ALERTMANAGER_PORT (9093) likewise, and the receivers' settings of
 scripts/local_alertmanager.py (ALERT_WEBHOOK_URL, SLACK_API_URL_FILE, PAGERDUTY_ROUTING_KEY_FILE, ...).
+The services get the environment without make's command-line variables and with the run's own settings
+set explicitly (scripts/service_env.py).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import local_kafka
+import service_env
 from local_alertmanager import (
     AlertingSettings,
     Alertmanager,
@@ -212,15 +215,23 @@ def start(
         bootstrap = local_kafka.up()
         broker_started = True
     ensure_topics(bootstrap, {topics["input"]: 6, topics["output"]: 6, topics["dlq"]: 1})
-    env = {
-        **os.environ,
+    # What this launcher decides for the run is set explicitly; make's command-line variables (DURATION of
+    # `make demo DURATION=30`) never reach the services (scripts/service_env.py says why). The producer
+    # runs until the launcher stops it: DURATION and COUNT are 0 whatever the environment holds.
+    owned = {
         "BOOTSTRAP_SERVERS": bootstrap,
         "INPUT_TOPIC": topics["input"],
         "OUTPUT_TOPIC": topics["output"],
         "DLQ_TOPIC": topics["dlq"],
         "GROUP_ID": group,
         "LOG_FORMAT": "json",
+        "RATE": f"{rate:g}",
+        "DURATION": "0",
+        "COUNT": "0",
     }
+    env = service_env.service_env(owned)
+    if note := service_env.note(owned):
+        print(note, flush=True)
     cport = free_port(int(os.environ.get("CONSUMER_PORT", "8000")))
     pport = free_port(int(os.environ.get("PRODUCER_PORT", "8001")))
     if pport == cport:

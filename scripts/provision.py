@@ -177,6 +177,8 @@ def stamp(tool: Tool) -> Path:
 
 
 def version_of(path: str, tool: Tool) -> Version | None:
+    """The tool's version: our stamp for our own builds, else what it prints, else its Go module build
+    info (a ``go install`` build of kubeconform prints no version at all)."""
     if Path(path).parent == TOOLS_BIN and stamp(tool).exists():
         return parse_version(stamp(tool).read_text())
     try:
@@ -185,7 +187,39 @@ def version_of(path: str, tool: Tool) -> Version | None:
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return parse_version(out.stdout + "\n" + out.stderr)
+    printed = parse_version(out.stdout + "\n" + out.stderr)
+    if printed is not None or tool.module is None:
+        return printed
+    return module_version(path, tool)
+
+
+# A Go binary embeds its build info ("path\t<package>", "mod\t<module>\t<version>\t<sum>" lines), which
+# `go version -m` prints; without Go it is read from the binary itself (runtime/debug.BuildInfo's text).
+MOD_LINE = re.compile(rb"(?:^|\n)\t?mod\t([^\t\n]+)\t(v\d+\.\d+\.\d+[^\t\n]*)")
+
+
+def module_version(path: str, tool: Tool) -> Version | None:
+    """The version of the module a Go binary was built from when it is the tool's module (``go version
+    -m``, or the build info read from the file when there is no Go); None for a ``(devel)`` build."""
+    text = b""
+    go = shutil.which("go")
+    if go is not None:
+        try:
+            done = subprocess.run([go, "version", "-m", path], capture_output=True, timeout=30, check=False)
+            text = done.stdout
+        except (OSError, subprocess.TimeoutExpired):
+            text = b""
+    if not text:
+        try:
+            text = Path(path).read_bytes()
+        except OSError:
+            return None
+    module = (tool.module or "").encode()
+    for match in MOD_LINE.finditer(text.replace(b"\r", b"")):
+        name = match.group(1).strip()
+        if module == name or module.startswith(name + b"/"):
+            return parse_version(match.group(2).decode(errors="replace"))
+    return None
 
 
 # --- system packages -------------------------------------------------------------------------------
@@ -263,14 +297,31 @@ def find_tool(tool: Tool) -> Outcome:
         if not (candidate.is_file() and os.access(candidate, os.X_OK)):
             continue
         version = version_of(str(candidate), tool)
+        where = "pinned, built here" if candidate.parent == TOOLS_BIN else "on PATH"
         if version is not None and in_range(version, tool):
-            where = "pinned, built here" if candidate.parent == TOOLS_BIN else "on PATH"
             return Outcome(
                 str(candidate), f"using {candidate} {show(version)} ({where}; supported {supported})"
+            )
+        if version is None and runs(str(candidate), tool):
+            # It runs but neither it nor its build info names a version (a source build: "(devel)"):
+            # used, with a warning, rather than refused, since nothing says it is unsupported.
+            return Outcome(
+                str(candidate),
+                f"using {candidate} ({where}) - WARNING: its version is unknown (it prints none and its "
+                f"build info names none); supported {supported}, pinned {tool.pinned or '-'}",
             )
         seen.append(f"{candidate} is {show(version) if version else 'of unknown version'}")
     reason = "; ".join(seen) + f", outside {supported}" if seen else "not on PATH"
     return Outcome(None, reason)
+
+
+def runs(path: str, tool: Tool) -> bool:
+    """The tool answers its version command with exit code 0."""
+    try:
+        done = subprocess.run([path, *tool.version_args], capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
 
 
 def go_install(tool: Tool) -> str:
