@@ -31,11 +31,38 @@ operators-build: ## Build Strimzi, prometheus-operator, Prometheus and KEDA for 
 operators-dirs: ## Where each built part lies (the image specs' contexts)
 	@bash tools/operators/build.sh --print-dirs
 
+# prints "spec directory image" per image
+define operator_images_list
+dirs="$$(bash tools/operators/build.sh --print-dirs)"; \
+for entry in $(OPERATOR_IMAGES); do \
+  spec=$${entry%%@*}; rest=$${entry#*@}; part=$${rest%%@*}; ref=$${rest#*@}; \
+  dir=$$(sed -n "s|^$$part=||p" <<<"$$dirs"); \
+  echo "tools/operators/images/$$spec.toml $$dir $$ref"; \
+done
+endef
+
 .PHONY: operators-images-list
 operators-images-list: ## The operators' images: spec, context directory, image name
-	@dirs="$$(bash tools/operators/build.sh --print-dirs)"; \
-	for entry in $(OPERATOR_IMAGES); do \
-	  spec=$${entry%%@*}; rest=$${entry#*@}; part=$${rest%%@*}; ref=$${rest#*@}; \
-	  dir=$$(sed -n "s|^$$part=||p" <<<"$$dirs"); \
-	  echo "tools/operators/images/$$spec.toml $$dir $$ref"; \
+	@$(operator_images_list)
+
+# Packing and importing (the daemon-free builder of tools/images: root, debootstrap; the same variables as
+# mk/images.mk): one OCI archive per image into $(OPERATOR_IMAGES_DIR), then `ctr images import` into the
+# node's containerd. The Debian trixie base is debootstrapped once per user (the builder's cache).
+IMAGE_BUILDER        ?= PYTHONPATH=$(CURDIR)/tools/images/src $(PYTHON) -m login_images
+CONTAINERD_ADDRESS   ?= $(CURDIR)/.cache/k8s/node/containerd/containerd.sock
+CONTAINERD_NAMESPACE ?= k8s.io
+OPERATOR_IMAGES_DIR  ?= .cache/images/operators
+
+.PHONY: operators-images
+operators-images: operators-build ## Pack the operators' images as OCI archives (OPERATOR_IMAGES_DIR; root + debootstrap)
+	@mkdir -p $(OPERATOR_IMAGES_DIR)
+	@{ $(operator_images_list); } | while read -r spec dir ref; do \
+	  name=$$(basename $$spec .toml); \
+	  $(IMAGE_BUILDER) build --spec $$spec --context $$dir --name $$ref \
+	    --output $(OPERATOR_IMAGES_DIR)/$$name.tar || exit $$?; \
 	done
+
+.PHONY: operators-images-import
+operators-images-import: operators-images ## Pack, then import the operators' images into the node's containerd (CONTAINERD_ADDRESS)
+	$(IMAGE_BUILDER) import --address $(CONTAINERD_ADDRESS) --namespace $(CONTAINERD_NAMESPACE) \
+	  $(OPERATOR_IMAGES_DIR)/*.tar

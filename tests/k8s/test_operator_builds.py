@@ -28,6 +28,7 @@ import re
 import subprocess
 import tarfile
 import tomllib
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -319,3 +320,88 @@ def test_keda_renders_with_the_local_images(rendered: dict[str, list[dict[str, A
         "localhost/kedacore/keda-metrics-apiserver:2.20.2": "Never",
         "localhost/kedacore/keda-admission-webhooks:2.20.2": "Never",
     }
+
+
+# --- what `make operators-build` made (skipped, naming the command, until it has run) ----------------
+
+
+def built(part: str, probe: str) -> Path:
+    dirs = subprocess.run(
+        ["bash", str(OPS / "build.sh"), "--print-dirs"], capture_output=True, text=True, check=True
+    ).stdout
+    path = Path(dict(line.split("=", 1) for line in dirs.splitlines())[part])
+    if not (path / probe).exists():
+        pytest.skip(f"{part} not built yet ({path / probe}): `make operators-build`")
+    return path
+
+
+def test_the_operator_image_root_is_laid_out_as_strimzis_dockerfile_says() -> None:
+    home = built("strimzi-operator", "opt/strimzi/lib") / "opt" / "strimzi"
+    bins = {p.name for p in (home / "bin").iterdir()}
+    # docker-images/operator/scripts/ + the bin/ of the four -dist.zip files
+    assert {"launch_java.sh", "cluster_operator_run.sh", "topic_operator_run.sh", "user_operator_run.sh"} <= bins
+    assert all(os_access_x(home / "bin" / b) for b in bins if b.endswith(".sh"))
+    jars = {p.name for p in (home / "lib").glob("*.jar")}
+    for module in ("cluster-operator", "topic-operator", "user-operator", "kafka-init", "api", "operator-common"):
+        assert f"io.strimzi.{module}-{versions()['STRIMZI_VERSION']}.jar" in jars, module
+
+
+def os_access_x(path: Path) -> bool:
+    return path.stat().st_mode & 0o111 == 0o111
+
+
+def test_the_kafka_image_root_carries_kafka_strimzis_scripts_and_what_its_brokers_load() -> None:
+    home = built("strimzi-kafka", "opt/kafka/libs") / "opt" / "kafka"
+    pinned = versions()
+    for script in ("kafka_run.sh", "kafka_liveness.sh", "kafka_readiness.sh", "dynamic_resources.sh"):
+        assert os_access_x(home / script), script
+    for script in ("kafka-run-class.sh", "kafka-server-start.sh", "kafka-storage.sh"):
+        assert os_access_x(home / "bin" / script), script
+    jars = {p.name for p in (home / "libs").glob("*.jar")}
+    assert f"kafka_2.13-{pinned['KAFKA_VERSION']}.jar" in jars
+    assert {f"kafka-agent-{pinned['STRIMZI_VERSION']}.jar", f"tracing-agent-{pinned['STRIMZI_VERSION']}.jar"} <= jars
+    assert "kafka-kubernetes-config-provider-1.2.2.jar" in jars and "metrics-reporter-0.2.0.jar" in jars
+    # one version of each artifact: two on one class path is a collision (Strimzi checks the same)
+    names: dict[str, list[str]] = {}
+    for jar in jars:
+        match = re.match(r"(.+?)-\d[\w.]*(-[a-z]+)?\.jar$", jar)
+        names.setdefault(match[1] if match else jar, []).append(jar)
+    assert not {k: v for k, v in names.items() if len(v) > 1}
+    with zipfile.ZipFile(home / "libs" / "login-stream-reporter-names.jar") as jar:
+        classes = set(jar.namelist())
+    assert {
+        "io/strimzi/kafka/metrics/prometheus/ServerKafkaMetricsReporter.class",
+        "io/strimzi/kafka/metrics/prometheus/ServerYammerMetricsReporter.class",
+    } <= classes
+
+
+def test_the_kafka_image_roots_own_scripts_run_kafkas_storage_tool(tmp_path: Path) -> None:
+    """bin/kafka-storage.sh (ours) on the image root's libs: a KRaft cluster ID, as kafka_run.sh uses it."""
+    home = built("strimzi-kafka", "opt/kafka/libs") / "opt" / "kafka"
+    out = subprocess.run(
+        [str(home / "bin" / "kafka-storage.sh"), "random-uuid"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "KAFKA_HOME": str(home), "HOME": str(tmp_path)},
+        check=False,
+        timeout=180,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("name", ["prometheus-operator", "prometheus", "keda"])
+def test_the_go_parts_are_static_binaries_of_the_pinned_versions(name: str) -> None:
+    files = {
+        "prometheus-operator": ("operator", "prometheus-config-reloader"),
+        "prometheus": ("prometheus", "promtool"),
+        "keda": ("keda", "keda-adapter", "keda-admission-webhooks"),
+    }[name]
+    path = built(name, files[-1])
+    for binary in files:
+        head = (path / binary).read_bytes()[:4096]
+        assert head.startswith(b"\x7fELF"), binary
+        assert b"/lib64/ld-linux" not in head, f"{binary} is dynamically linked (scratch images need static)"
+    if name == "prometheus":
+        out = subprocess.run([str(path / "prometheus"), "--version"], capture_output=True, text=True, check=True)
+        assert "version 3.13.2" in out.stdout + out.stderr
