@@ -54,7 +54,8 @@ def find_crd_dir() -> tuple[Path | None, str]:
     where = f"CRD_DIR={named}" if named else " or ".join(str(c) for c in candidates)
     return (
         None,
-        f"no CustomResourceDefinitions found in {where}: run `make crds` (Maven Central, Go modules) or set CRD_DIR",
+        f"no CustomResourceDefinitions found in {where}: "
+        "run `make crds` (Maven Central, Go modules) or set CRD_DIR",
     )
 
 

@@ -33,8 +33,14 @@ PINNED: dict[str, tuple[str, str]] = {
         "KafkaNodePool",
         "411c1b32ef8c1a6408ac9d4fe791115a6ce2b41107204588f976a3ed19be2430",
     ),
-    "strimzi-kafkatopic.yaml": ("KafkaTopic", "36390f0731c699448076d4ee739e8b7f331d083e91a7fb71500aaa830ab1127e"),
-    "strimzi-kafkauser.yaml": ("KafkaUser", "c7e91b9b027a516b43dc7d369e781ee23a6ea177ae15fe0c33af6f722e26e05f"),
+    "strimzi-kafkatopic.yaml": (
+        "KafkaTopic",
+        "36390f0731c699448076d4ee739e8b7f331d083e91a7fb71500aaa830ab1127e",
+    ),
+    "strimzi-kafkauser.yaml": (
+        "KafkaUser",
+        "c7e91b9b027a516b43dc7d369e781ee23a6ea177ae15fe0c33af6f722e26e05f",
+    ),
     "monitoring.coreos.com_servicemonitors.yaml": (
         "ServiceMonitor",
         "a99047972c9dd7679ce2050b9968e8a08773492e671b3e17abd476d42aa78a32",
@@ -47,7 +53,10 @@ PINNED: dict[str, tuple[str, str]] = {
         "PrometheusRule",
         "78be98554b9c8506ab2b4f4feb91c5f3a56e536a0a510f3a8e876a459970d56d",
     ),
-    "keda.sh_scaledobjects.yaml": ("ScaledObject", "af35555862a83933b074af14ad439c4b4ceabaf4daa3e9338e9b23e36d308d80"),
+    "keda.sh_scaledobjects.yaml": (
+        "ScaledObject",
+        "af35555862a83933b074af14ad439c4b4ceabaf4daa3e9338e9b23e36d308d80",
+    ),
     "keda.sh_triggerauthentications.yaml": (
         "TriggerAuthentication",
         "275307b4cb19ca8f0f506a879282aa4c67587ac16ec757f494d6585c5c185d65",
@@ -74,7 +83,8 @@ def test_the_generated_crds_are_the_pinned_upstream_files(generated: Path) -> No
     for name, (kind, digest) in PINNED.items():
         data = (generated / name).read_bytes()
         crd = yaml.safe_load(data)
-        assert crd["kind"] == "CustomResourceDefinition" and crd["spec"]["names"]["kind"] == kind, name
+        assert crd["kind"] == "CustomResourceDefinition", name
+        assert crd["spec"]["names"]["kind"] == kind, name
         if hashlib.sha256(data).hexdigest() != digest:
             wrong.append(name)
     assert not wrong, f"differ from the pinned upstream CRDs: {wrong} (versions changed? re-pin them here)"
@@ -100,13 +110,17 @@ def test_they_carry_the_pinned_versions(generated: Path) -> None:
     )
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason=f"no {SHARED} beside this checkout (the pins above still hold)")
+@pytest.mark.skipif(
+    not SHARED.is_dir(), reason=f"no {SHARED} beside this checkout (the pins above still hold)"
+)
 def test_they_equal_the_copies_beside_the_checkout(generated: Path) -> None:
     shared = sorted(p.name for p in SHARED.glob("*.yaml"))
     assert shared, SHARED
     for name in shared:
         assert name in PINNED, f"{SHARED / name} has no generated counterpart"
-        assert yaml.safe_load((generated / name).read_text()) == yaml.safe_load((SHARED / name).read_text()), name
+        assert yaml.safe_load((generated / name).read_text()) == yaml.safe_load(
+            (SHARED / name).read_text()
+        ), name
 
 
 def test_a_second_run_only_links(tmp_path: Path, generated: Path) -> None:

@@ -58,7 +58,9 @@ CHART_KEYS: dict[str, dict[str, Any]] = {
         "prometheusOperator.image.tag": "",
         "prometheusOperator.image.pullPolicy": "IfNotPresent",
         "prometheusOperator.prometheusConfigReloader.image.registry": REGISTRY,
-        "prometheusOperator.prometheusConfigReloader.image.repository": "prometheus-operator/prometheus-config-reloader",
+        "prometheusOperator.prometheusConfigReloader.image.repository": (
+            "prometheus-operator/prometheus-config-reloader"
+        ),
         "prometheusOperator.prometheusConfigReloader.image.tag": "",
         "prometheusOperator.admissionWebhooks.enabled": True,
         "prometheusOperator.tls.enabled": True,
@@ -145,13 +147,16 @@ def test_the_prometheus_operator_wrapper_module_pins_the_release_without_local_r
     version = versions()["PROMETHEUS_OPERATOR_VERSION"]
     for module in ("", "/pkg/apis/monitoring", "/pkg/client"):
         assert re.search(
-            rf"^\tgithub\.com/prometheus-operator/prometheus-operator{re.escape(module)} {version}( // indirect)?$",
+            rf"^\tgithub\.com/prometheus-operator/prometheus-operator{re.escape(module)} {version}"
+            r"( // indirect)?$",
             gomod,
             re.MULTILINE,
         ), module
-    assert "=> ./" not in gomod and "\nreplace" not in gomod
+    assert "=> ./" not in gomod
+    assert "\nreplace" not in gomod
     tools = re.search(r"^tool \(\n((?:\t.*\n)+)\)", gomod, re.MULTILINE)
-    assert tools and set(tools[1].split()) == {
+    assert tools
+    assert set(tools[1].split()) == {
         "github.com/prometheus-operator/prometheus-operator/cmd/operator",
         "github.com/prometheus-operator/prometheus-operator/cmd/prometheus-config-reloader",
     }
@@ -190,7 +195,8 @@ def test_every_image_has_a_spec_and_a_built_part() -> None:
         document = tomllib.loads((OPS / "images" / f"{spec}.toml").read_text())
         assert set(document) <= {"base", "layers", "config"}, spec
         assert document["config"]["user"] not in ("", "0", "root"), f"{spec}: runs as root"
-        assert image.startswith("localhost/") and image in (OPS / "images" / f"{spec}.toml").read_text(), spec
+        assert image.startswith("localhost/"), spec
+        assert image in (OPS / "images" / f"{spec}.toml").read_text(), spec
         assert document["config"]["labels"]["org.opencontainers.image.version"] == image.rsplit(":", 1)[1]
 
 
@@ -236,7 +242,9 @@ def test_the_overlays_set_only_keys_the_pinned_charts_read(chart: str) -> None:
 
 def chart_values(archive: Path) -> dict[str, Any]:
     with tarfile.open(archive) as tar:
-        member = next(m for m in tar.getmembers() if m.name.count("/") == 1 and m.name.endswith("/values.yaml"))
+        member = next(
+            m for m in tar.getmembers() if m.name.count("/") == 1 and m.name.endswith("/values.yaml")
+        )
         handle = tar.extractfile(member)
         assert handle is not None
         values: dict[str, Any] = yaml.safe_load(io.TextIOWrapper(handle, encoding="utf-8"))
@@ -253,7 +261,8 @@ def test_the_key_table_is_what_the_chart_says(chart: str) -> None:
         if default is None:
             assert key not in flat, f"{chart}: {key} is in values.yaml now"
         elif default is REGISTRY:
-            assert isinstance(flat.get(key), str) and flat[key], f"{chart}: {key}"
+            assert isinstance(flat.get(key), str), f"{chart}: {key}"
+            assert flat[key], f"{chart}: {key}"
         else:
             assert flat.get(key, "<absent>") == default, f"{chart}: {key} = {flat.get(key, '<absent>')!r}"
 
@@ -282,7 +291,8 @@ def rendered(helm: str) -> dict[str, list[dict[str, Any]]]:
         pytest.skip(f"no {', '.join(missing)} in {UPSTREAM}: the charts are not rendered here")
     values = ROOT / "k8s" / "values"
     return {
-        chart: helm_template(helm, chart, values / OVERLAYS[chart], LOCAL / OVERLAYS[chart]) for chart in CHART_KEYS
+        chart: helm_template(helm, chart, values / OVERLAYS[chart], LOCAL / OVERLAYS[chart])
+        for chart in CHART_KEYS
     }
 
 
@@ -290,7 +300,8 @@ def test_strimzi_renders_with_the_local_images(rendered: dict[str, list[dict[str
     (operator,) = containers(rendered["strimzi-kafka-operator-1.2.0.tgz"])
     env = {e["name"]: e.get("value") for e in operator["env"]}
     assert operator["image"] == "localhost/strimzi/operator:1.2.0"
-    assert operator["imagePullPolicy"] == "Never" and env["STRIMZI_IMAGE_PULL_POLICY"] == "Never"
+    assert operator["imagePullPolicy"] == "Never"
+    assert env["STRIMZI_IMAGE_PULL_POLICY"] == "Never"
     kafka_images = dict(line.split("=", 1) for line in env["STRIMZI_KAFKA_IMAGES"].split())
     assert kafka_images[versions()["KAFKA_VERSION"]] == "localhost/strimzi/kafka:1.2.0-kafka-4.3.1"
     for name in ("STRIMZI_DEFAULT_TOPIC_OPERATOR_IMAGE", "STRIMZI_DEFAULT_USER_OPERATOR_IMAGE"):
@@ -298,7 +309,9 @@ def test_strimzi_renders_with_the_local_images(rendered: dict[str, list[dict[str
     assert env["STRIMZI_DEFAULT_KAFKA_INIT_IMAGE"] == "localhost/strimzi/operator:1.2.0"
 
 
-def test_kube_prometheus_stack_renders_with_the_local_images(rendered: dict[str, list[dict[str, Any]]]) -> None:
+def test_kube_prometheus_stack_renders_with_the_local_images(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
     objs = rendered["kube-prometheus-stack-88.2.0.tgz"]
     (operator,) = containers(objs)
     assert operator["image"] == "localhost/prometheus-operator/prometheus-operator:v0.93.0"
@@ -307,10 +320,15 @@ def test_kube_prometheus_stack_renders_with_the_local_images(rendered: dict[str,
     assert reloader in operator["args"]
     (prometheus,) = [o for o in objs if o["kind"] == "Prometheus"]
     assert prometheus["spec"]["image"] == "localhost/prometheus/prometheus:v3.13.2"
-    assert prometheus["spec"]["version"] == "v3.13.2" and prometheus["spec"]["imagePullPolicy"] == "Never"
+    assert prometheus["spec"]["version"] == "v3.13.2"
+    assert prometheus["spec"]["imagePullPolicy"] == "Never"
     kinds = {o["kind"] for o in objs}
-    assert "Alertmanager" not in kinds and "DaemonSet" not in kinds and "Job" not in kinds
-    assert {o["metadata"]["name"] for o in objs if o["kind"] == "Deployment"} == {"r-kube-prometheus-stack-operator"}
+    assert "Alertmanager" not in kinds
+    assert "DaemonSet" not in kinds
+    assert "Job" not in kinds
+    assert {o["metadata"]["name"] for o in objs if o["kind"] == "Deployment"} == {
+        "r-kube-prometheus-stack-operator"
+    }
 
 
 def test_keda_renders_with_the_local_images(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -339,10 +357,22 @@ def test_the_operator_image_root_is_laid_out_as_strimzis_dockerfile_says() -> No
     home = built("strimzi-operator", "opt/strimzi/lib") / "opt" / "strimzi"
     bins = {p.name for p in (home / "bin").iterdir()}
     # docker-images/operator/scripts/ + the bin/ of the four -dist.zip files
-    assert {"launch_java.sh", "cluster_operator_run.sh", "topic_operator_run.sh", "user_operator_run.sh"} <= bins
+    assert {
+        "launch_java.sh",
+        "cluster_operator_run.sh",
+        "topic_operator_run.sh",
+        "user_operator_run.sh",
+    } <= bins
     assert all(os_access_x(home / "bin" / b) for b in bins if b.endswith(".sh"))
     jars = {p.name for p in (home / "lib").glob("*.jar")}
-    for module in ("cluster-operator", "topic-operator", "user-operator", "kafka-init", "api", "operator-common"):
+    for module in (
+        "cluster-operator",
+        "topic-operator",
+        "user-operator",
+        "kafka-init",
+        "api",
+        "operator-common",
+    ):
         assert f"io.strimzi.{module}-{versions()['STRIMZI_VERSION']}.jar" in jars, module
 
 
@@ -359,8 +389,12 @@ def test_the_kafka_image_root_carries_kafka_strimzis_scripts_and_what_its_broker
         assert os_access_x(home / "bin" / script), script
     jars = {p.name for p in (home / "libs").glob("*.jar")}
     assert f"kafka_2.13-{pinned['KAFKA_VERSION']}.jar" in jars
-    assert {f"kafka-agent-{pinned['STRIMZI_VERSION']}.jar", f"tracing-agent-{pinned['STRIMZI_VERSION']}.jar"} <= jars
-    assert "kafka-kubernetes-config-provider-1.2.2.jar" in jars and "metrics-reporter-0.2.0.jar" in jars
+    assert {
+        f"kafka-agent-{pinned['STRIMZI_VERSION']}.jar",
+        f"tracing-agent-{pinned['STRIMZI_VERSION']}.jar",
+    } <= jars
+    assert "kafka-kubernetes-config-provider-1.2.2.jar" in jars
+    assert "metrics-reporter-0.2.0.jar" in jars
     # one version of each artifact: two on one class path is a collision (Strimzi checks the same)
     names: dict[str, list[str]] = {}
     for jar in jars:
@@ -403,5 +437,7 @@ def test_the_go_parts_are_static_binaries_of_the_pinned_versions(name: str) -> N
         assert head.startswith(b"\x7fELF"), binary
         assert b"/lib64/ld-linux" not in head, f"{binary} is dynamically linked (scratch images need static)"
     if name == "prometheus":
-        out = subprocess.run([str(path / "prometheus"), "--version"], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [str(path / "prometheus"), "--version"], capture_output=True, text=True, check=True
+        )
         assert "version 3.13.2" in out.stdout + out.stderr

@@ -14,6 +14,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$here/../.." && pwd)"
+export ROOT  # strimzi.sh: the checkout (tools/kafka/pom.xml, ../shared beside it)
 # shellcheck source=versions
 source "$here/versions"
 # shellcheck source=lib.sh

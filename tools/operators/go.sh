@@ -18,6 +18,7 @@
 # .tag v3.13.2-distroless) and of the 3.13 line that prometheus-operator v0.93.0 supports (its
 # PrometheusCompatibilityMatrix ends at v3.13.1, its default).
 
+# shellcheck disable=SC2154  # here: set by build.sh, which sources this file
 PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v3.13.2}"
 
 go_version_of() {

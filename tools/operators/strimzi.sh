@@ -24,6 +24,7 @@
 #                                 and bin/ scripts of this project's own (Maven Central has no bin/)
 # tools/operators/images/strimzi-{operator,kafka}.toml describe the images made of them.
 
+# shellcheck disable=SC2154  # here, ROOT: set by build.sh, which sources this file
 YQ_VERSION=v4.54.3   # mikefarah/yq: Strimzi's scripts need its `yq eval` (Debian's yq is another program)
 
 strimzi_dir() { echo "$(cache_root)/strimzi-$STRIMZI_VERSION"; }
@@ -91,7 +92,8 @@ strimzi_maven() {
   # parent pom and config-model from the local repository: install those two first
   (
     cd "$src"
-    export JAVA_HOME="$jdk" PATH="$jdk/bin:$(dirname "$yq"):$PATH" MVN_ARGS="-B ${skip[*]}"
+    PATH="$jdk/bin:$(dirname "$yq"):$PATH"
+    export JAVA_HOME="$jdk" PATH MVN_ARGS="-B ${skip[*]}"
     niced mvn -B -T1 "${skip[@]}" -N install
     niced mvn -B -T1 "${skip[@]}" -pl config-model install
     niced mvn -B -T1 "${skip[@]}" -pl "$modules" -am package
