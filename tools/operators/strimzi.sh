@@ -87,6 +87,10 @@ strimzi_maven() {
   yq="$(yq_bin)"
   local skip=(-Dmaven.test.skip=true -DskipTests -Dcheckstyle.skip=true -Dspotbugs.skip=true -Djacoco.skip=true
     -Dmdep.analyze.skip=true -Dmaven.javadoc.skip=true -Dmaven.source.skip=true)
+  # javac 23+ runs no annotation processor found on the class path unless told to (JDK-8321314), and the
+  # api module's builders (sundrio) and Lombok's code come from such processors: without this, Strimzi's
+  # CRD generator stops with "... is not annotated with @Buildable (...Builder does not exist)"
+  if [[ "$(java_major "$java")" -ge 23 ]]; then skip+=(-Dmaven.compiler.proc=full); fi
   local modules=kafka-agent,tracing-agent,kafka-init,cluster-operator,topic-operator,user-operator
   # build-config-models.sh runs a nested `mvn` in config-model-generator, which resolves io.strimzi's
   # parent pom and config-model from the local repository: install those two first
@@ -159,8 +163,12 @@ build_strimzi() {
   fi
   mkdir -p "$dir"
   if [[ ! -f "$dir/src/.built" ]]; then
-    rm -rf "$dir/src"
-    strimzi_fetch "$dir/src"
+    # an unpacked tree is kept: a failed build resumes from it (and from Maven's target/ directories)
+    if [[ ! -f "$dir/src/.unpacked" ]]; then
+      rm -rf "$dir/src"
+      strimzi_fetch "$dir/src"
+      touch "$dir/src/.unpacked"
+    fi
     strimzi_maven "$dir/src"
     touch "$dir/src/.built"
     echo "strimzi: Maven build of $STRIMZI_VERSION in $((SECONDS - start))s"
