@@ -88,19 +88,27 @@ strimzi_maven() {
   local skip=(-Dmaven.test.skip=true -DskipTests -Dcheckstyle.skip=true -Dspotbugs.skip=true -Djacoco.skip=true
     -Dmdep.analyze.skip=true -Dmaven.javadoc.skip=true -Dmaven.source.skip=true)
   # javac 23+ runs no annotation processor found on the class path unless told to (JDK-8321314), and the
-  # api module's builders (sundrio) and Lombok's code come from such processors: without this, Strimzi's
-  # CRD generator stops with "... is not annotated with @Buildable (...Builder does not exist)"
-  if [[ "$(java_major "$java")" -ge 23 ]]; then skip+=(-Dmaven.compiler.proc=full); fi
+  # api module's builders (sundrio) and Lombok's code come from such processors: without -proc:full,
+  # Strimzi's CRD generator stops with "... is not annotated with @Buildable (...Builder does not exist)".
+  # Strimzi's compiler plugin (3.10.1) has no property for it and the api module overrides compilerArgs,
+  # so javac is forked and reads it from JDK_JAVAC_OPTIONS (the javac launcher's environment variable).
+  # Strimzi 1.2.0 pins Lombok 1.18.32, which knows javac up to 22; 1.18.42 (Maven Central) knows 25.
+  local javac_options=""
+  if [[ "$(java_major "$java")" -ge 23 ]]; then
+    skip+=(-Dmaven.compiler.fork=true -Dlombok.version=1.18.42)
+    javac_options="-proc:full"
+  fi
   local modules=kafka-agent,tracing-agent,kafka-init,cluster-operator,topic-operator,user-operator
   # build-config-models.sh runs a nested `mvn` in config-model-generator, which resolves io.strimzi's
   # parent pom and config-model from the local repository: install those two first
   (
     cd "$src"
     PATH="$jdk/bin:$(dirname "$yq"):$PATH"
-    export JAVA_HOME="$jdk" PATH MVN_ARGS="-B ${skip[*]}"
+    export JAVA_HOME="$jdk" PATH MVN_ARGS="-B ${skip[*]}" JDK_JAVAC_OPTIONS="$javac_options"
     niced mvn -B -T1 "${skip[@]}" -N install
     niced mvn -B -T1 "${skip[@]}" -pl config-model install
-    niced mvn -B -T1 "${skip[@]}" -pl "$modules" -am package
+    # clean: classes a failed attempt compiled with other settings are not "up to date"
+    niced mvn -B -T1 "${skip[@]}" -pl "$modules" -am clean package
   ) >"$src/build.log" 2>&1 || {
     echo "strimzi: the Maven build failed; the end of $src/build.log:" >&2
     grep -E '^\[(ERROR|FATAL)\]' "$src/build.log" | head -n 30 >&2 || tail -n 30 "$src/build.log" >&2
