@@ -99,6 +99,11 @@ strimzi_maven() {
     javac_options="-proc:full"
   fi
   local modules=kafka-agent,tracing-agent,kafka-init,cluster-operator,topic-operator,user-operator
+  # Maven resolves test-scoped dependencies even when tests are skipped (the compiler's testCompile and
+  # surefire ask for them), and some are not on Maven Central (io.strimzi:strimzi-test-container) or are
+  # test jars a skipped test build does not make: the modules' test dependencies are dropped from this
+  # build's copy of the poms (tests are not built here)
+  strimzi_drop_test_dependencies "$src"
   # build-config-models.sh runs a nested `mvn` in config-model-generator, which resolves io.strimzi's
   # parent pom and config-model from the local repository: install those two first
   (
@@ -107,13 +112,25 @@ strimzi_maven() {
     export JAVA_HOME="$jdk" PATH MVN_ARGS="-B ${skip[*]}" JDK_JAVAC_OPTIONS="$javac_options"
     niced mvn -B -T1 "${skip[@]}" -N install
     niced mvn -B -T1 "${skip[@]}" -pl config-model install
-    # clean: classes a failed attempt compiled with other settings are not "up to date"
-    niced mvn -B -T1 "${skip[@]}" -pl "$modules" -am clean package
+    # clean when the flags changed: classes an attempt compiled with other settings are not "up to date"
+    local clean=clean flags="${skip[*]} $javac_options"
+    if [[ -f .maven-flags && "$(cat .maven-flags)" == "$flags" ]]; then clean=""; fi
+    echo "$flags" >.maven-flags
+    niced mvn -B -T1 "${skip[@]}" -pl "$modules" -am $clean package
   ) >"$src/build.log" 2>&1 || {
     echo "strimzi: the Maven build failed; the end of $src/build.log:" >&2
     grep -E '^\[(ERROR|FATAL)\]' "$src/build.log" | head -n 30 >&2 || tail -n 30 "$src/build.log" >&2
     return 1
   }
+}
+
+# strimzi_drop_test_dependencies SRC: remove every <dependency> of scope test from the modules' poms
+strimzi_drop_test_dependencies() {
+  local pom
+  for pom in "$1"/*/pom.xml; do
+    perl -0pi -e 's{[ \t]*<dependency>((?:(?!</dependency>).)*?)</dependency>[ \t]*\n?}{
+      $1 =~ m{<scope>test</scope>} ? "" : $&}gse' "$pom"
+  done
 }
 
 # strimzi_operator_root SRC OUT: OUT/opt/strimzi as docker-images/operator/Makefile + Dockerfile lay it out
