@@ -1,4 +1,4 @@
-##@ Benchmarks and evaluation
+##@ Benchmark
 # make bench: scripts/bench.py (README "Benchmark"). Never part of `make test`; it reports, it does not gate.
 BENCH_QUICK ?=
 BENCH_H_EVENTS ?=
@@ -7,6 +7,9 @@ BENCH_RUNS ?=
 BENCH_ONLY ?=
 BENCH_MAX_DRAIN_SECONDS ?=
 BENCH_ARGS ?=
+# A quick run writes beside the full run's committed results, never over them (bench/results/quick is
+# git-ignored).
+BENCH_OUT ?= $(if $(BENCH_QUICK),bench/results/quick,bench/results)
 KAFKA_VERSION ?= 4.3.1
 QUIX_VENV := .venv-quix
 QUIX_STAMP := $(QUIX_VENV)/.init-stamp
@@ -30,8 +33,8 @@ $(PERF_LIBS)/.done: tools/kafka-perf/pom.xml
 bench-env: init $(QUIX_STAMP) $(PERF_LIBS)/.done ## Set up what make bench needs: .venv-quix (Quix Streams) and Kafka's perf tools
 
 .PHONY: bench
-bench: kafka-up bench-env ## Benchmark vs Kafka perf tools, passthrough, Quix, seed loop (~20 min; BENCH_QUICK=1 ~3 min)
+bench: kafka-up bench-env ## Benchmark vs Kafka perf tools, passthrough, Quix, seed loop (~20 min; BENCH_QUICK=1 ~3 min idle, ~10 min under load)
 	$(PY) scripts/bench.py --bootstrap $(BOOTSTRAP_SERVERS) $(if $(BENCH_QUICK),--quick) \
 	  $(if $(BENCH_H_EVENTS),--h-events $(BENCH_H_EVENTS)) $(if $(BENCH_P_EVENTS),--p-events $(BENCH_P_EVENTS)) \
 	  $(if $(BENCH_RUNS),--runs $(BENCH_RUNS)) $(if $(BENCH_ONLY),--only $(BENCH_ONLY)) \
-	  $(if $(BENCH_MAX_DRAIN_SECONDS),--max-drain-seconds $(BENCH_MAX_DRAIN_SECONDS)) $(BENCH_ARGS)
+	  $(if $(BENCH_MAX_DRAIN_SECONDS),--max-drain-seconds $(BENCH_MAX_DRAIN_SECONDS)) --out $(BENCH_OUT) $(BENCH_ARGS)

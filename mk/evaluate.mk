@@ -1,4 +1,4 @@
-##@ Benchmarks and evaluation
+##@ Detection quality
 # Detector evaluation against the producer's ground truth (scripts/evaluate.py, docs/detection.md).
 EVALUATE_EVENTS ?= 500000
 EVALUATE_PARTITIONS ?= 6

@@ -55,8 +55,23 @@ endef
 cluster kind-load deploy: TOOLS = helm kind kubectl
 keda helm-test k8s-stop: TOOLS = helm kubectl
 
+# Refusals before any work, with the messages README.md promises (tests/readme/cluster.py checks them):
+# `make cluster` (and `make up`) needs a Docker daemon for kind's node container; the targets that work on
+# a running cluster need one that answers at KUBE_CONTEXT.
+.PHONY: docker-answers cluster-answers
+docker-answers:
+	@$(DOCKER) info >/dev/null 2>&1 || { \
+	  echo "make $(MAKECMDGOALS): no Docker daemon answers (\`$(DOCKER) info\` fails): kind runs its node in a container; start Docker (or set DOCKER=podman)" >&2; \
+	  exit 1; }
+
+cluster-answers:
+	$(call need,$(KUBECTL),install kubectl (kubernetes.io/docs/tasks/tools))
+	@$(K) version --request-timeout=5s >/dev/null 2>&1 || { \
+	  echo "make $(MAKECMDGOALS): no Kubernetes cluster answers at context $(KUBE_CONTEXT): \`make cluster\` creates the kind cluster (KUBE_CONTEXT names another)" >&2; \
+	  exit 1; }
+
 .PHONY: cluster
-cluster: tools ## Create the kind cluster: Strimzi, kube-prometheus-stack, Kafka, topics; waits until Ready (idempotent)
+cluster: docker-answers tools ## Create the kind cluster: Strimzi, kube-prometheus-stack, Kafka, topics; waits until Ready (idempotent)
 	$(call need,$(DOCKER),kind runs its node in a container: install Docker (or set DOCKER=podman))
 	$(call need,$(KUBECTL),install kubectl (kubernetes.io/docs/tasks/tools))
 	@if $(KIND) get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)'; then \
@@ -81,35 +96,37 @@ cluster: tools ## Create the kind cluster: Strimzi, kube-prometheus-stack, Kafka
 
 .PHONY: cluster-down
 cluster-down: TOOLS = kind
-cluster-down: tools ## Delete the kind cluster
+cluster-down: docker-answers tools ## Delete the kind cluster
 	$(KIND) delete cluster --name $(KIND_CLUSTER)
 
 .PHONY: keda
-keda: tools ## Install KEDA (optional; then deploy with --set keda.enabled=true)
+keda: cluster-answers tools ## Install KEDA (optional; then deploy with --set keda.enabled=true)
 	$(HC) upgrade --install keda keda --repo $(KEDA_CHARTS) --version $(KEDA_VERSION) \
 	  --namespace $(KEDA_NS) --create-namespace --values k8s/values/keda.yaml --wait --timeout 10m
 
 .PHONY: images
 images: ## Build the login-producer and login-consumer images (tag IMAGE_TAG=dev)
 	$(call need,$(DOCKER),install Docker to build the images)
-	$(DOCKER) build -f services/producer/Dockerfile -t $(IMAGE_PREFIX)login-producer:$(IMAGE_TAG) .
-	$(DOCKER) build -f services/consumer/Dockerfile -t $(IMAGE_PREFIX)login-consumer:$(IMAGE_TAG) .
+	$(DOCKER) build -t $(IMAGE_PREFIX)login-producer:$(IMAGE_TAG) -f services/Dockerfile \
+	  --build-arg SERVICE=producer --target producer .
+	$(DOCKER) build -t $(IMAGE_PREFIX)login-consumer:$(IMAGE_TAG) -f services/Dockerfile \
+	  --build-arg SERVICE=consumer --target consumer .
 
 .PHONY: kind-load
-kind-load: tools images ## Build the images and load them into the kind cluster
+kind-load: cluster-answers tools images ## Build the images and load them into the kind cluster
 	@mkdir -p $(dir $(IMAGES_TAR))
 	$(DOCKER) save -o $(IMAGES_TAR) $(IMAGE_PREFIX)login-producer:$(IMAGE_TAG) $(IMAGE_PREFIX)login-consumer:$(IMAGE_TAG)
 	$(KIND) load image-archive $(IMAGES_TAR) --name $(KIND_CLUSTER)
 	@rm -f $(IMAGES_TAR)
 
 .PHONY: deploy
-deploy: tools kind-load ## helm upgrade --install the chart on the kind cluster (images built and loaded first)
+deploy: cluster-answers tools kind-load ## helm upgrade --install the chart on the kind cluster (images built and loaded first)
 	$(HC) upgrade --install $(RELEASE) charts/login-stream --namespace $(APP_NS) \
 	  --values k8s/values/login-stream.yaml --set image.tag=$(IMAGE_TAG) $(HELM_ARGS) --wait --timeout 5m
 	$(HC) status $(RELEASE) --namespace $(APP_NS) --show-resources | head -n 40
 
 .PHONY: helm-test
-helm-test: tools ## Run the chart's `helm test` (marked events through the pipeline)
+helm-test: cluster-answers tools ## Run the chart's `helm test` (marked events through the pipeline)
 	$(HC) test $(RELEASE) --namespace $(APP_NS) --logs
 
 .PHONY: up
@@ -118,7 +135,7 @@ up: cluster ## Tilt dev loop: build, live-update, deploy, port-forward (Ctrl-C, 
 	tilt up --context $(KUBE_CONTEXT)
 
 .PHONY: k8s-stop
-k8s-stop: tools ## Remove the app (Tilt resources or the helm release); Kafka and monitoring stay
+k8s-stop: cluster-answers tools ## Remove the app (Tilt resources or the helm release); Kafka and monitoring stay
 	-@command -v tilt >/dev/null 2>&1 && tilt down --context $(KUBE_CONTEXT) || true
 	-$(HC) uninstall $(RELEASE) --namespace $(APP_NS) --ignore-not-found
 	-$(K) -n $(APP_NS) delete -f k8s/ui/kafdrop.yaml --ignore-not-found
@@ -128,7 +145,7 @@ k8s-clean: cluster-down ## Delete the cluster and the downloaded CRDs
 	rm -rf $(CRD_OUT) .tilt-dev
 
 .PHONY: grafana
-grafana: ## Port-forward Grafana to localhost:3001 (GRAFANA_PORT) and print how to read the admin password
+grafana: cluster-answers ## Port-forward Grafana to localhost:3001 (GRAFANA_PORT) and print how to read the admin password
 	@echo "Grafana: http://localhost:$(GRAFANA_PORT)  user: admin"
 	@echo "password: $(KUBECTL) --context $(KUBE_CONTEXT) -n $(MONITORING_NS) get secret kube-prometheus-stack-grafana -o jsonpath='{.data.admin-password}' | base64 -d; echo"
 	@printf 'which is: '; $(K) -n $(MONITORING_NS) get secret kube-prometheus-stack-grafana \
@@ -136,7 +153,7 @@ grafana: ## Port-forward Grafana to localhost:3001 (GRAFANA_PORT) and print how 
 	$(K) -n $(MONITORING_NS) port-forward svc/kube-prometheus-stack-grafana $(GRAFANA_PORT):80
 
 .PHONY: k8s-monitor
-k8s-monitor: ## Deploy Kafdrop (Kafka web UI) if needed and port-forward it to localhost:9001 (KAFDROP_PORT)
+k8s-monitor: cluster-answers ## Deploy Kafdrop (Kafka web UI) if needed and port-forward it to localhost:9001 (KAFDROP_PORT)
 	$(K) apply -f k8s/ui/kafdrop.yaml
 	$(K) -n $(APP_NS) rollout status deployment/kafdrop --timeout=3m
 	@echo "Kafdrop: http://localhost:$(KAFDROP_PORT)"
@@ -147,11 +164,11 @@ k8s-monitor: ## Deploy Kafdrop (Kafka web UI) if needed and port-forward it to l
 RELEASE_PODS := app.kubernetes.io/instance=$(RELEASE),app.kubernetes.io/part-of=login-stream
 
 .PHONY: k8s-logs
-k8s-logs: ## Follow the logs of every pod of the release
+k8s-logs: cluster-answers ## Follow the logs of every pod of the release
 	$(K) -n $(APP_NS) logs -l $(RELEASE_PODS) --all-containers --prefix -f --max-log-requests 12
 
 .PHONY: k8s-health
-k8s-health: ## Kafka, topics, deployments and the services' /ready, through the API server
+k8s-health: cluster-answers ## Kafka, topics, deployments and the services' /ready, through the API server
 	$(K) -n $(APP_NS) get kafka,kafkanodepool,kafkatopic
 	$(K) -n $(APP_NS) get deployments,pods -l $(RELEASE_PODS)
 	@for svc in consumer:8000 producer:8001; do \

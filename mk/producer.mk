@@ -1,4 +1,4 @@
-##@ Benchmarks and evaluation
+##@ Benchmark
 # Producer targets (services/producer).
 PRODUCER_BENCH_EVENTS ?= 200000
 PRODUCER_BENCH_MIN_EPS ?= 50000

@@ -63,6 +63,7 @@ from bench_stats import (
     summarize,
 )
 from bench_traffic import h_event, h_workload
+from service_env import service_env  # the processes never see make's command-line variables
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -322,9 +323,7 @@ def start(name: str, argv: list[str], env: dict[str, str]) -> Proc:
     WORK.mkdir(parents=True, exist_ok=True)
     log = WORK / f"{name}-{uuid.uuid4().hex[:6]}.log"
     with log.open("wb") as out:
-        popen = subprocess.Popen(
-            argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
-        )
+        popen = subprocess.Popen(argv, env=service_env(env), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     return Proc(name, popen, psutil.Process(popen.pid), log)
 
 
@@ -408,7 +407,7 @@ class Bench:
             "--metrics-port", "0",
         ]  # fmt: skip
         done = subprocess.run(
-            argv, env={**os.environ, "LOG_LEVEL": "WARNING"}, capture_output=True, check=False
+            argv, env=service_env({"LOG_LEVEL": "WARNING", "DURATION": "0"}), capture_output=True, check=False
         )
         if done.returncode != 0:
             raise SystemExit(f"bench: login-producer failed: {done.stderr.decode(errors='replace')[-2000:]}")

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """``make demo``: the whole pipeline on the local broker, in the foreground, with the live view.
 
-Starts login-consumer, login-producer and a Prometheus scraping both (scripts/local_pipeline.py; the
-alert rules loaded; without a prometheus binary the demo runs on and says so; --no-prometheus skips it),
+Starts login-consumer, login-producer, an Alertmanager with the routing tree and a Prometheus scraping
+both (scripts/local_pipeline.py; the alert rules loaded, alerts sent to the Alertmanager; without a
+prometheus binary the demo runs on and says so; --no-prometheus skips both),
 prints links into Prometheus' graph UI for throughput, lag and risk, and shows the live view of
-scripts/live_view.py once a second. On Ctrl-C or after --duration seconds it stops the producer, waits
+scripts/live_view.py once a second. On Ctrl-C (which reaches the demo only: the services run in sessions
+of their own) or after --duration seconds it stops the producer, waits
 until the consumer has drained the input topic (bounded), reads the figures once more and prints a
 summary whose ``processed: N`` line scripts can read. ``produced`` is what this run appended to the
 input topic, so ``processed`` + ``dead-lettered`` = ``produced`` (+ any backlog the group had).
@@ -95,13 +97,10 @@ def main() -> int:
     offsets = Offsets(bootstrap, topics["input"], group)
     start_end, backlog = offsets.end(), offsets.lag() or 0
 
-    pipeline, (consumer, producer), prometheus = local_pipeline.start(
-        DEMO_DIR, rate=args.rate, detach=False, with_prometheus=not args.no_prometheus
-    )
-    if prometheus is not None:
-        local_pipeline.print_links(prometheus.url)
-    cproc, pproc = pipeline.procs[0], pipeline.procs[1]
-    view = View(pproc.url, cproc.url, HighRiskTail(bootstrap, topics["output"]))
+    # The services run in sessions of their own: a terminal's Ctrl-C goes to its whole foreground process
+    # group, and the consumer must keep running until it has drained what the producer wrote. The demo
+    # stops them itself (below); what a killed demo left behind is stopped by the next one.
+    # From here on, Ctrl-C and SIGTERM only ask the demo to stop, so that it always stops them.
     stopping = False
 
     def on_signal(_signum: int, _frame: object) -> None:
@@ -110,6 +109,16 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    previous = local_pipeline.Pipeline.load(DEMO_DIR)
+    if previous is not None:
+        local_pipeline.terminate(previous.procs)
+    pipeline, (consumer, producer), prometheus = local_pipeline.start(
+        DEMO_DIR, rate=args.rate, detach=True, with_prometheus=not args.no_prometheus
+    )
+    if prometheus is not None:
+        local_pipeline.print_links(prometheus.url)
+    cproc, pproc = pipeline.procs[0], pipeline.procs[1]
+    view = View(pproc.url, cproc.url, HighRiskTail(bootstrap, topics["output"]), pipeline.alertmanager_url)
     console = Console()
     started = time.monotonic()
     title = f"login-stream demo · {bootstrap}"
@@ -167,6 +176,7 @@ def main() -> int:
                 proc.kill()
         if prometheus is not None:
             prometheus.stop()
+        local_pipeline.terminate([p for p in pipeline.procs if p.name == "alertmanager"])
         lag_final = offsets.lag()
         offsets.close()
         view.close()

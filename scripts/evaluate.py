@@ -35,6 +35,10 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, Message
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from service_env import service_env  # the services never see make's command-line variables
+
 DETECTORS = ("brute_force", "credential_stuffing", "impossible_travel", "new_device", "new_country")
 MAX_AGE = 20 * 365 * 86_400  # the simulated clock starts in 2025: accept old timestamps
 TRUTH_HEADER = "x-sim-truth"
@@ -135,7 +139,7 @@ def _producer(args: argparse.Namespace, *extra: str) -> None:
         "0",
         *extra,
     ]
-    env = {**os.environ, "LOG_FORMAT": "json"}
+    env = service_env({"LOG_FORMAT": "json", "DURATION": "0"})  # --count ends it, nothing else
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False, timeout=900)
     if done.returncode != 0:
         raise EvaluationError(f"login-producer exited {done.returncode}: {done.stderr[-2000:]}")
@@ -269,17 +273,18 @@ def run_via_broker(
     _producer(args, "--topic", source, "--bootstrap-servers", bootstrap)
     timings["produce_s"] = time.monotonic() - started
 
-    env = {
-        **os.environ,
-        "LOG_FORMAT": "json",
-        **consumer_env(
-            BOOTSTRAP_SERVERS=bootstrap,
-            INPUT_TOPIC=source,
-            OUTPUT_TOPIC=output,
-            DLQ_TOPIC=dlq,
-            GROUP_ID=group,
-        ),
-    }
+    env = service_env(
+        {
+            "LOG_FORMAT": "json",
+            **consumer_env(
+                BOOTSTRAP_SERVERS=bootstrap,
+                INPUT_TOPIC=source,
+                OUTPUT_TOPIC=output,
+                DLQ_TOPIC=dlq,
+                GROUP_ID=group,
+            ),
+        }
+    )
     logs = [tempfile.TemporaryFile() for _ in range(max(1, args.consumers))]  # noqa: SIM115 - closed below
     started = time.monotonic()
     procs = [

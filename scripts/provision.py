@@ -56,13 +56,23 @@ class Tool:
 
 
 # The one list of system packages. Java 17+ and Maven run the local Kafka broker (scripts/local_kafka.py);
-# prometheus/promtool run the alert-rule tests, the real-Prometheus test and the demo; actionlint checks
+# prometheus/promtool run the alert-rule tests, the real-Prometheus test and the demo; Debian's
+# prometheus-alertmanager (0.25 on bookworm; its binary has the package's name, and it ships amtool) routes
+# the alerts locally and in the alert-routing tests (Homebrew's `alertmanager` names its binary
+# alertmanager: scripts/local_alertmanager.py takes either); actionlint checks
 # the workflow's run: scripts with shellcheck.
 SYSTEM: tuple[SystemNeed, ...] = (
     SystemNeed("java", "default-jre-headless", "openjdk@17", "runs the local Kafka broker (Java 17+)"),
     SystemNeed("mvn", "maven", "maven", "assembles the broker's jars from Maven Central"),
     SystemNeed("prometheus", "prometheus", "prometheus", "the local Prometheus (demo, run, tests)"),
     SystemNeed("promtool", "prometheus", "prometheus", "checks and unit-tests the alert rules"),
+    SystemNeed(
+        "prometheus-alertmanager",
+        "prometheus-alertmanager",
+        "alertmanager",
+        "the local Alertmanager (demo, run, the alert-routing tests)",
+    ),
+    SystemNeed("amtool", "prometheus-alertmanager", "alertmanager", "checks and tests the routing tree"),
     SystemNeed("shellcheck", "shellcheck", "shellcheck", "actionlint lints the workflow's scripts with it"),
     # the real node (scripts/k8s_node.py, tests/real_node): Linux and root only, so no Homebrew names
     SystemNeed("containerd", "containerd", "", "the real node's container runtime"),
@@ -71,9 +81,15 @@ SYSTEM: tuple[SystemNeed, ...] = (
     SystemNeed("iptables", "iptables", "", "kube-proxy's Services and the pods' NAT"),
     SystemNeed("conntrack", "conntrack", "", "kube-proxy clears stale UDP flows with it"),
     SystemNeed("debootstrap", "debootstrap", "", "the daemon-free image builder's base file system"),
+    # the image tier (tests/images) on the same machines: containerd's client and a static example binary
+    SystemNeed("ctr", "containerd", "", "imports the built images into containerd"),
+    SystemNeed("gcc", "gcc libc6-dev", "", "compiles the static example binary of the image tier"),
 )
 # What only a machine that can host the real node installs (root on Linux: a kubelet needs it).
-NODE_NEEDS = ("containerd", "runc", "/usr/lib/cni/bridge", "iptables", "conntrack", "debootstrap")
+NODE_NEEDS = (
+    *("containerd", "runc", "/usr/lib/cni/bridge", "iptables", "conntrack", "debootstrap"),
+    *("ctr", "gcc"),  # the image tier: imports into its private containerd, the example's static binary
+)
 
 # The one list of tools. Ranges: what the make targets and tests are written against.
 TOOLS: tuple[Tool, ...] = (
@@ -128,7 +144,8 @@ TOOLS: tuple[Tool, ...] = (
 HOSTS_NODE = sys.platform == "linux" and os.geteuid() == 0
 NEEDS: dict[str, tuple[str, ...]] = {
     "setup": (
-        *("java", "mvn", "prometheus", "promtool", "shellcheck", "helm", "kubeconform", "actionlint"),
+        *("java", "mvn", "prometheus", "promtool", "prometheus-alertmanager", "amtool", "shellcheck"),
+        *("helm", "kubeconform", "actionlint"),
         *(NODE_NEEDS if HOSTS_NODE else ()),
     ),
     "tools": ("helm", "kind", "kubectl", "kubeconform", "actionlint"),
@@ -160,6 +177,8 @@ def stamp(tool: Tool) -> Path:
 
 
 def version_of(path: str, tool: Tool) -> Version | None:
+    """The tool's version: our stamp for our own builds, else what it prints, else its Go module build
+    info (a ``go install`` build of kubeconform prints no version at all)."""
     if Path(path).parent == TOOLS_BIN and stamp(tool).exists():
         return parse_version(stamp(tool).read_text())
     try:
@@ -168,7 +187,39 @@ def version_of(path: str, tool: Tool) -> Version | None:
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return parse_version(out.stdout + "\n" + out.stderr)
+    printed = parse_version(out.stdout + "\n" + out.stderr)
+    if printed is not None or tool.module is None:
+        return printed
+    return module_version(path, tool)
+
+
+# A Go binary embeds its build info ("path\t<package>", "mod\t<module>\t<version>\t<sum>" lines), which
+# `go version -m` prints; without Go it is read from the binary itself (runtime/debug.BuildInfo's text).
+MOD_LINE = re.compile(rb"(?:^|\n)\t?mod\t([^\t\n]+)\t(v\d+\.\d+\.\d+[^\t\n]*)")
+
+
+def module_version(path: str, tool: Tool) -> Version | None:
+    """The version of the module a Go binary was built from when it is the tool's module (``go version
+    -m``, or the build info read from the file when there is no Go); None for a ``(devel)`` build."""
+    text = b""
+    go = shutil.which("go")
+    if go is not None:
+        try:
+            done = subprocess.run([go, "version", "-m", path], capture_output=True, timeout=30, check=False)
+            text = done.stdout
+        except (OSError, subprocess.TimeoutExpired):
+            text = b""
+    if not text:
+        try:
+            text = Path(path).read_bytes()
+        except OSError:
+            return None
+    module = (tool.module or "").encode()
+    for match in MOD_LINE.finditer(text.replace(b"\r", b"")):
+        name = match.group(1).strip()
+        if module == name or module.startswith(name + b"/"):
+            return parse_version(match.group(2).decode(errors="replace"))
+    return None
 
 
 # --- system packages -------------------------------------------------------------------------------
@@ -191,7 +242,8 @@ def privilege() -> list[str] | None:
 
 
 def packages(needs: list[SystemNeed], manager: str) -> list[str]:
-    return list(dict.fromkeys(getattr(need, manager) for need in needs))
+    """The packages to install (a need may name several, space-separated)."""
+    return list(dict.fromkeys(p for need in needs for p in getattr(need, manager).split()))
 
 
 def install_system(needs: list[SystemNeed]) -> str:
@@ -245,14 +297,31 @@ def find_tool(tool: Tool) -> Outcome:
         if not (candidate.is_file() and os.access(candidate, os.X_OK)):
             continue
         version = version_of(str(candidate), tool)
+        where = "pinned, built here" if candidate.parent == TOOLS_BIN else "on PATH"
         if version is not None and in_range(version, tool):
-            where = "pinned, built here" if candidate.parent == TOOLS_BIN else "on PATH"
             return Outcome(
                 str(candidate), f"using {candidate} {show(version)} ({where}; supported {supported})"
+            )
+        if version is None and runs(str(candidate), tool):
+            # It runs but neither it nor its build info names a version (a source build: "(devel)"):
+            # used, with a warning, rather than refused, since nothing says it is unsupported.
+            return Outcome(
+                str(candidate),
+                f"using {candidate} ({where}) - WARNING: its version is unknown (it prints none and its "
+                f"build info names none); supported {supported}, pinned {tool.pinned or '-'}",
             )
         seen.append(f"{candidate} is {show(version) if version else 'of unknown version'}")
     reason = "; ".join(seen) + f", outside {supported}" if seen else "not on PATH"
     return Outcome(None, reason)
+
+
+def runs(path: str, tool: Tool) -> bool:
+    """The tool answers its version command with exit code 0."""
+    try:
+        done = subprocess.run([path, *tool.version_args], capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
 
 
 def go_install(tool: Tool) -> str:

@@ -53,6 +53,10 @@ PINNED: dict[str, tuple[str, str]] = {
         "PrometheusRule",
         "78be98554b9c8506ab2b4f4feb91c5f3a56e536a0a510f3a8e876a459970d56d",
     ),
+    "monitoring.coreos.com_alertmanagerconfigs.yaml": (
+        "AlertmanagerConfig",
+        "fed47c462483a47a4d1912bf8a7a3767618644cfdee86dc73d7624c55d6a8b9d",
+    ),
     "keda.sh_scaledobjects.yaml": (
         "ScaledObject",
         "af35555862a83933b074af14ad439c4b4ceabaf4daa3e9338e9b23e36d308d80",

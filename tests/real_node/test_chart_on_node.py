@@ -112,14 +112,16 @@ def set_producer_replicas(release: Release, replicas: int) -> None:
 
 
 def drained(release: Release, env: dict[str, str]) -> None:
-    """Waits until the consumer group has committed the input topic's end offsets."""
-    bootstrap = release.node.bootstrap
-    wait_for(
-        "the consumer group to drain the input",
-        lambda: group_lag(bootstrap, env["GROUP_ID"], env["INPUT_TOPIC"]) == 0,
-        600,
-        2,
-    )
+    """Waits until the consumer group has committed the end offsets of the input (user stage) and then
+    of its repartition topic (network stage, which writes the outputs): only then is every output out."""
+    bootstrap, group = release.node.bootstrap, env["GROUP_ID"]
+    for topic in (env["INPUT_TOPIC"], f"{group}-network-repartition"):
+        wait_for(
+            f"the consumer group to drain {topic}",
+            lambda t=topic: group_lag(bootstrap, group, t) == 0,
+            600,
+            2,
+        )
 
 
 def assert_nothing_lost(
@@ -293,7 +295,7 @@ def test_a_consumer_pod_force_deleted_mid_stream_loses_nothing(release: Release)
     try:
         drained(release, env)
         figures = assert_nothing_lost(release, env, start)
-        print(f"force-deleted {victim}: {figures}")
+        print(f"\nforce-deleted {victim}: {figures}")
     finally:
         set_producer_replicas(release, 1)
 
@@ -339,7 +341,7 @@ def test_upgrade_to_three_consumers_mid_stream_loses_nothing_and_still_detects_s
             and any(d["detector"] == "credential_stuffing" for d in o.get("detections", []))
         }
         pods = {p["spec"]["nodeName"] for p in release.pods("consumer")}
-        print(f"upgrade to 3: {figures}; stuffing flagged {len(flagged)}/{len(stuffed)} accounts")
+        print(f"\nupgrade to 3: {figures}; stuffing flagged {len(flagged)}/{len(stuffed)} accounts")
         assert pods == {"login-stream-node"}
         assert len(flagged) >= len(stuffed) * 0.9, (
             f"credential stuffing flagged on {len(flagged)} of {len(stuffed)} accounts"

@@ -76,10 +76,22 @@ def test_setup_names_every_missing_piece_in_one_message(tmp_path: Path) -> None:
     assert out.returncode == 2
     message = out.stderr
     assert message.count("missing, so nothing was run") == 1
-    for need in ("java (", "mvn (", "prometheus (", "promtool (", "shellcheck (", "helm:", "actionlint:"):
+    for need in (
+        "java (",
+        "mvn (",
+        "prometheus (",
+        "promtool (",
+        "amtool (",
+        "shellcheck (",
+        "helm:",
+        "actionlint:",
+    ):
         assert need in message, need
-    assert "apt-get install -y default-jre-headless maven prometheus shellcheck" in message
-    assert "brew install openjdk@17 maven prometheus shellcheck" in message
+    assert (
+        "apt-get install -y default-jre-headless maven prometheus prometheus-alertmanager shellcheck"
+        in message
+    )
+    assert "brew install openjdk@17 maven prometheus alertmanager shellcheck" in message
     assert f"CRDs for the manifest checks (none in {tmp_path / 'crds'})" in message
     assert "run `make test` again" in message
 
@@ -129,9 +141,9 @@ def test_a_pinned_build_that_prints_no_version_is_known_by_its_stamp(tmp_path: P
     assert out.returncode == 0, out.stderr
     assert f"using {built} v0.8.0 (pinned, built here;" in out.stdout
     (tools_bin / ".kubeconform.version").unlink()
-    out = run(tmp_path, "tools", "kubeconform")
-    assert out.returncode == 2
-    assert f"{built} is of unknown version" in out.stderr
+    out = run(tmp_path, "tools", "kubeconform")  # not a Go binary: no build info either
+    assert out.returncode == 0, out.stderr
+    assert f"using {built} (pinned, built here) - WARNING: its version is unknown" in out.stdout
     helm = stub(tmp_path / "bin", "helm", "v3.22")
     out = run(tmp_path, "tools", "helm")
     assert f"using {helm} v3.22.0 (on PATH" in out.stdout
@@ -147,7 +159,70 @@ def test_when_apt_get_cannot_install_the_reason_is_part_of_the_one_message(tmp_p
     assert out.returncode == 2
     assert out.stderr.startswith("make setup: missing, so nothing was run:")
     assert out.stderr.count("missing, so nothing was run") == 1
-    assert "sudo apt-get install -y default-jre-headless maven prometheus shellcheck" in out.stderr
+    assert (
+        "sudo apt-get install -y default-jre-headless maven prometheus prometheus-alertmanager shellcheck"
+        in out.stderr
+    )
     reason = "permission denied" if os.geteuid() == 0 else "not root and no passwordless sudo"
     assert "[not installed here: " in out.stderr
     assert reason in out.stderr
+
+
+def go_tool(tmp_path: Path, module: str, package: str, tag: str | None, name: str) -> Path:
+    """A real Go binary ``name`` built from a local module ``module`` tagged ``tag`` (go 1.24+ stamps the
+    tag into the build info; no tag and -buildvcs=false: ``(devel)``). It prints ``development`` to
+    every question, as a ``go install`` build of kubeconform does."""
+    go = shutil.which("go")
+    assert go is not None, "Go is a prerequisite of this repository (README): install it"
+    src = tmp_path / f"src-{name}-{tag}"
+    (src / package).mkdir(parents=True)
+    (src / "go.mod").write_text(f"module {module}\n\ngo 1.22\n")
+    (src / package / "main.go").write_text(
+        'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("development") }\n'
+    )
+    git = ["git", "-C", str(src), "-c", "user.email=t@example.invalid", "-c", "user.name=t"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "src"], *([["tag", tag]] if tag else [])):
+        subprocess.run([*git, *args], check=True, capture_output=True)
+    out = tmp_path / f"build-{tag}" / name
+    vcs = "-buildvcs=true" if tag else "-buildvcs=false"
+    subprocess.run(
+        [go, "build", vcs, "-o", str(out), f"./{package}"], cwd=src, check=True, capture_output=True
+    )
+    return out
+
+
+def test_a_go_install_build_on_path_is_known_by_its_module_build_info(tmp_path: Path) -> None:
+    """`make tools` with a `go install`-built kubeconform on PATH (it prints `development`): its module
+    build info names the version, read with `go version -m` and, with no Go on PATH, from the file."""
+    built = go_tool(tmp_path, "github.com/yannh/kubeconform", "cmd/kubeconform", "v0.7.1", "kubeconform")
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    shutil.copy(built, bindir / "kubeconform")
+    go_dir = str(Path(str(shutil.which("go"))).parent)
+    for extra in (go_dir, ""):  # with Go (go version -m), then without (the build info in the file)
+        out = run(tmp_path, "tools", "kubeconform", extra_path=extra)
+        assert out.returncode == 0, out.stderr
+        assert f"using {bindir / 'kubeconform'} v0.7.1 (on PATH; supported" in out.stdout
+        assert "WARNING" not in out.stdout
+
+
+def test_build_info_outside_the_range_is_refused_and_a_devel_build_is_used_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    new = go_tool(tmp_path, "github.com/yannh/kubeconform", "cmd/kubeconform", "v1.2.0", "kubeconform")
+    shutil.copy(new, bindir / "kubeconform")
+    out = run(tmp_path, "tools", "kubeconform")
+    assert out.returncode == 2
+    assert f"{bindir / 'kubeconform'} is v1.2.0, outside >= v0.6.4, < v1.0.0" in out.stderr
+    devel = go_tool(tmp_path, "github.com/yannh/kubeconform", "cmd/kubeconform", None, "kubeconform")
+    shutil.copy(devel, bindir / "kubeconform")
+    out = run(tmp_path, "tools", "kubeconform")
+    assert out.returncode == 0, out.stderr
+    assert "WARNING: its version is unknown" in out.stdout
+    # another module's binary under the tool's name: its build info is not the tool's
+    other = go_tool(tmp_path, "example.invalid/other", "cmd/kubeconform", "v0.7.1", "kubeconform")
+    shutil.copy(other, bindir / "kubeconform")
+    out = run(tmp_path, "tools", "kubeconform")
+    assert "v0.7.1" not in out.stdout + out.stderr

@@ -28,6 +28,7 @@ linked=(
   monitoring.coreos.com_servicemonitors.yaml=prometheus-operator/monitoring.coreos.com_servicemonitors.yaml
   monitoring.coreos.com_podmonitors.yaml=prometheus-operator/monitoring.coreos.com_podmonitors.yaml
   monitoring.coreos.com_prometheusrules.yaml=prometheus-operator/monitoring.coreos.com_prometheusrules.yaml
+  monitoring.coreos.com_alertmanagerconfigs.yaml=prometheus-operator/monitoring.coreos.com_alertmanagerconfigs.yaml
   keda.sh_scaledobjects.yaml=keda/keda.sh_scaledobjects.yaml
   keda.sh_triggerauthentications.yaml=keda/keda.sh_triggerauthentications.yaml
 )

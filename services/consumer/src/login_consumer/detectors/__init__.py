@@ -6,6 +6,7 @@ from login_consumer.config import ConsumerSettings
 from login_consumer.detect import CREDENTIAL_STUFFING, DetectorConfig, Detectors, NoDetectors, StateSource
 from login_consumer.detectors.networks import NetworkDetector
 from login_consumer.detectors.users import UserDetectors
+from login_consumer.privacy import evidence_privacy
 from login_consumer.stores.changelog import Changelog
 
 __all__ = ["NetworkDetector", "UserDetectors", "build_detectors", "build_network_detector"]
@@ -30,4 +31,4 @@ def build_network_detector(settings: ConsumerSettings) -> NetworkDetector | None
     source: StateSource | None = None
     if settings.state_changelog:
         source = Changelog(settings, settings.network_state_topic(), settings.repartition_topic())
-    return NetworkDetector(config, source)
+    return NetworkDetector(config, source, privacy=evidence_privacy(settings))
