@@ -364,8 +364,10 @@ def ensure_tool(tool: Tool) -> Outcome:
 
 
 def crd_dirs() -> list[Path]:
+    """Where the manifest checks find CRDs: CRD_DIR, else `make crds`' output, else ../shared/crds (a
+    fallback for a machine that reaches no package registry)."""
     named = os.environ.get("CRD_DIR", "")
-    return [Path(named)] if named else [ROOT.parent / "shared" / "crds", ROOT / ".cache" / "crds"]
+    return [Path(named)] if named else [ROOT / ".cache" / "crds", ROOT.parent / "shared" / "crds"]
 
 
 def has_crds(directory: Path) -> bool:
@@ -373,21 +375,32 @@ def has_crds(directory: Path) -> bool:
 
 
 def ensure_crds(allow_fetch: bool) -> str:
-    """'' when the CRDs for the offline manifest checks are there; else how to get them."""
-    found = next((d for d in crd_dirs() if has_crds(d)), None)
-    if found is not None:
-        say(f"CRDs: {found}")
-        return ""
-    if allow_fetch and not os.environ.get("CRD_DIR"):
-        say("no CRDs found: fetching them with `make crds` (pinned upstream charts, needs network) ...")
+    """'' when the CRDs for the offline manifest checks are there; else how to get them.
+
+    Without CRD_DIR, `make crds` runs every time (it only links once the per-user cache holds them):
+    Strimzi's generated from Maven Central, prometheus-operator's and KEDA's from their Go modules."""
+    named = os.environ.get("CRD_DIR", "")
+    failed = ""
+    if allow_fetch and not named:
         make = os.environ.get("MAKE", "make")
         out = subprocess.run(
-            [make, "--no-print-directory", "crds"], cwd=ROOT, capture_output=True, check=False
+            [make, "--no-print-directory", "crds"], cwd=ROOT, capture_output=True, text=True, check=False
         )
-        if out.returncode == 0 and any(has_crds(d) for d in crd_dirs()):
+        if out.returncode == 0 and has_crds(crd_dirs()[0]):
+            say(f"CRDs: {crd_dirs()[0]} ({out.stdout.strip().splitlines()[-1]})")
             return ""
+        tail = (out.stderr.strip() or out.stdout.strip()).splitlines()[-3:]
+        failed = f"`make crds` failed: {' / '.join(tail)}"
+    found = next((d for d in crd_dirs() if has_crds(d)), None)
+    if found is not None:
+        say(f"CRDs: {found}" + (f" ({failed}; using this fallback)" if failed else ""))
+        return ""
     where = " or ".join(str(d) for d in crd_dirs())
-    return f"CRDs for the manifest checks (none in {where}): `make crds` (needs network), or set CRD_DIR"
+    why = f" [{failed}]" if failed else ""
+    return (
+        f"CRDs for the manifest checks (none in {where}): `make crds` (Maven Central and the Go module "
+        f"proxy; Java 21+, mvn, go), or set CRD_DIR{why}"
+    )
 
 
 # --- entry points -----------------------------------------------------------------------------------

@@ -47,14 +47,15 @@ def helm() -> str:
 
 def find_crd_dir() -> tuple[Path | None, str]:
     named = os.environ.get("CRD_DIR", "")
-    candidates = [Path(named)] if named else [ROOT.parent / "shared" / "crds", ROOT / ".cache" / "crds"]
+    candidates = [Path(named)] if named else [ROOT / ".cache" / "crds", ROOT.parent / "shared" / "crds"]
     for candidate in candidates:
         if candidate.is_dir() and any(True for _ in crds_in(crd_files(candidate))):
             return candidate, ""
     where = f"CRD_DIR={named}" if named else " or ".join(str(c) for c in candidates)
     return (
         None,
-        f"no CustomResourceDefinitions found in {where}: run `make crds` (needs network) or set CRD_DIR",
+        f"no CustomResourceDefinitions found in {where}: "
+        "run `make crds` (Maven Central, Go modules) or set CRD_DIR",
     )
 
 

@@ -262,7 +262,7 @@ def crd_established(api: Any, name: str) -> bool:
 
 @pytest.fixture(scope="session")
 def cluster(api: Any, dynamic: Any) -> Cluster:
-    """The CRDs (CRD_DIR, else ../shared/crds or `make crds` output) and k8s/ applied as `make cluster`
+    """The CRDs (CRD_DIR, else `make crds`' .cache/crds or ../shared/crds) and k8s/ applied as `make cluster`
     applies them (namespaces, Kafka, node pool, topics, users, PodMonitors), server-side."""
     crd_dir, reason = find_crd_dir()
     if crd_dir is None:

@@ -210,7 +210,7 @@ def test_install_upgrade_rollback_uninstall(
 
     with step("upgrade: new image tag, KEDA on", api, ns):
         # with Kafka security on, the ScaledObject authenticates through a KEDA TriggerAuthentication,
-        # whose CRD KEDA's chart installs (`make crds`); a CRD_DIR without it keeps KEDA off here
+        # whose CRD `make crds` provides (KEDA's chart installs it); a CRD_DIR without it keeps KEDA off here
         keda = not values["kafka"]["security"]["enabled"] or served(
             dynamic, "keda.sh/v1alpha1", "TriggerAuthentication"
         )
