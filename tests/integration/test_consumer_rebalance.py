@@ -15,8 +15,9 @@ from prometheus_client import CollectorRegistry
 from login_common.settings import load_settings
 from login_consumer.app import ConsumerApp
 from login_consumer.config import ConsumerSettings
-from login_consumer.detect import DetectBatch, Detection, NoDetectors, PartitionRef
+from login_consumer.detectors.base import DetectBatch, Detection, NoDetectors
 from login_consumer.metrics import ConsumerMetrics
+from login_consumer.records import PartitionRef
 from tests.kafka_utils import drain, running
 
 pytestmark = pytest.mark.integration

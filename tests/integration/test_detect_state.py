@@ -140,10 +140,10 @@ def test_a_rebalance_hands_each_partitions_state_to_its_new_owner(
         with pipe.consumer("second") as second:
             deadline = time.monotonic() + 30  # wait for the group to split the two partitions
             while time.monotonic() < deadline and not (
-                len(first._user_assignment()) == 1 and len(second._user_assignment()) == 1
+                len(first.group.inputs()) == 1 and len(second.group.inputs()) == 1
             ):
                 time.sleep(0.2)
-            assert len(first._user_assignment()) == len(second._user_assignment()) == 1
+            assert len(first.group.inputs()) == len(second.group.inputs()) == 1
             ids = pipe.send(
                 [
                     (0, event("ann", 60, device="ann-00-0002")),

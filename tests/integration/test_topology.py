@@ -127,11 +127,11 @@ def _wait_split(apps: list[ConsumerApp], timeout: float = 45.0) -> None:
     """Until the group has spread both topics' partitions over every consumer."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        sizes = [len(app._assignment) for app in apps]
+        sizes = [len(app.group.assignment) for app in apps]
         if all(sizes) and sum(sizes) == 2 * PARTITIONS:
             return
         time.sleep(0.2)
-    raise AssertionError(f"partitions not spread: {[sorted(a._assignment) for a in apps]}")
+    raise AssertionError(f"partitions not spread: {[sorted(a.group.assignment) for a in apps]}")
 
 
 @pytest.mark.parametrize("consumers", [1, 3])

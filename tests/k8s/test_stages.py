@@ -22,9 +22,9 @@ import pytest
 import yaml
 
 from login_consumer.config import ConsumerSettings
-from login_consumer.delivery.topics import REPARTITION_CONFIG
-from login_consumer.detect import parse_detectors
+from login_consumer.detectors.names import parse_detectors
 from login_consumer.stores.changelog import TOPIC_CONFIG
+from login_consumer.topics import REPARTITION_CONFIG
 from tests.k8s.conftest import ROOT, Render, RenderError, one
 from tests.k8s.kube_schemas import Obj
 

@@ -15,11 +15,11 @@ from confluent_kafka import Message
 from login_common.errors import ConfigError
 from login_common.settings import load_settings
 from login_consumer.config import ConsumerSettings
-from login_consumer.detect import PartitionRef
-from login_consumer.detectors import build_detectors
 from login_consumer.privacy import Privacy
 from login_consumer.process import Processor
+from login_consumer.records import PartitionRef
 from login_consumer.stages.user import ROUTE_HEADER, UserStage
+from login_consumer.wiring import build_detectors
 
 KEY = "k" * 24
 NOW = time.time()

@@ -18,8 +18,8 @@ from login_consumer.app import ConsumerApp
 from login_consumer.config import ConsumerSettings
 from login_consumer.errors import EnrichmentError
 from login_consumer.metrics import ConsumerMetrics
+from login_consumer.operations.replay import replay_dlq
 from login_consumer.process import tune_gc
-from login_consumer.replay import replay_dlq
 from login_consumer.validate import ERROR_TYPES
 
 log = structlog.get_logger("login_consumer")

@@ -1,4 +1,11 @@
-"""Consumer configuration from environment variables (one pydantic-settings model)."""
+"""Consumer configuration from environment variables (one pydantic-settings model).
+
+List settings (``DETECTORS``, ``DETECTOR_RISKS``, ``RISK_WEIGHTS``) stay text in the environment, as the
+chart and the docs write them, and are parsed once, when the model is loaded, by the one list parser
+(``names.py``): ``detector_names``, ``risks`` and ``weights`` are the typed values everything else uses.
+This module imports the names (``detectors/names.py``, ``risk.py``) and the detectors' settings type, never
+the detectors themselves: nothing below the settings imports them back.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +13,11 @@ import socket
 from typing import Any, Literal
 
 from packaging.version import InvalidVersion, Version
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from login_common.settings import CommonSettings
-from login_consumer.detect import parse_detectors, parse_risks
+from login_consumer.detectors.base import DetectorConfig
+from login_consumer.detectors.names import CREDENTIAL_STUFFING, parse_detectors, parse_risks
 from login_consumer.privacy import PrivacySettings
 from login_consumer.risk import DEFAULT_WEIGHTS, parse_weights
 
@@ -17,6 +25,8 @@ Guarantee = Literal["at-least-once", "exactly-once"]
 
 
 class ConsumerSettings(CommonSettings, PrivacySettings):
+    _parsed: dict[str, Any] = PrivateAttr(default_factory=dict)  # the list settings, parsed (_lists)
+
     output_topic: str = Field(
         "processed-logins", min_length=1, max_length=249, description="Topic of processed events."
     )
@@ -113,7 +123,7 @@ class ConsumerSettings(CommonSettings, PrivacySettings):
         description="geoip2fast dataset: a file name bundled with geoip2fast, or a path.",
     )
 
-    # ---- stateful detectors (detect.py, docs/detection.md); defaults = the producer's TRUTH_* defaults
+    # ---- stateful detectors (detectors/, docs/detection.md); defaults = the producer's TRUTH_* defaults
     detectors: str = Field(
         "all",
         description=(
@@ -218,23 +228,20 @@ class ConsumerSettings(CommonSettings, PrivacySettings):
             raise ValueError(f"{value!r} is not a PEP 440 version") from None
         return value
 
-    @field_validator("risk_weights")
-    @classmethod
-    def _weights(cls, value: str) -> str:
-        parse_weights(value)  # raises ValueError naming the bad entry
-        return value
-
-    @field_validator("detectors")
-    @classmethod
-    def _detectors(cls, value: str) -> str:
-        parse_detectors(value)  # raises ValueError naming the unknown detector
-        return value
-
-    @field_validator("detector_risks")
-    @classmethod
-    def _risks(cls, value: str) -> str:
-        parse_risks(value)
-        return value
+    @model_validator(mode="after")
+    def _lists(self) -> ConsumerSettings:
+        """Parse the list settings, once (``names.py``); a bad entry is named with its variable."""
+        for variable, text, parse in (
+            ("DETECTORS", self.detectors, parse_detectors),
+            ("DETECTOR_RISKS", self.detector_risks, parse_risks),
+            ("RISK_WEIGHTS", self.risk_weights, parse_weights),
+        ):
+            try:
+                parsed: Any = parse(text)
+            except ValueError as exc:
+                raise ValueError(f"{variable}={text!r}: {exc}") from None
+            self._parsed[variable] = parsed
+        return self
 
     @model_validator(mode="after")
     def _thresholds(self) -> ConsumerSettings:
@@ -249,8 +256,40 @@ class ConsumerSettings(CommonSettings, PrivacySettings):
     def exactly_once(self) -> bool:
         return self.processing_guarantee == "exactly-once"
 
+    @property
+    def detector_names(self) -> tuple[str, ...]:
+        """``DETECTORS``, parsed: the enabled detectors, in their canonical order."""
+        names: tuple[str, ...] = self._parsed["DETECTORS"]
+        return names
+
+    @property
+    def risks(self) -> dict[str, int]:
+        """``DETECTOR_RISKS`` over the default risks: the risk each detector adds."""
+        return dict(self._parsed["DETECTOR_RISKS"])
+
     def weights(self) -> dict[str, int]:
-        return {**DEFAULT_WEIGHTS, **parse_weights(self.risk_weights)}
+        """``RISK_WEIGHTS`` over the default weights: every risk factor's weight."""
+        return {**DEFAULT_WEIGHTS, **self._parsed["RISK_WEIGHTS"]}
+
+    def detector_config(self) -> DetectorConfig:
+        """The detectors' thresholds and bounds from these settings."""
+        return DetectorConfig(
+            enabled=self.detector_names,
+            brute_force_failures=self.brute_force_failures,
+            brute_force_window=self.brute_force_window_seconds,
+            stuffing_accounts=self.stuffing_accounts,
+            stuffing_window=self.stuffing_window_seconds,
+            stuffing_prefix=self.stuffing_prefix,
+            travel_max_speed_kmh=self.travel_max_speed_kmh,
+            travel_min_distance_km=self.travel_min_distance_km,
+            grace=self.detector_grace_seconds,
+            user_ttl=self.user_state_ttl_seconds,
+            max_users=self.max_state_users,
+            max_failure_keys=self.max_state_failure_keys,
+            max_networks=self.max_state_networks,
+            state_time_slack=self.state_time_slack_seconds,
+            risks=self.risks,
+        )
 
     def changelog_topic(self) -> str:
         return self.state_topic or f"{self.group_id}-detector-state"
@@ -266,7 +305,7 @@ class ConsumerSettings(CommonSettings, PrivacySettings):
     @property
     def network_stage(self) -> bool:
         """credential_stuffing is on, so events go through the network-keyed stage."""
-        return "credential_stuffing" in parse_detectors(self.detectors)
+        return CREDENTIAL_STUFFING in self.detector_names
 
     def effective_transactional_id(self) -> str:
         return self.transactional_id or f"{self.group_id}-{socket.gethostname()}"

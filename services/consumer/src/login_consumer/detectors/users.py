@@ -18,21 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import structlog
-
 from login_common.geo import COUNTRY_POINTS, great_circle_km
-from login_consumer.detect import (
-    BRUTE_FORCE,
-    IMPOSSIBLE_TRAVEL,
-    NEW_COUNTRY,
-    NEW_DEVICE,
-    DetectBatch,
-    Detection,
-    DetectorConfig,
-    PartitionRef,
-    StateSource,
-)
-from login_consumer.histories import device_key
+from login_consumer.detectors.base import DetectBatch, Detection, DetectorConfig
+from login_consumer.detectors.names import BRUTE_FORCE, IMPOSSIBLE_TRAVEL, NEW_COUNTRY, NEW_DEVICE
+from login_consumer.records import PartitionRef
+from login_consumer.stores.histories import device_key
+from login_consumer.stores.restore import Restorer, StateSource
 from login_consumer.stores.users import (
     MAX_COUNTRIES,
     MAX_DEVICES,
@@ -42,8 +33,6 @@ from login_consumer.stores.users import (
     History,
     Limits,
 )
-
-log = structlog.get_logger("login_consumer")
 
 
 def limits(config: DetectorConfig) -> Limits:
@@ -81,28 +70,22 @@ class UserDetectors:
         self.source = source
         self._topic = source.topic if source is not None else ""
         self._dist = _distances()
-        self._replay_until: dict[int, int] = {}  # partition -> last offset applied before the restore
+        self.restorer = Restorer(self.state, source, lambda p: self.state.partition(p).applied, stage="user")
+        self._replay_until = self.restorer.replay_until  # partition -> last offset applied before the restore
         self.late_events = 0
         self.replayed_events = 0
-        self.restored_entries = 0
+
+    @property
+    def restored_entries(self) -> int:
+        return self.restorer.restored_entries
 
     # ------------------------------------------------------------------ the protocol
 
     def on_assign(self, partitions: Sequence[PartitionRef]) -> None:
-        numbers = sorted({ref.partition for ref in partitions})
-        if not numbers:
-            return
-        self.state.drop(numbers)  # a re-assignment starts from the changelog, never from leftovers
-        records = self.source.read(numbers) if self.source is not None else {}
-        for p in numbers:
-            self.restored_entries += self.state.restore(p, records.get(p, ()))
-            self._replay_until[p] = self.state.partition(p).applied
+        self.restorer.assign(ref.partition for ref in partitions)
 
     def on_revoke(self, partitions: Sequence[PartitionRef], *, lost: bool) -> None:
-        numbers = [ref.partition for ref in partitions]
-        self.state.drop(numbers)
-        for p in numbers:
-            self._replay_until.pop(p, None)
+        self.restorer.revoke(ref.partition for ref in partitions)
 
     def state_sizes(self) -> Mapping[str, int]:
         return self.state.sizes()
@@ -115,25 +98,8 @@ class UserDetectors:
         return [(topic, p, key, value) for p, key, value in changes]
 
     def rewind(self, partitions: Sequence[PartitionRef]) -> None:
-        """Undo a failed batch: restore its partitions from the changelog (exact in exactly-once mode,
-        where the batch's changelog records were aborted with it). Without a readable changelog the state
-        is kept and the batch's events, seen again, are treated as replays."""
-        numbers = sorted({ref.partition for ref in partitions})
-        if not numbers:
-            return
-        if self.source is not None:
-            try:
-                records = self.source.read(numbers)
-            except Exception as exc:  # noqa: BLE001 - fall back to replay protection
-                log.warning("state.rewind_failed", error=str(exc)[:300], partitions=numbers)
-            else:
-                self.state.drop(numbers)
-                for p in numbers:
-                    self.restored_entries += self.state.restore(p, records.get(p, ()))
-                    self._replay_until[p] = self.state.partition(p).applied
-                return
-        for p in numbers:
-            self._replay_until[p] = self.state.partition(p).applied
+        """Undo a failed batch: back to the changelog's state (``stores/restore.py``)."""
+        self.restorer.rewind(ref.partition for ref in partitions)
 
     def detect(self, batch: DetectBatch) -> Mapping[int, Sequence[Detection]]:
         events = batch.events

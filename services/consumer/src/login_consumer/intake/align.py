@@ -38,7 +38,8 @@ from typing import Any, Final
 import msgspec
 from confluent_kafka import TIMESTAMP_CREATE_TIME, Message
 
-TP = tuple[str, int]
+from login_consumer.records import TP
+
 Key = tuple[float, int]  # (event time, the message's create time in ms): the order of release
 FIRST: Final[Key] = (-math.inf, 0)
 LAST: Final[Key] = (math.inf, 0)

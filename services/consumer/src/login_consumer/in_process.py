@@ -1,7 +1,8 @@
-"""Both stages' detectors in one call, without Kafka: for tests, evaluation and in-process benchmarks.
+"""Both stages' detectors in one call, without Kafka: a harness for tests, evaluation and in-process
+benchmarks (``scripts/evaluate.py``, ``scripts/profile_consumer.py``); the service never imports it.
 
 ``AllDetectors.detect`` runs the user stage's detectors on a batch, then feeds the same events, re-keyed by
-network exactly as the repartition topic would (``stages/user.py``), to the network detector, and merges
+network exactly as the repartition topic would (``stages/keys.py``), to the network detector, and merges
 the detections. In a deployment the two halves run on two stages (``app.py``); the functions are the same.
 """
 
@@ -9,17 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from login_consumer.detect import (
-    DetectBatch,
-    Detection,
-    DetectorConfig,
-    PartitionRef,
-    StateSource,
-    network_of,
-)
+from login_consumer.detectors.base import DetectBatch, Detection, DetectorConfig
 from login_consumer.detectors.networks import NetEvent, NetworkDetector
 from login_consumer.detectors.users import UserDetectors
-from login_consumer.stages.user import network_partition
+from login_consumer.records import PartitionRef
+from login_consumer.stages.keys import network_of, network_partition
+from login_consumer.stores.restore import StateSource
 
 NETWORK_TOPIC = "network-repartition"  # the name in-process network partitions are restored under
 

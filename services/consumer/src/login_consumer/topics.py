@@ -1,0 +1,136 @@
+"""The consumer's internal topics, one manager for all of them: create like a source topic, wait for the
+metadata, check the partition count, and delete what was consumed.
+
+Three internal topics, each partitioned like the topic whose state or records it carries:
+
+* ``<GROUP_ID>-network-repartition``: the network stage's input, as many partitions as the input topic
+  (the ceiling of the network stage's parallelism, like the input's for the user stage). It keeps records
+  until they are consumed: ``retention.ms=-1``, and the consumer deletes what its group has committed
+  (``purge``), as Kafka Streams does for its repartition topics, so a consumer that is down for a day loses
+  nothing and a running one keeps the topic small;
+* ``STATE_TOPIC`` (default ``<GROUP_ID>-detector-state``) and ``<GROUP_ID>-network-state``: the stores'
+  changelogs (``stores/changelog.py``), compacted, like the input and the repartition topic.
+
+With ``AUTO_CREATE_INTERNAL_TOPICS=false`` the topics must exist (e.g. as Strimzi KafkaTopics); a missing or
+mismatched one raises ``InternalTopicError`` naming it. A topic just created takes a moment to appear in the
+metadata: ``ensure`` waits for it. A refusal by the broker (an ACL, the credentials) keeps its Kafka error on
+the exception (``.error``), so the access policy (``operations/access.py``) can tell it from a bad setting.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+import structlog
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from login_consumer.errors import InternalTopicError
+
+log = structlog.get_logger("login_consumer")
+
+REPARTITION_CONFIG: Final = {"cleanup.policy": "delete", "retention.ms": "-1"}
+CHANGELOG_CONFIG: Final = {
+    "cleanup.policy": "compact",
+    "min.cleanable.dirty.ratio": "0.1",
+    "segment.ms": "3600000",
+    "delete.retention.ms": "3600000",
+}
+METADATA_WAIT_SECONDS: Final = 10.0
+TIMEOUT: Final = 10.0
+
+
+def _error_of(exc: KafkaException) -> KafkaError | None:
+    err = exc.args[0] if exc.args else None
+    return err if isinstance(err, KafkaError) else None
+
+
+class InternalTopics:
+    """Creates, checks and purges internal topics with the service's connection settings."""
+
+    def __init__(self, client_config: Mapping[str, Any], *, auto_create: bool = True) -> None:
+        self.client_config = dict(client_config)
+        self.auto_create = auto_create
+        self._admin: AdminClient | None = None
+
+    @property
+    def admin(self) -> AdminClient:
+        if self._admin is None:
+            self._admin = AdminClient(self.client_config)
+        return self._admin
+
+    def partitions(self, topic: str) -> int | None:
+        """Partitions of ``topic``, None when the metadata has no such topic (or refuses it)."""
+        found = self.admin.list_topics(topic, timeout=TIMEOUT).topics.get(topic)
+        if found is None or found.error is not None:
+            return None
+        return len(found.partitions)
+
+    def refusal(self, topic: str) -> KafkaError | None:
+        """Why the broker gives no metadata for ``topic`` (unknown, not authorized, ...), if it says."""
+        found = self.admin.list_topics(topic, timeout=TIMEOUT).topics.get(topic)
+        return found.error if found is not None else None
+
+    def _create(self, topic: str, partitions: int, config: Mapping[str, str]) -> None:
+        new = NewTopic(topic, num_partitions=partitions, replication_factor=-1, config=dict(config))
+        for future in self.admin.create_topics([new], operation_timeout=TIMEOUT).values():
+            try:
+                future.result(timeout=TIMEOUT * 3)
+            except KafkaException as exc:
+                err = _error_of(exc)
+                if err is None or err.code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise InternalTopicError(
+                        f"internal topic {topic!r} cannot be created: {exc}", err
+                    ) from exc
+
+    def ensure(
+        self, topic: str, *, like: str, like_setting: str, config: Mapping[str, str], how: str
+    ) -> tuple[int, int]:
+        """Make sure ``topic`` exists (created with as many partitions as ``like`` when allowed);
+        (partitions of ``like``, partitions of ``topic``). ``how``: what to create, for the message when
+        it is missing and may not be created ("with 6 partitions" follows it)."""
+        try:
+            wanted = self.partitions(like)
+            if wanted is None:
+                raise InternalTopicError(f"{like_setting} {like!r} not found", self.refusal(like))
+            have = self.partitions(topic)
+            if have is None and self.auto_create:
+                self._create(topic, wanted, config)
+                deadline = time.monotonic() + METADATA_WAIT_SECONDS
+                while have is None and time.monotonic() < deadline:
+                    time.sleep(0.25)
+                    have = self.partitions(topic)
+        except KafkaException as exc:
+            raise InternalTopicError(f"internal topic {topic!r}: {exc}", _error_of(exc)) from exc
+        if have is None:
+            if self.auto_create:
+                raise InternalTopicError(f"internal topic {topic!r} did not appear after its creation")
+            raise InternalTopicError(
+                f"{how} {topic!r} does not exist and AUTO_CREATE_INTERNAL_TOPICS=false: create it "
+                f"with {wanted} partitions (as many as {like_setting} {like!r})"
+            )
+        return wanted, have
+
+    def purge(self, committed: Mapping[tuple[str, int], int], timeout: float = TIMEOUT) -> int:
+        """Delete records below the committed offsets; partitions purged (failures are logged: purging is
+        housekeeping, the next round retries)."""
+        if not committed:
+            return 0
+        try:
+            futures = self.admin.delete_records(
+                [TopicPartition(t, p, o) for (t, p), o in committed.items()], request_timeout=timeout
+            )
+        except KafkaException as exc:
+            log.warning("repartition.purge_failed", error=str(exc)[:300])
+            return 0
+        done = 0
+        for tp, future in futures.items():
+            try:
+                future.result(timeout)
+                done += 1
+            except Exception as exc:  # noqa: BLE001 - housekeeping; the next one retries
+                log.warning("repartition.purge_failed", partition=tp.partition, error=str(exc)[:300])
+        return done
