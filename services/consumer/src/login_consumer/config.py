@@ -2,9 +2,10 @@
 
 List settings (``DETECTORS``, ``DETECTOR_RISKS``, ``RISK_WEIGHTS``) stay text in the environment, as the
 chart and the docs write them, and are parsed once, when the model is loaded, by the one list parser
-(``names.py``): ``detector_names``, ``risks`` and ``weights`` are the typed values everything else uses.
-This module imports the names (``detectors/names.py``, ``risk.py``) and the detectors' settings type, never
-the detectors themselves: nothing below the settings imports them back.
+(``names.py``): ``detector_names``, ``risks`` and ``weights()`` are the typed values everything else uses.
+The detectors' own settings (``DETECTORS``, thresholds, bounds) are a part of this model defined with them
+(``detectors/settings.py``), as the privacy settings are (``privacy.py``). This module imports names and
+settings parts, never the detectors themselves: nothing below the settings imports them back.
 """
 
 from __future__ import annotations
@@ -16,16 +17,16 @@ from packaging.version import InvalidVersion, Version
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from login_common.settings import CommonSettings
-from login_consumer.detectors.base import DetectorConfig
-from login_consumer.detectors.names import CREDENTIAL_STUFFING, parse_detectors, parse_risks
+from login_consumer.detectors.names import CREDENTIAL_STUFFING
+from login_consumer.detectors.settings import DetectorSettings
 from login_consumer.privacy import PrivacySettings
 from login_consumer.risk import DEFAULT_WEIGHTS, parse_weights
 
 Guarantee = Literal["at-least-once", "exactly-once"]
 
 
-class ConsumerSettings(CommonSettings, PrivacySettings):
-    _parsed: dict[str, Any] = PrivateAttr(default_factory=dict)  # the list settings, parsed (_lists)
+class ConsumerSettings(CommonSettings, PrivacySettings, DetectorSettings):
+    _weights: dict[str, int] = PrivateAttr(default_factory=dict)  # RISK_WEIGHTS, parsed (_lists)
 
     output_topic: str = Field(
         "processed-logins", min_length=1, max_length=249, description="Topic of processed events."
@@ -123,64 +124,6 @@ class ConsumerSettings(CommonSettings, PrivacySettings):
         description="geoip2fast dataset: a file name bundled with geoip2fast, or a path.",
     )
 
-    # ---- stateful detectors (detectors/, docs/detection.md); defaults = the producer's TRUTH_* defaults
-    detectors: str = Field(
-        "all",
-        description=(
-            "Stateful detectors to run: 'all', 'none' or a comma-separated subset of brute_force, "
-            "credential_stuffing, impossible_travel, new_device, new_country."
-        ),
-    )
-    brute_force_failures: int = Field(
-        5, ge=1, le=10_000, description="brute_force: failures of one account from one IP within the window."
-    )
-    brute_force_window_seconds: int = Field(
-        300, ge=1, le=86_400, description="brute_force: sliding event-time window (seconds)."
-    )
-    stuffing_accounts: int = Field(
-        10, ge=1, le=100_000, description="credential_stuffing: distinct accounts failing from one network."
-    )
-    stuffing_window_seconds: int = Field(
-        600, ge=1, le=86_400, description="credential_stuffing: sliding event-time window (seconds)."
-    )
-    stuffing_prefix: Literal[24, 32] = Field(
-        24,
-        description="credential_stuffing: IPv4 network prefix, 24 (the /24) or 32 (the address); IPv6: /64.",
-    )
-    travel_max_speed_kmh: float = Field(
-        1000.0, gt=0, description="impossible_travel: faster than this between two successes is impossible."
-    )
-    travel_min_distance_km: float = Field(
-        500.0, ge=0, description="impossible_travel: closer than this is never impossible."
-    )
-    detector_risks: str = Field(
-        "",
-        description=(
-            "Risk added per detection, overrides 'name=risk,...' (0-100); defaults brute_force=40, "
-            "credential_stuffing=40, impossible_travel=50, new_device=15, new_country=20."
-        ),
-    )
-    detector_grace_seconds: int = Field(
-        300,
-        ge=0,
-        le=86_400,
-        description=(
-            "Events up to this far behind their partition's latest event time update the detector state; "
-            "later ones are scored as-is, flagged late, and change nothing."
-        ),
-    )
-    user_state_ttl_seconds: int = Field(
-        30 * 86_400, ge=60, description="A user's device/country history is forgotten after this idle time."
-    )
-    max_state_users: int = Field(
-        2_000_000, ge=1, description="Most user histories kept (least recently active go first)."
-    )
-    max_state_failure_keys: int = Field(
-        100_000, ge=1, description="Most (user, IP) brute-force windows kept."
-    )
-    max_state_networks: int = Field(
-        50_000, ge=1, description="Most network credential-stuffing windows kept."
-    )
     state_changelog: bool = Field(
         True,
         description=(
@@ -206,15 +149,6 @@ class ConsumerSettings(CommonSettings, PrivacySettings):
     alignment_max_buffered: int = Field(
         100_000, ge=1_000, le=5_000_000, description="Event-time alignment: most messages held back."
     )
-    state_time_slack_seconds: int = Field(
-        60,
-        ge=0,
-        le=3_600,
-        description=(
-            "A login that changes nothing but a user's last-success time is written to the changelog only "
-            "once that time is this far ahead of the last record (0 = always)."
-        ),
-    )
     state_restore_timeout: float = Field(
         120.0, gt=0, le=3_600, description="Seconds allowed to read a partition assignment's changelog."
     )
@@ -231,16 +165,10 @@ class ConsumerSettings(CommonSettings, PrivacySettings):
     @model_validator(mode="after")
     def _lists(self) -> ConsumerSettings:
         """Parse the list settings, once (``names.py``); a bad entry is named with its variable."""
-        for variable, text, parse in (
-            ("DETECTORS", self.detectors, parse_detectors),
-            ("DETECTOR_RISKS", self.detector_risks, parse_risks),
-            ("RISK_WEIGHTS", self.risk_weights, parse_weights),
-        ):
-            try:
-                parsed: Any = parse(text)
-            except ValueError as exc:
-                raise ValueError(f"{variable}={text!r}: {exc}") from None
-            self._parsed[variable] = parsed
+        try:
+            self._weights = {**DEFAULT_WEIGHTS, **parse_weights(self.risk_weights)}
+        except ValueError as exc:
+            raise ValueError(f"RISK_WEIGHTS={self.risk_weights!r}: {exc}") from None
         return self
 
     @model_validator(mode="after")
@@ -256,40 +184,9 @@ class ConsumerSettings(CommonSettings, PrivacySettings):
     def exactly_once(self) -> bool:
         return self.processing_guarantee == "exactly-once"
 
-    @property
-    def detector_names(self) -> tuple[str, ...]:
-        """``DETECTORS``, parsed: the enabled detectors, in their canonical order."""
-        names: tuple[str, ...] = self._parsed["DETECTORS"]
-        return names
-
-    @property
-    def risks(self) -> dict[str, int]:
-        """``DETECTOR_RISKS`` over the default risks: the risk each detector adds."""
-        return dict(self._parsed["DETECTOR_RISKS"])
-
     def weights(self) -> dict[str, int]:
         """``RISK_WEIGHTS`` over the default weights: every risk factor's weight."""
-        return {**DEFAULT_WEIGHTS, **self._parsed["RISK_WEIGHTS"]}
-
-    def detector_config(self) -> DetectorConfig:
-        """The detectors' thresholds and bounds from these settings."""
-        return DetectorConfig(
-            enabled=self.detector_names,
-            brute_force_failures=self.brute_force_failures,
-            brute_force_window=self.brute_force_window_seconds,
-            stuffing_accounts=self.stuffing_accounts,
-            stuffing_window=self.stuffing_window_seconds,
-            stuffing_prefix=self.stuffing_prefix,
-            travel_max_speed_kmh=self.travel_max_speed_kmh,
-            travel_min_distance_km=self.travel_min_distance_km,
-            grace=self.detector_grace_seconds,
-            user_ttl=self.user_state_ttl_seconds,
-            max_users=self.max_state_users,
-            max_failure_keys=self.max_state_failure_keys,
-            max_networks=self.max_state_networks,
-            state_time_slack=self.state_time_slack_seconds,
-            risks=self.risks,
-        )
+        return dict(self._weights)
 
     def changelog_topic(self) -> str:
         return self.state_topic or f"{self.group_id}-detector-state"

@@ -63,14 +63,18 @@ class InternalTopics:
         return self._admin
 
     def partitions(self, topic: str) -> int | None:
-        """Partitions of ``topic``, None when the metadata has no such topic (or refuses it)."""
-        found = self.admin.list_topics(topic, timeout=TIMEOUT).topics.get(topic)
+        """Partitions of ``topic``, None when the metadata has no such topic (or refuses it).
+
+        Read from the whole cluster's metadata: a metadata request naming a missing topic makes a broker
+        with ``auto.create.topics.enable`` create it, with the broker's default partition count."""
+        found = self.admin.list_topics(timeout=TIMEOUT).topics.get(topic)
         if found is None or found.error is not None:
             return None
         return len(found.partitions)
 
     def refusal(self, topic: str) -> KafkaError | None:
-        """Why the broker gives no metadata for ``topic`` (unknown, not authorized, ...), if it says."""
+        """Why the broker gives no metadata for ``topic`` (unknown, not authorized, ...), if it says.
+        (Names the topic: only for a source topic, never for an internal one before its creation.)"""
         found = self.admin.list_topics(topic, timeout=TIMEOUT).topics.get(topic)
         return found.error if found is not None else None
 

@@ -171,7 +171,7 @@ class UserDetectors:
                                 dirty_failures.append(entry)
                         count = entry.add(ts, bf_w, grace)
                     if count >= bf_k:
-                        dets = [self._brute_force(count, ip, late)]
+                        dets = [brute_force(cfg, count, ip, late)]
             elif history_on:
                 user = doc["user_id"]
                 device: str | None = doc["device_id"]
@@ -220,8 +220,8 @@ class UserDetectors:
                     or (new_country and nc_on)
                     or (it_on and country is not None and last != country)
                 ):
-                    more = self._compare(
-                        known, device if new_device else None, country, new_country, ts, late
+                    more = compare(
+                        cfg, self._dist, known, device if new_device else None, country, new_country, ts, late
                     )
                     if more:
                         dets = more if dets is None else dets + more
@@ -259,50 +259,54 @@ class UserDetectors:
             state.discard_changes()
         return found
 
-    def _compare(  # noqa: PLR0917
-        self,
-        known: History,
-        new_device: str | None,
-        country: str | None,
-        new_country: bool,
-        ts: int,
-        late: str | None,
-    ) -> list[Detection]:
-        """new_device, new_country and impossible_travel for a success of a user with history."""
-        cfg = self.config
-        risks = cfg.risks
-        out: list[Detection] = []
-        if new_device is not None:
-            text = f"device {new_device} is not among the account's {len(known.devices)} known device(s)"
-            out.append(Detection(NEW_DEVICE, self._evidence(text, late), risks[NEW_DEVICE]))
-        if new_country and NEW_COUNTRY in cfg.enabled:
-            text = f"country {country} is new for the account (known: {','.join(known.countries)})"
-            out.append(Detection(NEW_COUNTRY, self._evidence(text, late), risks[NEW_COUNTRY]))
-        last = known.last_country
-        if country is None or last is None or last == country or IMPOSSIBLE_TRAVEL not in cfg.enabled:
-            return out
-        km = self._dist.get(last, {}).get(country)
-        if km is None or km < cfg.travel_min_distance_km:
-            return out
-        elapsed = abs(ts - known.last_ts)
-        speed = km * 3600.0 / elapsed if elapsed else float("inf")
-        if speed > cfg.travel_max_speed_kmh:
-            pace = f"{speed:.0f} km/h" if elapsed else "at once"
-            text = (
-                f"{last} -> {country}: {km:.0f} km in {elapsed}s, {pace} "
-                f"(max {cfg.travel_max_speed_kmh:.0f} km/h, min {cfg.travel_min_distance_km:.0f} km)"
-            )
-            out.append(Detection(IMPOSSIBLE_TRAVEL, self._evidence(text, late), risks[IMPOSSIBLE_TRAVEL]))
+
+# --------------------------------------------------------------------------- what each detection says
+
+
+def compare(  # noqa: PLR0917
+    cfg: DetectorConfig,
+    dist: dict[str, dict[str, float]],
+    known: History,
+    new_device: str | None,
+    country: str | None,
+    new_country: bool,
+    ts: int,
+    late: str | None,
+) -> list[Detection]:
+    """new_device, new_country and impossible_travel for a success of a user with history."""
+    risks = cfg.risks
+    out: list[Detection] = []
+    if new_device is not None:
+        text = f"device {new_device} is not among the account's {len(known.devices)} known device(s)"
+        out.append(Detection(NEW_DEVICE, evidence(text, late), risks[NEW_DEVICE]))
+    if new_country and NEW_COUNTRY in cfg.enabled:
+        text = f"country {country} is new for the account (known: {','.join(known.countries)})"
+        out.append(Detection(NEW_COUNTRY, evidence(text, late), risks[NEW_COUNTRY]))
+    last = known.last_country
+    if country is None or last is None or last == country or IMPOSSIBLE_TRAVEL not in cfg.enabled:
         return out
-
-    def _brute_force(self, count: int, ip: str, late: str | None) -> Detection:
-        cfg = self.config
+    km = dist.get(last, {}).get(country)
+    if km is None or km < cfg.travel_min_distance_km:
+        return out
+    elapsed = abs(ts - known.last_ts)
+    speed = km * 3600.0 / elapsed if elapsed else float("inf")
+    if speed > cfg.travel_max_speed_kmh:
+        pace = f"{speed:.0f} km/h" if elapsed else "at once"
         text = (
-            f"{count} failed logins for this account from {ip} within {cfg.brute_force_window}s "
-            f"(threshold {cfg.brute_force_failures})"
+            f"{last} -> {country}: {km:.0f} km in {elapsed}s, {pace} "
+            f"(max {cfg.travel_max_speed_kmh:.0f} km/h, min {cfg.travel_min_distance_km:.0f} km)"
         )
-        return Detection(BRUTE_FORCE, self._evidence(text, late), cfg.risks[BRUTE_FORCE])
+        out.append(Detection(IMPOSSIBLE_TRAVEL, evidence(text, late), risks[IMPOSSIBLE_TRAVEL]))
+    return out
 
-    @staticmethod
-    def _evidence(text: str, late: str | None) -> tuple[str, ...]:
-        return (text,) if late is None else (text, late)
+
+def brute_force(cfg: DetectorConfig, count: int, ip: str, late: str | None) -> Detection:
+    text = (
+        f"{count} failed logins for this account from {ip} within {cfg.brute_force_window}s "
+        f"(threshold {cfg.brute_force_failures})"
+    )
+    return Detection(BRUTE_FORCE, evidence(text, late), cfg.risks[BRUTE_FORCE])
+
+
+def evidence(text: str, late: str | None) -> tuple[str, ...]:
+    return (text,) if late is None else (text, late)
