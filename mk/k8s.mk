@@ -173,11 +173,11 @@ crds: tools init ## Fetch the Strimzi, prometheus-operator and KEDA CRDs (pinned
 	  --kube-version 1.37.0 > $(CRD_OUT)/charts/kube-prometheus-stack.yaml
 	$(HELM) template keda keda --repo $(KEDA_CHARTS) --version $(KEDA_VERSION) --include-crds \
 	  --kube-version 1.37.0 > $(CRD_OUT)/charts/keda.yaml
-	$(PY) -m tests.k8s.kube_schemas extract-crds $(CRD_OUT) $(CRD_OUT)/charts/*.yaml
+	$(PY) -m tests.chart.kube_schemas extract-crds $(CRD_OUT) $(CRD_OUT)/charts/*.yaml
 	@rm -rf $(CRD_OUT)/charts
 	@echo "validate with them: CRD_DIR=$(CRD_OUT) make k8s-check"
 
 .PHONY: k8s-check
 k8s-check: TOOLS = helm kubeconform actionlint
 k8s-check: init tools ## Offline checks: helm lint/template, schemas + CRDs, chart units, Tiltfile, kind config, workflow
-	$(BIN)/pytest tests/k8s $(PYTEST_ARGS)
+	$(BIN)/pytest tests/chart $(PYTEST_ARGS)

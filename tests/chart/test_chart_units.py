@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.k8s.conftest import ROOT, Render, RenderError, find, one, render_notes
-from tests.k8s.kube_schemas import Obj
+from tests.chart.conftest import ROOT, Render, RenderError, find, one, render_notes
+from tests.chart.kube_schemas import Obj
 
 CONSUMER = "login-stream-consumer"
 PRODUCER = "login-stream-producer"

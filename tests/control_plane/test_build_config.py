@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.k8s_api.conftest import ROOT, load_control_plane_script
+from tests.control_plane.conftest import ROOT, load_control_plane_script
 
 TOOLS = ROOT / "tools" / "k8s"
 

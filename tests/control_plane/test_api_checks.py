@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.k8s_api.conftest import (
+from tests.control_plane.conftest import (
     DEPLOY_NAMESPACE,
     ROOT,
     Cluster,
@@ -256,7 +256,7 @@ def test_service_accounts_can_do_nothing_beyond_discovery(
     from kubernetes import client
 
     if "kafdrop" in selector:
-        from tests.k8s_api.conftest import apply
+        from tests.control_plane.conftest import apply
 
         for obj in manifests("k8s/ui/kafdrop.yaml"):
             apply(dynamic, obj)

@@ -8,7 +8,7 @@ import subprocess
 
 import yaml
 
-from tests.k8s.conftest import ROOT, tool, unavailable
+from tests.chart.conftest import ROOT, tool, unavailable
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.k8s_api.conftest import Cluster, apply, manifests, wait_for
+from tests.control_plane.conftest import Cluster, apply, manifests, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -16,17 +16,18 @@ trigger, a metric name defined twice is an error).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 import yaml
 
 from login_consumer.config import ConsumerSettings
-from login_consumer.detectors.names import parse_detectors
+from login_consumer.detectors.names import DETECTOR_NAMES, parse_detectors
 from login_consumer.stores.changelog import TOPIC_CONFIG
 from login_consumer.topics import REPARTITION_CONFIG
-from tests.k8s.conftest import ROOT, Render, RenderError, one
-from tests.k8s.kube_schemas import Obj
+from tests.chart.conftest import ROOT, Render, RenderError, one
+from tests.chart.kube_schemas import Obj
 
 CONSUMER = "login-stream-consumer"
 KEDA = {"keda.enabled": True}
@@ -146,23 +147,47 @@ def test_the_repartition_trigger_follows_the_group_id(render: Render) -> None:
 @pytest.mark.parametrize(
     "detectors",
     [
-        "",
-        "all",
-        "none",
-        "brute_force,new_device",
-        " credential_stuffing ",
-        "impossible_travel,credential_stuffing",
+        [],
+        ["all"],
+        ["none"],
+        ["brute_force", "new_device"],
+        ["credential_stuffing"],
+        ["impossible_travel", "credential_stuffing"],
     ],
 )
 def test_the_network_trigger_exists_exactly_when_the_network_stage_runs(
-    render: Render, detectors: str
+    render: Render, detectors: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # without the network stage the repartition topic is never created: a trigger on it would only error
-    objs = render(**KEDA, **{"consumer.env.DETECTORS": detectors.replace(",", "\\,")})  # --set splits on ,
-    runs = "credential_stuffing" in parse_detectors(detectors)
-    assert ConsumerSettings(detectors=detectors).network_stage is runs
+    objs = render(**KEDA, **{"consumer.detectors": "{" + ",".join(detectors) + "}"})
+    rendered = env(objs)
+    text = rendered.get("DETECTORS", "all")  # the consumer's default when the chart renders none
+    runs = "credential_stuffing" in parse_detectors(text)
+    assert runs is ("all" in detectors or "credential_stuffing" in detectors)
+    monkeypatch.setenv("DETECTORS", text)
+    assert ConsumerSettings().network_stage is runs  # what the consumer reads from the rendered value
     stages = [t["name"] for t in triggers(objs)]
     assert stages == (["user-stage", "network-stage"] if runs else ["user-stage"])
+
+
+def test_detectors_render_only_when_not_the_default(render: Render) -> None:
+    assert "DETECTORS" not in env(render())
+    assert (
+        env(render(**{"consumer.detectors": "{brute_force,new_device}"}))["DETECTORS"]
+        == "brute_force,new_device"
+    )
+    assert env(render(**{"consumer.detectors": "{none}"}))["DETECTORS"] == "none"
+
+
+def test_the_chart_knows_the_detectors_the_consumer_knows() -> None:
+    schema = json.loads((ROOT / "charts" / "login-stream" / "values.schema.json").read_text())
+    enum = schema["properties"]["consumer"]["properties"]["detectors"]["items"]["enum"]
+    assert enum == ["all", "none", *DETECTOR_NAMES]
+
+
+def test_detectors_is_refused_in_the_extra_environment(render: Render) -> None:
+    with pytest.raises(RenderError):
+        render(**{"consumer.env.DETECTORS": "none"})
 
 
 def test_keda_scaler_options(render: Render) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.k8s_api.conftest import ROOT, Cluster, ControlPlane, wait_for
+from tests.control_plane.conftest import ROOT, Cluster, ControlPlane, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.k8s.kube_schemas import DuplicateKeyError, Validator, crd_to_jsonschema, extract_crds, load_all
+from tests.chart.kube_schemas import DuplicateKeyError, Validator, crd_to_jsonschema, extract_crds, load_all
 
 
 def valid(schema: dict[str, object], value: object) -> bool:

@@ -3,7 +3,7 @@
 The session starts the control plane unless one already runs (`make k8s-api-up`), and stops what it
 started at the end, etcd's data included. Binaries that are not built yet skip the tier with the reason
 (`make test` gives their first build K8S_BUILD_BUDGET seconds; `make k8s-api-build` finishes it). helm
-and the CRDs are found as tests/k8s finds them: missing ones fail under CI and skip elsewhere.
+and the CRDs are found as tests/chart finds them: missing ones fail under CI and skip elsewhere.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from tests.k8s.conftest import find_crd_dir, tool, unavailable
-from tests.k8s.kube_schemas import crd_files, crds_in, load_file
+from tests.chart.conftest import find_crd_dir, tool, unavailable
+from tests.chart.kube_schemas import crd_files, crds_in, load_file
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "login-stream"

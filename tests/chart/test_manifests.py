@@ -10,8 +10,8 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.k8s.conftest import CHART, ROOT, schema_problems
-from tests.k8s.kube_schemas import Obj, Validator, load_file
+from tests.chart.conftest import CHART, ROOT, schema_problems
+from tests.chart.kube_schemas import Obj, Validator, load_file
 
 K8S = ROOT / "k8s"
 KIND_CONFIG = K8S / "kind-config.yaml"
@@ -197,7 +197,7 @@ def test_topics() -> None:
     topics = {t["metadata"]["name"]: t for t in objects("kafka/topics.yaml")}
     chart_values = yaml.safe_load((CHART / "values.yaml").read_text())
     chart_topics = chart_values["kafka"]["topics"]
-    # besides the chart's topics, the consumer's internal ones (<groupId>-...: tests/k8s/test_stages.py)
+    # besides the chart's topics, the consumer's internal ones (<groupId>-...: tests/chart/test_stages.py)
     internal = {n for n in topics if n.startswith(f"{chart_values['consumer']['groupId']}-")}
     assert set(topics) - internal == set(chart_topics.values())
     assert topics[chart_topics["input"]]["spec"]["partitions"] >= 6

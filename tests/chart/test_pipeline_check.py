@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.k8s.conftest import CHART
+from tests.chart.conftest import CHART
 
 pytestmark = pytest.mark.integration
 

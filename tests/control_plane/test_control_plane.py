@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.k8s_api.conftest import (
+from tests.control_plane.conftest import (
     RESTRICTED,
     ControlPlane,
     delete_namespace,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.k8s.kube_schemas import CRD_GROUPS, Obj, Validator, crd_files, crds_in, describe, load_all
+from tests.chart.kube_schemas import CRD_GROUPS, Obj, Validator, crd_files, crds_in, describe, load_all
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "login-stream"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.k8s.conftest import ROOT
+from tests.chart.conftest import ROOT
 
 UNREACHABLE = """\
 apiVersion: v1

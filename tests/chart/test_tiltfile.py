@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import starlark_go
 
-from tests.k8s.conftest import ROOT, Render, find
+from tests.chart.conftest import ROOT, Render, find
 
 TILTFILE = ROOT / "Tiltfile"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.k8s.conftest import CHART, ROOT, Render, schema_problems
-from tests.k8s.kube_schemas import Obj, Validator
+from tests.chart.conftest import CHART, ROOT, Render, schema_problems
+from tests.chart.kube_schemas import Obj, Validator
 
 CI_VALUES = sorted(p.name for p in (CHART / "ci").glob("*-values.yaml"))
 # The values the repository deploys with: `make deploy` (kind) and Tilt (kind + dev overrides).

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.k8s_api.conftest import CHART, Helm, chart_values, wait_for
+from tests.control_plane.conftest import CHART, Helm, chart_values, wait_for
 
 pytestmark = pytest.mark.timeout(600)
 

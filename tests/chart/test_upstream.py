@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.k8s.conftest import CHART, NAMESPACE, ROOT, Render, find, render_notes
-from tests.k8s.kube_schemas import Obj, load_file
-from tests.k8s.test_tiltfile import run_tiltfile
+from tests.chart.conftest import CHART, NAMESPACE, ROOT, Render, find, render_notes
+from tests.chart.kube_schemas import Obj, load_file
+from tests.chart.test_tiltfile import run_tiltfile
 from tests.observability import queries
 
 K8S = ROOT / "k8s"
@@ -394,7 +394,7 @@ def test_keda_trigger_uses_only_keys_the_kafka_scaler_reads(render: Render) -> N
         "version", "tls", "unsafeSsl", "sasl", "saslTokenProvider",
     }  # fmt: skip
     (scaled,) = find(render(**{"keda.enabled": True}), "ScaledObject")
-    assert len(scaled["spec"]["triggers"]) == 2  # one per stage: tests/k8s/test_stages.py
+    assert len(scaled["spec"]["triggers"]) == 2  # one per stage: tests/chart/test_stages.py
     for trigger in scaled["spec"]["triggers"]:
         assert trigger["type"] == "kafka"
         assert set(trigger["metadata"]) <= scaler_keys

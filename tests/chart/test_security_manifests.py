@@ -31,8 +31,8 @@ import pytest
 import yaml
 
 from login_common import acls
-from tests.k8s.conftest import CHART, ROOT, Render, find, one, schema_problems
-from tests.k8s.kube_schemas import Obj, Validator, load_file
+from tests.chart.conftest import CHART, ROOT, Render, find, one, schema_problems
+from tests.chart.kube_schemas import Obj, Validator, load_file
 
 # --- pinned upstream names (see the module docstring) ----------------------------------------------------
 SCRAM_SECRET_KEYS = {"password", "sasl.jaas.config"}

@@ -10,7 +10,7 @@
 
 YAML is read with a loader that rejects duplicate keys (the API server would keep one of them).
 
-``python -m tests.k8s.kube_schemas extract-crds OUT_DIR FILE...`` keeps only the CRDs of the given
+``python -m tests.chart.kube_schemas extract-crds OUT_DIR FILE...`` keeps only the CRDs of the given
 multi-document YAML files (``make crds`` feeds it ``helm template --include-crds`` output).
 """
 
@@ -244,7 +244,7 @@ def extract_crds(out_dir: Path, sources: list[Path]) -> int:
 
 def main(argv: list[str]) -> int:
     if len(argv) < 3 or argv[0] != "extract-crds":
-        print("usage: python -m tests.k8s.kube_schemas extract-crds OUT_DIR FILE...", file=sys.stderr)
+        print("usage: python -m tests.chart.kube_schemas extract-crds OUT_DIR FILE...", file=sys.stderr)
         return 2
     count = extract_crds(Path(argv[1]), [Path(a) for a in argv[2:]])
     print(f"{count} CRDs written to {argv[1]}")

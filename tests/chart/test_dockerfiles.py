@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.k8s.conftest import CHART, ROOT
+from tests.chart.conftest import CHART, ROOT
 
 SERVICES = ["producer", "consumer"]
 
