@@ -106,8 +106,8 @@ def broker_restore(bootstrap: str, topic: str, users: int) -> dict[str, object]:
     from login_consumer.config import ConsumerSettings
     from login_consumer.enrich import Enricher
     from login_consumer.stores.changelog import Changelog
-    from login_consumer.wiring import internal_topics
     from login_consumer.stores.users import DetectorState, Limits
+    from login_consumer.wiring import internal_topics
 
     Enricher()
     base = _rss_mb()
