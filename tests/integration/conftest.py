@@ -1,14 +1,18 @@
-"""The broker tests' one harness and one ``wait_for``.
+"""The broker tests' one harness, one ``wait_for``, and the secured broker's fixtures.
 
 ``consumer_settings`` is the settings block every consumer test starts from (the broker, its topics, its
 group, a short session and poll for quick rebalances); ``Pipeline`` is a topology under test: an input
 topic of N partitions, an output and a DLQ, a group, a producer to feed events partition by partition, the
 consumer as threads of this process (``consumer``), and what came out (``detections``). ``wait_for`` polls
-a condition until a deadline and fails naming what it waited for.
+a condition until a deadline and fails naming what it waited for. ``secured_kafka`` is one SASL_SSL broker
+per session (tests/integration/secured.py); ``granted``: fresh topics and a group with the producer's and
+the consumer's ACLs for them.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,10 +24,20 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from login_common.acls import consumer_acls, producer_acls
+from login_common.kafka import ensure_topics
 from login_common.settings import load_settings
 from login_consumer.app import ConsumerApp
 from login_consumer.config import ConsumerSettings
 from login_consumer.metrics import ConsumerMetrics
+from tests.integration.secured import (
+    SCRIPT,
+    Names,
+    SecuredKafka,
+    kafka_security,
+    secured_broker,
+    wait_until_described,
+)
 from tests.kafka_utils import drain, running
 
 T = TypeVar("T")
@@ -161,3 +175,41 @@ def pipeline(
         return Pipeline(kafka, topic_factory, group_factory(name), **settings)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def secured_kafka() -> Iterator[SecuredKafka]:
+    try:
+        with secured_broker() as secured:
+            status = subprocess.run(
+                [sys.executable, str(SCRIPT), "status"],
+                env=secured.env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            broker = secured.broker
+            for out in (secured.up_output, status.stdout):  # `make kafka-status`: the settings, no password
+                assert "SECURITY_PROTOCOL=SASL_SSL SASL_USERNAME=consumer SASL_PASSWORD_FILE=" in out
+                assert f"SSL_CA_LOCATION={broker.ca_cert}" in out
+                assert not [u for u in kafka_security.USERS if broker.password(u) in out]
+            yield secured
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture
+def granted(secured_kafka: SecuredKafka) -> Names:
+    """Fresh topics and group, with the producer's and consumer's ACLs for them (as the defaults have)."""
+    tag = uuid.uuid4().hex[:8]
+    names = Names(f"user-login-{tag}", f"processed-logins-{tag}", f"dlq-{tag}", f"login-consumer-{tag}")
+    ensure_topics(secured_kafka.config("admin"), {names.input: 3, names.output: 3, names.dlq: 1})
+    secured_kafka.broker.grant(
+        {
+            "producer": producer_acls(names.input),
+            "consumer": consumer_acls(names.input, names.output, names.dlq, names.group),
+        }
+    )
+    wait_until_described(secured_kafka.config("producer"), [names.input])
+    wait_until_described(secured_kafka.config("consumer"), [names.input, names.output, names.dlq])
+    return names

@@ -1,23 +1,18 @@
 """The pipeline on a real SASL_SSL broker (``KAFKA_SECURITY=sasl_ssl`` of scripts/local_kafka.py).
 
-One secured broker per session (its own free port, removed afterwards), SCRAM-SHA-512 users admin,
+One secured broker per session (tests/integration/secured.py, removed afterwards), SCRAM-SHA-512 users admin,
 producer and consumer, StandardAuthorizer with the least-privilege ACLs of login_common.acls. Each test
 works on its own uuid topics and group, granted like the defaults are.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +22,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
-from login_common.acls import READ, Acl, consumer_acls, producer_acls
+from login_common.acls import READ, Acl
 from login_common.kafka import ensure_topics
 from login_common.settings import load_settings
 from login_consumer.app import ConsumerApp
@@ -36,119 +31,13 @@ from login_consumer.metrics import ConsumerMetrics
 from login_producer.cli import run as run_producer
 from login_producer.config import ProducerSettings
 from tests.integration.conftest import wait_for
+from tests.integration.secured import Names, SecuredKafka, kafka_security
 from tests.kafka_utils import drain, running
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-import kafka_security  # noqa: E402 - a script module, found through the path above
 
 # the first test also waits for the secured broker (its start-up is slow on a busy machine)
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 EVENTS = 200
-
-
-def _free_port_pair() -> int:
-    """A port p with p and p+1 free (the broker and its controller)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            p = int(s.getsockname()[1])
-        if p >= 65534:
-            continue
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", p + 1))
-        except OSError:
-            continue
-        return p
-    raise RuntimeError("no free pair of ports")
-
-
-@dataclass
-class SecuredKafka:
-    broker: kafka_security.SecureBroker
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.broker.port}"
-
-    def config(self, user: str, **extra: Any) -> dict[str, Any]:
-        return {**self.broker.client_config(user), **extra}
-
-    def service_env(self, user: str) -> dict[str, str]:
-        """Settings overrides a service gets for ``user`` (a password file, as a Secret mounts it)."""
-        env = self.broker.client_env(user)
-        return {k.lower(): v for k, v in env.items()} | {"bootstrap_servers": self.bootstrap}
-
-
-@pytest.fixture(scope="session")
-def secured_kafka() -> Iterator[SecuredKafka]:
-    port = _free_port_pair()
-    env = {**os.environ, "KAFKA_SECURITY": "sasl_ssl", "KAFKA_PORT": str(port), "BOOTSTRAP_SERVERS": ""}
-    script = str(ROOT / "scripts" / "local_kafka.py")
-    started = time.monotonic()
-    cache = Path(os.environ.get("KAFKA_CACHE_DIR", ROOT / ".cache" / "kafka"))
-    state = cache / f"broker-{port}-sasl_ssl"  # as scripts/local_kafka.py names it
-    try:
-        up = subprocess.run(
-            [sys.executable, script, "up"], env=env, capture_output=True, text=True, check=False, timeout=600
-        )
-        if up.returncode != 0:
-            pytest.fail(f"the SASL_SSL broker did not start: {up.stderr.strip() or up.stdout.strip()}")
-        print(f"SASL_SSL broker up in {time.monotonic() - started:.1f}s", file=sys.stderr)
-        status = subprocess.run(
-            [sys.executable, script, "status"], env=env, capture_output=True, text=True, check=False
-        )
-        secure = kafka_security.SecureBroker(state, port)
-        for out in (up.stdout, status.stdout):  # `make kafka-status`: the client settings, no password
-            assert "SECURITY_PROTOCOL=SASL_SSL SASL_USERNAME=consumer SASL_PASSWORD_FILE=" in out
-            assert f"SSL_CA_LOCATION={secure.ca_cert}" in out
-            assert not [u for u in kafka_security.USERS if secure.password(u) in out]
-        yield SecuredKafka(kafka_security.SecureBroker(state, port))
-    finally:
-        subprocess.run(
-            [sys.executable, script, "down"], env=env, capture_output=True, check=False, timeout=120
-        )
-        shutil.rmtree(state, ignore_errors=True)
-
-
-@dataclass
-class Names:
-    input: str
-    output: str
-    dlq: str
-    group: str
-
-
-@pytest.fixture
-def granted(secured_kafka: SecuredKafka) -> Names:
-    """Fresh topics and group, with the producer's and consumer's ACLs for them (as the defaults have)."""
-    tag = uuid.uuid4().hex[:8]
-    names = Names(f"user-login-{tag}", f"processed-logins-{tag}", f"dlq-{tag}", f"login-consumer-{tag}")
-    ensure_topics(secured_kafka.config("admin"), {names.input: 3, names.output: 3, names.dlq: 1})
-    secured_kafka.broker.grant(
-        {
-            "producer": producer_acls(names.input),
-            "consumer": consumer_acls(names.input, names.output, names.dlq, names.group),
-        }
-    )
-    # the broker applies new ACLs from its metadata log a moment later: wait until each user sees its topics
-    _wait_until_described(secured_kafka.config("producer"), [names.input])
-    _wait_until_described(secured_kafka.config("consumer"), [names.input, names.output, names.dlq])
-    return names
-
-
-def _wait_until_described(config: dict[str, Any], topics: list[str], timeout: float = 60.0) -> None:
-    client = AdminClient(config)
-    deadline = time.monotonic() + timeout
-    for topic in topics:
-        while True:
-            found = client.list_topics(topic, timeout=10).topics.get(topic)
-            if found is not None and found.error is None:
-                break
-            assert time.monotonic() < deadline, f"{config['sasl.username']} still cannot describe {topic}"
-            time.sleep(0.2)
 
 
 def _consumer_settings(secured: SecuredKafka, names: Names, **extra: Any) -> ConsumerSettings:

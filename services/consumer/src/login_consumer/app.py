@@ -19,6 +19,14 @@ of the process share the partitions of both, as Kafka Streams instances do. Each
 * the state manager (``stores/manager.py``): restore on assignment, forget on revocation, rewind;
 * the internal topics (``topics.py``) and the access policy (``operations/access.py``).
 
+Refused, not crashed (docs/security.md): at start-up the input topic must exist, the internal topics must
+exist or be created, and (exactly-once) the transactional id must be granted; each step is retried with
+backoff until it succeeds (``operations/retry.py``), not ready with the reason meanwhile. At run time a
+refused or failed produce, commit or transaction fails the checkpoint: the interval is aborted or not
+committed, rewound, and retried after a backoff while the refusal lasts; a producer with a fatal error is
+replaced; partitions whose state the broker would not serve are held until a retried restore succeeds.
+Nothing is committed past what was delivered, and the right granted later is picked up without a restart.
+
 Stop (SIGTERM/SIGINT sets ``stop``): the batch in hand is finished, progress committed, the group left.
 """
 
@@ -30,28 +38,25 @@ from contextlib import suppress
 from typing import Final
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from login_consumer.config import ConsumerSettings
 from login_consumer.detectors.base import Detectors
 from login_consumer.detectors.networks import NetworkDetector
-from login_consumer.errors import CommitFailed, InternalTopicError
+from login_consumer.errors import CommitFailed
 from login_consumer.metrics import ConsumerMetrics
-from login_consumer.operations.access import AccessFailures
+from login_consumer.operations.access import AccessFailures, Backoff
 from login_consumer.operations.events import Events
+from login_consumer.operations.retry import Retrier
 from login_consumer.process import Processor
 from login_consumer.records import TP
 from login_consumer.topology import NETWORK, USER
-from login_consumer.wiring import assemble, ensure_repartition_topic
+from login_consumer.wiring import assemble, prepare
 
 log = structlog.get_logger("login_consumer")
 
 REFRESH_SECONDS: Final = 1.0  # lag and detector state sizes
 LIVENESS_SECONDS: Final = 60.0  # /healthz fails when the loop has not turned for this long
-LOG_ACCESS_SECONDS: Final = 10.0  # a refusal at start-up: reported this often until stopped
-WARN_EVERY_SECONDS: Final = (
-    10.0  # a warning of one kind at most this often (errors repeat while a broker is down)
-)
 
 
 class ConsumerApp:
@@ -80,6 +85,10 @@ class ConsumerApp:
         self.repartition_topic = self.user_stage.repartition_topic
         self._consumer, self.group, self.state = parts.consumer, parts.group, parts.state
         self.checkpoint, self.sender, self.topology = parts.checkpoint, parts.sender, parts.topology
+        self.parts, self.producers = parts, parts.producers
+        self.retrier = Retrier(self._access, self.events.warn, self._still_alive)
+        self._backoff, self._restore_backoff, self._restore_due = Backoff(), Backoff(), 0.0
+        self._stop = threading.Event()
         self.assigned = threading.Event()
         self._alive_at = time.monotonic()
         self._running = False
@@ -94,10 +103,15 @@ class ConsumerApp:
             return False, f"processing loop stalled for {idle:.0f}s"
         return True, "ok"
 
+    def _still_alive(self) -> None:
+        self._alive_at = time.monotonic()
+
     def ready(self) -> tuple[bool, str]:
-        refused = self._access.blocked()
+        refused = self._access.blocked() or self.retrier.waiting
         if refused:
             return False, refused
+        if self.state.pending:
+            return False, f"state of {len(self.state.pending)} partition(s) not restored yet"
         if self._running and self.assigned.is_set():
             return True, f"in group, {len(self.group.assignment)} partition(s)"
         return False, "not in the group yet"
@@ -109,6 +123,8 @@ class ConsumerApp:
         self.group.assign(partitions)
         self.metrics.assigned_partitions.set(len(self.group.assignment))
         stages = self.state.assign((p.topic, p.partition) for p in partitions)
+        if self.state.pending:  # read nothing of them until their restore succeeds (retried in _turn)
+            self.group.hold(set(self.state.pending))
         self.assigned.set()
         self._log.info(
             "partitions.assigned",
@@ -145,29 +161,27 @@ class ConsumerApp:
 
     def run(self, stop: threading.Event) -> None:
         settings = self.settings
-        self._running = True
+        self._running, self._stop = True, stop
         self._alive_at = time.monotonic()
         topics = [settings.input_topic]
         if self.repartition_topic is not None and self.network_stage is not None:
-            try:
-                sources, partitions = ensure_repartition_topic(settings, self.topics)
-            except InternalTopicError as exc:
-                if exc.error is None or not self._access.check(exc.error, "metadata"):
-                    raise
-                self._report_refusal(stop, exc.error, "metadata")  # no crash loop: say why until stopped
-                with suppress(KafkaException, RuntimeError):
-                    self._consumer.close()
-                self._running = False
-                return
-            self.user_stage.partitions = partitions
-            self.network_stage.sources = sources
             topics.append(self.repartition_topic)
-        self._consumer.subscribe(
-            topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-        )
-        if self.exactly_once and not self._init_transactions(stop):
+        try:
+            ready = self.retrier.until_done(stop, "start-up", lambda: prepare(settings, self.parts))
+            if ready:
+                self._consumer.subscribe(
+                    topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+                )
+            if ready and self.exactly_once:
+                ready = self.retrier.until_done(stop, "init_transactions", self.producers.init_transactions)
+        except BaseException:
             self._running = False
-            with suppress(KafkaException, RuntimeError):  # the producer is dead (fatal): only leave
+            with suppress(KafkaException, RuntimeError):
+                self._consumer.close()
+            raise
+        if not ready:  # stopped while waiting
+            self._running = False
+            with suppress(KafkaException, RuntimeError):
                 self._consumer.close()
             return
         self._log.info(
@@ -195,25 +209,11 @@ class ConsumerApp:
             self.sender.serve(0.01)
         if self.checkpoint.is_due():
             self._commit()
+        if self.state.pending and self._alive_at >= self._restore_due:
+            self.group.release(self.state.retry())
+            self._restore_due = time.monotonic() + (self._restore_backoff.next() if self.state.pending else 0)
         if self._alive_at - self._refreshed_at >= REFRESH_SECONDS:
             self._refresh()
-
-    def _init_transactions(self, stop: threading.Event) -> bool:
-        """init_transactions; a refused transactional id is reported and waited out (no crash loop)."""
-        try:
-            self.sender.producer.init_transactions(30)
-        except KafkaException as exc:
-            if not self._access.check(exc.args[0], "init_transactions"):
-                raise
-            self._report_refusal(stop, exc.args[0], "init_transactions")  # the producer is unusable
-            return False
-        return True
-
-    def _report_refusal(self, stop: threading.Event, err: KafkaError, where: str) -> None:
-        """Stay alive and say why nothing is done, until stopped (no restart loop)."""
-        while not stop.wait(LOG_ACCESS_SECONDS):
-            self._alive_at = time.monotonic()
-            self._access.check(err, where)
 
     # ------------------------------------------------------------------ commit and rewind
 
@@ -225,10 +225,21 @@ class ConsumerApp:
             self.metrics.errors.labels("delivery").inc()
             self.events.warn("checkpoint.failed", error=str(exc))
             self._rewind()
+            self._recover()
             return False
         if committed:
             self.metrics.commits.inc()
+            self._access.clear()
+            self._backoff.reset()
         return True
+
+    def _recover(self) -> None:
+        """After a failed checkpoint: replace a broken producer; while a refusal lasts, wait a backoff
+        before reading again (the rewound events are processed again after it)."""
+        stop = self._stop
+        self.producers.recover(stop, self.retrier.until_done)
+        if self._access.blocked() and not stop.is_set():
+            self.retrier.pause(stop, self._backoff.next(), self.sender.serve)
 
     def _rewind(self) -> None:
         """Go back to the last checkpoint: restore the state of the partitions processed since, seek there."""

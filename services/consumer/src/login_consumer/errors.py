@@ -25,7 +25,8 @@ class EnrichmentError(ConsumerError):
 
 
 class InternalTopicError(ConsumerError):
-    """An internal topic is missing, cannot be created, or does not match its source topic."""
+    """An internal topic is missing, cannot be created, or does not match its source topic (``error``: the
+    broker's answer, or None for a mismatch: a setting that can never work)."""
 
 
 class StateRestoreError(ConsumerError):

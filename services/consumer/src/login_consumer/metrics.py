@@ -40,7 +40,15 @@ PROCESSING_BUCKETS: Final = (
 )
 LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 RISK_BUCKETS: Final = tuple(range(10, 101, 10))
-ERROR_KINDS: Final = ("delivery", "commit", "processing", "kafka", "authorization", "authentication")
+ERROR_KINDS: Final = (
+    "delivery",
+    "commit",
+    "processing",
+    "kafka",
+    "authorization",
+    "authentication",
+    "missing_topic",
+)
 REBALANCE_EVENTS: Final = ("assign", "revoke", "lost")
 STAGES: Final = ("user", "network")  # the topology's stages (stages/)
 MAX_APP_VERSION_LABELS: Final = 50

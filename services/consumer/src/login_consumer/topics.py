@@ -14,13 +14,15 @@ Three internal topics, each partitioned like the topic whose state or records it
 With ``AUTO_CREATE_INTERNAL_TOPICS=false`` the topics must exist (e.g. as Strimzi KafkaTopics); a missing or
 mismatched one raises ``InternalTopicError`` naming it. A topic just created takes a moment to appear in the
 metadata: ``ensure`` waits for it. A refusal by the broker (an ACL, the credentials) keeps its Kafka error on
-the exception (``.error``), so the access policy (``operations/access.py``) can tell it from a bad setting.
+the exception (``.error``), so the access policy (``operations/access.py``) can tell it from a bad setting;
+a missing topic carries ``UNKNOWN_TOPIC_OR_PART``: the consumer waits for it (not ready) instead of exiting.
+A partition count that does not match is a setting that can never work (``error`` None).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import structlog
@@ -51,8 +53,20 @@ def _error_of(exc: KafkaException) -> KafkaError | None:
 class InternalTopics:
     """Creates, checks and purges internal topics with the service's connection settings."""
 
-    def __init__(self, client_config: Mapping[str, Any], *, auto_create: bool = True) -> None:
+    def __init__(
+        self,
+        client_config: Mapping[str, Any],
+        *,
+        auto_create: bool = True,
+        on_error: Callable[[KafkaError], None] | None = None,
+    ) -> None:
+        """``on_error``: the clients' error callback (an authentication failure is reported through it:
+        the calls themselves only time out)."""
         self.client_config = dict(client_config)
+        if on_error is not None:
+            self.client_config["error_cb"] = on_error
+        # a refusal of a housekeeping call (purge): reported by the access policy, not just logged
+        self.on_refusal: Callable[[KafkaError | None, str], bool] = lambda _err, _where: False
         self.auto_create = auto_create
         self._admin: AdminClient | None = None
 
@@ -99,7 +113,8 @@ class InternalTopics:
         try:
             wanted = self.partitions(like)
             if wanted is None:
-                raise InternalTopicError(f"{like_setting} {like!r} not found", self.refusal(like))
+                refused = self.refusal(like) or KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART)
+                raise InternalTopicError(f"{like_setting} {like!r} not found", refused)
             have = self.partitions(topic)
             if have is None and self.auto_create:
                 self._create(topic, wanted, config)
@@ -109,14 +124,30 @@ class InternalTopics:
                     have = self.partitions(topic)
         except KafkaException as exc:
             raise InternalTopicError(f"internal topic {topic!r}: {exc}", _error_of(exc)) from exc
-        if have is None:
+        if have is None:  # waited for (a missing topic): it may be created yet
             if self.auto_create:
-                raise InternalTopicError(f"internal topic {topic!r} did not appear after its creation")
+                raise InternalTopicError(
+                    f"internal topic {topic!r} did not appear after its creation",
+                    KafkaError(KafkaError._TIMED_OUT),
+                )
             raise InternalTopicError(
                 f"{how} {topic!r} does not exist and AUTO_CREATE_INTERNAL_TOPICS=false: create it "
-                f"with {wanted} partitions (as many as {like_setting} {like!r})"
+                f"with {wanted} partitions (as many as {like_setting} {like!r})",
+                KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART),
             )
         return wanted, have
+
+    def wait_for_source(self, topic: str, setting: str) -> int:
+        """The partitions of a source topic the consumer reads but never creates (``INPUT_TOPIC``); raises
+        InternalTopicError (missing, or refused) until it is there."""
+        try:
+            found = self.partitions(topic)
+            if found is None:
+                refused = self.refusal(topic) or KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART)
+                raise InternalTopicError(f"{setting} {topic!r} not found", refused)
+        except KafkaException as exc:
+            raise InternalTopicError(f"{setting} {topic!r}: {exc}", _error_of(exc)) from exc
+        return found
 
     def purge(self, committed: Mapping[tuple[str, int], int], timeout: float = TIMEOUT) -> int:
         """Delete records below the committed offsets; partitions purged (failures are logged: purging is
@@ -128,7 +159,8 @@ class InternalTopics:
                 [TopicPartition(t, p, o) for (t, p), o in committed.items()], request_timeout=timeout
             )
         except KafkaException as exc:
-            log.warning("repartition.purge_failed", error=str(exc)[:300])
+            if not self.on_refusal(_error_of(exc), "purge"):
+                log.warning("repartition.purge_failed", error=str(exc)[:300])
             return 0
         done = 0
         for tp, future in futures.items():
@@ -136,5 +168,7 @@ class InternalTopics:
                 future.result(timeout)
                 done += 1
             except Exception as exc:  # noqa: BLE001 - housekeeping; the next one retries
-                log.warning("repartition.purge_failed", partition=tp.partition, error=str(exc)[:300])
+                err = _error_of(exc) if isinstance(exc, KafkaException) else None
+                if not self.on_refusal(err, "purge"):
+                    log.warning("repartition.purge_failed", partition=tp.partition, error=str(exc)[:300])
         return done

@@ -16,6 +16,7 @@ from confluent_kafka import Consumer
 
 from login_consumer.config import ConsumerSettings
 from login_consumer.delivery.checkpoint import Checkpoint, Purge
+from login_consumer.delivery.producer import ProducerKeeper
 from login_consumer.delivery.sender import Sender
 from login_consumer.detectors.base import Detectors, NoDetectors
 from login_consumer.detectors.names import CREDENTIAL_STUFFING, USER_DETECTORS
@@ -24,6 +25,7 @@ from login_consumer.detectors.users import UserDetectors
 from login_consumer.intake.align import Aligner
 from login_consumer.intake.group import PartitionGroup
 from login_consumer.operations.clients import clients
+from login_consumer.operations.clients import producer as new_producer
 from login_consumer.operations.events import Events
 from login_consumer.process import Processor
 from login_consumer.stages.network import NetworkStage
@@ -41,6 +43,7 @@ __all__ = [
     "build_stages",
     "ensure_repartition_topic",
     "internal_topics",
+    "prepare",
 ]
 
 log = structlog.get_logger("login_consumer")
@@ -48,9 +51,17 @@ log = structlog.get_logger("login_consumer")
 MERGE_WAIT_FACTOR: Final = 5  # the network stage's merge waits this many ALIGNMENT_MAX_WAIT_MS for a source
 
 
-def internal_topics(settings: ConsumerSettings) -> InternalTopics:
-    """The internal-topics manager with the service's connection settings."""
-    return InternalTopics(settings.kafka_common(), auto_create=settings.auto_create_internal_topics)
+def internal_topics(settings: ConsumerSettings, events: Events | None = None) -> InternalTopics:
+    """The internal-topics manager with the service's connection settings (and, with ``events``, its
+    clients' errors and refusals reported like the others')."""
+    topics = InternalTopics(
+        settings.kafka_common(),
+        auto_create=settings.auto_create_internal_topics,
+        on_error=events.on_error if events is not None else None,
+    )
+    if events is not None:
+        topics.on_refusal = events.access.check
+    return topics
 
 
 def build_detectors(settings: ConsumerSettings, topics: InternalTopics | None = None) -> Detectors:
@@ -155,6 +166,8 @@ class Parts:
     checkpoint: Checkpoint
     sender: Sender
     topology: Topology
+    changelogs: list[Changelog]
+    producers: ProducerKeeper
 
 
 def assemble(
@@ -167,7 +180,7 @@ def assemble(
 ) -> Parts:
     """Build the process's parts from the settings (``detectors``, ``processor``, ``network``: given parts
     instead; ``network=None``/``False``: no network stage)."""
-    topics = internal_topics(settings)
+    topics = internal_topics(settings, events)
     detectors = detectors if detectors is not None else build_detectors(settings, topics)
     processor = processor or Processor.from_settings(settings, detectors)
     found = (build_network_detector(settings, topics) if network is True else network) or None
@@ -203,7 +216,8 @@ def assemble(
         purge=purge,
     )
     events.delivery_failed = checkpoint.delivery_failed
-    sender = Sender(producer, settings.dlq_topic, begin=checkpoint.begin)
+    events.produce_failed = checkpoint.produce_failed
+    sender = Sender(producer, settings.dlq_topic, begin=checkpoint.begin, refused=events.on_produce_refused)
     topology = Topology(
         user_stage,
         network_stage,
@@ -215,7 +229,31 @@ def assemble(
         log=events.log,
     )
     checkpoint.limit = topology.first_held  # a partition is done up to its first record still held
+    changelogs = [
+        source
+        for detector in (detectors, found)
+        if isinstance(source := getattr(detector, "source", None), Changelog)
+    ]
+    producers = ProducerKeeper(
+        lambda: new_producer(settings, events),
+        checkpoint,
+        sender,
+        exactly_once=settings.exactly_once,
+        log=events.log,
+    )
     return Parts(
         topics, detectors, processor, found, user_stage, network_stage, consumer, group, state, checkpoint,
-        sender, topology,
+        sender, topology, changelogs, producers,
     )  # fmt: skip
+
+
+def prepare(settings: ConsumerSettings, parts: Parts) -> None:
+    """Start-up checks (retried by the caller while they fail): the input topic is there; the internal
+    topics exist (created when allowed) and match their source topics."""
+    sources = parts.topics.wait_for_source(settings.input_topic, "INPUT_TOPIC")
+    if parts.network_stage is not None:
+        sources, partitions = ensure_repartition_topic(settings, parts.topics)
+        parts.user_stage.partitions = partitions
+        parts.network_stage.sources = sources
+    for changelog in parts.changelogs:
+        changelog.ensure()

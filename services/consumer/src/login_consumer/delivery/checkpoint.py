@@ -110,6 +110,7 @@ class Checkpoint:
         self.failures = 0  # delivery failures reported since the last commit
         self.last_error = ""
         self.in_transaction = False
+        self.broken: KafkaError | None = None  # the producer's fatal error: it must be replaced
         self.due = clock() + interval
         self.commits = 0
         self.last_committed: dict[TP, int] = {}
@@ -117,10 +118,17 @@ class Checkpoint:
     # ------------------------------------------------------------------ bookkeeping
 
     def begin(self) -> None:
-        """Before producing: open the interval's transaction (exactly-once) if none is open."""
+        """Before producing: open the interval's transaction (exactly-once) if none is open (raises what the
+        producer raises: the sender reports it through ``produce_failed``)."""
         if self.exactly_once and not self.in_transaction:
             self.producer.begin_transaction()
             self.in_transaction = True
+
+    def produce_failed(self, err: KafkaError) -> None:
+        """The producer refused a record (or the transaction): the interval cannot be committed."""
+        self.delivery_failed(err.name())
+        if err.fatal():
+            self.broken = err
 
     def processed(self, tp: TP, first: int, following: int) -> None:
         """Offsets ``first`` .. ``following - 1`` of ``tp`` were processed (their records are produced)."""
@@ -179,6 +187,11 @@ class Checkpoint:
             return 0
         offsets = dict(self.position)
         if self.exactly_once:
+            if self.failures or self.broken is not None:  # a record never reached the transaction
+                failed, error = self.failures, self.last_error
+                self.failures = 0
+                self.abort()
+                raise CommitFailed(f"{failed} record(s) refused by the producer ({error})")
             self._commit_transaction(offsets, deadline)
         else:
             left = self._flush(deadline)
@@ -225,8 +238,8 @@ class Checkpoint:
         except KafkaException as exc:
             err: KafkaError = exc.args[0]
             self._warn("transaction.failed", error=err.str(), code=err.name(), fatal=err.fatal())
-            if err.fatal():
-                raise
+            if err.fatal():  # the producer is unusable: the conductor replaces it
+                self.broken = err
             self.abort()
             raise CommitFailed(f"transaction failed: {err.name()}") from exc
         self.in_transaction = False
@@ -237,6 +250,13 @@ class Checkpoint:
             with suppress(KafkaException):
                 self.producer.abort_transaction(self.delivery_timeout)
             self.in_transaction = False
+
+    def replace_producer(self, producer: Producer) -> None:
+        """A new producer instead of a broken one (its transactions initialised by the caller)."""
+        self.producer = producer
+        self.in_transaction = False
+        self.broken = None
+        self.failures = 0
 
     def rewind(self, assigned: Collection[TP]) -> dict[TP, int]:
         """Where each assigned partition processed since the last commit starts again: its first offset

@@ -6,7 +6,8 @@ and detail, source topic, partition and offset, consumer version, time); a chang
 store's changelog partition. When the producer's local queue is full the sender serves delivery reports
 until there is room (``BufferError``); acknowledgements are checked per checkpoint
 (``delivery/checkpoint.py``), which also opens the interval's transaction before the first record
-(``begin``) in exactly-once mode.
+(``begin``) in exactly-once mode. A producer that raises instead of queueing (a refused transaction, a fatal
+error) stops the batch and tells the checkpoint, which then rewinds the interval: nothing is lost.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from confluent_kafka import Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from login_common.contract import (
     HEADER_DLQ_CONSUMER_VERSION,
@@ -50,11 +51,21 @@ def dlq_headers(msg: Message, why: Invalid, now_ms: int) -> list[tuple[str, byte
 
 
 class Sender:
-    def __init__(self, producer: Producer, dlq_topic: str, *, begin: Callable[[], None]) -> None:
-        """``begin``: called before each non-empty send (opens the checkpoint's transaction)."""
+    def __init__(
+        self,
+        producer: Producer,
+        dlq_topic: str,
+        *,
+        begin: Callable[[], None],
+        refused: Callable[[KafkaError], None],
+    ) -> None:
+        """``begin``: called before each non-empty send (opens the checkpoint's transaction); ``refused``:
+        told when the producer raises instead of queueing (a refused or fatal producer, a transaction in
+        error): the rest of the batch is not sent, and the interval is rewound."""
         self.producer = producer
         self.dlq_topic = dlq_topic
         self._begin = begin
+        self._refused = refused
 
     def __len__(self) -> int:
         """Records handed over and not yet acknowledged."""
@@ -69,7 +80,18 @@ class Sender:
         """Hand a batch's records to the producer (no waiting: acknowledgements are checked per interval)."""
         if not (records or dead or changes):
             return
-        self._begin()
+        try:
+            self._begin()
+            self._send(records, dead, changes)
+        except KafkaException as exc:
+            self._refused(exc.args[0])
+
+    def _send(
+        self,
+        records: Sequence[Record],
+        dead: Sequence[tuple[Message, Invalid]],
+        changes: Sequence[StateRecord],
+    ) -> None:
         produce = self.producer.produce
         for topic, partition, key, value, headers in records:
             try:

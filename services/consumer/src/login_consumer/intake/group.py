@@ -53,6 +53,7 @@ class PartitionGroup:
         self.assignment: set[TP] = set()
         self._starts: dict[TP, int] = {}  # committed offsets of the input partitions at assignment
         self._paused: set[TP] = set()  # paused by the aligner
+        self.held: set[TP] = set()  # paused until their state is restored (hold/release)
         self.throttled = False  # every partition paused: too many records in flight
 
     # ------------------------------------------------------------------ assignment
@@ -78,11 +79,29 @@ class PartitionGroup:
         for tp in found:
             self._starts[(tp.topic, tp.partition)] = tp.offset
 
+    def hold(self, tps: set[TP]) -> None:
+        """Read nothing more of these partitions until ``release`` (their state could not be restored)."""
+        try:
+            self.consumer.pause(_tps(tps - self.held))
+        except KafkaException as exc:
+            self._warn("pause.failed", error=str(exc))
+        self.held |= tps
+
+    def release(self, tps: set[TP]) -> None:
+        tps &= self.held
+        self.held -= tps
+        try:
+            if not self.throttled and tps - self._paused:
+                self.consumer.resume(_tps(tps - self._paused))
+        except KafkaException as exc:
+            self._warn("pause.failed", error=str(exc))
+
     def forget(self, gone: set[TP]) -> None:
         """Partitions went away: drop what is held of them and their bookkeeping."""
         if self.aligner is not None:
             self.aligner.drop(gone)
         self._paused -= gone
+        self.held -= gone
         self.assignment -= gone
         for tp in gone:
             self._starts.pop(tp, None)
@@ -154,8 +173,8 @@ class PartitionGroup:
                 self.consumer.pause(_tps(crowded - self._paused))
                 self._paused |= crowded
             if calm:
-                if not self.throttled:
-                    self.consumer.resume(_tps(calm))
+                if not self.throttled and calm - self.held:
+                    self.consumer.resume(_tps(calm - self.held))
                 self._paused -= calm
         except KafkaException as exc:
             self._warn("pause.failed", error=str(exc))
@@ -190,7 +209,7 @@ class PartitionGroup:
                 self.throttled = True
                 self._warn("backpressure.paused", in_flight=in_flight, max_in_flight=limit)
             elif self.throttled and in_flight < limit // 2:
-                self.consumer.resume(_tps(self.assignment - self._paused))
+                self.consumer.resume(_tps(self.assignment - self._paused - self.held))
                 self.throttled = False
         except KafkaException as exc:
             self._warn("pause.failed", error=str(exc))

@@ -29,21 +29,24 @@ class KafkaLogs:
 
 def clients(settings: ConsumerSettings, events: Events) -> tuple[Consumer, Producer]:
     """The consumer (of every stage's input topic) and the producer (of every output) of the process."""
-    logs = KafkaLogs(events.log)
     consumer = Consumer(
         {
             **settings.consumer_config(),
             "on_commit": events.on_commit,
             "error_cb": events.on_error,
-            "logger": logs,
+            "logger": KafkaLogs(events.log),
         }
     )
-    producer = Producer(
+    return consumer, producer(settings, events)
+
+
+def producer(settings: ConsumerSettings, events: Events) -> Producer:
+    """The process's producer (a new one replaces a producer with a fatal error)."""
+    return Producer(
         {
             **settings.producer_config(),
             "on_delivery": events.on_delivery,
             "error_cb": events.on_error,
-            "logger": logs,
+            "logger": KafkaLogs(events.log),
         }
     )
-    return consumer, producer

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from login_consumer.metrics import ConsumerMetrics
 from login_consumer.operations.access import AccessFailures
@@ -26,6 +26,7 @@ class Events:
         self.log = log
         self.access = access
         self.delivery_failed: Callable[[str], None] = lambda _name: None  # the checkpoint's, once built
+        self.produce_failed: Callable[[KafkaError], None] = lambda _err: None  # the checkpoint's, once built
         self._warned: dict[str, float] = {}
 
     def warn(self, event: str, **fields: Any) -> None:
@@ -53,11 +54,21 @@ class Events:
         self.metrics.errors.labels("kafka").inc()
         self.warn("kafka.error", error=err.str(), code=err.name(), fatal=err.fatal())
 
+    def on_produce_refused(self, err: KafkaError) -> None:
+        """The producer raised instead of queueing (refused, fatal, a transaction in error)."""
+        self.produce_failed(err)
+        if not self.access.check(err, "produce"):
+            self.metrics.errors.labels("delivery").inc()
+            self.warn("produce.failed", error=err.str(), code=err.name(), fatal=err.fatal())
+
     def on_consume_error(self, err: KafkaError) -> None:
         if not self.access.check(err, "consume"):
             self.metrics.errors.labels("kafka").inc()
             self.warn("consume.error", error=err.str(), code=err.name())
 
     def detector_failed(self, what: str, exc: Exception) -> None:
+        err = getattr(exc, "error", None) or (exc.args[0] if isinstance(exc, KafkaException) else None)
+        if isinstance(err, KafkaError) and self.access.check(err, "restore", str(exc)[:120]):
+            return  # a refused restore: the state manager retries it
         self.metrics.errors.labels("processing").inc()
         self.log.error(f"detectors.{what}_failed", error=repr(exc)[:300])

@@ -6,8 +6,11 @@ Each stage's detector keeps its stores per partition (``stores/users.py`` for th
 came, went or must be rewound, and the manager splits them by topic and calls each stage's detector. It
 also collects both stages' changelog records (``changes``) and their store sizes (for the metrics).
 
-A detector's failure here (a bug, a changelog that cannot be read) is logged and counted, never stops the
-consumer: the partition then starts with the state it has (the events count as replays or start fresh).
+A detector's failure here (a bug) is logged and counted, never stops the consumer: the partition then
+starts with the state it has (the events count as replays or start fresh). A restore the broker refused or
+could not serve (an ACL, the credentials, a broker down: an error carrying the broker's answer) is different:
+its partitions are ``pending``, the conductor reads nothing of them and retries the restore with backoff
+(``retry``), so no event is processed against a state that was not restored.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from confluent_kafka import KafkaException
+
+from login_consumer.errors import ConsumerError
 from login_consumer.records import TP, PartitionRef, StateRecord
 
 
@@ -37,6 +43,11 @@ class Changelogged(Protocol):
     def rewind(self, partitions: Sequence[PartitionRef]) -> None: ...
 
 
+def _broker_failure(exc: Exception) -> bool:
+    """The broker refused or could not serve the restore (retried), as opposed to a detector's bug."""
+    return isinstance(exc, KafkaException) or (isinstance(exc, ConsumerError) and exc.error is not None)
+
+
 class StateManager:
     def __init__(
         self,
@@ -49,6 +60,7 @@ class StateManager:
         self._stages = dict(stages)
         self._by_topic = {topic: (stage, detector) for stage, (topic, detector) in self._stages.items()}
         self._on_error = on_error
+        self.pending: set[TP] = set()  # assigned partitions whose restore must be retried
 
     def _split(self, tps: Iterable[TP]) -> dict[str, list[PartitionRef]]:
         """The partitions of each stage's input topic, as ``PartitionRef``s (sorted)."""
@@ -66,14 +78,32 @@ class StateManager:
             self._on_error(what, exc)
 
     def assign(self, tps: Iterable[TP]) -> dict[str, list[int]]:
-        """Restore the state of newly assigned partitions; their numbers per stage."""
+        """Restore the state of newly assigned partitions; their numbers per stage. Partitions whose
+        restore the broker refused or could not serve are left ``pending``."""
         split = self._split(tps)
         for stage, refs in split.items():
-            self._guarded("on_assign", self._stages[stage][1].on_assign, refs)
+            try:
+                self._stages[stage][1].on_assign(refs)
+            except Exception as exc:  # noqa: BLE001 - a detector bug must not stop the consumer
+                self._on_error("on_assign", exc)
+                if isinstance(exc, KafkaException) or (
+                    isinstance(exc, ConsumerError) and exc.error is not None
+                ):
+                    self.pending |= {(ref.topic, ref.partition) for ref in refs}
+            else:
+                self.pending -= {(ref.topic, ref.partition) for ref in refs}
         return {stage: [ref.partition for ref in refs] for stage, refs in split.items()}
+
+    def retry(self) -> set[TP]:
+        """Restore the pending partitions again; those restored now."""
+        before = set(self.pending)
+        self.assign(before)
+        return before - self.pending
 
     def revoke(self, tps: Iterable[TP], *, lost: bool) -> dict[str, list[int]]:
         """Forget the state of partitions that went away; their numbers per stage."""
+        tps = set(tps)
+        self.pending -= tps
         split = self._split(tps)
         for stage, refs in split.items():
             self._guarded("on_revoke", self._stages[stage][1].on_revoke, refs, lost=lost)
