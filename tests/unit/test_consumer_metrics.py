@@ -14,8 +14,8 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from login_common.settings import load_settings
-from login_consumer.config import ConsumerSettings
 from login_consumer.collectors import TOP_N, BatchHistogram, TopCounter
+from login_consumer.config import ConsumerSettings
 from login_consumer.metrics import MAX_APP_VERSION_LABELS, ConsumerMetrics
 from login_consumer.process import BatchStats, Processor
 
