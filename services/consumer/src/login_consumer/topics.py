@@ -76,6 +76,17 @@ class InternalTopics:
             self._admin = AdminClient(self.client_config)
         return self._admin
 
+    def set_password(self, user: str, password: str) -> None:
+        """A new SASL password (``Credentials``): for the admin client and the clients made from now on."""
+        self.client_config["sasl.password"] = password
+        if self._admin is not None:
+            self._admin.set_sasl_credentials(user, password)
+
+    def serve(self) -> None:
+        """Serve the admin client's callbacks (its errors: why a call timed out, e.g. authentication)."""
+        if self._admin is not None:
+            self._admin.poll(0.5)
+
     def partitions(self, topic: str) -> int | None:
         """Partitions of ``topic``, None when the metadata has no such topic (or refuses it).
 
@@ -123,6 +134,7 @@ class InternalTopics:
                     time.sleep(0.25)
                     have = self.partitions(topic)
         except KafkaException as exc:
+            self.serve()
             raise InternalTopicError(f"internal topic {topic!r}: {exc}", _error_of(exc)) from exc
         if have is None:  # waited for (a missing topic): it may be created yet
             if self.auto_create:
@@ -146,6 +158,7 @@ class InternalTopics:
                 refused = self.refusal(topic) or KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART)
                 raise InternalTopicError(f"{setting} {topic!r} not found", refused)
         except KafkaException as exc:
+            self.serve()
             raise InternalTopicError(f"{setting} {topic!r}: {exc}", _error_of(exc)) from exc
         return found
 

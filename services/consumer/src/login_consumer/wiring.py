@@ -24,7 +24,7 @@ from login_consumer.detectors.networks import NetworkDetector
 from login_consumer.detectors.users import UserDetectors
 from login_consumer.intake.align import Aligner
 from login_consumer.intake.group import PartitionGroup
-from login_consumer.operations.clients import clients
+from login_consumer.operations.clients import Credentials, clients
 from login_consumer.operations.clients import producer as new_producer
 from login_consumer.operations.events import Events
 from login_consumer.process import Processor
@@ -234,6 +234,11 @@ def assemble(
         for detector in (detectors, found)
         if isinstance(source := getattr(detector, "source", None), Changelog)
     ]
+    credentials = Credentials(settings, events.log)
+    events.authentication_failed = credentials.reload
+    credentials.track(consumer.set_sasl_credentials)
+    credentials.track(topics.set_password)
+    credentials.track(lambda user, password: sender.producer.set_sasl_credentials(user, password))  # noqa: PLW0108 - the producer may be replaced
     producers = ProducerKeeper(
         lambda: new_producer(settings, events),
         checkpoint,

@@ -6,10 +6,13 @@ Their callbacks report to ``operations/events.py``.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any, Final
 
 from confluent_kafka import Consumer, Producer
 
+from login_common.security import read_secret_file
 from login_consumer.config import ConsumerSettings
 from login_consumer.operations.events import Events
 
@@ -25,6 +28,41 @@ class KafkaLogs:
     def log(self, level: int, fmt: str, *args: object) -> None:
         method = self._METHODS.get(level - level % 10, "warning")
         getattr(self._logger, method)("librdkafka", message=fmt % args if args else fmt)
+
+
+class Credentials:
+    """SASL_PASSWORD_FILE read again when the broker refuses the password: a fixed or rotated password (a
+    Secret updated in place) reaches every live client (``set_sasl_credentials``) without a restart; new
+    clients read the file themselves (``kafka_common``)."""
+
+    def __init__(self, settings: ConsumerSettings, log: Any) -> None:
+        self.user = settings.sasl_username
+        self.file = settings.sasl_password_file
+        self._log = log
+        self._current = settings.kafka_common().get("sasl.password", "")
+        self._read_at = 0.0
+        self._targets: list[Callable[[str, str], None]] = []
+
+    def track(self, target: Callable[[str, str], None]) -> None:
+        """``target(user, password)`` is called with a changed password (a client's set_sasl_credentials)."""
+        self._targets.append(target)
+
+    def reload(self) -> None:
+        now = time.monotonic()
+        if not self.file or now - self._read_at < 1.0:
+            return
+        self._read_at = now
+        try:
+            password = read_secret_file(self.file, "SASL_PASSWORD_FILE")
+        except ValueError as exc:
+            self._log.warning("kafka.password_file_unreadable", error=str(exc))
+            return
+        if password == self._current:
+            return
+        self._current = password
+        for target in self._targets:
+            target(self.user, password)
+        self._log.info("kafka.password_reloaded", user=self.user, file=self.file)
 
 
 def clients(settings: ConsumerSettings, events: Events) -> tuple[Consumer, Producer]:

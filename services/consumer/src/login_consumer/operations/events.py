@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
+from login_common.access import AUTHENTICATION, classify
 from login_consumer.metrics import ConsumerMetrics
 from login_consumer.operations.access import AccessFailures
 
@@ -27,6 +28,7 @@ class Events:
         self.access = access
         self.delivery_failed: Callable[[str], None] = lambda _name: None  # the checkpoint's, once built
         self.produce_failed: Callable[[KafkaError], None] = lambda _err: None  # the checkpoint's, once built
+        self.authentication_failed: Callable[[], None] = lambda: None  # Credentials.reload, once built
         self._warned: dict[str, float] = {}
 
     def warn(self, event: str, **fields: Any) -> None:
@@ -50,6 +52,9 @@ class Events:
 
     def on_error(self, err: KafkaError) -> None:
         if self.access.check(err, "client"):
+            found = classify(err)
+            if found is not None and found.kind == AUTHENTICATION:
+                self.authentication_failed()
             return
         self.metrics.errors.labels("kafka").inc()
         self.warn("kafka.error", error=err.str(), code=err.name(), fatal=err.fatal())

@@ -57,7 +57,7 @@ class Retrier:
                 if err is None and isinstance(exc, ConsumerError):
                     raise  # a setting that can never work
                 self.waiting = f"{what}: {str(exc)[:240]}"
-                if not self.access.check(err, what):
+                if not self.access.check(err, what, str(exc)[:160]):
                     self._warn(f"{what}.retrying", error=str(exc)[:300])
                 self.pause(stop, backoff.next())
                 continue
