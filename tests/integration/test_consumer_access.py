@@ -26,7 +26,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AclBindingFilter, AdminClient
 from prometheus_client import CollectorRegistry
 
-from login_common.acls import DESCRIBE, WRITE, Acl, consumer_acls
+from login_common.acls import DESCRIBE, WRITE, Acl, consumer_acls, producer_acls
 from login_common.kafka import ensure_topics
 from login_consumer.app import ConsumerApp
 from login_consumer.config import ConsumerSettings
@@ -46,8 +46,11 @@ def _names() -> Names:
     return Names(f"user-login-{tag}", f"processed-logins-{tag}", f"dlq-{tag}", f"login-consumer-{tag}")
 
 
-def _grant(secured: SecuredKafka, acls: list[Acl]) -> None:
-    secured.broker.grant({"consumer": acls})
+def _grant(secured: SecuredKafka, acls: list[Acl], producer_topic: str = "") -> None:
+    """Grant the consumer ``acls`` (and the producer its ACLs on ``producer_topic``)."""
+    secured.broker.grant(
+        {"consumer": acls, **({"producer": producer_acls(producer_topic)} if producer_topic else {})}
+    )
 
 
 def _revoke(secured: SecuredKafka, acl: Acl) -> None:
@@ -73,7 +76,13 @@ def _revoke(secured: SecuredKafka, acl: Acl) -> None:
 
 def _send(secured: SecuredKafka, topic: str, count: int, start: int = 0) -> list[str]:
     """``count`` valid events to ``topic`` as the producer user; their ids."""
-    producer = Producer(secured.config("producer", **{"enable.idempotence": True}))
+    failed: list[str] = []
+
+    def delivered(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failed.append(err.name())
+
+    producer = Producer(secured.config("producer", **{"enable.idempotence": True, "on_delivery": delivered}))
     ids: list[str] = []
     for n in range(start, start + count):
         event_id = str(uuid.uuid4())
@@ -87,6 +96,7 @@ def _send(secured: SecuredKafka, topic: str, count: int, start: int = 0) -> list
         }
         producer.produce(topic, orjson.dumps(doc), user.encode())
     assert producer.flush(30) == 0
+    assert not failed, f"events not written: {Counter(failed)}"
     return ids
 
 
@@ -165,7 +175,8 @@ def test_refused_input_and_group_at_start_up_then_granted(
     input_acl, group_acl = acls[0], acls[4]
     assert input_acl.name == names.input
     assert group_acl.resource == "group"
-    _grant(secured_kafka, [a for a in acls if a not in (input_acl, group_acl)])
+    _grant(secured_kafka, [a for a in acls if a not in (input_acl, group_acl)], names.input)
+    wait_until_described(secured_kafka.config("producer"), [names.input])
     ids = _send(secured_kafka, names.input, 60)
     with consuming(_settings(secured_kafka, names, guarantee)) as watched:
         watched.refused("authorization", "authorization failed")
@@ -178,12 +189,12 @@ def test_refused_input_and_group_at_start_up_then_granted(
 def test_missing_input_topic_at_start_up_is_waited_for(secured_kafka: SecuredKafka, guarantee: str) -> None:
     names = _names()  # the input topic does not exist yet: the consumer may not create it
     ensure_topics(secured_kafka.config("admin"), {names.output: 3, names.dlq: 1})
-    _grant(secured_kafka, consumer_acls(names.input, names.output, names.dlq, names.group))
+    _grant(secured_kafka, consumer_acls(names.input, names.output, names.dlq, names.group), names.input)
     with consuming(_settings(secured_kafka, names, guarantee)) as watched:
         # a broker that auto-creates topics calls it unauthorized (the consumer may not create it)
         watched.refused("missing_topic", names.input, or_kind="authorization")
         ensure_topics(secured_kafka.config("admin"), {names.input: 3})  # what an admin (or Strimzi) does
-        wait_until_described(secured_kafka.config("consumer"), [names.input])
+        wait_until_described(secured_kafka.config("producer"), [names.input])
         ids = _send(secured_kafka, names.input, 60)
         _outputs(secured_kafka, names, ids, guarantee)
         _recovered(watched)

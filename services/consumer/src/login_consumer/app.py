@@ -88,6 +88,7 @@ class ConsumerApp:
         self.parts, self.producers = parts, parts.producers
         self.retrier = Retrier(self._access, self.events.warn, self._still_alive)
         self._backoff, self._restore_backoff, self._restore_due = Backoff(), Backoff(), 0.0
+        self._resubscribe_backoff, self._resubscribe_due, self._topics = Backoff(), 0.0, list[str]()
         self._stop = threading.Event()
         self.assigned = threading.Event()
         self._alive_at = time.monotonic()
@@ -166,23 +167,20 @@ class ConsumerApp:
         topics = [settings.input_topic]
         if self.repartition_topic is not None and self.network_stage is not None:
             topics.append(self.repartition_topic)
+        ready = False
         try:
             ready = self.retrier.until_done(stop, "start-up", lambda: prepare(settings, self.parts))
             if ready:
-                self._consumer.subscribe(
-                    topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-                )
+                self._topics = topics
+                self._subscribe()
             if ready and self.exactly_once:
                 ready = self.retrier.until_done(stop, "init_transactions", self.producers.init_transactions)
-        except BaseException:
-            self._running = False
-            with suppress(KafkaException, RuntimeError):
-                self._consumer.close()
-            raise
-        if not ready:  # stopped while waiting
-            self._running = False
-            with suppress(KafkaException, RuntimeError):
-                self._consumer.close()
+        finally:
+            if not ready:  # stopped while waiting, or a setting that can never work
+                self._running = False
+                with suppress(KafkaException, RuntimeError):
+                    self._consumer.close()
+        if not ready:
             return
         self._log.info(
             "consumer.running",
@@ -195,6 +193,22 @@ class ConsumerApp:
                 self._turn()
         finally:
             self._close(stop)
+
+    def _subscribe(self) -> None:
+        self._consumer.subscribe(
+            self._topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+
+    def _resubscribe(self) -> None:
+        """Join the group again when refused partitions are stuck (``PartitionGroup.stuck``): the new
+        assignment looks their offsets up again (revocation commits what was processed first)."""
+        stuck = self.group.stuck()
+        self._resubscribe_due = time.monotonic() + self._resubscribe_backoff.next()
+        if not stuck:
+            return
+        self._log.warning("consumer.rejoining", stuck=sorted(f"{t}/{p}" for t, p in stuck))
+        self._consumer.unsubscribe()
+        self._subscribe()
 
     def _turn(self) -> None:
         """One turn of the loop: read, process, serve acknowledgements, commit when due."""
@@ -209,11 +223,14 @@ class ConsumerApp:
             self.sender.serve(0.01)
         if self.checkpoint.is_due():
             self._commit()
+        if self.group.refused and self._alive_at >= self._resubscribe_due:
+            self._resubscribe()
         if self.state.pending and self._alive_at >= self._restore_due:
             self.group.release(self.state.retry())
             self._restore_due = time.monotonic() + (self._restore_backoff.next() if self.state.pending else 0)
         if self._alive_at - self._refreshed_at >= REFRESH_SECONDS:
-            self._refresh()
+            self._refreshed_at = self._alive_at
+            self.topology.refresh_metrics()
 
     # ------------------------------------------------------------------ commit and rewind
 
@@ -246,14 +263,6 @@ class ConsumerApp:
         points = self.checkpoint.rewind(self.group.assignment)
         self.topology.forget(self.state.rewind(points), rewound=True)
         self.group.rewind(points)
-
-    def _refresh(self) -> None:
-        """Lag per assigned partition and the stores' sizes, for the metrics."""
-        self._refreshed_at = time.monotonic()
-        if self.group.assignment:
-            self.metrics.lag.set(self.group.lag())
-        with suppress(Exception):
-            self.metrics.set_state_sizes(self.state.sizes())
 
     def _close(self, stop: threading.Event) -> None:
         self._running = False

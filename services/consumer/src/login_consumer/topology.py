@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import suppress
 from typing import Any
 
 from confluent_kafka import Message
@@ -140,6 +141,13 @@ class Topology:
         self._processed(messages)
         if messages:
             self.metrics.stage_events.labels(NETWORK).inc(len(messages))
+
+    def refresh_metrics(self) -> None:
+        """Lag per assigned partition and the stores' sizes."""
+        if self.group.assignment:
+            self.metrics.lag.set(self.group.lag())
+        with suppress(Exception):
+            self.metrics.set_state_sizes(self.state.sizes())
 
     def forget(self, stages: dict[str, list[int]], *, rewound: bool = False) -> None:
         """Partitions went away (or are ``rewound``: read again): drop what the stages hold of them."""

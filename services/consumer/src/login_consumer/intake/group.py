@@ -54,6 +54,7 @@ class PartitionGroup:
         self._starts: dict[TP, int] = {}  # committed offsets of the input partitions at assignment
         self._paused: set[TP] = set()  # paused by the aligner
         self.held: set[TP] = set()  # paused until their state is restored (hold/release)
+        self.refused: set[TP] = set()  # partitions a consume error refused (see stuck)
         self.throttled = False  # every partition paused: too many records in flight
 
     # ------------------------------------------------------------------ assignment
@@ -96,12 +97,26 @@ class PartitionGroup:
         except KafkaException as exc:
             self._warn("pause.failed", error=str(exc))
 
+    def stuck(self) -> set[TP]:
+        """Refused partitions that never got a position: librdkafka stops fetching a partition whose start
+        offset it could not look up (a refused ListOffsets) until it is assigned again."""
+        tps = self.refused & self.assignment
+        self.refused.clear()
+        if not tps:
+            return set()
+        try:
+            positions = self.consumer.position(_tps(tps))
+        except KafkaException:
+            return set()
+        return {(tp.topic, tp.partition) for tp in positions if tp.offset < 0}
+
     def forget(self, gone: set[TP]) -> None:
         """Partitions went away: drop what is held of them and their bookkeeping."""
         if self.aligner is not None:
             self.aligner.drop(gone)
         self._paused -= gone
         self.held -= gone
+        self.refused -= gone
         self.assignment -= gone
         for tp in gone:
             self._starts.pop(tp, None)
@@ -139,10 +154,14 @@ class PartitionGroup:
         return [first, *consumer.consume(size - 1, 0)] if size > 1 else [first]
 
     def split(
-        self, messages: list[Message], repartition_topic: str | None, on_error: Callable[[KafkaError], None]
+        self,
+        messages: list[Message],
+        repartition_topic: str | None,
+        on_error: Callable[[KafkaError], bool],
     ) -> tuple[list[Message], list[Message]]:
         """(input messages, repartition messages) of a read; errors other than a partition's end go to
-        ``on_error``."""
+        ``on_error``, which says whether it was a refusal: the partition it names is then watched
+        (``stuck``)."""
         inputs: list[Message] = []
         repartitioned: list[Message] = []
         input_topic = self.input_topic
@@ -150,8 +169,8 @@ class PartitionGroup:
             err = msg.error()
             if err is None:
                 (inputs if msg.topic() == input_topic else repartitioned).append(msg)
-            elif err.code() != KafkaError._PARTITION_EOF:
-                on_error(err)
+            elif err.code() != KafkaError._PARTITION_EOF and on_error(err) and msg.topic():
+                self.refused.add((msg.topic() or "", msg.partition() or 0))
         return inputs, repartitioned
 
     def align(self, messages: list[Message], *, busy: bool) -> list[Message]:

@@ -66,10 +66,13 @@ class Events:
             self.metrics.errors.labels("delivery").inc()
             self.warn("produce.failed", error=err.str(), code=err.name(), fatal=err.fatal())
 
-    def on_consume_error(self, err: KafkaError) -> None:
-        if not self.access.check(err, "consume"):
-            self.metrics.errors.labels("kafka").inc()
-            self.warn("consume.error", error=err.str(), code=err.name())
+    def on_consume_error(self, err: KafkaError) -> bool:
+        """Count and report a consume error; True when it was a refusal."""
+        if self.access.check(err, "consume"):
+            return True
+        self.metrics.errors.labels("kafka").inc()
+        self.warn("consume.error", error=err.str(), code=err.name())
+        return False
 
     def detector_failed(self, what: str, exc: Exception) -> None:
         err = getattr(exc, "error", None) or (exc.args[0] if isinstance(exc, KafkaException) else None)
