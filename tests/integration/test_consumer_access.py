@@ -136,8 +136,12 @@ def consuming(settings: ConsumerSettings) -> Iterator[Watched]:
 
 
 def _settings(secured: SecuredKafka, names: Names, guarantee: str, **extra: Any) -> ConsumerSettings:
+    connection = secured.service_env("consumer")
+    for name in list(extra):
+        if name in connection:  # e.g. another SASL_PASSWORD_FILE
+            connection[name] = extra.pop(name)
     return consumer_settings(
-        secured.service_env("consumer"),
+        connection,
         input_topic=names.input,
         output_topic=names.output,
         dlq_topic=names.dlq,

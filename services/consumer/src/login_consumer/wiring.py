@@ -214,6 +214,7 @@ def assemble(
         delivery_timeout=settings.delivery_timeout,
         warn=events.warn,
         purge=purge,
+        report=events.access.check,
     )
     events.delivery_failed = checkpoint.delivery_failed
     events.produce_failed = checkpoint.produce_failed

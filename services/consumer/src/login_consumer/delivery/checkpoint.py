@@ -92,10 +92,11 @@ class Checkpoint:
         warn: Callable[..., None],
         limit: Callable[[TP], int | None] | None = None,
         purge: Purge | None = None,
+        report: Callable[[KafkaError, str], bool] = lambda _err, _where: False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``limit``: the first offset of a partition not done yet (or None); ``purge``: what to purge
-        after each commit."""
+        after each commit; ``report``: the access policy, told of a refused transaction."""
         self.consumer = consumer
         self.producer = producer
         self.exactly_once = exactly_once
@@ -104,6 +105,7 @@ class Checkpoint:
         self._warn = warn
         self.limit = limit
         self.purge = purge
+        self._report = report
         self._clock = clock
         self.base: dict[TP, int] = {}  # first offset processed since the last commit
         self.position: dict[TP, int] = {}  # next offset to commit
@@ -237,7 +239,8 @@ class Checkpoint:
             producer.commit_transaction(timeout)
         except KafkaException as exc:
             err: KafkaError = exc.args[0]
-            self._warn("transaction.failed", error=err.str(), code=err.name(), fatal=err.fatal())
+            if not self._report(err, "commit_transaction"):
+                self._warn("transaction.failed", error=err.str(), code=err.name(), fatal=err.fatal())
             if err.fatal():  # the producer is unusable: the conductor replaces it
                 self.broken = err
             self.abort()

@@ -117,8 +117,11 @@ class Sender:
                 self.producer.produce(topic, value, key, partition, headers=headers)
                 return
             except BufferError:  # local queue full: let deliveries drain
-                self.producer.poll(0.05)
+                self.serve(0.05)
 
     def serve(self, timeout: float = 0.0) -> None:
-        """Serve delivery reports and transaction events."""
-        self.producer.poll(timeout)
+        """Serve delivery reports and transaction events (a fatal error raised here is reported)."""
+        try:
+            self.producer.poll(timeout)
+        except KafkaException as exc:
+            self._refused(exc.args[0])
