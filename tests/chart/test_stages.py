@@ -159,7 +159,8 @@ def test_the_network_trigger_exists_exactly_when_the_network_stage_runs(
     render: Render, detectors: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # without the network stage the repartition topic is never created: a trigger on it would only error
-    objs = render(**KEDA, **{"consumer.detectors": "{" + ",".join(detectors) + "}"})
+    value = "{" + ",".join(detectors) + "}" if detectors else "null"  # --set ...={} is [""]
+    objs = render(**KEDA, **{"consumer.detectors": value})
     rendered = env(objs)
     text = rendered.get("DETECTORS", "all")  # the consumer's default when the chart renders none
     runs = "credential_stuffing" in parse_detectors(text)
