@@ -86,7 +86,7 @@ class ConsumerApp:
         self._consumer, self.group, self.state = parts.consumer, parts.group, parts.state
         self.checkpoint, self.sender, self.topology = parts.checkpoint, parts.sender, parts.topology
         self.parts, self.producers = parts, parts.producers
-        self.retrier = Retrier(self._access, self.events.warn, self._still_alive)
+        self.retrier = Retrier(self._access, self.events.warn, self._still_alive, parts.credentials.check)
         self._backoff, self._restore_backoff, self._restore_due = Backoff(), Backoff(), 0.0
         self._resubscribe_backoff, self._resubscribe_due, self._topics = Backoff(), 0.0, list[str]()
         self._stop = threading.Event()
@@ -200,8 +200,7 @@ class ConsumerApp:
         )
 
     def _resubscribe(self) -> None:
-        """Join the group again when refused partitions are stuck (``PartitionGroup.stuck``): the new
-        assignment looks their offsets up again (revocation commits what was processed first)."""
+        """Join again when refused partitions are stuck (``PartitionGroup.stuck``): offsets looked up anew."""
         stuck = self.group.stuck()
         self._resubscribe_due = time.monotonic() + self._resubscribe_backoff.next()
         if not stuck:
@@ -223,6 +222,7 @@ class ConsumerApp:
             self.sender.serve(0.01)
         if self.checkpoint.is_due():
             self._commit()
+        self.parts.credentials.check()
         if self.group.refused and self._alive_at >= self._resubscribe_due:
             self._resubscribe()
         if self.state.pending and self._alive_at >= self._restore_due:

@@ -168,6 +168,7 @@ class Parts:
     topology: Topology
     changelogs: list[Changelog]
     producers: ProducerKeeper
+    credentials: Credentials
 
 
 def assemble(
@@ -235,8 +236,7 @@ def assemble(
         for detector in (detectors, found)
         if isinstance(source := getattr(detector, "source", None), Changelog)
     ]
-    credentials = Credentials(settings, events.log)
-    events.authentication_failed = credentials.reload
+    credentials = Credentials(settings, events.log, events)
     credentials.track(consumer.set_sasl_credentials)
     credentials.track(topics.set_password)
     credentials.track(lambda user, password: sender.producer.set_sasl_credentials(user, password))  # noqa: PLW0108 - the producer may be replaced
@@ -249,7 +249,7 @@ def assemble(
     )
     return Parts(
         topics, detectors, processor, found, user_stage, network_stage, consumer, group, state, checkpoint,
-        sender, topology, changelogs, producers,
+        sender, topology, changelogs, producers, credentials,
     )  # fmt: skip
 
 

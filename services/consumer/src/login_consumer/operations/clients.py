@@ -33,9 +33,11 @@ class KafkaLogs:
 class Credentials:
     """SASL_PASSWORD_FILE read again when the broker refuses the password: a fixed or rotated password (a
     Secret updated in place) reaches every live client (``set_sasl_credentials``) without a restart; new
-    clients read the file themselves (``kafka_common``)."""
+    clients read the file themselves (``kafka_common``). ``check`` runs outside the clients' callbacks
+    (librdkafka must not be re-entered from them): the loop and each start-up attempt call it."""
 
-    def __init__(self, settings: ConsumerSettings, log: Any) -> None:
+    def __init__(self, settings: ConsumerSettings, log: Any, events: Events) -> None:
+        self._events = events
         self.user = settings.sasl_username
         self.file = settings.sasl_password_file
         self._log = log
@@ -46,6 +48,12 @@ class Credentials:
     def track(self, target: Callable[[str, str], None]) -> None:
         """``target(user, password)`` is called with a changed password (a client's set_sasl_credentials)."""
         self._targets.append(target)
+
+    def check(self) -> None:
+        """Reload the password if an authentication failure was reported since the last look."""
+        if self._events.authentication_failed:
+            self._events.authentication_failed = False
+            self.reload()
 
     def reload(self) -> None:
         now = time.monotonic()

@@ -28,7 +28,7 @@ class Events:
         self.access = access
         self.delivery_failed: Callable[[str], None] = lambda _name: None  # the checkpoint's, once built
         self.produce_failed: Callable[[KafkaError], None] = lambda _err: None  # the checkpoint's, once built
-        self.authentication_failed: Callable[[], None] = lambda: None  # Credentials.reload, once built
+        self.authentication_failed = False  # since the credentials were last looked at
         self._warned: dict[str, float] = {}
 
     def warn(self, event: str, **fields: Any) -> None:
@@ -54,7 +54,7 @@ class Events:
         if self.access.check(err, "client"):
             found = classify(err)
             if found is not None and found.kind == AUTHENTICATION:
-                self.authentication_failed()
+                self.authentication_failed = True  # handled outside the client's callback (credentials)
             return
         self.metrics.errors.labels("kafka").inc()
         self.warn("kafka.error", error=err.str(), code=err.name(), fatal=err.fatal())

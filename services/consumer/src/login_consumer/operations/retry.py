@@ -32,8 +32,16 @@ def broker_answer(exc: Exception) -> KafkaError | None:
 
 
 class Retrier:
-    def __init__(self, access: AccessFailures, warn: Callable[..., None], alive: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        access: AccessFailures,
+        warn: Callable[..., None],
+        alive: Callable[[], None],
+        before: Callable[[], None] = lambda: None,
+    ) -> None:
+        """``before``: run before each attempt (e.g. reload a password the broker refused)."""
         self.access = access
+        self._before = before
         self._warn = warn
         self._alive = alive
         self.waiting: str | None = None  # what start-up waits for (for /ready)
@@ -51,6 +59,7 @@ class Retrier:
         backoff = Backoff()
         while not stop.is_set():
             try:
+                self._before()
                 step()
             except (KafkaException, ConsumerError) as exc:
                 err = broker_answer(exc)
