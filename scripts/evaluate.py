@@ -156,7 +156,7 @@ def run_in_process(
     timings: dict[str, float] | None = None,
 ) -> tuple[dict[str, frozenset[str]], dict[str, frozenset[str]], int]:
     """(labels, detections, dead-lettered) for a --out file through Processor + both stages' detectors
-    (detectors/combined.py: the user stage's, then the network stage's on the same events).
+    (login_consumer/in_process.py: the user stage's, then the network stage's on the same events).
 
     ``timings["process_s"]``: seconds spent in ``Processor.process`` and in producing the batches'
     changelog records."""

@@ -56,13 +56,23 @@ class Tool:
 
 
 # The one list of system packages. Java 17+ and Maven run the local Kafka broker (scripts/local_kafka.py);
-# prometheus/promtool run the alert-rule tests, the real-Prometheus test and the demo; actionlint checks
+# prometheus/promtool run the alert-rule tests, the real-Prometheus test and the demo; Debian's
+# prometheus-alertmanager (0.25 on bookworm; its binary has the package's name, and it ships amtool) routes
+# the alerts locally and in the alert-routing tests (Homebrew's `alertmanager` names its binary
+# alertmanager: scripts/local_alertmanager.py takes either); actionlint checks
 # the workflow's run: scripts with shellcheck.
 SYSTEM: tuple[SystemNeed, ...] = (
     SystemNeed("java", "default-jre-headless", "openjdk@17", "runs the local Kafka broker (Java 17+)"),
     SystemNeed("mvn", "maven", "maven", "assembles the broker's jars from Maven Central"),
     SystemNeed("prometheus", "prometheus", "prometheus", "the local Prometheus (demo, run, tests)"),
     SystemNeed("promtool", "prometheus", "prometheus", "checks and unit-tests the alert rules"),
+    SystemNeed(
+        "prometheus-alertmanager",
+        "prometheus-alertmanager",
+        "alertmanager",
+        "the local Alertmanager (demo, run, the alert-routing tests)",
+    ),
+    SystemNeed("amtool", "prometheus-alertmanager", "alertmanager", "checks and tests the routing tree"),
     SystemNeed("shellcheck", "shellcheck", "shellcheck", "actionlint lints the workflow's scripts with it"),
     # the real node (scripts/k8s_node.py, tests/real_node): Linux and root only, so no Homebrew names
     SystemNeed("containerd", "containerd", "", "the real node's container runtime"),
@@ -71,9 +81,15 @@ SYSTEM: tuple[SystemNeed, ...] = (
     SystemNeed("iptables", "iptables", "", "kube-proxy's Services and the pods' NAT"),
     SystemNeed("conntrack", "conntrack", "", "kube-proxy clears stale UDP flows with it"),
     SystemNeed("debootstrap", "debootstrap", "", "the daemon-free image builder's base file system"),
+    # the image tier (tests/images) on the same machines: containerd's client and a static example binary
+    SystemNeed("ctr", "containerd", "", "imports the built images into containerd"),
+    SystemNeed("gcc", "gcc libc6-dev", "", "compiles the static example binary of the image tier"),
 )
 # What only a machine that can host the real node installs (root on Linux: a kubelet needs it).
-NODE_NEEDS = ("containerd", "runc", "/usr/lib/cni/bridge", "iptables", "conntrack", "debootstrap")
+NODE_NEEDS = (
+    *("containerd", "runc", "/usr/lib/cni/bridge", "iptables", "conntrack", "debootstrap"),
+    *("ctr", "gcc"),  # the image tier: imports into its private containerd, the example's static binary
+)
 
 # The one list of tools. Ranges: what the make targets and tests are written against.
 TOOLS: tuple[Tool, ...] = (
@@ -128,7 +144,8 @@ TOOLS: tuple[Tool, ...] = (
 HOSTS_NODE = sys.platform == "linux" and os.geteuid() == 0
 NEEDS: dict[str, tuple[str, ...]] = {
     "setup": (
-        *("java", "mvn", "prometheus", "promtool", "shellcheck", "helm", "kubeconform", "actionlint"),
+        *("java", "mvn", "prometheus", "promtool", "prometheus-alertmanager", "amtool", "shellcheck"),
+        *("helm", "kubeconform", "actionlint"),
         *(NODE_NEEDS if HOSTS_NODE else ()),
     ),
     "tools": ("helm", "kind", "kubectl", "kubeconform", "actionlint"),
@@ -191,7 +208,8 @@ def privilege() -> list[str] | None:
 
 
 def packages(needs: list[SystemNeed], manager: str) -> list[str]:
-    return list(dict.fromkeys(getattr(need, manager) for need in needs))
+    """The packages to install (a need may name several, space-separated)."""
+    return list(dict.fromkeys(p for need in needs for p in getattr(need, manager).split()))
 
 
 def install_system(needs: list[SystemNeed]) -> str:

@@ -1,8 +1,9 @@
 """The consumer's own Prometheus collectors: histograms filled in bulk, top-N counters, lag per partition.
 
 ``BatchHistogram`` adds a batch's bucket counts at once (the hot path never observes one value at a time);
-``TopCounter`` keeps the most flagged users and IPs; ``LagCollector`` reports the lag snapshot the loop
-keeps, at scrape time. ``metrics.py`` registers them (docs/metrics.md is the catalogue).
+``TopCounter`` keeps the most flagged users and IPs; ``StuffingCollector`` the networks under a
+credential-stuffing wave; ``LagCollector`` reports the lag snapshot the loop keeps, at scrape time.
+``metrics.py`` registers them (docs/metrics.md is the catalogue).
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import heapq
 import math
 import threading
+import time
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from operator import itemgetter
 from typing import Final
 
@@ -121,6 +123,65 @@ class _TopCollector(Collector):
         family = GaugeMetricFamily(self.name, self.documentation, labels=[self.label])
         for key, count in self.counter.top(TOP_N):
             family.add_metric([key], count)
+        yield family
+
+
+class StuffingCollector(Collector):
+    """login_consumer_stuffing_network_accounts: networks under a credential-stuffing wave.
+
+    ``record`` keeps, per network, the most failing accounts seen and when (monotonic clock); a network
+    drops out ``window`` seconds after its last detection. Bounded: beyond ``capacity`` networks the
+    oldest are forgotten; a scrape shows the ``TOP_N`` with the most accounts.
+    """
+
+    name = "login_consumer_stuffing_network_accounts"
+    documentation = (
+        "Accounts failing from a network at its credential-stuffing detections within the stuffing window "
+        "(top 20 networks)."
+    )
+
+    def __init__(
+        self, window: float, capacity: int = 1_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.window = window
+        self.capacity = capacity
+        self._clock = clock
+        self._seen: dict[str, tuple[int, float]] = {}  # network -> (accounts, last detection)
+        self._lock = threading.Lock()
+
+    def record(self, waves: Mapping[str, int]) -> None:
+        if not waves:
+            return
+        now = self._clock()
+        with self._lock:
+            seen = self._seen
+            for network, accounts in waves.items():
+                old = seen.pop(network, None)
+                keep = old[0] if old is not None and now - old[1] <= self.window else 0
+                seen[network] = (max(keep, accounts), now)  # re-inserted: dict order = last detection
+            while len(seen) > self.capacity:
+                del seen[next(iter(seen))]
+
+    def current(self) -> list[tuple[str, int]]:
+        """The networks whose last detection is within the window, most accounts first (top 20)."""
+        now = self._clock()
+        with self._lock:
+            seen = self._seen
+            while seen:
+                oldest = next(iter(seen))
+                if now - seen[oldest][1] <= self.window:
+                    break
+                del seen[oldest]
+            items = [(network, accounts) for network, (accounts, _) in seen.items()]
+        return heapq.nlargest(TOP_N, items, key=itemgetter(1))
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.name, self.documentation, labels=["network"])
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=["network"])
+        for network, accounts in self.current():
+            family.add_metric([network], accounts)
         yield family
 
 

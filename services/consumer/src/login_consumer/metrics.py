@@ -4,6 +4,12 @@ The hot path never touches a metric per event: ``Processor`` aggregates a batch 
 ``ConsumerMetrics.record_batch`` applies it with one update per distinct label set. Histograms that get
 many observations per batch are ``BatchHistogram``s (bucket counts added in bulk). Lag and the top-20
 flagged users/IPs are collected at scrape time from snapshots the consumer loop keeps.
+
+``login_consumer_stuffing_network_accounts`` is what the credential-stuffing alert groups by: one series
+per network with a detection within the stuffing window (wall clock), its value the most failing
+accounts seen, top 20. A gauge of the current wave rather than a counter, because a network's series is
+born mid-attack (a counter's first sample would be lost to ``increase()``) and must end when the wave
+does, so the alert resolves.
 """
 
 from __future__ import annotations
@@ -16,7 +22,14 @@ from typing import TYPE_CHECKING, Any, Final
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from login_consumer import __version__
-from login_consumer.collectors import BatchHistogram, LagCollector, TopCounter, _TopCollector
+from login_consumer.collectors import (
+    BatchHistogram,
+    LagCollector,
+    StuffingCollector,
+    TopCounter,
+    _TopCollector,
+)
+from login_consumer.detectors.names import DETECTOR_NAMES
 from login_consumer.validate import ERROR_TYPES
 
 if TYPE_CHECKING:
@@ -76,15 +89,25 @@ class ConsumerMetrics:
     state_entries: Gauge
     info: Gauge
     lag: LagCollector
+    stuffing: StuffingCollector
     flagged_users: TopCounter
     flagged_ips: TopCounter
     app_version_labels: set[str]
     children: dict[tuple[str, tuple[str, ...]], Any]  # (metric, label values) -> labelled child
 
     @classmethod
-    def create(cls, registry: CollectorRegistry, guarantee: str = "at-least-once") -> ConsumerMetrics:
+    def create(
+        cls,
+        registry: CollectorRegistry,
+        guarantee: str = "at-least-once",
+        stuffing_window: float = 600.0,
+    ) -> ConsumerMetrics:
+        """``stuffing_window``: seconds a network stays in login_consumer_stuffing_network_accounts after
+        its last credential-stuffing detection (STUFFING_WINDOW_SECONDS)."""
         lag = LagCollector()
         registry.register(lag)
+        stuffing = StuffingCollector(stuffing_window)
+        registry.register(stuffing)
         flagged_users, flagged_ips = TopCounter(), TopCounter()
         registry.register(
             _TopCollector(
@@ -194,6 +217,7 @@ class ConsumerMetrics:
                 registry=registry,
             ),
             lag=lag,
+            stuffing=stuffing,
             flagged_users=flagged_users,
             flagged_ips=flagged_ips,
             app_version_labels=set(),
@@ -210,6 +234,10 @@ class ConsumerMetrics:
             metrics.rebalances.labels(event)
         for stage in STAGES:
             metrics.stage_events.labels(stage)
+        # From 0, so that the first detections count: increase() (LoginStreamBruteForceBurst) cannot see
+        # what a series already holds in its first sample.
+        for detector in DETECTOR_NAMES:
+            metrics.detections.labels(detector)
         return metrics
 
     def _app_label(self, version: str) -> str:
@@ -255,6 +283,7 @@ class ConsumerMetrics:
             inc(self.logins_by_platform, (platform, self._app_label(version)), count)
         self.flagged_users.update(stats.flagged_users)
         self.flagged_ips.update(stats.flagged_ips)
+        self.stuffing.record(stats.stuffing)
 
     def set_state_sizes(self, sizes: Mapping[str, int]) -> None:
         for store, size in sizes.items():
