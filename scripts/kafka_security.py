@@ -1,14 +1,19 @@
 """SASL_SSL mode of the local broker (``KAFKA_SECURITY=sasl_ssl``), used by scripts/local_kafka.py.
 
-Everything lives in the broker's state folder (``<cache>/broker-<port>-sasl_ssl``), created on first use:
-  tls/ca.crt            a throw-away CA (PEM; what clients trust: SSL_CA_LOCATION)
+Everything lives in the broker's state folder (``<cache>/broker-<port>-sasl_ssl``, 0700), made on first use:
+  tls/ca.crt            a throw-away CA (PEM; what clients trust: SSL_CA_LOCATION); its key tls/ca.key
   tls/broker.pem        the broker's key and certificate chain signed by that CA (SAN 127.0.0.1, localhost);
                         tls/broker.p12 instead when made with keytool
-  secrets/<user>.password  random passwords (0600) of the SCRAM-SHA-512 users admin, producer, consumer
-The users are created when the storage is formatted (``kafka-storage format --add-scram``). The broker runs
-KRaft's StandardAuthorizer with ``admin`` (and the broker's own certificate, on the mutual-TLS controller
-listener) as super users, ``allow.everyone.if.no.acl.found=false``, and after start-up the least-privilege
-ACLs of login_common.acls for the producer and consumer users (topic names from INPUT_TOPIC, OUTPUT_TOPIC,
+  tls/<user>.crt, .key  client certificates CN=producer, CN=consumer (mutual TLS; openssl only)
+  secrets/<user>.password  random passwords of the SCRAM-SHA-512 users admin, producer, consumer
+Folders 0700, keys, key stores, passwords and server.properties (the admin's JAAS line) 0600. The users
+are created when the storage is formatted (``kafka-storage format --add-scram``, run by ``storage_format``
+from a 0600 argument file: no password on any command line; keytool reads its store password from the
+environment). The broker runs KRaft's StandardAuthorizer with ``admin`` (and the broker's own
+certificate, on the mutual-TLS controller listener) as super users, ``allow.everyone.if.no.acl.found=false``,
+no topic auto-creation, a mutual-TLS client listener on KAFKA_PORT+2 (CN=producer/consumer are those users)
+and, after start-up, the pipeline's topics created as admin and the least-privilege ACLs of
+login_common.acls for the producer and consumer users (topic names from INPUT_TOPIC, OUTPUT_TOPIC,
 DLQ_TOPIC, GROUP_ID, else the defaults). Certificates come from ``openssl`` (EC P-256, milliseconds), or
 from ``keytool`` (shipped with every JDK; a JVM start per step) where openssl is missing.
 """
@@ -25,6 +30,8 @@ from typing import Any, Final
 
 MODES: Final = ("plaintext", "sasl_ssl")
 USERS: Final = ("admin", "producer", "consumer")
+CERT_USERS: Final = ("producer", "consumer")  # client certificates for the mutual-TLS listener
+MTLS_PORT_OFFSET: Final = 2  # the mutual-TLS listener: KAFKA_PORT+2
 MECHANISM: Final = "SCRAM-SHA-512"
 BROKER_CN: Final = "login-stream-broker"
 CERT_DAYS: Final = 30
@@ -69,22 +76,58 @@ class SecureBroker:
 
     def prepare(self, java: str) -> None:
         """Create passwords, CA and broker certificate unless they exist (idempotent)."""
-        self.secrets.mkdir(parents=True, exist_ok=True)
-        self.secrets.chmod(0o700)
+        private_dir(self.state)
+        private_dir(self.secrets)
         for user in (*USERS, "keystore"):
             path = self.password_file(user)
             if not path.exists():
-                path.touch(mode=0o600)
-                path.write_text(secrets.token_urlsafe(24), encoding="utf-8")
+                private_file(path, secrets.token_urlsafe(24))
+            path.chmod(0o600)
         if self.ca_cert.exists() and (self.pem_keystore.exists() or self.keystore.exists()):
+            self._client_certificates()
             return
         shutil.rmtree(self.tls, ignore_errors=True)
-        self.tls.mkdir(parents=True)
+        private_dir(self.tls)
         make_ca(java, self.tls, "login-stream-local-ca", self.password("keystore"))
         if shutil.which("openssl"):
             self._broker_certificate_openssl()
         else:
             self._broker_certificate_keytool(java)
+        self._client_certificates()
+        for path in self.tls.iterdir():  # keys and key stores: the owner's only (ca.crt stays readable)
+            path.chmod(0o644 if path == self.ca_cert else 0o600)
+
+    def client_certificate(self, user: str) -> tuple[Path, Path]:
+        """(certificate, key) PEM files of ``user``'s client certificate (CN=<user>), for mutual TLS."""
+        return self.tls / f"{user}.crt", self.tls / f"{user}.key"
+
+    def _client_certificates(self) -> None:
+        """A client certificate per service user, signed by the local CA (openssl only: librdkafka needs
+        the key as PEM, which keytool cannot write). Without openssl there is no mutual-TLS listener."""
+        ca_key = self.tls / "ca.key"
+        if not shutil.which("openssl") or not ca_key.exists():
+            return
+        for user in CERT_USERS:
+            cert, key = self.client_certificate(user)
+            if cert.exists() and key.exists():
+                continue
+            csr = self.tls / f"{user}.csr"
+            key.touch(mode=0o600)
+            openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={user}")  # fmt: skip
+            openssl("x509", "-req", "-in", str(csr), "-CA", str(self.ca_cert), "-CAkey", str(ca_key),
+                    "-CAcreateserial", "-out", str(cert), "-days", str(CERT_DAYS))  # fmt: skip
+            csr.unlink()
+            key.chmod(0o600)
+
+    @property
+    def mtls(self) -> bool:
+        """True when the client certificates exist: the broker then opens its mutual-TLS listener."""
+        return all(path.exists() for user in CERT_USERS for path in self.client_certificate(user))
+
+    @property
+    def mtls_port(self) -> int:
+        return self.port + MTLS_PORT_OFFSET
 
     def _broker_certificate_openssl(self) -> None:
         key, csr, signed, ext = (self.tls / n for n in ("broker.key", "broker.csr", "broker.crt", "san.cnf"))
@@ -101,22 +144,23 @@ class SecureBroker:
             path.unlink()
 
     def _broker_certificate_keytool(self, java: str) -> None:
-        store = self.password("keystore")
         ca_store = self.tls / "ca.p12"
         csr = self.tls / "broker.csr"
         signed = self.tls / "broker.crt"
-        common = ["-storetype", "PKCS12", "-storepass", store]
+        common = ["-storetype", "PKCS12", "-storepass:env", STORE_ENV]
+        store = {STORE_ENV: self.password("keystore")}
         keytool(java, "-genkeypair", "-alias", "broker", "-keyalg", "RSA", "-keysize", "2048",
                 "-dname", f"CN={BROKER_CN}", "-ext", SAN, "-validity", str(CERT_DAYS),
-                "-keystore", str(self.keystore), *common)  # fmt: skip
+                "-keystore", str(self.keystore), *common, env=store)  # fmt: skip
         keytool(java, "-certreq", "-alias", "broker", "-file", str(csr), "-keystore", str(self.keystore),
-                *common)  # fmt: skip
+                *common, env=store)  # fmt: skip
         keytool(java, "-gencert", "-alias", "ca", "-infile", str(csr), "-outfile", str(signed), "-rfc",
-                "-ext", SAN, "-validity", str(CERT_DAYS), "-keystore", str(ca_store), *common)  # fmt: skip
+                "-ext", SAN, "-validity", str(CERT_DAYS), "-keystore", str(ca_store), *common,
+                env=store)  # fmt: skip
         keytool(java, "-importcert", "-noprompt", "-alias", "ca", "-file", str(self.ca_cert),
-                "-keystore", str(self.keystore), *common)  # fmt: skip
+                "-keystore", str(self.keystore), *common, env=store)  # fmt: skip
         keytool(java, "-importcert", "-noprompt", "-alias", "broker", "-file", str(signed),
-                "-keystore", str(self.keystore), *common)  # fmt: skip
+                "-keystore", str(self.keystore), *common, env=store)  # fmt: skip
         csr.unlink()
 
     # ---------------------------------------------------------------- broker
@@ -138,10 +182,11 @@ class SecureBroker:
                 f"ssl.keystore.password={store}",
                 f"ssl.key.password={store}",
             ]
+        mtls = f",MTLS://127.0.0.1:{self.mtls_port}" if self.mtls else ""
         return [
-            f"listeners=SASL_SSL://127.0.0.1:{p},CONTROLLER://127.0.0.1:{p + 1}",
-            f"advertised.listeners=SASL_SSL://127.0.0.1:{p},CONTROLLER://127.0.0.1:{p + 1}",
-            "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL",
+            f"listeners=SASL_SSL://127.0.0.1:{p},CONTROLLER://127.0.0.1:{p + 1}{mtls}",
+            f"advertised.listeners=SASL_SSL://127.0.0.1:{p},CONTROLLER://127.0.0.1:{p + 1}{mtls}",
+            "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL,MTLS:SSL",
             "inter.broker.listener.name=SASL_SSL",
             f"sasl.enabled.mechanisms={MECHANISM}",
             f"sasl.mechanism.inter.broker.protocol={MECHANISM}",
@@ -151,13 +196,22 @@ class SecureBroker:
             f"ssl.truststore.location={self.ca_cert}",
             # the controller listener: mutual TLS, only the broker's own certificate gets in
             "listener.name.controller.ssl.client.auth=required",
+            # the MTLS listener: clients authenticate with a certificate of the local CA; CN=producer and
+            # CN=consumer are the users producer and consumer (the same ACLs as over SCRAM); any other
+            # subject keeps its whole DN (the broker's own: CN=login-stream-broker, a super user)
+            "listener.name.mtls.ssl.client.auth=required",
+            f"ssl.principal.mapping.rules=RULE:^CN=({'|'.join(CERT_USERS)})$/$1/,DEFAULT",
             "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
             f"super.users=User:admin;User:CN={BROKER_CN}",
             "allow.everyone.if.no.acl.found=false",
+            # topics are created by admin (the pipeline's at start-up, local_kafka.py), never by a
+            # producer's metadata request: a missing topic is reported as missing, not created
+            "auto.create.topics.enable=false",
         ]
 
     def format_args(self) -> list[str]:
-        """``kafka-storage format`` arguments creating the SCRAM users."""
+        """``kafka-storage format`` arguments creating the SCRAM users (secrets: pass them through
+        ``storage_format``'s argument file, never on a command line)."""
         out: list[str] = []
         for user in USERS:
             out += ["--add-scram", f"{MECHANISM}=[name={user},password={self.password(user)}]"]
@@ -173,6 +227,27 @@ class SecureBroker:
             "SASL_USERNAME": user,
             "SASL_PASSWORD_FILE": str(self.password_file(user)),
             "SSL_CA_LOCATION": str(self.ca_cert),
+        }
+
+    def client_env_mtls(self, user: str) -> dict[str, str]:
+        """The services' environment for ``user`` on the mutual-TLS listener (a client certificate)."""
+        cert, key = self.client_certificate(user)
+        return {
+            "SECURITY_PROTOCOL": "SSL",
+            "SSL_CA_LOCATION": str(self.ca_cert),
+            "SSL_CERTIFICATE_LOCATION": str(cert),
+            "SSL_KEY_LOCATION": str(key),
+        }
+
+    def client_config_mtls(self, user: str) -> dict[str, Any]:
+        """librdkafka properties for ``user`` on the mutual-TLS listener."""
+        cert, key = self.client_certificate(user)
+        return {
+            "bootstrap.servers": f"127.0.0.1:{self.mtls_port}",
+            "security.protocol": "ssl",
+            "ssl.ca.location": str(self.ca_cert),
+            "ssl.certificate.location": str(cert),
+            "ssl.key.location": str(key),
         }
 
     def client_config(self, user: str) -> dict[str, Any]:
@@ -197,6 +272,15 @@ class SecureBroker:
                 f"  {user:<9} SECURITY_PROTOCOL=SASL_SSL SASL_USERNAME={user} "
                 f"SASL_PASSWORD_FILE={env['SASL_PASSWORD_FILE']} SSL_CA_LOCATION={env['SSL_CA_LOCATION']}"
             )
+        if self.mtls:
+            lines.append(f"mutual TLS (client certificates) at 127.0.0.1:{self.mtls_port}:")
+            for user in CERT_USERS:
+                env = self.client_env_mtls(user)
+                lines.append(
+                    f"  {user:<9} BOOTSTRAP_SERVERS=127.0.0.1:{self.mtls_port} SECURITY_PROTOCOL=SSL "
+                    f"SSL_CERTIFICATE_LOCATION={env['SSL_CERTIFICATE_LOCATION']} "
+                    f"SSL_KEY_LOCATION={env['SSL_KEY_LOCATION']} SSL_CA_LOCATION={env['SSL_CA_LOCATION']}"
+                )
         return "\n".join(lines)
 
     # ---------------------------------------------------------------- ACLs
@@ -206,10 +290,28 @@ class SecureBroker:
         from confluent_kafka.admin import AdminClient
 
         bindings = [acl_binding(user, rule) for user, acls in acls_by_user.items() for rule in _rules(acls)]
-        client = AdminClient(self.client_config("admin"))
+        client = AdminClient({**self.client_config("admin"), "log_level": 3})
         for future in client.create_acls(bindings, request_timeout=timeout).values():
             future.result(timeout=timeout)
         return len(bindings)
+
+    def create_topics(self, topics: dict[str, int], timeout: float = 30.0) -> list[str]:
+        """Create the topics that do not exist yet, as admin (the services' users may not); their names."""
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        client = AdminClient({**self.client_config("admin"), "log_level": 3})
+        existing = set(client.list_topics(timeout=timeout).topics)
+        wanted = [NewTopic(name, num_partitions=n) for name, n in topics.items() if name not in existing]
+        created: list[str] = []
+        for name, future in client.create_topics(wanted, request_timeout=timeout).items() if wanted else ():
+            try:
+                future.result(timeout=timeout)
+                created.append(name)
+            except KafkaException as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise SecuritySetupError(f"could not create topic {name} as admin: {exc}") from exc
+        return created
 
 
 def _rules(acls: list[Any]) -> list[tuple[str, str, str, str]]:
@@ -263,12 +365,62 @@ def service_acls() -> dict[str, list[Any]]:
     }
 
 
-def keytool(java: str, *args: str) -> None:
+def private_dir(path: Path) -> Path:
+    """A folder only its owner may enter (0700), created if needed."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+def private_file(path: Path, text: str) -> Path:
+    """Write ``text`` to a file only its owner may read (0600), never readable by others meanwhile."""
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _argfile_quote(arg: str) -> str:
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def storage_format(java: str, classpath: str, folder: Path, args: list[str]) -> None:
+    """Run ``kafka.tools.StorageTool format <args>`` with every argument in a 0600 argument file.
+
+    The java launcher expands ``@file`` in place of the main class and its arguments, so the SCRAM
+    passwords of ``--add-scram`` (Kafka 4.3's StorageTool takes them nowhere else: no option reads them
+    from a file or stdin) never appear in the process's command line (``ps``, /proc/<pid>/cmdline).
+    """
+    argfile = folder / ".storage-format.args"
+    private_file(argfile, "\n".join(map(_argfile_quote, ["kafka.tools.StorageTool", "format", *args])) + "\n")
+    try:
+        subprocess.run([java, "-cp", classpath, f"@{argfile}"], check=True, stdout=subprocess.DEVNULL)
+    finally:
+        argfile.unlink(missing_ok=True)
+
+
+STORE_ENV: Final = "LOGIN_STREAM_KEYSTORE_PASSWORD"  # keytool -storepass:env: not on the command line
+
+
+def service_topics() -> dict[str, int]:
+    """The pipeline's topics (names from the environment, else the defaults) and their partitions, as
+    `make run` and the demo create them; the consumer creates its own internal topics (its Create ACL)."""
+    env = os.environ
+    return {
+        env.get("INPUT_TOPIC") or "user-login": 6,
+        env.get("OUTPUT_TOPIC") or "processed-logins": 6,
+        env.get("DLQ_TOPIC") or "user-login-dlq": 1,
+    }
+
+
+def keytool(java: str, *args: str, env: dict[str, str] | None = None) -> None:
     tool = Path(java).resolve().parent / "keytool"
     exe = str(tool) if tool.exists() else shutil.which("keytool")
     if not exe:
         raise SecuritySetupError("`keytool` (part of every JDK) was not found next to java nor on PATH")
-    done = subprocess.run([exe, *args], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [exe, *args], capture_output=True, text=True, check=False, env={**os.environ, **(env or {})}
+    )
     if done.returncode != 0:
         raise SecuritySetupError(f"keytool {args[0]} failed: {done.stderr.strip() or done.stdout.strip()}")
 
@@ -291,8 +443,9 @@ def make_ca(java: str, folder: Path, name: str, store_password: str) -> Path:
                 "-subj", f"/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
                 "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
         return folder / "ca.crt"
-    store = ["-storetype", "PKCS12", "-storepass", store_password, "-keystore", str(folder / "ca.p12")]
+    store = ["-storetype", "PKCS12", "-storepass:env", STORE_ENV, "-keystore", str(folder / "ca.p12")]
+    env = {STORE_ENV: store_password}
     keytool(java, "-genkeypair", "-alias", "ca", "-keyalg", "RSA", "-keysize", "2048", "-dname", f"CN={name}",
-            "-ext", "bc:c", "-validity", str(CERT_DAYS), *store)  # fmt: skip
-    keytool(java, "-exportcert", "-rfc", "-alias", "ca", "-file", str(folder / "ca.crt"), *store)
+            "-ext", "bc:c", "-validity", str(CERT_DAYS), *store, env=env)  # fmt: skip
+    keytool(java, "-exportcert", "-rfc", "-alias", "ca", "-file", str(folder / "ca.crt"), *store, env=env)
     return folder / "ca.crt"

@@ -277,7 +277,8 @@ def _classpath() -> str:
 def _write_config(data: Path) -> Path:
     p = port()
     cfg = state_dir() / "server.properties"
-    cfg.write_text(
+    kafka_security.private_file(  # 0600: in sasl_ssl mode it holds the admin password (JAAS line)
+        cfg,
         "\n".join(
             [
                 "process.roles=broker,controller",
@@ -302,7 +303,7 @@ def _write_config(data: Path) -> Path:
                 *(secure.properties() if (secure := secure_broker()) else []),
                 "",
             ]
-        )
+        ),
     )
     log4j = state_dir() / "log4j2.properties"
     log4j.write_text(
@@ -342,8 +343,8 @@ def _java() -> str:
 def _start_java() -> None:
     java = _java()
     cp = _classpath()
-    state_dir().mkdir(parents=True, exist_ok=True)
-    data = state_dir() / "data"
+    kafka_security.private_dir(state_dir())  # 0700: secrets, configuration, and below them the data
+    data = kafka_security.private_dir(state_dir() / "data")  # raw login events: the owner's only
     secure = secure_broker()
     if secure is not None:
         secure.prepare(java)
@@ -351,23 +352,11 @@ def _start_java() -> None:
     cp = _with_metrics_reporter(cp, cfg)
     if not (data / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        subprocess.run(
-            [
-                java,
-                "-cp",
-                cp,
-                "kafka.tools.StorageTool",
-                "format",
-                "-t",
-                cluster_id,
-                "-c",
-                str(cfg),
-                "--standalone",
-                *(secure.format_args() if secure else []),
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        # the SCRAM users' passwords travel in a 0600 argument file, not on the command line
+        # (--cluster-id=: an id may start with "-", which the option parser would take for an option)
+        args = [f"--cluster-id={cluster_id}", f"--config={cfg}", "--standalone"]
+        args += secure.format_args() if secure else []
+        kafka_security.storage_format(java, cp, state_dir(), args)
     heap = os.environ.get("KAFKA_HEAP_OPTS", "-Xms256m -Xmx1g").split()
     with open(log_file(), "ab") as out:
         proc = subprocess.Popen(
@@ -451,6 +440,9 @@ def _grant() -> None:
     """SASL_SSL: (re)create the services' least-privilege ACLs for the configured topic names."""
     secure = secure_broker()
     if secure is not None:
+        created = secure.create_topics(kafka_security.service_topics())  # the services' users may not
+        topics = ", ".join(kafka_security.service_topics())
+        print(f"topics: {topics} ({'created ' + ', '.join(created) if created else 'all there'}, as admin)")
         count = secure.grant(kafka_security.service_acls())
         print(f"ACLs: {count} rules for the producer and consumer users\n{secure.describe()}", flush=True)
 

@@ -142,7 +142,9 @@ def test_kafka_users_carry_the_least_privilege_acls(render: Render) -> None:
     consumer = _strimzi_rules(users["login-stream-consumer"])
     # the consumer owns its internal topics, group and transactional ids by prefix, and nothing beyond
     assert ("topic", f"{group}-", "prefix", "Create") in consumer
-    assert ("transactionalId", group, "prefix", "Write") in consumer
+    assert ("transactionalId", f"{group}-", "prefix", "Write") in consumer
+    # every prefix ends with "-": "<group>z..." (another consumer's group, topic or id) is not this user's
+    assert all(name.endswith("-") for _, name, pattern, _ in consumer if pattern == "prefix")
     assert not any(op in ("All", "Alter", "AlterConfigs", "ClusterAction") for *_, op in consumer)
     # Delete only on its own internal topics (DeleteRecords: the repartition topic's purge)
     assert {name for kind, name, _, op in consumer if op == "Delete"} == {f"{group}-"}

@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,6 +51,7 @@ class SecuredKafka:
     broker: kafka_security.SecureBroker
     env: dict[str, str]  # what `scripts/local_kafka.py` ran with (KAFKA_SECURITY, KAFKA_PORT)
     up_output: str = ""
+    commands: Path | None = None  # every java, keytool and openssl command line the script started
 
     @property
     def bootstrap(self) -> str:
@@ -73,12 +75,34 @@ class SecuredKafka:
         }
 
 
+def recording_tools(folder: Path) -> tuple[dict[str, str], Path]:
+    """Environment overrides (JAVA_HOME, PATH) that route every java, keytool and openssl the script
+    starts through wrappers logging their command lines, exactly as ``ps`` shows them, to a file."""
+    log = folder / "commands.log"
+    bin_dir = folder / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    java = Path(os.environ["JAVA_HOME"]) / "bin" / "java" if os.environ.get("JAVA_HOME") else None
+    real_java = (java if java and java.exists() else Path(shutil.which("java") or "java")).resolve()
+    tools = {"java": real_java, "keytool": real_java.parent / "keytool", "openssl": shutil.which("openssl")}
+    for name, real in tools.items():
+        if real is None:
+            continue
+        wrapper = bin_dir / name
+        wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$0 $*" >> "{log}"\nexec "{real}" "$@"\n')
+        wrapper.chmod(0o755)
+    env = {"JAVA_HOME": str(folder), "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return env, log
+
+
 @contextmanager
 def secured_broker() -> Iterator[SecuredKafka]:
     raw = os.environ.get("KAFKA_SECURED_TEST_PORT", "")
     port = int(raw) if raw.isdigit() else free_port_pair()
     env = {**os.environ, "KAFKA_SECURITY": "sasl_ssl", "KAFKA_PORT": str(port), "BOOTSTRAP_SERVERS": ""}
     env.pop("KAFKA_METRICS_PORT", None)
+    tools = Path(tempfile.mkdtemp(prefix="login-stream-tools-"))
+    recorded, commands = recording_tools(tools)
+    env.update(recorded)
     started = time.monotonic()
     cache = Path(os.environ.get("KAFKA_CACHE_DIR", ROOT / ".cache" / "kafka"))
     state = cache / f"broker-{port}-sasl_ssl"  # as scripts/local_kafka.py names it
@@ -94,11 +118,12 @@ def secured_broker() -> Iterator[SecuredKafka]:
         if up.returncode != 0:
             raise RuntimeError(f"the SASL_SSL broker did not start: {up.stderr.strip() or up.stdout.strip()}")
         print(f"SASL_SSL broker up in {time.monotonic() - started:.1f}s", file=sys.stderr)
-        yield SecuredKafka(kafka_security.SecureBroker(state, port), env, up.stdout)
+        yield SecuredKafka(kafka_security.SecureBroker(state, port), env, up.stdout, commands)
     finally:
         down = [sys.executable, str(SCRIPT), "down"]
         subprocess.run(down, env=env, capture_output=True, check=False, timeout=120)
         shutil.rmtree(state, ignore_errors=True)
+        shutil.rmtree(tools, ignore_errors=True)
 
 
 @dataclass

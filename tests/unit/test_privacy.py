@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
+import re
 import time
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +19,13 @@ from confluent_kafka import Message
 from login_common.errors import ConfigError
 from login_common.settings import load_settings
 from login_consumer.config import ConsumerSettings
-from login_consumer.privacy import Privacy
+from login_consumer.privacy import DEVICE_PREFIX, Privacy
 from login_consumer.process import Processor
 from login_consumer.records import PartitionRef
+from login_consumer.stages.network import NetworkStage
 from login_consumer.stages.user import ROUTE_HEADER, UserStage
-from login_consumer.wiring import build_detectors
+from login_consumer.wiring import build_detectors, build_network_detector
+from login_producer.simulate import ScenarioMix, Simulation
 
 KEY = "k" * 24
 NOW = time.time()
@@ -173,3 +179,175 @@ def test_key_from_a_file(tmp_path: Path) -> None:
     assert doc == {"ip": _expected_hash(IP), "device_id": None, "detections": []}
     assert settings.safe_dump()["privacy_key"] == ""
     assert Privacy.from_settings(load_settings(ConsumerSettings)) is None
+
+
+# ---------------------------------------------------------------- the whole output, both stages
+
+_V4 = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])")
+_V6 = re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
+PARTITIONS = 3
+
+
+def _simulated(count: int) -> list[dict[str, Any]]:
+    """Labelled traffic in which every detector has something to find (the producer's simulation)."""
+    mix = ScenarioMix(
+        brute_force=0.03,
+        credential_stuffing=0.03,
+        impossible_travel=0.02,
+        account_takeover=0.02,
+        new_phone=0.02,
+        benign_travel=0.01,
+        forgetful=0.02,
+    )
+    sim = Simulation(seed=3, users=300, start_time=None, rate=0, mix=mix)
+    return [e.event for e in itertools.islice(sim.events(), count)]
+
+
+def _through_both_stages(events: list[dict[str, Any]], **privacy: str) -> list[dict[str, Any]]:
+    """Every output document of the user stage and the network stage, wired as the consumer wires them
+    (detectors and privacy from the settings), the repartition topic replaced by in-memory messages; last,
+    the network labels of the stuffing metric (they leave the consumer too)."""
+    settings = load_settings(
+        ConsumerSettings,
+        state_changelog=False,
+        event_time_alignment=False,
+        timestamp_max_age_seconds=20 * 365 * 86_400,  # the simulated clock starts in January 2025
+        **privacy,
+    )
+    detectors = build_detectors(settings)
+    detectors.on_assign([PartitionRef("user-login", 0)])
+    processor = Processor.from_settings(settings, detectors)
+    user = UserStage(
+        processor,
+        output_topic="out",
+        repartition_topic="net",
+        partitions=PARTITIONS,
+        stuffing_prefix=settings.stuffing_prefix,
+    )
+    detector = build_network_detector(settings)
+    assert detector is not None
+    detector.on_assign([PartitionRef("net", p) for p in range(PARTITIONS)])
+    network = NetworkStage(detector, processor.risk, output_topic="out", merge=False)
+    outputs: list[bytes] = []
+    labels: dict[str, int] = {}
+    offsets = [0] * PARTITIONS
+    for start in range(0, len(events), 500):
+        batch = [
+            Message(topic="user-login", partition=0, offset=start + n, value=orjson.dumps(event))
+            for n, event in enumerate(events[start : start + 500])
+        ]
+        repartitioned = []
+        for topic, partition, key, value, headers in user.process(batch, time.time()).records:
+            if topic == "out":
+                outputs.append(value)
+                continue
+            msg = Message(
+                topic=topic,
+                partition=partition,
+                offset=offsets[partition],
+                key=key,
+                value=value,
+                headers=headers,
+            )
+            offsets[partition] += 1
+            repartitioned.append(msg)
+        result = network.process(repartitioned)
+        outputs.extend(value for _t, _p, _k, value, _h in result.records)
+        # the metric the credential-stuffing alert groups by: its `network` label is output too
+        labels.update(result.stats.stuffing)
+    assert len(outputs) == len(events)
+    return [*(orjson.loads(value) for value in outputs), {"login_consumer_stuffing_network_accounts": labels}]
+
+
+def _strings(node: Any) -> Iterator[str]:
+    """Every key and every string value of a document, at any depth."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield str(key)
+            yield from _strings(value)
+    elif isinstance(node, list | tuple):
+        for value in node:
+            yield from _strings(value)
+
+
+def _leaks(docs: list[dict[str, Any]], events: list[dict[str, Any]], mode: str) -> Counter[str]:
+    """What of the raw addresses, networks and device ids shows in any field of any output."""
+    ips = {e["ip"] for e in events}
+    nets = {_truncated(ip) for ip in ips}  # the network address of each one's /24 (or /64)
+    devices = {e["device_id"] for e in events if e.get("device_id") and len(e["device_id"]) > DEVICE_PREFIX}
+    leaks: Counter[str] = Counter()
+    for doc in docs:
+        for text in _strings(doc):
+            for token in [*_V4.findall(text), *_V6.findall(text)]:
+                if token in ips and not (mode == "truncate" and token in nets):
+                    leaks["address"] += 1
+                elif token in nets and mode != "truncate":  # hash: not even the network may show
+                    leaks["network"] += 1
+            if text in devices or any(word.strip(".,;:()'\"") in devices for word in text.split()):
+                leaks["device_id"] += 1
+    return leaks
+
+
+def _truncated(address: str) -> str:
+    return Privacy("truncate").address(address)
+
+
+@pytest.fixture(scope="module")
+def simulated() -> list[dict[str, Any]]:
+    return _simulated(4000)
+
+
+@pytest.mark.parametrize("mode", ["hash", "truncate"])
+def test_no_output_field_of_any_detector_shows_a_raw_address_network_or_device(
+    simulated: list[dict[str, Any]], mode: str
+) -> None:
+    """Both stages, every detector: the network stage's credential_stuffing evidence (added after the
+    user stage protected the document) is protected like the rest of it."""
+    plain = _through_both_stages(simulated)
+    found = Counter(d["detector"] for doc in plain for d in doc.get("detections", ()))
+    assert set(found) >= {
+        "brute_force",
+        "credential_stuffing",
+        "impossible_travel",
+        "new_device",
+        "new_country",
+    }
+    # the control: without privacy the scan finds every kind of raw value, in the evidence too
+    control = _leaks(plain, simulated, "none")
+    assert control["address"] > 0
+    assert control["network"] > 0
+    assert control["device_id"] > 0
+    stuffing = [
+        line
+        for doc in plain
+        for d in doc.get("detections", ())
+        if d["detector"] == "credential_stuffing"
+        for line in d["evidence"]
+    ]
+    assert any("/24" in line for line in stuffing)
+
+    protected = _through_both_stages(
+        simulated, output_privacy=mode, **({"privacy_key": KEY} if mode == "hash" else {})
+    )
+    assert _leaks(protected, simulated, mode) == Counter()
+    # detection is unaffected: the same detectors fire on the same events
+    assert [[d["detector"] for d in doc.get("detections", ())] for doc in plain] == [
+        [d["detector"] for d in doc.get("detections", ())] for doc in protected
+    ]
+    protected_stuffing = [
+        line
+        for doc in protected
+        for d in doc.get("detections", ())
+        if d["detector"] == "credential_stuffing"
+        for line in d["evidence"]
+    ]
+    assert len(protected_stuffing) == len(stuffing)
+    assert len(protected[-1]["login_consumer_stuffing_network_accounts"]) == len(
+        plain[-1]["login_consumer_stuffing_network_accounts"]
+    )
+    if mode == "hash":
+        assert all(re.search(r"from [0-9a-f]{32} within", line) for line in protected_stuffing)
+    else:
+        assert protected_stuffing == stuffing  # a /24 is what truncate keeps

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,3 +121,49 @@ def test_file_mode_counts_events_by_scenario(tmp_path: Path) -> None:
     assert total == 3000
     assert registry.get_sample_value("login_producer_events_delivered_total") == 3000
     assert registry.get_sample_value("login_producer_events_sent_total", {"scenario": "brute_force"})
+
+
+def _producer_process(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    entry = str(Path(sys.executable).parent / "login-producer")
+    full_env = {**os.environ, "LOG_FORMAT": "json", "BOOTSTRAP_SERVERS": "127.0.0.1:1", **env}
+    return subprocess.run(
+        [entry, "--count", "5", *args], env=full_env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "named"),
+    [
+        ("invalid topic name", "INPUT_TOPIC='bad topic!'"),
+        ("a CA file that is no certificate", "ssl.ca.location failed"),
+        ("a metrics port taken", "cannot listen"),
+    ],
+)
+def test_settings_that_can_never_work_exit_2_with_one_line(case: str, named: str, tmp_path: Path) -> None:
+    """Only what no grant or broker-side fix can heal stops the producer: exit 2, one line, no traceback
+    (refusals by the broker are waited out instead: tests/integration/test_producer_access.py)."""
+    args: list[str] = ["--metrics-port", "0"]
+    env: dict[str, str] = {}
+    taken = socket.socket()
+    try:
+        if case == "invalid topic name":
+            args += ["--topic", "bad topic!"]
+        elif case == "a CA file that is no certificate":
+            bad = tmp_path / "ca.crt"
+            bad.write_text("not a certificate\n")
+            env = {"SECURITY_PROTOCOL": "SSL", "SSL_CA_LOCATION": str(bad)}
+        else:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            args = ["--metrics-port", str(taken.getsockname()[1])]
+        done = _producer_process(env, *args)
+    finally:
+        taken.close()
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if named in line]
+    assert len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    errors = [
+        line for line in done.stderr.splitlines() if '"level": "error"' in line or "login-producer:" in line
+    ]
+    assert errors == lines

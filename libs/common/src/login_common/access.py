@@ -62,4 +62,8 @@ def classify(err: KafkaError | None) -> Refusal | None:
     """The kind of access failure ``err`` is, or None for any other error (or none)."""
     if err is None:
         return None
-    return _TABLE.get(err.code())
+    found = _TABLE.get(err.code())
+    if found is None and err.code() == KafkaError._TRANSPORT and "bad certificate" in err.str():
+        # a mutual-TLS listener that refused the client's certificate (or its absence): TLS alert 42
+        return Refusal(AUTHENTICATION, "the client certificate (SSL_CERTIFICATE_LOCATION, SSL_KEY_LOCATION)")
+    return found

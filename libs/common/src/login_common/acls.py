@@ -5,7 +5,8 @@ The local SASL_SSL broker (scripts/kafka_security.py) grants exactly these, and 
 Names follow the Strimzi KafkaUser schema (``spec.authorization.acls[]``): resource ``type`` topic, group,
 transactionalId or cluster; ``patternType`` literal or prefix; operations in Kafka's PascalCase names.
 
-The consumer owns every topic, group and transactional id that starts with its GROUP_ID: its detector
+The consumer owns every topic, group and transactional id that starts with ``<GROUP_ID>-`` (the dash
+included: ``login-consumerz-...`` belongs to someone else), and the group ``<GROUP_ID>`` itself: its detector
 state (``<GROUP_ID>-detector-state``), the network stage's repartition and state topics
 (``<GROUP_ID>-network-repartition``, ``<GROUP_ID>-network-state``) and whatever internal topic it adds
 later, its restore reader's group (``<GROUP_ID>-restore``) and its transactional ids
@@ -69,10 +70,12 @@ def consumer_acls(
         # internal topics: <GROUP_ID>-detector-state, -network-repartition, -network-state, ...; Delete is
         # what DeleteRecords needs: the consumer purges what it consumed of its repartition topic
         Acl("topic", f"{group_id}-", "prefix", (READ, WRITE, CREATE, DELETE, DESCRIBE, DESCRIBE_CONFIGS)),
-        # the group itself and <GROUP_ID>-restore (READ implies DESCRIBE)
-        Acl("group", group_id, "prefix", (READ,)),
-        # exactly-once: TRANSACTIONAL_ID defaults to <GROUP_ID>-<hostname>
-        Acl("transactionalId", group_id, "prefix", (WRITE, DESCRIBE)),
+        # the group itself, and <GROUP_ID>-restore (READ implies DESCRIBE); the prefix ends with "-" so
+        # that another consumer's group "<GROUP_ID>z..." is not this user's
+        Acl("group", group_id, "literal", (READ,)),
+        Acl("group", f"{group_id}-", "prefix", (READ,)),
+        # exactly-once: TRANSACTIONAL_ID defaults to <GROUP_ID>-<hostname> (and must start with it)
+        Acl("transactionalId", f"{group_id}-", "prefix", (WRITE, DESCRIBE)),
         Acl("cluster", CLUSTER, "literal", (IDEMPOTENT_WRITE,)),
     ]
 

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from login_common.errors import ConfigError
 from login_common.security import MASK, SECRET_FIELDS, KafkaSecurity
 
+TOPIC_NAME = r"^[A-Za-z0-9._-]+$"  # what Kafka accepts (org.apache.kafka.common.internals.Topic)
 LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -35,7 +36,11 @@ class CommonSettings(KafkaSecurity):
         description="Kafka bootstrap servers, comma-separated host:port list.",
     )
     input_topic: str = Field(
-        "user-login", min_length=1, max_length=249, description="Topic of raw login events."
+        "user-login",
+        min_length=1,
+        max_length=249,
+        pattern=TOPIC_NAME,
+        description="Topic of raw login events (Kafka topic names: letters, digits, '.', '_', '-').",
     )
     log_format: LogFormat = Field(
         "auto", description="Log output: json, console, or auto (console on a TTY, else json)."

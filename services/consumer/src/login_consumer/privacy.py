@@ -8,8 +8,11 @@ the device id.
 
 Applied to each processed event just before it is serialized: the ``ip`` and ``device_id`` fields, every
 address or network and the device id inside the detections' evidence texts, and so also the flagged-IP
-metric fed from them. Detection is unaffected: the detectors ran on the real values before, and their
-state (kept internally and in the changelog topic, readable only by the consumer's user) keeps them.
+metric fed from them. The network stage adds its credential_stuffing detection to a document the user
+stage protected already: its evidence goes through ``evidence_privacy`` (the same rewrite) when made, so
+the whole output document is protected, evidence of both stages included. Detection is unaffected: the
+detectors ran on the real values before, and their state (kept internally and in the changelog topic,
+readable only by the consumer's user) keeps them.
 The dead-letter topic keeps the input bytes unchanged, as replay needs.
 """
 
@@ -134,6 +137,16 @@ class Privacy:
 
     def _hash(self, value: str) -> str:
         return hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()[:HASH_HEX]
+
+
+def evidence_privacy(settings: PrivacySettings) -> Callable[[str], str] | None:
+    """What protects an evidence line added after ``Privacy.apply`` ran on the rest of the document (the
+    network stage's credential_stuffing evidence), or None when OUTPUT_PRIVACY=none."""
+    if settings.output_privacy == "none":
+        return None
+    key = settings.privacy_secret() if settings.output_privacy == "hash" else ""
+    privacy = Privacy(settings.output_privacy, key)
+    return lambda line: privacy.text(line, None)
 
 
 def _truncate(value: str) -> str:

@@ -27,6 +27,7 @@ from login_consumer.intake.group import PartitionGroup
 from login_consumer.operations.clients import Credentials, clients
 from login_consumer.operations.clients import producer as new_producer
 from login_consumer.operations.events import Events
+from login_consumer.privacy import evidence_privacy
 from login_consumer.process import Processor
 from login_consumer.stages.network import NetworkStage
 from login_consumer.stages.user import UserStage
@@ -101,7 +102,7 @@ def build_network_detector(
             group_id=settings.group_id,
             restore_timeout=settings.state_restore_timeout,
         )
-    return NetworkDetector(config, source)
+    return NetworkDetector(config, source, privacy=evidence_privacy(settings))
 
 
 def build_stages(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from typing import Any
 
@@ -20,7 +21,7 @@ from login_producer.config import RATIO_FIELDS, RULE_FIELDS, ProducerSettings
 from login_producer.errors import ProducerError
 from login_producer.metrics import ProducerMetrics
 from login_producer.simulate import Simulation
-from login_producer.sink import FileSink, KafkaSink, Sink
+from login_producer.sink import FileSink, KafkaLogs, KafkaSink, Sink
 
 log = structlog.get_logger("login_producer")
 
@@ -72,11 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _open_sink(settings: ProducerSettings, out: str | None, metrics: ProducerMetrics) -> tuple[Sink, Any]:
+def _open_sink(
+    settings: ProducerSettings, out: str | None, metrics: ProducerMetrics, stop: threading.Event
+) -> tuple[Sink, Any]:
     fetch = settings.output_format == "fetch"
     if out is None:
         config = {**settings.kafka_common(), "linger.ms": settings.linger_ms}
-        return KafkaSink(settings.input_topic, config, metrics, fetch_format=fetch), None
+        sink = KafkaSink(
+            settings.input_topic,
+            config,
+            metrics,
+            fetch_format=fetch,
+            stop=stop,
+            log=log.bind(topic=settings.input_topic),
+            password_file=settings.sasl_password_file,
+        )
+        return sink, None
     stream = sys.stdout if out == "-" else open(out, "w", encoding="utf-8")  # noqa: SIM115
     batch = 512 if settings.rate <= 0 else 1  # paced output reaches the reader line by line
     return FileSink(stream, metrics, fetch_format=fetch, batch=batch), stream
@@ -100,19 +112,39 @@ def run(settings: ProducerSettings, out: str | None = None, registry: CollectorR
     except ProducerError as exc:
         log.error("producer.simulation_failed", error=str(exc))
         return 2
-    sink, stream = _open_sink(settings, out, metrics)
     server = None
+    kafka_sinks: list[KafkaSink] = []  # the one Kafka sink, once made (the port is bound before)
     if out is None:
-        server = MetricsServer(
-            registry,
-            settings.metrics_port,
-            healthz=lambda: (True, "ok"),
-            ready=lambda: (
-                (True, "broker reachable")
-                if broker_reachable(settings.kafka_common(), 2.0)
-                else (False, "broker unreachable")
-            ),
-        ).start()
+
+        def ready() -> tuple[bool, str]:
+            if not kafka_sinks:
+                return False, "starting"
+            refused = kafka_sinks[0].ready()  # an access refusal says more than "unreachable"
+            if refused is not None:
+                return refused
+            if broker_reachable({**settings.kafka_common(), "logger": KafkaLogs(log)}, 2.0):
+                return True, "broker reachable"
+            return False, "broker unreachable"
+
+        try:  # first: a port that cannot be bound stops the producer before any Kafka client exists
+            server = MetricsServer(
+                registry, settings.metrics_port, healthz=lambda: (True, "ok"), ready=ready
+            ).start()
+        except OSError as exc:  # the port is taken or not ours to bind: say so in one line
+            log.error(
+                "producer.metrics_port_unavailable",
+                error=f"METRICS_PORT={settings.metrics_port}: cannot listen ({exc.strerror or exc})",
+            )
+            return 2
+    try:
+        sink, stream = _open_sink(settings, out, metrics, stop)
+    except ProducerError as exc:  # settings that can never work: one line, exit 2
+        log.error("producer.settings_rejected", error=str(exc))
+        if server is not None:
+            server.stop()
+        return 2
+    if isinstance(sink, KafkaSink):
+        kafka_sinks.append(sink)
     bound = log.bind(topic=settings.input_topic, out=out, seed=settings.seed, users=settings.users)
     started = time.monotonic()
     sim_start = float(sim.start_time or 0.0)
@@ -137,6 +169,8 @@ def run(settings: ProducerSettings, out: str | None = None, registry: CollectorR
                 ahead = (event.time - sim_start) - (time.monotonic() - started)
                 if ahead > 0 and stop.wait(ahead):
                     break
+            if not sink.wait_while_refused():  # refused: hold the simulation, retry, recover
+                break
             sink.send(event)
             sent += 1
     finally:
@@ -164,8 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         settings = load_settings(ProducerSettings, **overrides)
-    except ConfigError as exc:
-        print(f"login-producer: {exc}", file=sys.stderr)
+    except ConfigError as exc:  # one line: what is wrong, for a log collector too
+        head, *rest = str(exc).splitlines()
+        print(f"login-producer: {head} {'; '.join(line.strip() for line in rest)}".rstrip(), file=sys.stderr)
         return 2
     configure_logging(settings.log_format, settings.log_level)
     return run(settings, out=args.out)

@@ -11,3 +11,7 @@ class ProducerError(LoginStreamError):
 
 class SimulationError(ProducerError):
     """The simulation cannot be built (missing geolocation data, impossible parameters)."""
+
+
+class SinkSettingsError(ProducerError):
+    """The Kafka client rejects its settings outright: nothing the broker side can fix (exit 2)."""

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from login_common.access import KINDS
+
+ERROR_TYPES = (*KINDS, "kafka")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -14,11 +17,12 @@ class ProducerMetrics:
     sent: Counter
     delivered: Counter
     send_errors: Counter
+    errors: Counter
     delivery_latency: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ProducerMetrics:
-        return cls(
+        metrics = cls(
             sent=Counter(
                 "login_producer_events_sent",
                 "Events handed to the Kafka client, by simulated scenario.",
@@ -36,6 +40,13 @@ class ProducerMetrics:
                 ["error"],
                 registry=registry,
             ),
+            errors=Counter(
+                "login_producer_errors",
+                "Client errors by type: authorization, authentication, missing_topic (the broker refused "
+                "the events: they are held and sent again), kafka (any other client error).",
+                ["type"],
+                registry=registry,
+            ),
             delivery_latency=Histogram(
                 "login_producer_delivery_latency_seconds",
                 "Time from send to broker acknowledgement.",
@@ -43,3 +54,6 @@ class ProducerMetrics:
                 registry=registry,
             ),
         )
+        for kind in ERROR_TYPES:  # every series exists from the start (alerts see 0, not "no data")
+            metrics.errors.labels(kind)
+        return metrics

@@ -1,11 +1,18 @@
-"""Where simulated events go: Kafka (idempotent, acks=all, batched, keyed by user) or JSON lines."""
+"""Where simulated events go: Kafka (idempotent, acks=all, batched, keyed by user) or JSON lines.
+
+Refused access (ACL missing, wrong password, topic missing) is waited out, never raised: see access.py.
+A setting the Kafka client rejects outright raises ``SinkSettingsError`` (exit 2: it can never work).
+"""
 
 from __future__ import annotations
 
 import json
-from typing import IO, Any, Protocol
+import threading
+import time
+from typing import IO, Any, Final, Protocol
 
-from confluent_kafka import KafkaError, Message, Producer
+import structlog
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import Counter
 
 from login_common.contract import (
@@ -18,6 +25,9 @@ from login_common.contract import (
     HEADER_TRUTH,
     SCHEMA_VERSION,
 )
+from login_common.security import read_secret_file
+from login_producer.access import Backoff, Refusals
+from login_producer.errors import SinkSettingsError
 from login_producer.metrics import ProducerMetrics
 from login_producer.simulate import SimEvent
 
@@ -28,6 +38,10 @@ _JSON = b"application/json"
 
 class Sink(Protocol):
     def send(self, sim: SimEvent) -> None: ...
+    def wait_while_refused(self) -> bool:
+        """Block while the destination refuses events; False when stopped meanwhile."""
+        ...
+
     def close(self, timeout: float = 30.0) -> int:
         """Flush; return the number of events not delivered."""
         ...
@@ -47,8 +61,39 @@ class _SentCounters:
         child.inc(amount)
 
 
+class KafkaLogs:
+    """librdkafka's own log lines through structlog (JSON in containers) instead of raw stderr."""
+
+    _METHODS: Final = {10: "debug", 20: "info", 30: "warning", 40: "error", 50: "critical"}
+
+    def __init__(self, logger: Any, every: float = 10.0) -> None:
+        self._logger = logger
+        self._every = every
+        self._last: dict[str, float] = {}
+
+    def log(self, level: int, fmt: str, *args: object) -> None:  # the client passes logging's levels
+        message = fmt % args if args else fmt
+        facility = message.split(" ", 1)[0]  # FAIL, GETPID, ...: a refused client repeats them each second
+        now = time.monotonic()
+        if now - self._last.get(facility, -1e9) < self._every:
+            return
+        self._last[facility] = now
+        method = self._METHODS.get(level - level % 10, "warning")
+        getattr(self._logger, method)("librdkafka", message=message)
+
+
+# (value, key, headers) of an event the broker refused: sent again once access works
+Held = tuple[bytes | None, bytes | None, Any]
+
+
 class KafkaSink:
-    """Idempotent (acks=all) producer, batched by linger.ms, keyed by user_id; labels in headers."""
+    """Idempotent (acks=all) producer, batched by linger.ms, keyed by user_id; labels in headers.
+
+    Refused access (access.py) never raises: the refused events are held and sent again with backoff,
+    ``wait_while_refused`` keeps the simulation from running ahead meanwhile, and ``close`` goes on
+    retrying them until they are acknowledged or ``stop`` is set. An authentication failure re-reads
+    ``password_file`` (a rotated Secret) and hands a changed password to the client.
+    """
 
     def __init__(
         self,
@@ -57,26 +102,54 @@ class KafkaSink:
         metrics: ProducerMetrics,
         *,
         fetch_format: bool = False,
+        stop: threading.Event | None = None,
+        log: Any = None,
+        password_file: str = "",
     ) -> None:
         self.topic = topic
         self.metrics = metrics
         self.fetch_format = fetch_format
         self.failed = 0
+        self.stop = stop or threading.Event()
+        self._log = log or structlog.get_logger("login_producer")
         self._sent = _SentCounters(metrics)
         self._delivered_count = metrics.delivered
         self._latency = metrics.delivery_latency
         self._pending = 0
-        self._producer = Producer(
-            {
-                "enable.idempotence": True,
-                "acks": "all",
-                "compression.type": "lz4",
-                "linger.ms": 20,
-                "batch.num.messages": 10000,
-                "queue.buffering.max.messages": 500000,
-                **config,
-            }
-        )
+        self._user = str(config.get("sasl.username", ""))
+        self._password = str(config.get("sasl.password", ""))
+        self._password_file = password_file
+        self._password_read_at = 0.0
+        self.refusals = Refusals(metrics, self._log, user=self._user, topic=topic)
+        self._held: list[Held] = []
+        self._backoff = Backoff()
+        self._fatal: KafkaError | None = None
+        self._warned: dict[str, float] = {}
+        self._config = {
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": "lz4",
+            "linger.ms": 20,
+            "batch.num.messages": 10000,
+            "queue.buffering.max.messages": 500000,
+            # a topic the broker says does not exist fails its events after this long (default 30 s):
+            # they are held and sent again anyway, and the refusal shows sooner
+            "topic.metadata.propagation.max.ms": 10000,
+            **config,
+            "error_cb": self._on_error,
+            "logger": KafkaLogs(self._log),
+        }
+        self._producer = self._new_producer()
+
+    def _new_producer(self) -> Producer:
+        try:
+            return Producer(self._config)
+        except (KafkaException, ValueError, TypeError) as exc:  # a setting the client cannot use at all
+            err = exc.args[0] if exc.args else exc
+            text = err.str() if isinstance(err, KafkaError) else str(err)
+            raise SinkSettingsError(f"the Kafka client rejected its settings: {text}") from None
+
+    # ------------------------------------------------------------------ sending
 
     def send(self, sim: SimEvent) -> None:
         headers: list[tuple[str, str | bytes | None]] = [
@@ -93,38 +166,152 @@ class KafkaSink:
             headers.append((HEADER_COUNTRY, sim.country.encode()))
             if sim.attack_id:
                 headers.append((HEADER_ATTACK_ID, sim.attack_id.encode()))
-        produce = self._producer.produce
-        while True:
-            try:
-                produce(
-                    self.topic,
-                    value=value,
-                    key=sim.key.encode(),
-                    headers=headers,
-                    on_delivery=self._delivered,
-                )
-                break
-            except BufferError:
-                self._producer.poll(0.05)  # local queue full: serve callbacks and retry
+        self._produce(value, sim.key.encode(), headers)
         self._sent.inc(sim.scenario)
         self._pending += 1
         if self._pending >= 256:  # serve delivery callbacks in batches
             self._pending = 0
             self._producer.poll(0)
 
+    def _produce(self, value: bytes | None, key: bytes | None, headers: Any) -> None:
+        produce = self._producer.produce
+        while True:
+            try:
+                produce(self.topic, value=value, key=key, headers=headers, on_delivery=self._delivered)
+                return
+            except BufferError:
+                self._producer.poll(0.05)  # local queue full: serve callbacks and retry
+                if self.stop.is_set() and self.refusals.blocked:
+                    self._held.append((value, key, headers))  # stopped while refused: counted as not sent
+                    return
+            except KafkaException as exc:
+                # the client knows the topic is refused or missing (held, sent again), or it is in a
+                # fatal state (a new client sends it)
+                err: KafkaError = exc.args[0]
+                if self.refusals.check(err, "produce") is None:
+                    if err.fatal() or err.code() == KafkaError._FATAL:
+                        self._fatal = self._fatal or err
+                    else:  # this event can never be sent (too large, say): counted as not delivered
+                        self.failed += 1
+                        self.metrics.send_errors.labels(err.name()).inc()
+                        self._warn("kafka.produce_error", error=err.str(), code=err.name())
+                        return
+                self._held.append((value, key, headers))
+                return
+
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self.failed += 1
-            self.metrics.send_errors.labels(err.name()).inc()
+        if err is None:
+            self._delivered_count.inc()
+            latency = msg.latency()
+            if latency is not None:
+                self._latency.observe(latency)
+            if self.refusals.blocked and not self._held:
+                self.refusals.cleared()
+                self._backoff.reset()
             return
-        self._delivered_count.inc()
-        latency = msg.latency()
-        if latency is not None:
-            self._latency.observe(latency)
+        code = err.code()
+        refused = self.refusals.check(err, "produce")
+        if (
+            refused is not None
+            or code == KafkaError._FATAL
+            or (code == KafkaError._MSG_TIMED_OUT and self.refusals.blocked)  # never reached the broker
+        ):
+            self._held.append((msg.value(), msg.key(), msg.headers()))
+            return
+        self.failed += 1
+        self.metrics.send_errors.labels(err.name()).inc()
+
+    def _on_error(self, err: KafkaError) -> None:
+        """Client-level errors (error_cb): refusals are reported, a fatal error replaces the client."""
+        kind = self.refusals.check(err, "connect")
+        if kind == "authentication":
+            self._reload_password()
+        if kind is not None:
+            return
+        if err.fatal():
+            self._fatal = err
+        self.metrics.errors.labels("kafka").inc()
+        self._warn("kafka.error", error=err.str(), code=err.name(), fatal=err.fatal())
+
+    def _warn(self, event: str, **fields: Any) -> None:
+        now = time.monotonic()
+        if now - self._warned.get(event, -1e9) >= 10.0:
+            self._warned[event] = now
+            self._log.warning(event, **fields)
+
+    def _reload_password(self) -> None:
+        """A rotated password file (a Secret updated in place) is used for the next connection."""
+        now = time.monotonic()
+        if not self._password_file or now - self._password_read_at < 1.0:
+            return
+        self._password_read_at = now
+        try:
+            password = read_secret_file(self._password_file, "SASL_PASSWORD_FILE")
+        except ValueError as exc:
+            self._warn("kafka.password_file_unreadable", error=str(exc))
+            return
+        if password != self._password:
+            self._password = password
+            self._config["sasl.password"] = password
+            self._producer.set_sasl_credentials(self._user, password)
+            self._log.info("kafka.password_reloaded", user=self._user, file=self._password_file)
+
+    # ------------------------------------------------------------------ waiting out a refusal
+
+    def service(self) -> None:
+        """Serve callbacks; replace a fatally failed client; send held events again when backoff allows."""
+        self._producer.poll(0)
+        if self._fatal is not None:
+            self._replace_client()
+        if self._held and self._backoff.ready(time.monotonic()):
+            held, self._held = self._held, []
+            self._backoff.wait(time.monotonic())
+            for value, key, headers in held:
+                self._produce(value, key, headers)
+            self._producer.poll(0)
+
+    def _replace_client(self) -> None:
+        err, self._fatal = self._fatal, None
+        self._log.error("kafka.fatal_error", code=err.name() if err else "?", action="new Kafka client")
+        old = self._producer
+        old.flush(0)  # queued events fail with _FATAL: held, sent again by the new client
+        old.purge()
+        old.poll(0)
+        self._producer = self._new_producer()
+
+    def wait_while_refused(self) -> bool:
+        """Hold the simulation while the broker refuses events (retrying them); False once stopped."""
+        if not (self.refusals.blocked or self._held):
+            return True  # the common case: two attribute reads per event
+        self.service()
+        while self.refusals.blocked or self._held:
+            if self.stop.wait(0.1):
+                return False
+            self.service()
+        return True
+
+    def ready(self) -> tuple[bool, str] | None:
+        """(False, reason) while refused; None when nothing is refused (the caller checks the broker)."""
+        if self.refusals.blocked:
+            return False, self.refusals.reason
+        return None
 
     def close(self, timeout: float = 30.0) -> int:
-        remaining = self._producer.flush(timeout)
-        return remaining + self.failed
+        """Flush; while the broker refuses, keep retrying until acknowledged or ``stop``. Returns the
+        number of events not delivered."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.service()  # held events go back to the client first, then the flush waits for them
+            remaining = self._producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
+            if remaining == 0 and not self._held:
+                break
+            refused = self.refusals.blocked or bool(self._held)
+            if self.stop.is_set() or (not refused and time.monotonic() >= deadline):
+                remaining = self._producer.flush(0)
+                break
+            if refused:
+                self.stop.wait(0.1)
+        return remaining + len(self._held) + self.failed
 
 
 class FileSink:
@@ -173,6 +360,9 @@ class FileSink:
             self.metrics.delivered.inc(len(self._buffer))
             self._buffer.clear()
             self._scenarios.clear()
+
+    def wait_while_refused(self) -> bool:
+        return True  # a file never refuses
 
     def close(self, timeout: float = 30.0) -> int:
         self._flush_buffer()

@@ -15,7 +15,7 @@ evidence, and changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, NamedTuple
 
 from login_consumer.detectors.base import Detection, DetectorConfig
@@ -42,8 +42,17 @@ class NetEvent(NamedTuple):
 class NetworkDetector:
     """credential_stuffing over the network-keyed stream, with changelog-backed state per partition."""
 
-    def __init__(self, config: DetectorConfig | None = None, source: StateSource | None = None) -> None:
+    def __init__(
+        self,
+        config: DetectorConfig | None = None,
+        source: StateSource | None = None,
+        *,
+        privacy: Callable[[str], str] | None = None,
+    ) -> None:
+        """``privacy``: rewrites each evidence line for the output (OUTPUT_PRIVACY, privacy.py): this
+        stage adds its detection after the user stage protected the rest of the document."""
         self.config = config = config or DetectorConfig()
+        self.privacy = privacy
         self.state = NetworkState(
             window=config.stuffing_window, grace=config.grace, max_networks=config.max_networks
         )
@@ -169,10 +178,11 @@ class NetworkDetector:
             f"{accounts} accounts failed to log in from {net} within {cfg.stuffing_window}s "
             f"(threshold {cfg.stuffing_accounts})"
         )
+        lines: tuple[str, ...] = (text,) if late is None else (text, late)
+        scope = net
+        if self.privacy is not None:  # the output's evidence and the metric's network label alike
+            lines = tuple(map(self.privacy, lines))
+            scope = self.privacy(net)
         return Detection(
-            CREDENTIAL_STUFFING,
-            (text,) if late is None else (text, late),
-            cfg.risks[CREDENTIAL_STUFFING],
-            scope=net,
-            count=accounts,
+            CREDENTIAL_STUFFING, lines, cfg.risks[CREDENTIAL_STUFFING], scope=scope, count=accounts
         )
