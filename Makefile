@@ -48,10 +48,11 @@ setup: init ## Install what the tests need (apt-get, go install) or stop naming 
 test-prereqs: setup
 
 .PHONY: lint
-lint: init ## ruff check, ruff format --check, mypy --strict
+lint: init ## ruff check, ruff format --check, mypy --strict, lint-imports (no import circle)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(SERVICE_SRC) $(TOOLS_SRC)
+	$(BIN)/lint-imports
 
 .PHONY: fmt
 fmt: init ## Format and auto-fix the code
@@ -140,4 +141,5 @@ kafka-down: ## Stop the local Kafka broker
 kafka-status: ## Show the local broker's state, address, log file (and client security settings)
 	@$(PYTHON) scripts/local_kafka.py status || true
 
--include mk/*.mk
+# every mk/*.mk is read; a file that cannot be read stops make (no silent skip)
+include mk/*.mk

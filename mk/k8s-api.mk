@@ -1,6 +1,6 @@
-##@ Kubernetes API (a local control plane for tests/k8s_api; docs/kubernetes.md)
+##@ Kubernetes API (a local control plane for tests/control_plane; docs/kubernetes.md)
 # A real Kubernetes control plane on 127.0.0.1 (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kwok fake nodes) for tests/k8s_api/. scripts/k8s_api.py runs it; tools/k8s/ builds it
+# kube-scheduler, kwok fake nodes) for tests/control_plane/. scripts/k8s_api.py runs it; tools/k8s/ builds it
 # (versions in tools/k8s/versions). docs/kubernetes.md: what it proves and what only a real cluster does.
 # K8S_API_PORT defaults to KAFKA_PORT + 10, so each worktree with its own Kafka port gets its own.
 
@@ -14,14 +14,14 @@ k8s-api-build: ## Build etcd, kube-apiserver, -controller-manager, -scheduler an
 	$(K8S_API) build
 
 # `make test`'s prerequisite: the binaries within K8S_BUILD_BUDGET seconds, or a note and no failure
-# (tests/k8s_api then skips naming the reason). A build error still fails.
+# (tests/control_plane then skips naming the reason). A build error still fails.
 .PHONY: k8s-api-prepare
 k8s-api-prepare:
 	@$(K8S_API) build $(if $(filter-out 0,$(K8S_BUILD_BUDGET)),--timeout $(K8S_BUILD_BUDGET)); rc=$$?; \
-	if [ $$rc -eq 124 ]; then echo "k8s-api: build not finished within $(K8S_BUILD_BUDGET)s: tests/k8s_api will skip (run make k8s-api-build)"; \
+	if [ $$rc -eq 124 ]; then echo "k8s-api: build not finished within $(K8S_BUILD_BUDGET)s: tests/control_plane will skip (run make k8s-api-build)"; \
 	elif [ $$rc -ne 0 ]; then exit $$rc; fi
 
-# `make test` builds (or only links) the binaries first (after `make setup`, which brings helm); tests/k8s_api
+# `make test` builds (or only links) the binaries first (after `make setup`, which brings helm); tests/control_plane
 # starts the control plane itself and stops it at the end of the session.
 test-prereqs: k8s-api-prepare
 
@@ -39,4 +39,4 @@ k8s-api-status: ## Show the control plane's processes, addresses, log files and 
 
 .PHONY: test-k8s-api
 test-k8s-api: init tools k8s-api-prepare ## The control-plane tier alone: helm install/upgrade/rollback/uninstall, API checks
-	$(BIN)/pytest tests/k8s_api $(PYTEST_ARGS)
+	$(BIN)/pytest tests/control_plane $(PYTEST_ARGS)

@@ -191,4 +191,4 @@ crds: ## Generate/fetch the Strimzi, prometheus-operator and KEDA CRDs (pinned; 
 .PHONY: k8s-check
 k8s-check: TOOLS = helm kubeconform actionlint
 k8s-check: init tools ## Offline checks: helm lint/template, schemas + CRDs, chart units, Tiltfile, kind config, workflow
-	$(BIN)/pytest tests/k8s $(PYTEST_ARGS)
+	$(BIN)/pytest tests/chart $(PYTEST_ARGS)

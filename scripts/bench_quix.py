@@ -34,11 +34,11 @@ from login_consumer.config import ConsumerSettings
 from login_consumer.process import Processor, tune_gc
 
 try:  # the topology (user stage -> network stage)
-    from login_consumer.detectors import build_detectors, build_network_detector
     from login_consumer.stages.network import NetworkStage
     from login_consumer.stages.user import UserStage
+    from login_consumer.wiring import build_detectors, build_network_detector
 except ImportError:  # one stage: Processor with every detector
-    from login_consumer.detect import build_detectors
+    from login_consumer.wiring import build_detectors
 
     build_network_detector = None
     NetworkStage = UserStage = None

@@ -160,18 +160,18 @@ def run_in_process(
     timings: dict[str, float] | None = None,
 ) -> tuple[dict[str, frozenset[str]], dict[str, frozenset[str]], int]:
     """(labels, detections, dead-lettered) for a --out file through Processor + both stages' detectors
-    (detectors/combined.py: the user stage's, then the network stage's on the same events).
+    (login_consumer/in_process.py: the user stage's, then the network stage's on the same events).
 
     ``timings["process_s"]``: seconds spent in ``Processor.process`` and in producing the batches'
     changelog records."""
     from login_common.settings import load_settings
     from login_consumer.config import ConsumerSettings
-    from login_consumer.detect import DetectorConfig, StateChangelog
-    from login_consumer.detectors.combined import AllDetectors
+    from login_consumer.detectors.base import StateChangelog
+    from login_consumer.in_process import AllDetectors
     from login_consumer.process import Processor, tune_gc
 
     settings = load_settings(ConsumerSettings, timestamp_max_age_seconds=MAX_AGE, metrics_port=0)
-    detectors = AllDetectors(DetectorConfig.from_settings(settings), partitions=partitions)
+    detectors = AllDetectors(settings.detector_config(), partitions=partitions)
     changelog: StateChangelog | None = detectors
     group = [(Processor.from_settings(settings, detectors), changelog, [])]
     tune_gc()  # as login-consumer does at start-up

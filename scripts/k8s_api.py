@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A local Kubernetes control plane for the test tier tests/k8s_api/: ``build``, ``up``, ``down``, ``status``.
+"""A local Kubernetes control plane for tests/control_plane/: ``build``, ``up``, ``down``, ``status``.
 
 Five real processes on 127.0.0.1, no containers: etcd, kube-apiserver (RBAC + Node authorization,
 PodSecurity and NodeRestriction admission), kube-controller-manager, kube-scheduler and kwok, which plays

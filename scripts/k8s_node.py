@@ -63,7 +63,7 @@ POD_SUBNET = "10.244.0.0/24"
 CLUSTER_DNS = "10.96.0.10"
 CNI_BIN = Path(os.environ.get("CNI_BIN_DIR", "/usr/lib/cni"))
 
-# the control plane in node mode, with a state of its own (tests/k8s_api keeps its per-port one)
+# the control plane in node mode, with a state of its own (tests/control_plane keeps its per-port one)
 os.environ.setdefault("K8S_API_DIR", str(NODE_DIR / "api"))
 os.environ.setdefault("K8S_API_PORT", os.environ.get("K8S_NODE_API_PORT", "6443"))
 os.environ["K8S_API_NODES"] = "0"

@@ -50,7 +50,7 @@ class KafkaSetupError(Exception):
 # (KafkaBrokerConfigurationBuilder), so it exposes the metric names the cluster's Kafka dashboards query.
 # Strimzi 1.2.0 ships io.strimzi:server-metrics-reporter 0.4.0, not served by Maven Central here; 0.2.0
 # (io.strimzi:metrics-reporter) derives names and labels with the same code (docs/kubernetes.md,
-# tests/k8s/test_upstream.py).
+# tests/chart/test_upstream.py).
 REPORTER_VERSION = os.environ.get("STRIMZI_METRICS_REPORTER_VERSION", "0.2.0")
 REPORTER_GROUPS = "io.strimzi,io.prometheus"  # the reporter and its Prometheus client, nothing of Kafka's
 REPORTER_CLASSES = {

@@ -81,7 +81,7 @@ def write_changelog(bootstrap: str, users: int) -> str:
     from confluent_kafka import Producer
 
     from login_common.kafka import ensure_topics
-    from login_consumer import histories as h
+    from login_consumer.stores import histories as h
     from login_consumer.stores.changelog import TOPIC_CONFIG
 
     topic = f"measure-state-{uuid.uuid4().hex[:8]}"
@@ -107,6 +107,7 @@ def broker_restore(bootstrap: str, topic: str, users: int) -> dict[str, object]:
     from login_consumer.enrich import Enricher
     from login_consumer.stores.changelog import Changelog
     from login_consumer.stores.users import DetectorState, Limits
+    from login_consumer.wiring import internal_topics
 
     Enricher()
     base = _rss_mb()
@@ -116,7 +117,18 @@ def broker_restore(bootstrap: str, topic: str, users: int) -> dict[str, object]:
     limits = Limits(30 * 86_400, 300, 300, max(users, 2_000_000), 100_000)
     state = DetectorState(limits)
     started, cpu = time.monotonic(), time.process_time()
-    restored = state.restore(0, Changelog(settings, topic=topic, source_topic=topic).read([0])[0])
+    restored = state.restore(
+        0,
+        Changelog(
+            internal_topics(settings),
+            topic,
+            source_topic=topic,
+            source_setting="topic",
+            setting="topic",
+            group_id=settings.group_id,
+            restore_timeout=settings.state_restore_timeout,
+        ).read([0])[0],
+    )
     return {
         "option": "broker-restore",
         "users": users,
@@ -142,7 +154,7 @@ def measure(option: str, users: int) -> dict[str, object]:
             store[user] = _History(user, devices, countries, ts, countries[-1], 1)
         keep = store
     elif option in ("compact", "compact-restore"):
-        from login_consumer import histories as h
+        from login_consumer.stores import histories as h
 
         compact = h.HistoryStore(ttl=30 * 86_400)
         records: Iterator[tuple[bytes, bytes]] = (

@@ -34,8 +34,8 @@ from prometheus_client import CollectorRegistry
 
 from login_common.settings import load_settings
 from login_consumer.config import ConsumerSettings
-from login_consumer.detect import DetectorConfig, StateChangelog
-from login_consumer.detectors.combined import AllDetectors
+from login_consumer.detectors.base import StateChangelog
+from login_consumer.in_process import AllDetectors
 from login_consumer.metrics import ConsumerMetrics
 from login_consumer.process import Processor, tune_gc
 
@@ -76,7 +76,7 @@ def high_cardinality(count: int, batch: int, *, seed: int = 11, partitions: int 
 def run(inputs: Iterator[list[Input]], settings: ConsumerSettings) -> tuple[float, dict[str, int]]:
     """Events per CPU second of ``Processor.process`` and the changelog and metrics work per batch
     (the machine is shared: wall-clock would measure the other processes too)."""
-    detectors = AllDetectors(DetectorConfig.from_settings(settings))  # both stages' detectors
+    detectors = AllDetectors(settings.detector_config())  # both stages' detectors
     changelog = detectors if isinstance(detectors, StateChangelog) else None
     processor = Processor.from_settings(settings, detectors)
     metrics = ConsumerMetrics.create(CollectorRegistry())

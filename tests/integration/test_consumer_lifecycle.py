@@ -27,6 +27,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from login_common.contract import HEADER_DLQ_SOURCE_OFFSET, HEADER_DLQ_SOURCE_PARTITION
 from login_consumer.stages.user import ROUTE_HEADER
+from tests.integration.conftest import wait_for
 from tests.kafka_utils import drain
 
 pytestmark = pytest.mark.integration
@@ -120,14 +121,16 @@ class ConsumerProcess:
         )
 
     def wait_for(self, check: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """``wait_for`` (tests/integration/conftest.py), failing at once if the process exits."""
+
+        def done() -> bool:
             if check():
-                return
+                return True
             if self.proc.poll() is not None:
                 pytest.fail(f"login-consumer exited ({self.proc.returncode}) while waiting for {what}")
-            time.sleep(0.02)
-        pytest.fail(f"timed out waiting for {what}")
+            return False
+
+        wait_for(done, timeout, what, interval=0.02)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> tuple[int, float]:
         started = time.monotonic()

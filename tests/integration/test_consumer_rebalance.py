@@ -12,11 +12,11 @@ import pytest
 from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
-from login_common.settings import load_settings
 from login_consumer.app import ConsumerApp
-from login_consumer.config import ConsumerSettings
-from login_consumer.detect import DetectBatch, Detection, NoDetectors, PartitionRef
+from login_consumer.detectors.base import DetectBatch, Detection, NoDetectors
 from login_consumer.metrics import ConsumerMetrics
+from login_consumer.records import PartitionRef
+from tests.integration.conftest import consumer_settings
 from tests.kafka_utils import drain, running
 
 pytestmark = pytest.mark.integration
@@ -58,9 +58,8 @@ def test_commit_on_revocation(
             producer.poll(0)
     assert producer.flush(30) == 0
 
-    settings = load_settings(
-        ConsumerSettings,
-        bootstrap_servers=kafka,
+    settings = consumer_settings(
+        kafka,
         input_topic=source,
         output_topic=output,
         dlq_topic=dlq,

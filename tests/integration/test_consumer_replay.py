@@ -15,10 +15,9 @@ from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
 from login_common.contract import HEADER_CORRELATION_ID, HEADER_DLQ_ERROR_TYPE, HEADER_DLQ_REPLAYED_FROM
-from login_common.settings import load_settings
 from login_consumer.app import ConsumerApp
-from login_consumer.config import ConsumerSettings
 from login_consumer.metrics import ConsumerMetrics
+from tests.integration.conftest import consumer_settings
 from tests.kafka_utils import drain, running
 
 pytestmark = pytest.mark.integration
@@ -55,9 +54,8 @@ def test_replay_dlq_moves_the_chosen_letters_back_and_says_how_many(
     assert producer.flush(30) == 0
 
     def consume(max_age: int, expected_out: int, expected_dlq: int) -> tuple[list, list]:
-        settings = load_settings(
-            ConsumerSettings,
-            bootstrap_servers=kafka,
+        settings = consumer_settings(
+            kafka,
             input_topic=source,
             output_topic=output,
             dlq_topic=dlq,

@@ -28,11 +28,10 @@ from login_common.contract import (
     HEADER_DLQ_TIME,
     HEADER_SCHEMA_VERSION,
 )
-from login_common.settings import load_settings
 from login_consumer.app import ConsumerApp
-from login_consumer.config import ConsumerSettings
 from login_consumer.enrich import event_id_of
 from login_consumer.metrics import ConsumerMetrics
+from tests.integration.conftest import consumer_settings
 from tests.kafka_utils import drain, running
 
 pytestmark = pytest.mark.integration
@@ -134,9 +133,8 @@ def test_mixed_stream_every_offset_accounted_for(
     assert len(expected_invalid) >= 11
     assert len(INVALID) >= 20
 
-    settings = load_settings(
-        ConsumerSettings,
-        bootstrap_servers=kafka,
+    settings = consumer_settings(
+        kafka,
         input_topic=source,
         output_topic=output,
         dlq_topic=dlq,

@@ -5,21 +5,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
-import orjson
 import pytest
-from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource
-from prometheus_client import CollectorRegistry
 
-from login_common.settings import load_settings
-from login_consumer.app import ConsumerApp
-from login_consumer.config import ConsumerSettings
-from login_consumer.metrics import ConsumerMetrics
-from tests.kafka_utils import drain, running
+from tests.integration.conftest import Pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -43,59 +35,11 @@ def event(
     }
 
 
-class Pipeline:
-    """Topics, a group and helpers to feed events and read what came out."""
-
-    def __init__(self, kafka: str, topics: Callable[..., str], group: str, guarantee: str) -> None:
-        self.kafka = kafka
-        self.source = topics("user-login", partitions=2)
-        self.output = topics("processed-logins", partitions=2)
-        self.dlq = topics("dlq")
-        self.settings = load_settings(
-            ConsumerSettings,
-            bootstrap_servers=kafka,
-            input_topic=self.source,
-            output_topic=self.output,
-            dlq_topic=self.dlq,
-            group_id=group,
-            processing_guarantee=guarantee,
-            transactional_id=f"{group}-{uuid.uuid4().hex[:6]}",
-            session_timeout_ms=6_000,
-            poll_timeout=0.2,
-        )
-        self.producer = Producer({"bootstrap.servers": kafka, "enable.idempotence": True})
-        self.sent = 0
-
-    def send(self, events: list[tuple[int, dict[str, Any]]]) -> list[str]:
-        """Produce (partition, event) pairs; the events' ids."""
-        for partition, doc in events:
-            self.producer.produce(
-                self.source, orjson.dumps(doc), doc["user_id"].encode(), partition=partition
-            )
-        assert self.producer.flush(10) == 0
-        self.sent += len(events)
-        return [doc["event_id"] for _, doc in events]
-
-    def detections(self) -> dict[str, list[str]]:
-        """event_id -> detector names, for everything processed so far (waits for all that was sent)."""
-        isolation = "read_committed" if self.settings.exactly_once else "read_uncommitted"
-        out = drain(self.kafka, self.output, expected=self.sent, timeout=60, isolation=isolation)
-        docs = [orjson.loads(m.value() or b"{}") for m in out]
-        return {d["event_id"]: [x["detector"] for x in d["detections"]] for d in docs}
-
-    @contextmanager
-    def consumer(self, name: str) -> Iterator[ConsumerApp]:
-        app = ConsumerApp(self.settings, ConsumerMetrics.create(CollectorRegistry()))
-        with running(app.run, name):
-            assert app.assigned.wait(30), "no partitions assigned"
-            yield app
-
-
 @pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
 def test_a_restart_keeps_brute_force_and_new_device_going(
-    kafka: str, topic_factory: Callable[..., str], group_factory: Callable[[str], str], guarantee: str
+    kafka: str, pipeline: Callable[..., Pipeline], guarantee: str
 ) -> None:
-    pipe = Pipeline(kafka, topic_factory, group_factory("detect-restart"), guarantee)
+    pipe = pipeline("detect-restart", processing_guarantee=guarantee)
     attacker = "203.0.113.9"
     with pipe.consumer("first"):
         pipe.send(
@@ -128,9 +72,9 @@ def test_a_restart_keeps_brute_force_and_new_device_going(
 
 
 def test_a_rebalance_hands_each_partitions_state_to_its_new_owner(
-    kafka: str, topic_factory: Callable[..., str], group_factory: Callable[[str], str]
+    pipeline: Callable[..., Pipeline],
 ) -> None:
-    pipe = Pipeline(kafka, topic_factory, group_factory("detect-rebalance"), "at-least-once")
+    pipe = pipeline("detect-rebalance")
     with pipe.consumer("first") as first:
         pipe.send(
             [(0, event("ann", 600, device="ann-00-0001")), (1, event("bob", 600, device="bob-00-0001"))]
@@ -140,10 +84,10 @@ def test_a_rebalance_hands_each_partitions_state_to_its_new_owner(
         with pipe.consumer("second") as second:
             deadline = time.monotonic() + 30  # wait for the group to split the two partitions
             while time.monotonic() < deadline and not (
-                len(first._user_assignment()) == 1 and len(second._user_assignment()) == 1
+                len(first.group.inputs()) == 1 and len(second.group.inputs()) == 1
             ):
                 time.sleep(0.2)
-            assert len(first._user_assignment()) == len(second._user_assignment()) == 1
+            assert len(first.group.inputs()) == len(second.group.inputs()) == 1
             ids = pipe.send(
                 [
                     (0, event("ann", 60, device="ann-00-0002")),

@@ -12,10 +12,10 @@ from prometheus_client import CollectorRegistry
 from login_common.contract import HEADER_CORRELATION_ID, HEADER_SCHEMA_VERSION
 from login_common.settings import load_settings
 from login_consumer.app import ConsumerApp
-from login_consumer.config import ConsumerSettings
 from login_consumer.metrics import ConsumerMetrics
 from login_producer.cli import run as run_producer
 from login_producer.config import ProducerSettings
+from tests.integration.conftest import consumer_settings
 from tests.kafka_utils import drain, running
 
 pytestmark = pytest.mark.integration
@@ -45,9 +45,8 @@ def test_every_produced_event_arrives_processed(
     sent_ids = {json.loads(m.value())["event_id"] for m in sent}
     assert len(sent_ids) == N
 
-    settings = load_settings(
-        ConsumerSettings,
-        bootstrap_servers=kafka,
+    settings = consumer_settings(
+        kafka,
         input_topic=source,
         output_topic=output,
         dlq_topic=dlq,

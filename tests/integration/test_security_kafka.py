@@ -30,6 +30,7 @@ from login_consumer.config import ConsumerSettings
 from login_consumer.metrics import ConsumerMetrics
 from login_producer.cli import run as run_producer
 from login_producer.config import ProducerSettings
+from tests.integration.conftest import wait_for
 from tests.integration.secured import Names, SecuredKafka, kafka_security
 from tests.kafka_utils import drain, running
 
@@ -178,15 +179,6 @@ def test_consumer_user_cannot_write_the_input_topic(secured_kafka: SecuredKafka,
     assert [e.code() for e in failures if e is not None] == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
 
 
-def _wait(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
-
-
 @pytest.mark.parametrize(
     ("guarantee", "refused"),
     [("at-least-once", "group and topics"), ("exactly-once", "transactional id")],
@@ -212,7 +204,7 @@ def test_consumer_reports_an_authorization_failure_and_keeps_running(
     holder: dict[str, threading.Thread] = {}
     with running(app.run, "consumer") as _stop:
         holder["thread"] = next(t for t in threading.enumerate() if t.name == "consumer")
-        assert _wait(lambda: refused_count() >= 1), "no authorization error counted"
+        wait_for(lambda: refused_count() >= 1, 30, "an authorization error counted")
         ok, detail = app.ready()
         assert not ok
         assert "authorization failed" in detail

@@ -12,21 +12,17 @@ import time
 import uuid
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from prometheus_client import CollectorRegistry
+from confluent_kafka import Producer
 
-from login_common.settings import load_settings
-from login_consumer.app import ConsumerApp
-from login_consumer.config import ConsumerSettings
-from login_consumer.metrics import ConsumerMetrics
-from tests.kafka_utils import drain, running
+from tests.integration.conftest import Pipeline
+from tests.kafka_utils import drain
 
 pytestmark = pytest.mark.integration
 
@@ -52,96 +48,14 @@ def event(
     }
 
 
-class Topology:
-    """A 6-partition input, its outputs and a group; consumers run as threads of this process."""
-
-    def __init__(self, kafka: str, topics: Callable[..., str], group: str, **settings: Any) -> None:
-        self.kafka = kafka
-        self.source = topics("user-login", partitions=PARTITIONS)
-        self.output = topics("processed-logins", partitions=PARTITIONS)
-        self.dlq = topics("dlq")
-        self.group = group
-        self.settings = load_settings(
-            ConsumerSettings,
-            bootstrap_servers=kafka,
-            input_topic=self.source,
-            output_topic=self.output,
-            dlq_topic=self.dlq,
-            group_id=group,
-            session_timeout_ms=6_000,
-            poll_timeout=0.2,
-            commit_interval_ms=200,
-            **settings,
-        )
-        self.producer = Producer({"bootstrap.servers": kafka, "enable.idempotence": True})
-        self.sent = 0
-
-    def send(self, events: list[tuple[int, dict[str, Any]]]) -> list[str]:
-        for partition, doc in events:
-            self.producer.produce(
-                self.source, orjson.dumps(doc), doc["user_id"].encode(), partition=partition
-            )
-        assert self.producer.flush(10) == 0
-        self.sent += len(events)
-        return [doc["event_id"] for _, doc in events]
-
-    def one_by_one(self, events: list[tuple[int, dict[str, Any]]]) -> list[str]:
-        """Send events one at a time, each after the previous one's output arrived: the order in which
-        two processes see simultaneous events on partitions they each own is a race (see
-        docs/detection.md, "Limits"); these tests are about counting, not that race."""
-        reader = Consumer(
-            {
-                "bootstrap.servers": self.kafka,
-                "group.id": f"reader-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-            }
-        )
-        reader.assign([TopicPartition(self.output, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
-        seen = 0
-        ids: list[str] = []
-        try:
-            for item in events:
-                ids += self.send([item])
-                deadline = time.monotonic() + 60
-                while seen < self.sent and time.monotonic() < deadline:
-                    seen += sum(1 for m in reader.consume(100, 0.2) if m.error() is None)
-                assert seen >= self.sent, "an output did not arrive"
-        finally:
-            reader.close()
-        return ids
-
-    def detections(self, expected: int | None = None) -> dict[str, list[str]]:
-        out = drain(self.kafka, self.output, expected=expected or self.sent, timeout=90)
-        docs = [orjson.loads(m.value() or b"{}") for m in out]
-        return {d["event_id"]: [x["detector"] for x in d["detections"]] for d in docs}
-
-    @contextmanager
-    def consumer(self, name: str) -> Iterator[ConsumerApp]:
-        app = ConsumerApp(self.settings, ConsumerMetrics.create(CollectorRegistry()))
-        with running(app.run, name):
-            assert app.assigned.wait(30), "no partitions assigned"
-            yield app
-
-
-def _wait_split(apps: list[ConsumerApp], timeout: float = 45.0) -> None:
-    """Until the group has spread both topics' partitions over every consumer."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        sizes = [len(app._assignment) for app in apps]
-        if all(sizes) and sum(sizes) == 2 * PARTITIONS:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"partitions not spread: {[sorted(a._assignment) for a in apps]}")
-
-
 @pytest.mark.parametrize("consumers", [1, 3])
 def test_a_networks_failures_on_every_partition_are_counted_together(
-    kafka: str, topic_factory: Callable[..., str], group_factory: Callable[[str], str], consumers: int
+    pipeline: Callable[..., Pipeline], consumers: int
 ) -> None:
-    topo = Topology(kafka, topic_factory, group_factory(f"topo-{consumers}"))
+    topo = pipeline(f"topo-{consumers}", partitions=PARTITIONS, commit_interval_ms=200)
     with ExitStack() as stack:
         apps = [stack.enter_context(topo.consumer(f"c{n}")) for n in range(consumers)]
-        _wait_split(apps)
+        topo.wait_split(apps)
         # one IP fails on 24 accounts within two minutes; the accounts live on all six input partitions
         ids = topo.one_by_one(
             [(n % PARTITIONS, event(f"victim{n}", NOW - 120 + 5 * n, ip="198.51.100.23")) for n in range(24)]
@@ -151,10 +65,8 @@ def test_a_networks_failures_on_every_partition_are_counted_together(
     assert flagged == [False] * 9 + [True] * 15  # from the 10th account on, whoever read which partition
 
 
-def test_a_rebalance_moves_network_state_with_its_partition(
-    kafka: str, topic_factory: Callable[..., str], group_factory: Callable[[str], str]
-) -> None:
-    topo = Topology(kafka, topic_factory, group_factory("topo-move"))
+def test_a_rebalance_moves_network_state_with_its_partition(pipeline: Callable[..., Pipeline]) -> None:
+    topo = pipeline("topo-move", partitions=PARTITIONS, commit_interval_ms=200)
     attacker = "203.0.113.77"
     with topo.consumer("first") as first:
         topo.send([(n % PARTITIONS, event(f"acc{n}", NOW - 300 + n, ip=attacker)) for n in range(6)])
@@ -162,7 +74,7 @@ def test_a_rebalance_moves_network_state_with_its_partition(
         assert first.network is not None
         assert first.network.state_sizes()["network_failures"] == 1
         with topo.consumer("second") as second:
-            _wait_split([first, second])
+            topo.wait_split([first, second])
             ids = topo.one_by_one(
                 [(n % PARTITIONS, event(f"acc{n}", NOW - 200 + n, ip=attacker)) for n in range(6, 12)]
             )
@@ -177,11 +89,9 @@ def test_a_rebalance_moves_network_state_with_its_partition(
     assert [("credential_stuffing" in found[i]) for i in ids] == [False] * 3 + [True] * 3
 
 
-def test_an_event_without_a_network_still_completes(
-    kafka: str, topic_factory: Callable[..., str], group_factory: Callable[[str], str]
-) -> None:
+def test_an_event_without_a_network_still_completes(pipeline: Callable[..., Pipeline]) -> None:
     """IPv6 with a zone index passes validation (a valid address) but has no /64 network to key by."""
-    topo = Topology(kafka, topic_factory, group_factory("topo-nonet"))
+    topo = pipeline("topo-nonet", partitions=PARTITIONS, commit_interval_ms=200)
     with topo.consumer("only"):
         ids = topo.send(
             [

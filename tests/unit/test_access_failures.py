@@ -7,8 +7,8 @@ from confluent_kafka import KafkaError
 from prometheus_client import CollectorRegistry
 from structlog.testing import CapturingLogger
 
-from login_consumer.access import AccessFailures
 from login_consumer.metrics import ConsumerMetrics
+from login_consumer.operations.access import AccessFailures
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import orjson
 import pytest
 from confluent_kafka import Message
 
-from login_consumer.align import Aligner, event_time
+from login_consumer.intake.align import Aligner, event_time
 
 TOPIC = "user-login"
 

@@ -24,12 +24,12 @@ import pytest
 from confluent_kafka import Message
 
 from login_common.settings import load_settings
-from login_consumer import align
-from login_consumer.align import Aligner
 from login_consumer.config import ConsumerSettings
-from login_consumer.detect import DetectorConfig
+from login_consumer.detectors.base import DetectorConfig
 from login_consumer.detectors.networks import NetEvent, NetworkDetector
 from login_consumer.enrich import Enricher, _remember
+from login_consumer.intake import align
+from login_consumer.intake.align import Aligner
 from login_consumer.metrics import TopCounter
 from login_consumer.process import Processor
 from login_consumer.risk import RiskModel

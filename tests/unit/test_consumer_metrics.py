@@ -14,17 +14,10 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from login_common.settings import load_settings
+from login_consumer.collectors import TOP_N, BatchHistogram, StuffingCollector, TopCounter
 from login_consumer.config import ConsumerSettings
-from login_consumer.detect import DetectorConfig
-from login_consumer.detectors.combined import AllDetectors
-from login_consumer.metrics import (
-    MAX_APP_VERSION_LABELS,
-    TOP_N,
-    BatchHistogram,
-    ConsumerMetrics,
-    StuffingCollector,
-    TopCounter,
-)
+from login_consumer.in_process import AllDetectors
+from login_consumer.metrics import MAX_APP_VERSION_LABELS, ConsumerMetrics
 from login_consumer.process import BatchStats, Processor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -210,7 +203,7 @@ def test_a_stuffing_detection_reaches_the_network_gauge() -> None:
         for n in range(8)
     ]
     batch = [Message(topic="t", partition=0, offset=n, value=orjson.dumps(e)) for n, e in enumerate(events)]
-    detectors = AllDetectors(DetectorConfig.from_settings(settings))
+    detectors = AllDetectors(settings.detector_config())
     result = Processor.from_settings(settings, detectors).process(batch, now)
     metrics.record_batch(result.stats, len(result.outputs))
     assert (

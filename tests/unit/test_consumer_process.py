@@ -14,8 +14,9 @@ from confluent_kafka import Message
 from login_common.contract import HEADER_CORRELATION_ID, HEADER_SCHEMA_VERSION, processed_schema
 from login_common.settings import load_settings
 from login_consumer.config import ConsumerSettings
-from login_consumer.detect import DetectBatch, Detection, Detectors, NoDetectors, PartitionRef
+from login_consumer.detectors.base import DetectBatch, Detection, Detectors, NoDetectors
 from login_consumer.process import Processor
+from login_consumer.records import PartitionRef
 
 NOW = time.time()
 

@@ -12,19 +12,12 @@ from login_common.errors import ConfigError
 from login_common.geo import COUNTRY_POINTS, great_circle_km
 from login_common.settings import load_settings
 from login_consumer.config import ConsumerSettings
-from login_consumer.detect import (
-    DEFAULT_RISKS,
-    DETECTOR_NAMES,
-    DetectBatch,
-    DetectorConfig,
-    Detectors,
-    NoDetectors,
-    network_of,
-    parse_detectors,
-    parse_risks,
-)
-from login_consumer.detectors import UserDetectors, build_detectors
-from login_consumer.detectors.combined import AllDetectors
+from login_consumer.detectors.base import DetectBatch, DetectorConfig, Detectors, NoDetectors
+from login_consumer.detectors.names import DEFAULT_RISKS, DETECTOR_NAMES, parse_detectors, parse_risks
+from login_consumer.detectors.users import UserDetectors
+from login_consumer.in_process import AllDetectors
+from login_consumer.stages.keys import network_of
+from login_consumer.wiring import build_detectors
 from login_producer.config import ProducerSettings
 
 T0 = 1_736_121_600  # 2025-01-06T00:00:00Z
@@ -104,7 +97,7 @@ def test_default_thresholds_equal_the_producers_truth_rules() -> None:
     assert consumer.stuffing_prefix == producer.truth_stuffing_prefix
     assert consumer.travel_max_speed_kmh == producer.truth_travel_max_speed_kmh
     assert consumer.travel_min_distance_km == producer.truth_travel_min_distance_km
-    config = DetectorConfig.from_settings(consumer)
+    config = consumer.detector_config()
     assert config == replace(DetectorConfig(), risks=config.risks)
     assert dict(config.risks) == DEFAULT_RISKS
 

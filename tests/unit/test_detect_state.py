@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from login_consumer import histories
-from login_consumer.detect import DetectorConfig, PartitionRef, StateChangelog
-from login_consumer.detectors import UserDetectors
-from login_consumer.detectors.combined import AllDetectors
+from login_consumer.detectors.base import DetectorConfig, StateChangelog
+from login_consumer.detectors.users import UserDetectors
+from login_consumer.in_process import AllDetectors
+from login_consumer.records import PartitionRef
+from login_consumer.stores import histories
 from tests.unit.test_detect import T0, Feed, ev, fail
 
 TOPIC = "user-login"

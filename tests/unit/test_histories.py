@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from login_consumer import histories as h
+from login_consumer.stores import histories as h
 
 TTL = 8 * 1_000  # generation width 1,000 s
 

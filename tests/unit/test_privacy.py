@@ -19,12 +19,12 @@ from confluent_kafka import Message
 from login_common.errors import ConfigError
 from login_common.settings import load_settings
 from login_consumer.config import ConsumerSettings
-from login_consumer.detect import PartitionRef
-from login_consumer.detectors import build_detectors, build_network_detector
 from login_consumer.privacy import DEVICE_PREFIX, Privacy
 from login_consumer.process import Processor
+from login_consumer.records import PartitionRef
 from login_consumer.stages.network import NetworkStage
 from login_consumer.stages.user import ROUTE_HEADER, UserStage
+from login_consumer.wiring import build_detectors, build_network_detector
 from login_producer.simulate import ScenarioMix, Simulation
 
 KEY = "k" * 24

@@ -9,7 +9,7 @@ import pytest
 from login_common.errors import ConfigError
 from login_common.settings import load_settings
 from login_consumer.config import ConsumerSettings
-from login_consumer.detect import Detection
+from login_consumer.detectors.base import Detection
 from login_consumer.risk import DEFAULT_WEIGHTS, FACTORS, RiskModel, is_automation, parse_weights
 
 MODEL = RiskModel()

@@ -2,7 +2,7 @@
 Kafka client security (kafka.security, docs/security.md). Secret names and keys are Strimzi 1.2.0's:
 a KafkaUser's Secret has the KafkaUser's name and holds `password` + `sasl.jaas.config` (scram-sha-512)
 or `ca.crt`, `user.crt`, `user.key`, `user.p12`, `user.password` (tls); the cluster CA certificate is in
-<cluster>-cluster-ca-cert under `ca.crt`. tests/k8s/test_security_manifests.py pins them.
+<cluster>-cluster-ca-cert under `ca.crt`. tests/chart/test_security_manifests.py pins them.
 */}}
 
 {{/* KafkaUser (and Secret) name of a component: producer, consumer or check. (dict "root" $ "component" "x") */}}

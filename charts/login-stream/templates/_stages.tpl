@@ -2,17 +2,14 @@
 The consumer's topology (docs/consumer.md, issue #10): one consumer group, GROUP_ID, subscribed to the
 input topic (the user stage) and, when credential_stuffing runs, to <GROUP_ID>-network-repartition (the
 network stage). Names follow login_consumer's ConsumerSettings (repartition_topic(), network_state_topic(),
-changelog_topic()); tests/k8s/test_stages.py compares them.
+changelog_topic()); tests/chart/test_stages.py compares them.
 */}}
 
-{{/* "true" when the consumer runs the network stage: DETECTORS (consumer.env) unset (default "all"),
-"all" or naming credential_stuffing; as login_consumer.detect.parse_detectors reads it ("" = none). */}}
+{{/* "true" when the consumer runs the network stage: consumer.detectors (a list, DETECTORS) holds "all" or
+credential_stuffing, as login_consumer.detectors.names.parse_detectors reads DETECTORS. */}}
 {{- define "login-stream.networkStage" -}}
-{{- $names := list }}
-{{- range splitList "," (toString (get .Values.consumer.env "DETECTORS" | default "" )) }}
-{{- if trim . }}{{ $names = append $names (trim .) }}{{ end }}
-{{- end }}
-{{- if or (not (hasKey .Values.consumer.env "DETECTORS")) (has "all" $names) (has "credential_stuffing" $names) }}true{{ end }}
+{{- $names := .Values.consumer.detectors | default list }}
+{{- if or (has "all" $names) (has "credential_stuffing" $names) }}true{{ end }}
 {{- end }}
 
 {{- define "login-stream.repartitionTopic" -}}

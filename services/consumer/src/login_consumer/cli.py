@@ -6,6 +6,7 @@ import argparse
 import sys
 
 import structlog
+from confluent_kafka import KafkaException
 from prometheus_client import CollectorRegistry
 
 from login_common.errors import ConfigError, LoginStreamError
@@ -16,10 +17,10 @@ from login_common.settings import env_help, load_settings
 from login_consumer import __version__
 from login_consumer.app import ConsumerApp
 from login_consumer.config import ConsumerSettings
-from login_consumer.errors import EnrichmentError
+from login_consumer.errors import ConsumerError, EnrichmentError
 from login_consumer.metrics import ConsumerMetrics
+from login_consumer.operations.replay import replay_dlq
 from login_consumer.process import tune_gc
-from login_consumer.replay import replay_dlq
 from login_consumer.validate import ERROR_TYPES
 
 log = structlog.get_logger("login_consumer")
@@ -69,6 +70,9 @@ def run(settings: ConsumerSettings) -> int:
     except EnrichmentError as exc:
         print(f"login-consumer: GEOIP_DATA_FILE={settings.geoip_data_file!r}: {exc}", file=sys.stderr)
         return 2
+    except KafkaException as exc:  # the client refuses its configuration (a CA file it cannot read, ...)
+        print(f"login-consumer: Kafka client settings cannot work: {exc.args[0]}", file=sys.stderr)
+        return 2
 
     def healthz() -> tuple[bool, str]:
         ok, detail = app.alive()
@@ -90,6 +94,9 @@ def run(settings: ConsumerSettings) -> int:
     )
     try:
         app.run(stop)
+    except ConsumerError as exc:  # a setting that can never work (refusals are waited out, never raised)
+        print(f"login-consumer: {exc}", file=sys.stderr)
+        return 2
     finally:
         server.stop()
     log.info("consumer.stop")

@@ -1,4 +1,12 @@
-"""Consumer configuration from environment variables (one pydantic-settings model)."""
+"""Consumer configuration from environment variables (one pydantic-settings model).
+
+List settings (``DETECTORS``, ``DETECTOR_RISKS``, ``RISK_WEIGHTS``) stay text in the environment, as the
+chart and the docs write them, and are parsed once, when the model is loaded, by the one list parser
+(``names.py``): ``detector_names``, ``risks`` and ``weights()`` are the typed values everything else uses.
+The detectors' own settings (``DETECTORS``, thresholds, bounds) are a part of this model defined with them
+(``detectors/settings.py``), as the privacy settings are (``privacy.py``). This module imports names and
+settings parts, never the detectors themselves: nothing below the settings imports them back.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +14,20 @@ import socket
 from typing import Any, Literal
 
 from packaging.version import InvalidVersion, Version
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from login_common.settings import CommonSettings
-from login_consumer.detect import parse_detectors, parse_risks
+from login_consumer.detectors.names import CREDENTIAL_STUFFING
+from login_consumer.detectors.settings import DetectorSettings
 from login_consumer.privacy import PrivacySettings
 from login_consumer.risk import DEFAULT_WEIGHTS, parse_weights
 
 Guarantee = Literal["at-least-once", "exactly-once"]
 
 
-class ConsumerSettings(CommonSettings, PrivacySettings):
+class ConsumerSettings(CommonSettings, PrivacySettings, DetectorSettings):
+    _weights: dict[str, int] = PrivateAttr(default_factory=dict)  # RISK_WEIGHTS, parsed (_lists)
+
     output_topic: str = Field(
         "processed-logins", min_length=1, max_length=249, description="Topic of processed events."
     )
@@ -113,64 +124,6 @@ class ConsumerSettings(CommonSettings, PrivacySettings):
         description="geoip2fast dataset: a file name bundled with geoip2fast, or a path.",
     )
 
-    # ---- stateful detectors (detect.py, docs/detection.md); defaults = the producer's TRUTH_* defaults
-    detectors: str = Field(
-        "all",
-        description=(
-            "Stateful detectors to run: 'all', 'none' or a comma-separated subset of brute_force, "
-            "credential_stuffing, impossible_travel, new_device, new_country."
-        ),
-    )
-    brute_force_failures: int = Field(
-        5, ge=1, le=10_000, description="brute_force: failures of one account from one IP within the window."
-    )
-    brute_force_window_seconds: int = Field(
-        300, ge=1, le=86_400, description="brute_force: sliding event-time window (seconds)."
-    )
-    stuffing_accounts: int = Field(
-        10, ge=1, le=100_000, description="credential_stuffing: distinct accounts failing from one network."
-    )
-    stuffing_window_seconds: int = Field(
-        600, ge=1, le=86_400, description="credential_stuffing: sliding event-time window (seconds)."
-    )
-    stuffing_prefix: Literal[24, 32] = Field(
-        24,
-        description="credential_stuffing: IPv4 network prefix, 24 (the /24) or 32 (the address); IPv6: /64.",
-    )
-    travel_max_speed_kmh: float = Field(
-        1000.0, gt=0, description="impossible_travel: faster than this between two successes is impossible."
-    )
-    travel_min_distance_km: float = Field(
-        500.0, ge=0, description="impossible_travel: closer than this is never impossible."
-    )
-    detector_risks: str = Field(
-        "",
-        description=(
-            "Risk added per detection, overrides 'name=risk,...' (0-100); defaults brute_force=40, "
-            "credential_stuffing=40, impossible_travel=50, new_device=15, new_country=20."
-        ),
-    )
-    detector_grace_seconds: int = Field(
-        300,
-        ge=0,
-        le=86_400,
-        description=(
-            "Events up to this far behind their partition's latest event time update the detector state; "
-            "later ones are scored as-is, flagged late, and change nothing."
-        ),
-    )
-    user_state_ttl_seconds: int = Field(
-        30 * 86_400, ge=60, description="A user's device/country history is forgotten after this idle time."
-    )
-    max_state_users: int = Field(
-        2_000_000, ge=1, description="Most user histories kept (least recently active go first)."
-    )
-    max_state_failure_keys: int = Field(
-        100_000, ge=1, description="Most (user, IP) brute-force windows kept."
-    )
-    max_state_networks: int = Field(
-        50_000, ge=1, description="Most network credential-stuffing windows kept."
-    )
     state_changelog: bool = Field(
         True,
         description=(
@@ -196,15 +149,6 @@ class ConsumerSettings(CommonSettings, PrivacySettings):
     alignment_max_buffered: int = Field(
         100_000, ge=1_000, le=5_000_000, description="Event-time alignment: most messages held back."
     )
-    state_time_slack_seconds: int = Field(
-        60,
-        ge=0,
-        le=3_600,
-        description=(
-            "A login that changes nothing but a user's last-success time is written to the changelog only "
-            "once that time is this far ahead of the last record (0 = always)."
-        ),
-    )
     state_restore_timeout: float = Field(
         120.0, gt=0, le=3_600, description="Seconds allowed to read a partition assignment's changelog."
     )
@@ -218,23 +162,14 @@ class ConsumerSettings(CommonSettings, PrivacySettings):
             raise ValueError(f"{value!r} is not a PEP 440 version") from None
         return value
 
-    @field_validator("risk_weights")
-    @classmethod
-    def _weights(cls, value: str) -> str:
-        parse_weights(value)  # raises ValueError naming the bad entry
-        return value
-
-    @field_validator("detectors")
-    @classmethod
-    def _detectors(cls, value: str) -> str:
-        parse_detectors(value)  # raises ValueError naming the unknown detector
-        return value
-
-    @field_validator("detector_risks")
-    @classmethod
-    def _risks(cls, value: str) -> str:
-        parse_risks(value)
-        return value
+    @model_validator(mode="after")
+    def _lists(self) -> ConsumerSettings:
+        """Parse the list settings, once (``names.py``); a bad entry is named with its variable."""
+        try:
+            self._weights = {**DEFAULT_WEIGHTS, **parse_weights(self.risk_weights)}
+        except ValueError as exc:
+            raise ValueError(f"RISK_WEIGHTS={self.risk_weights!r}: {exc}") from None
+        return self
 
     @model_validator(mode="after")
     def _thresholds(self) -> ConsumerSettings:
@@ -250,7 +185,8 @@ class ConsumerSettings(CommonSettings, PrivacySettings):
         return self.processing_guarantee == "exactly-once"
 
     def weights(self) -> dict[str, int]:
-        return {**DEFAULT_WEIGHTS, **parse_weights(self.risk_weights)}
+        """``RISK_WEIGHTS`` over the default weights: every risk factor's weight."""
+        return dict(self._weights)
 
     def changelog_topic(self) -> str:
         return self.state_topic or f"{self.group_id}-detector-state"
@@ -266,7 +202,7 @@ class ConsumerSettings(CommonSettings, PrivacySettings):
     @property
     def network_stage(self) -> bool:
         """credential_stuffing is on, so events go through the network-keyed stage."""
-        return "credential_stuffing" in parse_detectors(self.detectors)
+        return CREDENTIAL_STUFFING in self.detector_names
 
     def effective_transactional_id(self) -> str:
         return self.transactional_id or f"{self.group_id}-{socket.gethostname()}"

@@ -15,7 +15,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 import structlog
@@ -29,15 +29,15 @@ from login_common.contract import (
 )
 from login_consumer import __version__
 from login_consumer.config import ConsumerSettings
-from login_consumer.detect import NO_DETECTIONS, DetectBatch, Detection, Detectors, NoDetectors
+from login_consumer.detectors.base import NO_DETECTIONS, DetectBatch, Detection, Detectors, NoDetectors
 from login_consumer.enrich import Client, Enriched, Enricher, Place, TimeInfo, processed_at_now
 from login_consumer.privacy import Privacy
+from login_consumer.records import Header
 from login_consumer.risk import RiskModel
 from login_consumer.validate import Invalid, Validator
 
 log = structlog.get_logger("login_consumer")
 
-Header = tuple[str, str | bytes | None]
 _SCHEMA_HEADER: Final[Header] = (HEADER_SCHEMA_VERSION, str(PROCESSED_SCHEMA_VERSION).encode())
 _JSON_HEADER: Final[Header] = (HEADER_CONTENT_TYPE, b"application/json")
 
@@ -65,9 +65,15 @@ class BatchStats:
 Output = tuple[Message, bytes, bytes, list[Header]]
 
 
-# what routing needs of each output: (ip, event time, flags (1: failed, 2: detected here), risk score,
-# level, the ip as the output shows it (OUTPUT_PRIVACY))
-Route = tuple[str, int, int, int, str, str]
+class Route(NamedTuple):
+    """What routing needs of one output (``stages/user.py``), so that it never parses the JSON again."""
+
+    ip: str  # the real address: the network stage keys by it, whatever the output shows
+    ts: int  # event time (epoch seconds)
+    flags: int  # 1: a failed login; 2: flagged by a user-stage detector
+    score: int  # risk score so far
+    level: str  # risk level so far
+    shown: str  # the address as the output shows it (OUTPUT_PRIVACY)
 
 
 @dataclass(slots=True)
@@ -212,7 +218,7 @@ class Processor:
             out_headers = [_SCHEMA_HEADER, _JSON_HEADER, (HEADER_CORRELATION_ID, correlation)]
             outputs.append((msg, key, value, out_headers))
             routes.append(
-                (
+                Route(
                     ip,
                     doc["timestamp"],
                     (doc["outcome"] == "failure") | (2 if dets else 0),

@@ -1,7 +1,7 @@
 """Explainable per-event risk: named factors, each with a configurable weight, summed and capped at 100.
 
 Every factor that fires is listed by name in the output's ``reasons`` (factors weighted 0 are left out);
-detections of the stateful detectors (``detect.py``) add their own risk and their detector name. The
+detections of the stateful detectors (``detectors/``) add their own risk and their detector name. The
 level follows two thresholds (RISK_MEDIUM_THRESHOLD, RISK_HIGH_THRESHOLD).
 
 The factors fall in three groups, so that most of the work is done once per distinct value:
@@ -17,7 +17,8 @@ import re
 from collections.abc import Sequence
 from typing import Any, Final
 
-from login_consumer.detect import Detection
+from login_consumer.detectors.base import Detection
+from login_consumer.names import parse_values
 
 # name -> (default weight, what it means). The order is the order of ``reasons``.
 FACTORS: Final[dict[str, tuple[int, str]]] = {
@@ -50,23 +51,9 @@ _AUTOMATION = re.compile(
 
 
 def parse_weights(text: str) -> dict[str, int]:
-    """Parse ``name=weight,name=weight``; raise ValueError naming an unknown factor or a bad weight."""
-    out: dict[str, int] = {}
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        if not sep or name not in FACTORS:
-            raise ValueError(f"{item!r}: expected name=weight with name one of {', '.join(FACTORS)}")
-        try:
-            weight = int(value.strip())
-        except ValueError:
-            raise ValueError(f"{item!r}: weight must be an integer 0-100") from None
-        if not 0 <= weight <= 100:
-            raise ValueError(f"{item!r}: weight must be an integer 0-100")
-        out[name] = weight
-    return out
+    """Parse ``name=weight,name=weight`` (the overrides only); raise ValueError naming an unknown factor
+    or a bad weight."""
+    return parse_values(text, FACTORS, value="weight")
 
 
 def is_automation(user_agent: str) -> bool:

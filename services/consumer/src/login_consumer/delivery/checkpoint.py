@@ -15,21 +15,69 @@ offset processed since the last commit (``base``: where to go back to) and the n
 
 This is the checkpoint model of Kafka Streams (``commit.interval.ms``) and Quix Streams: the CPU idles for
 the tail of one round trip per interval, not per batch.
+
+The checkpoint also owns what bounds a commit and what follows one:
+
+* commit limits (``limit``): a partition is committed no further than its first record still held (the
+  network stage's merges hold records until their turn, ``stages/merge.py``);
+* rewind (``rewind``): after a failed commit, where each assigned partition starts again (its first offset
+  processed since the last commit, or its first held record if earlier); the conductor restores the state
+  of those partitions (``stores/manager.py``) and seeks there (``intake/group.py``);
+* purge (``Purge``): every ``PURGE_SECONDS``, the repartition records the group has committed are deleted.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from contextlib import suppress
+from typing import Final
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-TP = tuple[str, int]
+from login_consumer.errors import CommitFailed
+from login_consumer.records import TP
+from login_consumer.topics import InternalTopics
+
+PURGE_SECONDS: Final = 30.0  # how often consumed repartition records are deleted
+
+__all__ = ["PURGE_SECONDS", "Checkpoint", "CommitFailed", "Purge"]
 
 
-class CommitFailed(Exception):  # noqa: N818 - a signal to rewind, not an error to report
-    """The interval's outputs were not all delivered (or its transaction failed): rewind and retry."""
+class Purge:
+    """Deletes the records of ``topic`` below what the group committed, at most every ``every`` seconds,
+    for the partitions this process owns (``owned``)."""
+
+    def __init__(
+        self,
+        topics: InternalTopics,
+        topic: str,
+        owned: Callable[[], Collection[TP]],
+        *,
+        every: float = PURGE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.topics = topics
+        self.topic = topic
+        self._owned = owned
+        self.every = every
+        self._clock = clock
+        self._committed: dict[TP, int] = {}
+        self._at = clock()
+
+    def committed(self, offsets: Mapping[TP, int]) -> None:
+        for tp, offset in offsets.items():
+            if tp[0] == self.topic:
+                self._committed[tp] = offset
+        if self._clock() - self._at < self.every:
+            return
+        self._at = self._clock()
+        owned = self._owned()
+        self.topics.purge({tp: o for tp, o in self._committed.items() if tp in owned})
+
+    def forget(self, gone: Iterable[TP]) -> None:
+        for tp in gone:
+            self._committed.pop(tp, None)
 
 
 class Checkpoint:
@@ -42,30 +90,47 @@ class Checkpoint:
         interval: float,
         delivery_timeout: float,
         warn: Callable[..., None],
+        limit: Callable[[TP], int | None] | None = None,
+        purge: Purge | None = None,
+        report: Callable[[KafkaError, str], bool] = lambda _err, _where: False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``limit``: the first offset of a partition not done yet (or None); ``purge``: what to purge
+        after each commit; ``report``: the access policy, told of a refused transaction."""
         self.consumer = consumer
         self.producer = producer
         self.exactly_once = exactly_once
         self.interval = interval
         self.delivery_timeout = delivery_timeout
         self._warn = warn
+        self.limit = limit
+        self.purge = purge
+        self._report = report
         self._clock = clock
         self.base: dict[TP, int] = {}  # first offset processed since the last commit
         self.position: dict[TP, int] = {}  # next offset to commit
         self.failures = 0  # delivery failures reported since the last commit
         self.last_error = ""
         self.in_transaction = False
+        self.broken: KafkaError | None = None  # the producer's fatal error: it must be replaced
         self.due = clock() + interval
         self.commits = 0
+        self.last_committed: dict[TP, int] = {}
 
     # ------------------------------------------------------------------ bookkeeping
 
     def begin(self) -> None:
-        """Before producing: open the interval's transaction (exactly-once) if none is open."""
+        """Before producing: open the interval's transaction (exactly-once) if none is open (raises what the
+        producer raises: the sender reports it through ``produce_failed``)."""
         if self.exactly_once and not self.in_transaction:
             self.producer.begin_transaction()
             self.in_transaction = True
+
+    def produce_failed(self, err: KafkaError) -> None:
+        """The producer refused a record (or the transaction): the interval cannot be committed."""
+        self.delivery_failed(err.name())
+        if err.fatal():
+            self.broken = err
 
     def processed(self, tp: TP, first: int, following: int) -> None:
         """Offsets ``first`` .. ``following - 1`` of ``tp`` were processed (their records are produced)."""
@@ -94,21 +159,41 @@ class Checkpoint:
 
     def forget(self, gone: Iterable[TP]) -> None:
         """Partitions went away without a commit (lost): their progress is their new owner's to redo."""
+        gone = list(gone)
         for tp in gone:
             self.base.pop(tp, None)
             self.position.pop(tp, None)
+        if self.purge is not None:
+            self.purge.forget(gone)
 
     # ------------------------------------------------------------------ commit
 
     def commit(self, *, deadline: float | None = None, sync: bool = False) -> int:
         """Commit the interval; the number of partitions committed. Raises CommitFailed (rewind first)."""
+        if self.limit is not None:  # a partition is done only up to its first record still held
+            for tp in list(self.position):
+                held = self.limit(tp)
+                if held is not None:
+                    self.cap(tp, held)
+        committed = self._commit(deadline=deadline, sync=sync)
+        if committed and self.purge is not None:
+            self.purge.committed(self.last_committed)
+        return committed
+
+    def _commit(self, *, deadline: float | None, sync: bool) -> int:
         self.due = self._clock() + self.interval
+        self.last_committed = dict(self.position)
         if not self.position:
             if self.exactly_once and self.in_transaction:
                 self._commit_transaction({}, deadline)
             return 0
         offsets = dict(self.position)
         if self.exactly_once:
+            if self.failures or self.broken is not None:  # a record never reached the transaction
+                failed, error = self.failures, self.last_error
+                self.failures = 0
+                self.abort()
+                raise CommitFailed(f"{failed} record(s) refused by the producer ({error})")
             self._commit_transaction(offsets, deadline)
         else:
             left = self._flush(deadline)
@@ -154,9 +239,10 @@ class Checkpoint:
             producer.commit_transaction(timeout)
         except KafkaException as exc:
             err: KafkaError = exc.args[0]
-            self._warn("transaction.failed", error=err.str(), code=err.name(), fatal=err.fatal())
-            if err.fatal():
-                raise
+            if not self._report(err, "commit_transaction"):
+                self._warn("transaction.failed", error=err.str(), code=err.name(), fatal=err.fatal())
+            if err.fatal():  # the producer is unusable: the conductor replaces it
+                self.broken = err
             self.abort()
             raise CommitFailed(f"transaction failed: {err.name()}") from exc
         self.in_transaction = False
@@ -167,6 +253,24 @@ class Checkpoint:
             with suppress(KafkaException):
                 self.producer.abort_transaction(self.delivery_timeout)
             self.in_transaction = False
+
+    def replace_producer(self, producer: Producer) -> None:
+        """A new producer instead of a broken one (its transactions initialised by the caller)."""
+        self.producer = producer
+        self.in_transaction = False
+        self.broken = None
+        self.failures = 0
+
+    def rewind(self, assigned: Collection[TP]) -> dict[TP, int]:
+        """Where each assigned partition processed since the last commit starts again: its first offset
+        processed since then, or its first record still held if earlier. Resets the interval."""
+        points = {tp: o for tp, o in self.rewind_points().items() if tp in assigned}
+        if self.limit is not None:  # held records of a rewound partition are read again too
+            for tp, point in list(points.items()):
+                held = self.limit(tp)
+                if held is not None:
+                    points[tp] = min(point, held)
+        return points
 
     def rewind_points(self) -> dict[TP, int]:
         """Where each partition processed since the last commit must start again; resets the interval."""

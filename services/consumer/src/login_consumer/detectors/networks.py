@@ -18,12 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Final, NamedTuple
 
-import structlog
-
-from login_consumer.detect import CREDENTIAL_STUFFING, Detection, DetectorConfig, PartitionRef, StateSource
+from login_consumer.detectors.base import Detection, DetectorConfig
+from login_consumer.detectors.names import CREDENTIAL_STUFFING
+from login_consumer.records import PartitionRef
 from login_consumer.stores.networks import NEVER, NetWindow, NetworkState
-
-log = structlog.get_logger("login_consumer")
+from login_consumer.stores.restore import Restorer, StateSource
 
 _REPLAYED: Final = "replayed: applied before the restore; state not updated"
 
@@ -58,10 +57,16 @@ class NetworkDetector:
             window=config.stuffing_window, grace=config.grace, max_networks=config.max_networks
         )
         self.source = source
-        self._replay_until: dict[int, dict[int, int]] = {}  # partition -> source -> offset done at restore
+        self.restorer: Restorer[dict[int, int]] = Restorer(
+            self.state, source, lambda p: dict(self.state.partition(p).processed), stage="network"
+        )
+        self._replay_until = self.restorer.replay_until  # partition -> source -> offset done at restore
         self.late_events = 0
         self.replayed_events = 0
-        self.restored_entries = 0
+
+    @property
+    def restored_entries(self) -> int:
+        return self.restorer.restored_entries
 
     @property
     def enabled(self) -> bool:
@@ -70,38 +75,15 @@ class NetworkDetector:
     # ------------------------------------------------------------------ partitions and changelog
 
     def on_assign(self, partitions: Sequence[PartitionRef]) -> None:
-        numbers = sorted({ref.partition for ref in partitions})
-        if not numbers:
-            return
-        records = self.source.read(numbers) if self.source is not None else {}
-        for p in numbers:
-            self.restored_entries += self.state.restore(p, records.get(p, ()))
-            self._replay_until[p] = dict(self.state.partition(p).processed)
+        self.restorer.assign(ref.partition for ref in partitions)
 
     def on_revoke(self, partitions: Sequence[PartitionRef], *, lost: bool) -> None:
-        numbers = [ref.partition for ref in partitions]
-        self.state.drop(numbers)
-        for p in numbers:
-            self._replay_until.pop(p, None)
+        self.restorer.revoke(ref.partition for ref in partitions)
 
     def rewind(self, partitions: Sequence[PartitionRef]) -> None:
-        """Outputs since the last commit were not all delivered: go back to the changelog's state (events
-        seen again that the changelog had applied count as replays)."""
-        numbers = sorted({ref.partition for ref in partitions})
-        if not numbers:
-            return
-        if self.source is not None:
-            try:
-                records = self.source.read(numbers)
-            except Exception as exc:  # noqa: BLE001 - fall back to replay protection
-                log.warning("state.rewind_failed", error=str(exc)[:300], partitions=numbers, stage="network")
-            else:
-                for p in numbers:
-                    self.restored_entries += self.state.restore(p, records.get(p, ()))
-                    self._replay_until[p] = dict(self.state.partition(p).processed)
-                return
-        for p in numbers:
-            self._replay_until[p] = dict(self.state.partition(p).processed)
+        """Outputs since the last commit were not all delivered: back to the changelog's state
+        (``stores/restore.py``; events seen again that the changelog had applied count as replays)."""
+        self.restorer.rewind(ref.partition for ref in partitions)
 
     def state_sizes(self) -> dict[str, int]:
         return self.state.sizes()

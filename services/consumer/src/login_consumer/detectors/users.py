@@ -18,21 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import structlog
-
 from login_common.geo import COUNTRY_POINTS, great_circle_km
-from login_consumer.detect import (
-    BRUTE_FORCE,
-    IMPOSSIBLE_TRAVEL,
-    NEW_COUNTRY,
-    NEW_DEVICE,
-    DetectBatch,
-    Detection,
-    DetectorConfig,
-    PartitionRef,
-    StateSource,
-)
-from login_consumer.histories import device_key
+from login_consumer.detectors.base import DetectBatch, Detection, DetectorConfig
+from login_consumer.detectors.names import BRUTE_FORCE, IMPOSSIBLE_TRAVEL, NEW_COUNTRY, NEW_DEVICE
+from login_consumer.records import PartitionRef
+from login_consumer.stores.histories import device_key
+from login_consumer.stores.restore import Restorer, StateSource
 from login_consumer.stores.users import (
     MAX_COUNTRIES,
     MAX_DEVICES,
@@ -42,8 +33,6 @@ from login_consumer.stores.users import (
     History,
     Limits,
 )
-
-log = structlog.get_logger("login_consumer")
 
 
 def limits(config: DetectorConfig) -> Limits:
@@ -81,28 +70,22 @@ class UserDetectors:
         self.source = source
         self._topic = source.topic if source is not None else ""
         self._dist = _distances()
-        self._replay_until: dict[int, int] = {}  # partition -> last offset applied before the restore
+        self.restorer = Restorer(self.state, source, lambda p: self.state.partition(p).applied, stage="user")
+        self._replay_until = self.restorer.replay_until  # partition -> last offset applied before the restore
         self.late_events = 0
         self.replayed_events = 0
-        self.restored_entries = 0
+
+    @property
+    def restored_entries(self) -> int:
+        return self.restorer.restored_entries
 
     # ------------------------------------------------------------------ the protocol
 
     def on_assign(self, partitions: Sequence[PartitionRef]) -> None:
-        numbers = sorted({ref.partition for ref in partitions})
-        if not numbers:
-            return
-        self.state.drop(numbers)  # a re-assignment starts from the changelog, never from leftovers
-        records = self.source.read(numbers) if self.source is not None else {}
-        for p in numbers:
-            self.restored_entries += self.state.restore(p, records.get(p, ()))
-            self._replay_until[p] = self.state.partition(p).applied
+        self.restorer.assign(ref.partition for ref in partitions)
 
     def on_revoke(self, partitions: Sequence[PartitionRef], *, lost: bool) -> None:
-        numbers = [ref.partition for ref in partitions]
-        self.state.drop(numbers)
-        for p in numbers:
-            self._replay_until.pop(p, None)
+        self.restorer.revoke(ref.partition for ref in partitions)
 
     def state_sizes(self) -> Mapping[str, int]:
         return self.state.sizes()
@@ -115,25 +98,8 @@ class UserDetectors:
         return [(topic, p, key, value) for p, key, value in changes]
 
     def rewind(self, partitions: Sequence[PartitionRef]) -> None:
-        """Undo a failed batch: restore its partitions from the changelog (exact in exactly-once mode,
-        where the batch's changelog records were aborted with it). Without a readable changelog the state
-        is kept and the batch's events, seen again, are treated as replays."""
-        numbers = sorted({ref.partition for ref in partitions})
-        if not numbers:
-            return
-        if self.source is not None:
-            try:
-                records = self.source.read(numbers)
-            except Exception as exc:  # noqa: BLE001 - fall back to replay protection
-                log.warning("state.rewind_failed", error=str(exc)[:300], partitions=numbers)
-            else:
-                self.state.drop(numbers)
-                for p in numbers:
-                    self.restored_entries += self.state.restore(p, records.get(p, ()))
-                    self._replay_until[p] = self.state.partition(p).applied
-                return
-        for p in numbers:
-            self._replay_until[p] = self.state.partition(p).applied
+        """Undo a failed batch: back to the changelog's state (``stores/restore.py``)."""
+        self.restorer.rewind(ref.partition for ref in partitions)
 
     def detect(self, batch: DetectBatch) -> Mapping[int, Sequence[Detection]]:
         events = batch.events
@@ -205,7 +171,7 @@ class UserDetectors:
                                 dirty_failures.append(entry)
                         count = entry.add(ts, bf_w, grace)
                     if count >= bf_k:
-                        dets = [self._brute_force(count, ip, late)]
+                        dets = [brute_force(cfg, count, ip, late)]
             elif history_on:
                 user = doc["user_id"]
                 device: str | None = doc["device_id"]
@@ -254,8 +220,8 @@ class UserDetectors:
                     or (new_country and nc_on)
                     or (it_on and country is not None and last != country)
                 ):
-                    more = self._compare(
-                        known, device if new_device else None, country, new_country, ts, late
+                    more = compare(
+                        cfg, self._dist, known, device if new_device else None, country, new_country, ts, late
                     )
                     if more:
                         dets = more if dets is None else dets + more
@@ -293,50 +259,54 @@ class UserDetectors:
             state.discard_changes()
         return found
 
-    def _compare(  # noqa: PLR0917
-        self,
-        known: History,
-        new_device: str | None,
-        country: str | None,
-        new_country: bool,
-        ts: int,
-        late: str | None,
-    ) -> list[Detection]:
-        """new_device, new_country and impossible_travel for a success of a user with history."""
-        cfg = self.config
-        risks = cfg.risks
-        out: list[Detection] = []
-        if new_device is not None:
-            text = f"device {new_device} is not among the account's {len(known.devices)} known device(s)"
-            out.append(Detection(NEW_DEVICE, self._evidence(text, late), risks[NEW_DEVICE]))
-        if new_country and NEW_COUNTRY in cfg.enabled:
-            text = f"country {country} is new for the account (known: {','.join(known.countries)})"
-            out.append(Detection(NEW_COUNTRY, self._evidence(text, late), risks[NEW_COUNTRY]))
-        last = known.last_country
-        if country is None or last is None or last == country or IMPOSSIBLE_TRAVEL not in cfg.enabled:
-            return out
-        km = self._dist.get(last, {}).get(country)
-        if km is None or km < cfg.travel_min_distance_km:
-            return out
-        elapsed = abs(ts - known.last_ts)
-        speed = km * 3600.0 / elapsed if elapsed else float("inf")
-        if speed > cfg.travel_max_speed_kmh:
-            pace = f"{speed:.0f} km/h" if elapsed else "at once"
-            text = (
-                f"{last} -> {country}: {km:.0f} km in {elapsed}s, {pace} "
-                f"(max {cfg.travel_max_speed_kmh:.0f} km/h, min {cfg.travel_min_distance_km:.0f} km)"
-            )
-            out.append(Detection(IMPOSSIBLE_TRAVEL, self._evidence(text, late), risks[IMPOSSIBLE_TRAVEL]))
+
+# --------------------------------------------------------------------------- what each detection says
+
+
+def compare(  # noqa: PLR0917
+    cfg: DetectorConfig,
+    dist: dict[str, dict[str, float]],
+    known: History,
+    new_device: str | None,
+    country: str | None,
+    new_country: bool,
+    ts: int,
+    late: str | None,
+) -> list[Detection]:
+    """new_device, new_country and impossible_travel for a success of a user with history."""
+    risks = cfg.risks
+    out: list[Detection] = []
+    if new_device is not None:
+        text = f"device {new_device} is not among the account's {len(known.devices)} known device(s)"
+        out.append(Detection(NEW_DEVICE, evidence(text, late), risks[NEW_DEVICE]))
+    if new_country and NEW_COUNTRY in cfg.enabled:
+        text = f"country {country} is new for the account (known: {','.join(known.countries)})"
+        out.append(Detection(NEW_COUNTRY, evidence(text, late), risks[NEW_COUNTRY]))
+    last = known.last_country
+    if country is None or last is None or last == country or IMPOSSIBLE_TRAVEL not in cfg.enabled:
         return out
-
-    def _brute_force(self, count: int, ip: str, late: str | None) -> Detection:
-        cfg = self.config
+    km = dist.get(last, {}).get(country)
+    if km is None or km < cfg.travel_min_distance_km:
+        return out
+    elapsed = abs(ts - known.last_ts)
+    speed = km * 3600.0 / elapsed if elapsed else float("inf")
+    if speed > cfg.travel_max_speed_kmh:
+        pace = f"{speed:.0f} km/h" if elapsed else "at once"
         text = (
-            f"{count} failed logins for this account from {ip} within {cfg.brute_force_window}s "
-            f"(threshold {cfg.brute_force_failures})"
+            f"{last} -> {country}: {km:.0f} km in {elapsed}s, {pace} "
+            f"(max {cfg.travel_max_speed_kmh:.0f} km/h, min {cfg.travel_min_distance_km:.0f} km)"
         )
-        return Detection(BRUTE_FORCE, self._evidence(text, late), cfg.risks[BRUTE_FORCE])
+        out.append(Detection(IMPOSSIBLE_TRAVEL, evidence(text, late), risks[IMPOSSIBLE_TRAVEL]))
+    return out
 
-    @staticmethod
-    def _evidence(text: str, late: str | None) -> tuple[str, ...]:
-        return (text,) if late is None else (text, late)
+
+def brute_force(cfg: DetectorConfig, count: int, ip: str, late: str | None) -> Detection:
+    text = (
+        f"{count} failed logins for this account from {ip} within {cfg.brute_force_window}s "
+        f"(threshold {cfg.brute_force_failures})"
+    )
+    return Detection(BRUTE_FORCE, evidence(text, late), cfg.risks[BRUTE_FORCE])
+
+
+def evidence(text: str, late: str | None) -> tuple[str, ...]:
+    return (text,) if late is None else (text, late)

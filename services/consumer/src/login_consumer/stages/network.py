@@ -22,16 +22,17 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 from confluent_kafka import Message
 
 from login_consumer.detectors.networks import NetEvent, NetworkDetector
-from login_consumer.process import BatchStats, Header
+from login_consumer.process import BatchStats
+from login_consumer.records import Header, Record
 from login_consumer.risk import RiskModel
 from login_consumer.stages.merge import SourceMerge
-from login_consumer.stages.user import PROGRESS_HEADER, ROUTE_HEADER, Record
+from login_consumer.stages.user import PROGRESS_HEADER, ROUTE_HEADER
 from login_consumer.validate import Invalid
 
 _ROUTE: Final = ROUTE_HEADER
@@ -74,8 +75,17 @@ def read_route(
     return None
 
 
-# msg, output headers, flags, score, ip, user, input create time (ms), the detector's view
-Held = tuple[Message, list[Header], int, int, bytes, bytes, int, NetEvent]
+class Held(NamedTuple):
+    """A repartition record held by its partition's merge until its turn (``stages/merge.py``)."""
+
+    msg: Message
+    headers: list[Header]  # the output headers (the route header removed)
+    flags: int  # 1: a failed login; 2: flagged by a user-stage detector
+    score: int  # risk score from the user stage
+    ip: bytes  # the address as the output shows it
+    user: bytes  # user_id: the output key
+    created_ms: int  # the input record's create time (latency)
+    event: NetEvent  # what the network detector sees
 
 
 class NetworkStage:
@@ -158,7 +168,7 @@ class NetworkStage:
                 if skip_done and done(q, event.source, event.source_offset):
                     self.skipped += 1  # completed (and committed) before: its output is out already
                     continue
-                item = (msg, headers, int(raw_flags), int(raw_score), ip, user, int(created_ms), event)
+                item = Held(msg, headers, int(raw_flags), int(raw_score), ip, user, int(created_ms), event)
                 merge.add(event.source, event.ts, msg.offset() or 0, item, int(created_ms))
             except (ValueError, UnicodeDecodeError) as exc:
                 result.dead.append(
@@ -176,7 +186,7 @@ class NetworkStage:
     def _complete(self, held: list[Held], result: NetworkStageResult) -> None:
         """Detect over the released events (in order) and build their output records."""
         stats = result.stats
-        found = self.detector.detect([item[7] for item in held]) if held else {}
+        found = self.detector.detect([item.event for item in held]) if held else {}
         output = self.output_topic
         records = result.records
         risk = self.risk

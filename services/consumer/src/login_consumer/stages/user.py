@@ -21,7 +21,6 @@ validation, but never assumed) goes straight to the output topic.
 from __future__ import annotations
 
 import time
-import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,20 +28,13 @@ from typing import Final
 
 from confluent_kafka import Message
 
-from login_consumer.detect import network_of
-from login_consumer.process import BatchResult, Header, Processor
+from login_consumer.process import BatchResult, Processor
+from login_consumer.records import Header, Record
+from login_consumer.stages.keys import network_of, network_partition
 
 ROUTE_HEADER: Final = "x-login-stream-route"
 PROGRESS_HEADER: Final = "x-login-stream-progress"
 _NET_CACHE_SIZE: Final = 65_536
-
-# (topic, partition or -1 for the default partitioner, key, value, headers)
-Record = tuple[str, int, bytes, bytes, list[Header]]
-
-
-def network_partition(net: bytes, partitions: int) -> int:
-    """The repartition-topic partition of a network (crc32: the same in every process and version)."""
-    return zlib.crc32(net) % partitions
 
 
 @dataclass(slots=True)

@@ -13,24 +13,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Any, Final
 
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from login_common.kafka import admin, ensure_topics
-from login_consumer.config import ConsumerSettings
-from login_consumer.errors import ConsumerError
+from login_consumer.errors import InternalTopicError, StateRestoreError
+from login_consumer.topics import CHANGELOG_CONFIG, InternalTopics
 
 log = structlog.get_logger("login_consumer")
 
-TOPIC_CONFIG: Final = {
-    "cleanup.policy": "compact",
-    "min.cleanable.dirty.ratio": "0.1",
-    "segment.ms": "3600000",
-    "delete.retention.ms": "3600000",
-}
-
+TOPIC_CONFIG: Final = CHANGELOG_CONFIG
 
 _ELECTING: Final = frozenset(
     {
@@ -42,28 +35,35 @@ _ELECTING: Final = frozenset(
 )
 
 
-class StateRestoreError(ConsumerError):
-    """The changelog topic cannot be created, does not match the input topic, or cannot be read."""
+def _error_of(exc: KafkaException) -> KafkaError | None:
+    err = exc.args[0] if exc.args else None
+    return err if isinstance(err, KafkaError) else None
 
 
 class Changelog:
     """Reads (and on first use creates) one changelog topic, partitioned like its source topic."""
 
     def __init__(
-        self, settings: ConsumerSettings, topic: str | None = None, source_topic: str | None = None
+        self,
+        topics: InternalTopics,
+        topic: str,
+        *,
+        source_topic: str,
+        source_setting: str,
+        setting: str,
+        group_id: str,
+        restore_timeout: float,
     ) -> None:
-        self.settings = settings
-        self.topic = topic or settings.changelog_topic()
-        self.source_topic = source_topic or settings.input_topic
-        self.setting = "STATE_TOPIC" if topic is None else "the internal topic"
+        """``setting``: how the topic is named in messages (``STATE_TOPIC``, "the internal topic");
+        ``source_setting``: how its source is (``INPUT_TOPIC``, "the repartition topic")."""
+        self.topics = topics
+        self.topic = topic
+        self.source_topic = source_topic
+        self.source_setting = source_setting
+        self.setting = setting
+        self.group_id = group_id
+        self.restore_timeout = restore_timeout
         self._ready = False
-
-    def _partitions(self, topic: str) -> int | None:
-        meta = admin(self.settings.kafka_common()).list_topics(topic, timeout=10)
-        found = meta.topics.get(topic)
-        if found is None or found.error is not None:
-            return None
-        return len(found.partitions)
 
     def ensure(self) -> None:
         """Create the changelog like its source topic (unless AUTO_CREATE_INTERNAL_TOPICS=false); fail,
@@ -71,24 +71,15 @@ class Changelog:
         if self._ready:
             return
         try:
-            wanted = self._partitions(self.source_topic)
-            if wanted is None:
-                raise StateRestoreError(f"topic {self.source_topic!r} not found")
-            if self.settings.auto_create_internal_topics:
-                ensure_topics(self.settings.kafka_common(), {self.topic: wanted}, config=TOPIC_CONFIG)
-            have = self._partitions(self.topic)
-            for _ in range(40):  # a topic just created takes a moment to appear in the metadata
-                if have is not None or not self.settings.auto_create_internal_topics:
-                    break
-                time.sleep(0.25)
-                have = self._partitions(self.topic)
-        except KafkaException as exc:
-            raise StateRestoreError(f"changelog topic {self.topic!r}: {exc}") from exc
-        if have is None:
-            raise StateRestoreError(
-                f"changelog topic {self.topic!r} does not exist and AUTO_CREATE_INTERNAL_TOPICS=false: "
-                f"create it compacted with {wanted} partitions"
+            wanted, have = self.topics.ensure(
+                self.topic,
+                like=self.source_topic,
+                like_setting=self.source_setting,
+                config=CHANGELOG_CONFIG,
+                how="changelog topic",
             )
+        except InternalTopicError as exc:
+            raise StateRestoreError(str(exc), exc.error) from exc
         if have != wanted:
             raise StateRestoreError(
                 f"{self.setting} {self.topic!r} has {have} partitions, the topic "
@@ -115,11 +106,11 @@ class Changelog:
         self.ensure()
         started = time.monotonic()
         out: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in partitions}
-        settings = self.settings
+        config: dict[str, Any] = self.topics.client_config
         consumer = Consumer(
             {
-                **settings.kafka_common(),
-                "group.id": f"{settings.group_id}-restore",
+                **config,
+                "group.id": f"{self.group_id}-restore",
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "isolation.level": "read_committed",
@@ -130,16 +121,16 @@ class Changelog:
         try:
             pending: set[int] = set()
             for p in partitions:
-                low, high = self._watermarks(consumer, p, started + settings.state_restore_timeout)
+                low, high = self._watermarks(consumer, p, started + self.restore_timeout)
                 if high > low:
                     pending.add(p)
             consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in sorted(pending)])
-            deadline = started + settings.state_restore_timeout
+            deadline = started + self.restore_timeout
             while pending:
                 if time.monotonic() > deadline:
                     raise StateRestoreError(
                         f"changelog {self.topic!r} partitions {sorted(pending)} not read within "
-                        f"STATE_RESTORE_TIMEOUT ({settings.state_restore_timeout:.0f}s)"
+                        f"STATE_RESTORE_TIMEOUT ({self.restore_timeout:.0f}s)"
                     )
                 for msg in consumer.consume(10_000, 0.5):
                     err = msg.error()
@@ -151,9 +142,9 @@ class Changelog:
                     elif err.code() == KafkaError._PARTITION_EOF:
                         pending.discard(p)
                     else:
-                        raise StateRestoreError(f"changelog {self.topic!r}: {err.str()}")
+                        raise StateRestoreError(f"changelog {self.topic!r}: {err.str()}", err)
         except KafkaException as exc:
-            raise StateRestoreError(f"changelog {self.topic!r}: {exc}") from exc
+            raise StateRestoreError(f"changelog {self.topic!r}: {exc}", _error_of(exc)) from exc
         finally:
             consumer.close()
         log.info(

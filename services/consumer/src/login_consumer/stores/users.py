@@ -36,8 +36,8 @@ from typing import Any, Final
 
 import orjson
 
-from login_consumer import histories
-from login_consumer.histories import UserHistories, UserView
+from login_consumer.stores import histories
+from login_consumer.stores.histories import UserHistories, UserView
 
 MAX_DEVICES: Final = 64  # per user; the oldest known device is forgotten first
 MAX_COUNTRIES: Final = 32

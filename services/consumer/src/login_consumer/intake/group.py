@@ -1,0 +1,252 @@
+"""The intake: what the consumer reads next, in what order, and when it stops reading.
+
+Modelled on Kafka Streams' ``PartitionGroup``: one object owns the assigned partitions of every stage's
+input topic and decides what the loop gets:
+
+* reading (``take``): what the client has already fetched, up to ``BATCH_SIZE``, at once; a wait only when
+  nothing is there (bounded by the next checkpoint, and short while the aligner holds messages);
+* ordering (``align``): the input topic's partitions released in event-time order (``intake/align.py``,
+  ``EVENT_TIME_ALIGNMENT``); a partition holding more than its share of ``ALIGNMENT_MAX_BUFFERED`` is
+  paused until the others catch up;
+* back-pressure (``backpressure``): above ``MAX_IN_FLIGHT`` unacknowledged outputs every partition is
+  paused until half of them are acknowledged (partitions assigned meanwhile start paused too);
+* where each partition is (``at_end``, ``lag``): from cached watermarks, no broker round trip.
+
+It knows nothing of stages or outputs: the conductor (``app.py``) hands what it reads to the stages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import suppress
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from login_consumer.intake.align import Aligner
+from login_consumer.records import TP
+
+Warn = Callable[..., None]
+
+
+def _tps(tps: Iterable[TP]) -> list[TopicPartition]:
+    return [TopicPartition(t, p) for t, p in tps]
+
+
+class PartitionGroup:
+    def __init__(
+        self,
+        consumer: Consumer,
+        input_topic: str,
+        *,
+        batch_size: int,
+        poll_timeout: float,
+        aligner: Aligner | None,
+        warn: Warn,
+    ) -> None:
+        self.consumer = consumer
+        self.input_topic = input_topic
+        self.batch_size = batch_size
+        self.poll_timeout = poll_timeout
+        self.aligner = aligner
+        self._warn = warn
+        self.assignment: set[TP] = set()
+        self._starts: dict[TP, int] = {}  # committed offsets of the input partitions at assignment
+        self._paused: set[TP] = set()  # paused by the aligner
+        self.held: set[TP] = set()  # paused until their state is restored (hold/release)
+        self.refused: set[TP] = set()  # partitions a consume error refused (see stuck)
+        self.throttled = False  # every partition paused: too many records in flight
+
+    # ------------------------------------------------------------------ assignment
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        tps = [(p.topic, p.partition) for p in partitions]
+        self.assignment.update(tps)
+        inputs = [tp for tp in tps if tp[0] == self.input_topic]
+        if inputs:
+            self._starts_of(inputs)
+        if self.throttled:  # the new partitions start paused like the others
+            with suppress(KafkaException):
+                self.consumer.pause(partitions)
+
+    def _starts_of(self, tps: list[TP]) -> None:
+        """Where newly assigned input partitions start (their committed offsets): a partition with nothing
+        left to read has no consumer position until a message arrives, yet it is at its end."""
+        try:
+            found = self.consumer.committed(_tps(tps), timeout=10)
+        except KafkaException as exc:
+            self._warn("committed.failed", error=str(exc))
+            return
+        for tp in found:
+            self._starts[(tp.topic, tp.partition)] = tp.offset
+
+    def hold(self, tps: set[TP]) -> None:
+        """Read nothing more of these partitions until ``release`` (their state could not be restored)."""
+        try:
+            self.consumer.pause(_tps(tps - self.held))
+        except KafkaException as exc:
+            self._warn("pause.failed", error=str(exc))
+        self.held |= tps
+
+    def release(self, tps: set[TP]) -> None:
+        tps &= self.held
+        self.held -= tps
+        try:
+            if not self.throttled and tps - self._paused:
+                self.consumer.resume(_tps(tps - self._paused))
+        except KafkaException as exc:
+            self._warn("pause.failed", error=str(exc))
+
+    def stuck(self) -> set[TP]:
+        """Refused partitions that never got a position: librdkafka stops fetching a partition whose start
+        offset it could not look up (a refused ListOffsets) until it is assigned again."""
+        tps = self.refused & self.assignment
+        self.refused.clear()
+        if not tps:
+            return set()
+        try:
+            positions = self.consumer.position(_tps(tps))
+        except KafkaException:
+            return set()
+        return {(tp.topic, tp.partition) for tp in positions if tp.offset < 0}
+
+    def forget(self, gone: set[TP]) -> None:
+        """Partitions went away: drop what is held of them and their bookkeeping."""
+        if self.aligner is not None:
+            self.aligner.drop(gone)
+        self._paused -= gone
+        self.held -= gone
+        self.refused -= gone
+        self.assignment -= gone
+        for tp in gone:
+            self._starts.pop(tp, None)
+
+    def inputs(self) -> list[TP]:
+        """The assigned partitions of the input topic."""
+        return [tp for tp in self.assignment if tp[0] == self.input_topic]
+
+    def rewind(self, points: Mapping[TP, int]) -> None:
+        """Read these partitions again from these offsets (what the aligner holds of them comes again)."""
+        if self.aligner is not None:
+            self.aligner.drop(points)
+        for (topic, partition), offset in points.items():
+            try:
+                self.consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:
+                self._warn("seek.failed", error=str(exc))
+
+    # ------------------------------------------------------------------ reading
+
+    def take(self, wait_left: float) -> list[Message]:
+        """What the client has already fetched (up to BATCH_SIZE); waits only when there is nothing."""
+        consumer = self.consumer
+        size = self.batch_size
+        messages = consumer.consume(size, 0)
+        aligner = self.aligner
+        if messages or (aligner is not None and aligner.ready):
+            return messages
+        wait = min(self.poll_timeout, wait_left)
+        if aligner is not None and aligner.buffered:
+            wait = min(wait, 0.05)  # held messages may be released by the aligner's timeout
+        first = consumer.poll(wait) if wait > 0 else None
+        if first is None:
+            return []
+        return [first, *consumer.consume(size - 1, 0)] if size > 1 else [first]
+
+    def split(
+        self,
+        messages: list[Message],
+        repartition_topic: str | None,
+        on_error: Callable[[KafkaError], bool],
+    ) -> tuple[list[Message], list[Message]]:
+        """(input messages, repartition messages) of a read; errors other than a partition's end go to
+        ``on_error``, which says whether it was a refusal: the partition it names is then watched
+        (``stuck``)."""
+        inputs: list[Message] = []
+        repartitioned: list[Message] = []
+        input_topic = self.input_topic
+        for msg in messages:
+            err = msg.error()
+            if err is None:
+                (inputs if msg.topic() == input_topic else repartitioned).append(msg)
+            elif err.code() != KafkaError._PARTITION_EOF and on_error(err) and msg.topic():
+                self.refused.add((msg.topic() or "", msg.partition() or 0))
+        return inputs, repartitioned
+
+    def align(self, messages: list[Message], *, busy: bool) -> list[Message]:
+        """Input messages in event-time order across partitions (``intake/align.py``): what can go now."""
+        aligner = self.aligner
+        if aligner is None or not (aligner.buffered or len(self.inputs()) > 1):
+            return messages
+        aligner.add(messages)
+        before = (aligner.forced, aligner.timeouts)
+        assignment = sorted(self.inputs())
+        released = aligner.release(assignment, self.at_end, busy=busy, limit=self.batch_size)
+        if (aligner.forced, aligner.timeouts) != before:
+            self._warn("alignment.out_of_order", **aligner.snapshot())
+        crowded = set(aligner.crowded(assignment))
+        share = aligner.max_buffered // max(1, len(assignment))
+        calm = {tp for tp in self._paused if aligner.holding(tp) <= share // 2}
+        try:
+            if crowded - self._paused:
+                self.consumer.pause(_tps(crowded - self._paused))
+                self._paused |= crowded
+            if calm:
+                if not self.throttled and calm - self.held:
+                    self.consumer.resume(_tps(calm - self.held))
+                self._paused -= calm
+        except KafkaException as exc:
+            self._warn("pause.failed", error=str(exc))
+        return released
+
+    def idle(self, tp: TP) -> bool:
+        """Read to its end with nothing held back: what it delivers next is newer than anything so far."""
+        return (self.aligner is None or not self.aligner.holding(tp)) and self.at_end(tp)
+
+    def at_end(self, tp: TP) -> bool:
+        """True when every message of the partition that the broker had at the last fetch was read."""
+        part = TopicPartition(tp[0], tp[1])
+        try:
+            low, high = self.consumer.get_watermark_offsets(part, cached=True)
+            position = self.consumer.position([part])[0].offset
+        except KafkaException:
+            return False
+        if high < 0:
+            return False
+        if position < 0:  # nothing consumed since the assignment: it starts at its committed offset
+            position = self._starts.get(tp, -1)
+        return position >= high if position >= 0 else high == low
+
+    # ------------------------------------------------------------------ back-pressure and lag
+
+    def backpressure(self, in_flight: int, limit: int) -> bool:
+        """Pause every partition while ``limit`` records await acknowledgement; resume at half. True while
+        paused."""
+        try:
+            if not self.throttled and in_flight >= limit:
+                self.consumer.pause(_tps(self.assignment))
+                self.throttled = True
+                self._warn("backpressure.paused", in_flight=in_flight, max_in_flight=limit)
+            elif self.throttled and in_flight < limit // 2:
+                self.consumer.resume(_tps(self.assignment - self._paused - self.held))
+                self.throttled = False
+        except KafkaException as exc:
+            self._warn("pause.failed", error=str(exc))
+        return self.throttled
+
+    def lag(self) -> dict[TP, int]:
+        """Records left per assigned partition (cached watermarks, no broker round trip)."""
+        lag: dict[TP, int] = {}
+        if not self.assignment:
+            return lag
+        try:
+            for tp in self.consumer.position(_tps(self.assignment)):
+                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                if high >= 0 and tp.offset >= 0:
+                    lag[(tp.topic, tp.partition)] = max(0, high - tp.offset)
+        except KafkaException as exc:
+            self._warn("lag.failed", error=str(exc))
+        return lag
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"partitions": len(self.assignment), "paused": len(self._paused), "throttled": self.throttled}
