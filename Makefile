@@ -8,7 +8,14 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.init-stamp
 export KAFKA_PORT ?= 9092
+# 1: one combined broker+controller (the default: `make demo`, `make test`); 3: three brokers and three
+# KRaft controllers on ports from KAFKA_PORT on (scripts/kafka_cluster.py).
+export KAFKA_BROKERS ?= 1
+ifeq ($(KAFKA_BROKERS),1)
 export BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
+else
+export BOOTSTRAP_SERVERS ?= $(shell $(PYTHON) scripts/local_kafka.py bootstrap)
+endif
 DURATION ?=
 PYTEST_ARGS ?=
 
@@ -115,15 +122,15 @@ clean: stop ## Stop the local pipeline and remove its state, logs and the tool c
 	rm -rf .cache/run .cache/demo .cache/prometheus .pytest_cache .mypy_cache .ruff_cache
 
 .PHONY: kafka-up
-kafka-up: init ## Start a local Kafka broker (KRaft) if none answers; KAFKA_SECURITY=sasl_ssl: SASL_SSL + ACLs
+kafka-up: init ## Start a local Kafka broker (KRaft) if none answers; KAFKA_BROKERS=3: a cluster; KAFKA_SECURITY=sasl_ssl: SASL_SSL + ACLs
 	$(PY) scripts/local_kafka.py up
 
 .PHONY: kafka-down
-kafka-down: ## Stop the local Kafka broker
+kafka-down: ## Stop the local Kafka broker (or every node of the cluster on KAFKA_PORT)
 	@$(PYTHON) scripts/local_kafka.py down
 
 .PHONY: kafka-status
-kafka-status: ## Show the local broker's state, address, log file (and client security settings)
+kafka-status: ## Show the local broker's (or each cluster node's) state, address, log file, security settings
 	@$(PYTHON) scripts/local_kafka.py status || true
 
 -include mk/*.mk
