@@ -61,6 +61,15 @@ class ConsumerSettings(CommonSettings, PrivacySettings):
             "state changelog) like the input topic; false = they must exist (e.g. KafkaTopic resources)."
         ),
     )
+    topic_replication_factor: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description=(
+            "Replication factor of the internal topics the consumer creates; 0 = as the cluster allows, "
+            "min(3, brokers), read once. min.insync.replicas is one less (at least 1)."
+        ),
+    )
     processing_guarantee: Guarantee = Field(
         "at-least-once",
         description="at-least-once (commit after outputs are acknowledged) or exactly-once (transactions).",

@@ -66,7 +66,12 @@ def ensure_repartition_topic(settings: ConsumerSettings) -> tuple[int, int]:
                 f"INPUT_TOPIC {settings.input_topic!r} not found", topic_error(client, settings.input_topic)
             )
         if settings.auto_create_internal_topics:
-            ensure_topics(settings.kafka_common(), {topic: wanted}, config=REPARTITION_CONFIG)
+            ensure_topics(
+                settings.kafka_common(),
+                {topic: wanted},
+                replication_factor=settings.topic_replication_factor or None,
+                config=REPARTITION_CONFIG,
+            )
         have = partitions_of(client, topic)
         for _ in range(40):  # a topic just created takes a moment to appear in the metadata
             if have is not None or not settings.auto_create_internal_topics:

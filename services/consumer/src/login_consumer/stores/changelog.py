@@ -75,7 +75,12 @@ class Changelog:
             if wanted is None:
                 raise StateRestoreError(f"topic {self.source_topic!r} not found")
             if self.settings.auto_create_internal_topics:
-                ensure_topics(self.settings.kafka_common(), {self.topic: wanted}, config=TOPIC_CONFIG)
+                ensure_topics(
+                    self.settings.kafka_common(),
+                    {self.topic: wanted},
+                    replication_factor=self.settings.topic_replication_factor or None,
+                    config=TOPIC_CONFIG,
+                )
             have = self._partitions(self.topic)
             for _ in range(40):  # a topic just created takes a moment to appear in the metadata
                 if have is not None or not self.settings.auto_create_internal_topics:
