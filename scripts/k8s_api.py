@@ -16,6 +16,12 @@ returns once the API is ready and every fake node is Ready without the not-ready
 node lifecycle controller). ``down`` stops what ``up`` started (``--purge`` also deletes etcd's data).
 ``build --timeout S`` gives up after S seconds with exit code 124 (the next build resumes from Go's cache).
 Only the standard library and the ``openssl`` command are used.
+
+Node mode (``K8S_API_NODE_IP``, set by scripts/k8s_node.py for a real kubelet): the API server listens on
+every address and advertises the node's IP, so that pods reach it through the ``kubernetes`` Service (its
+endpoints come from the lease reconciler), it authenticates to the kubelet with a client certificate and
+verifies the kubelet's serving certificate against the same CA, and the PKI also holds the kubelet's and
+kube-proxy's certificates. ``K8S_API_NODES=0`` then starts no kwok and creates no fake node.
 """
 
 from __future__ import annotations
@@ -79,9 +85,18 @@ def api_port() -> int:
 
 def node_count() -> int:
     raw = os.environ.get("K8S_API_NODES", "3")
-    if not raw.isdigit() or not 1 <= int(raw) <= 20:
-        raise ControlPlaneError(f"K8S_API_NODES={raw!r}: must be a number of fake nodes, 1-20")
+    if not raw.isdigit() or not 0 <= int(raw) <= 20:
+        raise ControlPlaneError(f"K8S_API_NODES={raw!r}: must be a number of fake nodes, 0-20")
     return int(raw)
+
+
+def node_ip() -> str:
+    """The real node's IP in node mode (scripts/k8s_node.py), else ''."""
+    return os.environ.get("K8S_API_NODE_IP", "")
+
+
+# node mode: the real node's name, fixed (one kubelet per machine); its certificates name it
+NODE_NAME = os.environ.get("K8S_NODE_NAME", "login-stream-node")
 
 
 def server() -> str:
@@ -96,6 +111,13 @@ CLIENTS = {
     "kube-controller-manager": ("system:kube-controller-manager", ""),
     "kube-scheduler": ("system:kube-scheduler", ""),
     "kwok": ("kwok-controller", "system:masters"),  # plays every node's kubelet
+}
+# node mode only: the kubelet (Node authorizer + NodeRestriction), kube-proxy (bound to
+# system:node-proxier by the default RBAC policy) and the API server's client to the kubelets
+NODE_CLIENTS = {
+    "kubelet": (f"system:node:{NODE_NAME}", "system:nodes"),
+    "kube-proxy": ("system:kube-proxy", ""),
+    "apiserver-kubelet-client": ("kube-apiserver-kubelet-client", "system:masters"),
 }
 
 
@@ -139,19 +161,30 @@ def ensure_pki() -> None:
         "kubernetes.default.svc",
         "kubernetes.default.svc.cluster.local",
     ]
-    san = ",".join(["IP:127.0.0.1", "DNS:localhost", "IP:10.96.0.1", *(f"DNS:{n}" for n in names)])
+    ips = ["127.0.0.1", "10.96.0.1", *([node_ip()] if node_ip() else [])]
+    san = ",".join([*(f"IP:{ip}" for ip in ips), "DNS:localhost", *(f"DNS:{n}" for n in names)])
     _sign(
         "apiserver",
         "/CN=kube-apiserver",
         f"basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
         f"extendedKeyUsage=serverAuth\nsubjectAltName={san}\n",
     )
-    for name, (user, group) in CLIENTS.items():
+    clients = {**CLIENTS, **(NODE_CLIENTS if node_ip() else {})}
+    for name, (user, group) in clients.items():
         subject = f"/CN={user}" + (f"/O={group}" if group else "")
         _sign(
             name,
             subject,
             "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n",
+        )
+    if node_ip():
+        # the kubelet's serving certificate: the API server checks it (--kubelet-certificate-authority)
+        # when it proxies logs, exec and port-forward to the node's InternalIP
+        _sign(
+            "kubelet-serving",
+            f"/CN=system:node:{NODE_NAME}/O=system:nodes",
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+            f"extendedKeyUsage=serverAuth\nsubjectAltName=IP:{node_ip()},DNS:{NODE_NAME}\n",
         )
     _openssl("genrsa", "-out", str(PKI / "sa.key"), "2048")
     _openssl("rsa", "-in", str(PKI / "sa.key"), "-pubout", "-out", str(PKI / "sa.pub"))
@@ -257,7 +290,7 @@ def _etcd_args() -> list[str]:
 
 def _apiserver_args() -> list[str]:
     p = api_port()
-    return [
+    args = [
         f"--etcd-servers=http://127.0.0.1:{p + 1}",
         "--bind-address=127.0.0.1",
         "--advertise-address=127.0.0.1",
@@ -276,6 +309,21 @@ def _apiserver_args() -> list[str]:
         "--profiling=false",
         "--v=1",
     ]
+    if not node_ip():
+        return args
+    # node mode: reachable from pods (KUBE-FIREWALL drops pod traffic to 127/8), the kubernetes Service's
+    # endpoint is the node's IP, and the API server talks to the kubelet with certificates both ways
+    node_args = {
+        "--bind-address": "0.0.0.0",  # noqa: S104 - pods connect through the node's IP
+        "--advertise-address": node_ip(),
+        "--endpoint-reconciler-type": "lease",
+        "--kubelet-client-certificate": str(PKI / "apiserver-kubelet-client.crt"),
+        "--kubelet-client-key": str(PKI / "apiserver-kubelet-client.key"),
+        "--kubelet-certificate-authority": str(PKI / "ca.crt"),
+        "--kubelet-preferred-address-types": "InternalIP,Hostname",
+    }
+    kept = [a for a in args if a.split("=", 1)[0] not in node_args]
+    return kept + [f"{key}={value}" for key, value in node_args.items()]
 
 
 def _component_kubeconfig(name: str) -> Path:
@@ -342,6 +390,11 @@ def _api_ready() -> bool:
 
 def _kwok_alive() -> bool:
     return running(COMPONENTS[-1]) is not None
+
+
+def components() -> list[Component]:
+    """What ``up`` starts: kwok only when there are fake nodes to play."""
+    return COMPONENTS if node_count() else COMPONENTS[:-1]
 
 
 COMPONENTS = [
@@ -502,7 +555,7 @@ def up(timeout: float) -> None:
     ensure_pki()
     write_kubeconfig(KUBECONFIG, "admin")
     deadline = time.monotonic() + timeout
-    for component in COMPONENTS:
+    for component in components():
         if running(component) is not None:
             continue
         remaining = max(deadline - time.monotonic(), 5.0)
@@ -510,7 +563,8 @@ def up(timeout: float) -> None:
         _start(component, remaining)
     ensure_nodes(max(deadline - time.monotonic(), 30.0))
     info = api("GET", "/version")
-    print(f"k8s-api: Kubernetes {info['gitVersion']} at {server()}, {node_count()} fake nodes Ready")
+    nodes = f"{node_count()} fake nodes Ready" if node_count() else "no fake nodes"
+    print(f"k8s-api: Kubernetes {info['gitVersion']} at {server()}, {nodes}")
     print(f"k8s-api: export KUBECONFIG={KUBECONFIG}")
 
 
@@ -549,7 +603,7 @@ def status() -> bool:
     print(
         f"k8s-api: state {STATE}, binaries {BIN} ({'built' if built() else 'not built: make k8s-api-build'})"
     )
-    for component in COMPONENTS:
+    for component in components():
         pid = running(component)
         state = f"running (pid {pid})" if pid is not None else "stopped"
         all_up &= pid is not None

@@ -66,6 +66,7 @@ def replication(brokers: int) -> tuple[int, int]:
 class Node:
     role: str  # "broker" or "controller"
     index: int  # its slot, 1-based
+    host: str
     node_id: int
     port: int  # its listener
     metrics_port: int
@@ -77,7 +78,7 @@ class Node:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,9 @@ class Runtime:
 
 
 class Cluster:
-    def __init__(self, base_port: int, brokers: int, cache: Path, *, secure: bool) -> None:
+    def __init__(
+        self, base_port: int, brokers: int, cache: Path, *, secure: bool, host: str = "127.0.0.1"
+    ) -> None:
         if not 2 <= brokers <= MAX_BROKERS:
             raise ClusterError(f"KAFKA_BROKERS={brokers}: a cluster has 2 to {MAX_BROKERS} brokers")
         top = base_port + NODE_PORT_STRIDE * (max(brokers, CONTROLLERS) - 1) + 5
@@ -101,6 +104,7 @@ class Cluster:
         self.base_port = base_port
         self.count = brokers
         self.secure = secure
+        self.host = host  # the brokers' client listeners (KAFKA_HOST); controllers stay on 127.0.0.1
         self.root = cache / (f"cluster-{base_port}-sasl_ssl" if secure else f"cluster-{base_port}")
         self.brokers = [self._node("broker", i) for i in range(1, brokers + 1)]
         self.controllers = [self._node("controller", i) for i in range(1, CONTROLLERS + 1)]
@@ -111,6 +115,7 @@ class Cluster:
         return Node(
             role=role,
             index=index,
+            host=self.host if broker else "127.0.0.1",
             node_id=index if broker else CONTROLLER_ID_BASE + index,
             port=base if broker else base + 1,
             metrics_port=base + 4 if broker else base + 5,
@@ -174,8 +179,8 @@ class Cluster:
             f"node.id={node.node_id}",
             f"controller.quorum.voters={self.voters}",
             "controller.listener.names=CONTROLLER",
-            f"listeners=PLAINTEXT://127.0.0.1:{slot},CONTROLLER://127.0.0.1:{slot + 1}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{slot},CONTROLLER://127.0.0.1:{slot + 1}",
+            f"listeners=PLAINTEXT://{self.host}:{slot},CONTROLLER://127.0.0.1:{slot + 1}",
+            f"advertised.listeners=PLAINTEXT://{self.host}:{slot},CONTROLLER://127.0.0.1:{slot + 1}",
             "inter.broker.listener.name=PLAINTEXT",
             "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             f"log.dirs={node.folder / 'data'}",
@@ -305,9 +310,9 @@ class Cluster:
         try:
             from confluent_kafka import KafkaException
         except ImportError:
-            return {b.node_id for b in self.brokers if _port_open(b.port)}
+            return {b.node_id for b in self.brokers if _port_open(b.host, b.port)}
 
-        if not any(_port_open(b.port) for b in self.brokers):
+        if not any(_port_open(b.host, b.port) for b in self.brokers):
             return set()
         try:
             md = self.admin().list_topics(timeout=timeout)
@@ -391,9 +396,9 @@ def for_role(lines: list[str], role: str) -> list[str]:
     return out
 
 
-def _port_open(port: int) -> bool:
+def _port_open(host: str, port: int) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+        with socket.create_connection((host, port), timeout=1.0):
             return True
     except OSError:
         return False

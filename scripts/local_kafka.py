@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import ipaddress
 import os
 import shutil
 import signal
@@ -157,10 +158,22 @@ def port() -> int:
     return int(raw)
 
 
+def host() -> str:
+    """The address the client listener binds and advertises (KAFKA_HOST, default 127.0.0.1). The real
+    node's pods cannot reach the host's loopback, so scripts/k8s_node.py's tier runs a broker on the
+    node's bridge address instead; the controller listener stays on 127.0.0.1."""
+    raw = os.environ.get("KAFKA_HOST", "") or "127.0.0.1"
+    try:
+        ipaddress.IPv4Address(raw)
+    except ValueError as exc:
+        raise KafkaSetupError(f"KAFKA_HOST={raw!r}: must be an IPv4 address of this machine") from exc
+    return raw
+
+
 def local_bootstrap() -> str:
     if brokers() > 1:
         return cluster().bootstrap
-    return f"127.0.0.1:{port()}"
+    return f"{host()}:{port()}"
 
 
 # --- KAFKA_BROKERS > 1: a cluster (scripts/kafka_cluster.py) -------------------------------------------
@@ -175,7 +188,9 @@ def brokers() -> int:
 
 def cluster(count: int | None = None) -> kafka_cluster.Cluster:
     """The cluster on KAFKA_PORT (``count`` brokers, default KAFKA_BROKERS, at least 2)."""
-    return kafka_cluster.Cluster(port(), max(2, count or brokers()), CACHE, secure=kafka_security.enabled())
+    return kafka_cluster.Cluster(
+        port(), max(2, count or brokers()), CACHE, secure=kafka_security.enabled(), host=host()
+    )
 
 
 def _running_cluster() -> kafka_cluster.Cluster | None:
@@ -407,8 +422,8 @@ def _write_config(data: Path) -> Path:
                 "process.roles=broker,controller",
                 "node.id=1",
                 f"controller.quorum.bootstrap.servers=127.0.0.1:{p + 1}",
-                f"listeners=PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{p + 1}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{p + 1}",
+                f"listeners=PLAINTEXT://{host()}:{p},CONTROLLER://127.0.0.1:{p + 1}",
+                f"advertised.listeners=PLAINTEXT://{host()}:{p},CONTROLLER://127.0.0.1:{p + 1}",
                 "controller.listener.names=CONTROLLER",
                 "inter.broker.listener.name=PLAINTEXT",
                 "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",

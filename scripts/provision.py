@@ -64,7 +64,16 @@ SYSTEM: tuple[SystemNeed, ...] = (
     SystemNeed("prometheus", "prometheus", "prometheus", "the local Prometheus (demo, run, tests)"),
     SystemNeed("promtool", "prometheus", "prometheus", "checks and unit-tests the alert rules"),
     SystemNeed("shellcheck", "shellcheck", "shellcheck", "actionlint lints the workflow's scripts with it"),
+    # the real node (scripts/k8s_node.py, tests/real_node): Linux and root only, so no Homebrew names
+    SystemNeed("containerd", "containerd", "", "the real node's container runtime"),
+    SystemNeed("runc", "runc", "", "runs the real node's containers"),
+    SystemNeed("/usr/lib/cni/bridge", "containernetworking-plugins", "", "the real node's pod network (CNI)"),
+    SystemNeed("iptables", "iptables", "", "kube-proxy's Services and the pods' NAT"),
+    SystemNeed("conntrack", "conntrack", "", "kube-proxy clears stale UDP flows with it"),
+    SystemNeed("debootstrap", "debootstrap", "", "the daemon-free image builder's base file system"),
 )
+# What only a machine that can host the real node installs (root on Linux: a kubelet needs it).
+NODE_NEEDS = ("containerd", "runc", "/usr/lib/cni/bridge", "iptables", "conntrack", "debootstrap")
 
 # The one list of tools. Ranges: what the make targets and tests are written against.
 TOOLS: tuple[Tool, ...] = (
@@ -116,8 +125,12 @@ TOOLS: tuple[Tool, ...] = (
 )
 
 # What each entry point needs. `make test` = setup; a later build step adds its names here.
+HOSTS_NODE = sys.platform == "linux" and os.geteuid() == 0
 NEEDS: dict[str, tuple[str, ...]] = {
-    "setup": ("java", "mvn", "prometheus", "promtool", "shellcheck", "helm", "kubeconform", "actionlint"),
+    "setup": (
+        *("java", "mvn", "prometheus", "promtool", "shellcheck", "helm", "kubeconform", "actionlint"),
+        *(NODE_NEEDS if HOSTS_NODE else ()),
+    ),
     "tools": ("helm", "kind", "kubectl", "kubeconform", "actionlint"),
 }
 

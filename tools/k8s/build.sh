@@ -60,6 +60,35 @@ build kube-scheduler "$KUBERNETES_VERSION" "$here/kube" k8s.io/kubernetes/cmd/ku
 if [[ "${K8S_NODE_BINARIES:-1}" == 1 ]]; then
   build kubelet "$KUBERNETES_VERSION" "$here/kube" k8s.io/kubernetes/cmd/kubelet "$kube_ldflags"
   build kube-proxy "$KUBERNETES_VERSION" "$here/kube" k8s.io/kubernetes/cmd/kube-proxy "$kube_ldflags"
+  # the sandbox ("pause") image's binary: pause.c of the same kubernetes module, static, as its Makefile
+  # builds it (CFLAGS -Os -Wall -Werror -static -DVERSION=...)
+  pause="$cache/pause-$PAUSE_VERSION/pause"
+  if [[ ! -x "$pause" ]] && $link_only; then
+    missing=1
+  elif [[ ! -x "$pause" ]]; then
+    src="$(cd "$here/kube" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c"
+    mkdir -p "$(dirname "$pause")"
+    gcc -Os -Wall -Werror -static "-DVERSION=v$PAUSE_VERSION-login-stream" -o "$pause.tmp.$$" "$src"
+    mv -f "$pause.tmp.$$" "$pause"
+    echo "k8s-api: built pause $PAUSE_VERSION -> $pause"
+  else
+    echo "k8s-api: pause $PAUSE_VERSION cached ($pause)"
+  fi
+  [[ -x "$pause" ]] && ln -sfn "$pause" "$out/pause"
+  # cluster DNS: CoreDNS from its own module (its go.mod decides its dependencies, as for kwok)
+  coredns="$cache/coredns-$COREDNS_VERSION/coredns"
+  if [[ ! -x "$coredns" ]] && $link_only; then
+    missing=1
+  elif [[ ! -x "$coredns" ]]; then
+    start=$SECONDS
+    mkdir -p "$(dirname "$coredns")"
+    (cd "$(dirname "$coredns")" && GOFLAGS="${K8S_GOFLAGS:--p=2}" GOBIN="$(dirname "$coredns")" \
+      $nice_ go install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION")
+    echo "k8s-api: built coredns $COREDNS_VERSION in $((SECONDS - start))s -> $coredns"
+  else
+    echo "k8s-api: coredns $COREDNS_VERSION cached ($coredns)"
+  fi
+  [[ -x "$coredns" ]] && ln -sfn "$coredns" "$out/coredns"
 fi
 
 kwok="$cache/kwok-$KWOK_VERSION/kwok"
