@@ -50,6 +50,7 @@ from login_consumer.access import AccessFailures
 from login_consumer.align import Aligner
 from login_consumer.config import ConsumerSettings
 from login_consumer.delivery.checkpoint import Checkpoint, CommitFailed
+from login_consumer.delivery.cluster import ClusterHealth
 from login_consumer.delivery.topics import InternalTopicError, admin_client, ensure_repartition_topic, purge
 from login_consumer.detect import Detectors, PartitionRef, StateChangelog
 from login_consumer.detectors import NetworkDetector, build_detectors, build_network_detector
@@ -190,6 +191,7 @@ class ConsumerApp:
                 "logger": kafka_logs,
             }
         )
+        self.health = ClusterHealth(settings, metrics)  # the cluster's state for /ready and metrics
         self.checkpoint = Checkpoint(
             self._consumer,
             self._producer,
@@ -197,6 +199,8 @@ class ConsumerApp:
             interval=settings.commit_interval_ms / 1000.0,
             delivery_timeout=settings.delivery_timeout,
             warn=self._warn,
+            saw=self.health.saw,
+            heartbeat=self._beat,
         )
         self._admin: AdminClient | None = None
         self._committed_repartition: dict[TP, int] = {}
@@ -218,12 +222,19 @@ class ConsumerApp:
             return False, f"processing loop stalled for {idle:.0f}s"
         return True, "ok"
 
+    def _beat(self) -> None:
+        """Waiting on Kafka (delivery/checkpoint.py), not stuck: the loop is alive."""
+        self._alive_at = time.monotonic()
+
     def ready(self) -> tuple[bool, str]:
         refused = self._access.blocked()
         if refused:
             return False, refused
+        writable, kafka = self.health.state()
+        if not writable:
+            return False, kafka
         if self._running and self.assigned.is_set():
-            return True, f"in group, {len(self._assignment)} partition(s)"
+            return True, f"in group, {len(self._assignment)} partition(s)" + (f"; {kafka}" if kafka else "")
         return False, "not in the group yet"
 
     # ------------------------------------------------------------------ callbacks (run inside poll/consume)
@@ -231,7 +242,7 @@ class ConsumerApp:
     def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:  # delivery.report.only.error: called for failures only
             self._access.check(err, "produce")
-            self.checkpoint.delivery_failed(err.name())
+            self.checkpoint.delivery_failed(err)
             self.metrics.errors.labels("delivery").inc()
 
     def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
@@ -364,6 +375,7 @@ class ConsumerApp:
         self._consumer.subscribe(
             topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
+        self.health.start()
         if self.exactly_once and not self._init_transactions(stop):
             self._running = False
             with suppress(KafkaException, RuntimeError):  # the producer is dead (fatal): only leave
@@ -696,6 +708,7 @@ class ConsumerApp:
 
     def _close(self, stop: threading.Event) -> None:
         self._running = False
+        self.health.stop()
         self.assigned.clear()
         deadline = time.monotonic() + self.settings.shutdown_timeout * 0.6 if stop.is_set() else None
         try:

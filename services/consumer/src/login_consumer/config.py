@@ -293,6 +293,9 @@ class ConsumerSettings(CommonSettings, PrivacySettings):
         }
 
     def producer_config(self) -> dict[str, Any]:
+        """The output producer: idempotent with acks=all (an acknowledged output is on min.insync.replicas
+        replicas, and a retry after a leader change never writes it twice); transactional in exactly-once
+        mode. tests/unit/test_durability.py pins it."""
         config: dict[str, Any] = {
             **self.kafka_common(),
             "enable.idempotence": True,

@@ -1,9 +1,16 @@
-"""Where simulated events go: Kafka (idempotent, acks=all, batched, keyed by user) or JSON lines."""
+"""Where simulated events go: Kafka (idempotent, acks=all, batched, keyed by user) or JSON lines.
+
+``DURABILITY`` is applied after every other setting (``kafka_config``): an event the broker acknowledged is
+on every in-sync replica (at least min.insync.replicas of them), and a retry after a leader change never
+writes it twice. While too few replicas are in sync the broker refuses the write (NOT_ENOUGH_REPLICAS):
+librdkafka retries it until message.timeout.ms, the local queue fills and ``send`` blocks; an event that
+still fails is counted in ``login_producer_send_errors_total`` (never silently dropped).
+"""
 
 from __future__ import annotations
 
 import json
-from typing import IO, Any, Protocol
+from typing import IO, Any, Final, Protocol
 
 from confluent_kafka import KafkaError, Message, Producer
 from prometheus_client import Counter
@@ -47,6 +54,22 @@ class _SentCounters:
         child.inc(amount)
 
 
+# What no configuration may weaken (tests/unit/test_durability.py pins it).
+DURABILITY: Final = {"enable.idempotence": True, "acks": "all"}
+
+
+def kafka_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The producer's librdkafka settings: batching defaults, then ``config``, then ``DURABILITY``."""
+    return {
+        "compression.type": "lz4",
+        "linger.ms": 20,
+        "batch.num.messages": 10000,
+        "queue.buffering.max.messages": 500000,
+        **config,
+        **DURABILITY,
+    }
+
+
 class KafkaSink:
     """Idempotent (acks=all) producer, batched by linger.ms, keyed by user_id; labels in headers."""
 
@@ -66,17 +89,8 @@ class KafkaSink:
         self._delivered_count = metrics.delivered
         self._latency = metrics.delivery_latency
         self._pending = 0
-        self._producer = Producer(
-            {
-                "enable.idempotence": True,
-                "acks": "all",
-                "compression.type": "lz4",
-                "linger.ms": 20,
-                "batch.num.messages": 10000,
-                "queue.buffering.max.messages": 500000,
-                **config,
-            }
-        )
+        self.config = kafka_config(config)
+        self._producer = Producer(self.config)
 
     def send(self, sim: SimEvent) -> None:
         headers: list[tuple[str, str | bytes | None]] = [

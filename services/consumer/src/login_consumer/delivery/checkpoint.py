@@ -15,17 +15,36 @@ offset processed since the last commit (``base``: where to go back to) and the n
 
 This is the checkpoint model of Kafka Streams (``commit.interval.ms``) and Quix Streams: the CPU idles for
 the tail of one round trip per interval, not per batch.
+
+Leader and coordinator changes (a broker restarting or killed, three brokers with min.insync.replicas=2):
+librdkafka retries produce requests itself (NOT_LEADER_FOR_PARTITION, NOT_ENOUGH_REPLICAS, ...). A
+transaction call that fails with a retriable error (the coordinator moving, a timeout) is called again, as
+librdkafka documents, until DELIVERY_TIMEOUT; an error that needs an abort aborts and rewinds. An abort the
+cluster did not confirm (it cannot write the abort markers while too few replicas are in sync) stays
+pending and is finished before the next transaction begins, tried again until it is: nothing is produced
+outside a transaction, nothing is dead-lettered, the process does not crash. ``saw`` gets every error of
+the delivery path (delivery/cluster.py counts the refusals), ``heartbeat`` is called while waiting so the
+liveness check knows the loop is waiting on Kafka, not stuck.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from contextlib import suppress
+from typing import Final
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 TP = tuple[str, int]
+ABORT_TRY_SECONDS: Final = 10.0  # one try of an abort; a pending abort is tried again until it is done
+
+
+def _ignore(_err: KafkaError | None) -> object:
+    return None
+
+
+def _nothing() -> None:
+    return None
 
 
 class CommitFailed(Exception):  # noqa: N818 - a signal to rewind, not an error to report
@@ -42,6 +61,8 @@ class Checkpoint:
         interval: float,
         delivery_timeout: float,
         warn: Callable[..., None],
+        saw: Callable[[KafkaError | None], object] = _ignore,
+        heartbeat: Callable[[], None] = _nothing,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.consumer = consumer
@@ -50,20 +71,26 @@ class Checkpoint:
         self.interval = interval
         self.delivery_timeout = delivery_timeout
         self._warn = warn
+        self._saw = saw
+        self._heartbeat = heartbeat
         self._clock = clock
         self.base: dict[TP, int] = {}  # first offset processed since the last commit
         self.position: dict[TP, int] = {}  # next offset to commit
         self.failures = 0  # delivery failures reported since the last commit
         self.last_error = ""
         self.in_transaction = False
+        self.abort_pending = False  # an abort not confirmed yet: finished before the next transaction
         self.due = clock() + interval
         self.commits = 0
 
     # ------------------------------------------------------------------ bookkeeping
 
     def begin(self) -> None:
-        """Before producing: open the interval's transaction (exactly-once) if none is open."""
+        """Before producing: open the interval's transaction (exactly-once) if none is open, after
+        finishing an abort that is still pending."""
         if self.exactly_once and not self.in_transaction:
+            while self.abort_pending:
+                self._try_abort(ABORT_TRY_SECONDS)
             self.producer.begin_transaction()
             self.in_transaction = True
 
@@ -78,8 +105,11 @@ class Checkpoint:
         if tp in self.position:
             self.position[tp] = min(self.position[tp], offset)
 
-    def delivery_failed(self, error: str) -> None:
+    def delivery_failed(self, error: KafkaError | str) -> None:
         self.failures += 1
+        if isinstance(error, KafkaError):
+            self._saw(error)
+            error = error.name()
         self.last_error = error
 
     @property
@@ -139,21 +169,27 @@ class Checkpoint:
         remaining = len(self.producer)
         while remaining and self._clock() < end:
             remaining = self.producer.flush(max(0.0, min(0.5, end - self._clock())))
+            self._heartbeat()
         return remaining
 
     def _commit_transaction(self, offsets: dict[TP, int], deadline: float | None) -> None:
         producer = self.producer
-        timeout = self.delivery_timeout
+        end = self._clock() + self.delivery_timeout
         if deadline is not None:
-            timeout = max(1.0, min(timeout, deadline - self._clock()))
+            end = min(end, max(deadline, self._clock() + 1.0))
         try:
             if offsets:
-                producer.send_offsets_to_transaction(
-                    topic_partitions(offsets), self.consumer.consumer_group_metadata(), timeout
+                tps = topic_partitions(offsets)
+                group = self.consumer.consumer_group_metadata()
+                self._retrying(
+                    "send_offsets_to_transaction",
+                    lambda left: producer.send_offsets_to_transaction(tps, group, left),
+                    end,
                 )
-            producer.commit_transaction(timeout)
+            self._retrying("commit_transaction", producer.commit_transaction, end)
         except KafkaException as exc:
             err: KafkaError = exc.args[0]
+            self._saw(err)
             self._warn("transaction.failed", error=err.str(), code=err.name(), fatal=err.fatal())
             if err.fatal():
                 raise
@@ -161,12 +197,44 @@ class Checkpoint:
             raise CommitFailed(f"transaction failed: {err.name()}") from exc
         self.in_transaction = False
 
+    def _retrying(self, what: str, call: Callable[[float], object], end: float) -> None:
+        """``call(seconds left)``, called again while it fails with a retriable error and time is left;
+        an error that is fatal, needs an abort, or comes after ``end`` is raised."""
+        while True:
+            try:
+                call(max(1.0, end - self._clock()))
+                return
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                if err.fatal() or err.txn_requires_abort() or not err.retriable() or self._clock() >= end:
+                    raise
+                self._saw(err)
+                self._warn("transaction.retrying", what=what, error=err.str(), code=err.name())
+                self._heartbeat()
+
     def abort(self) -> None:
-        """Abort the open transaction (exactly-once); its records are never visible to read_committed."""
+        """Abort the open transaction (exactly-once); its records are never visible to read_committed.
+        One bounded try: if the cluster does not confirm it, it stays pending (``begin`` finishes it)."""
         if self.exactly_once and self.in_transaction:
-            with suppress(KafkaException):
-                self.producer.abort_transaction(self.delivery_timeout)
             self.in_transaction = False
+            self.abort_pending = True
+            self._try_abort(min(ABORT_TRY_SECONDS, self.delivery_timeout))
+
+    def _try_abort(self, timeout: float) -> None:
+        try:
+            self.producer.abort_transaction(timeout)
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            if err.fatal():
+                raise
+            if err.retriable():  # not confirmed yet (coordinator away, markers not written): again later
+                self._saw(err)
+                self._warn("transaction.abort_pending", error=err.str(), code=err.name())
+                self._heartbeat()
+                return
+            # anything else (no transaction left to abort): nothing is pending
+            self._warn("transaction.abort_failed", error=err.str(), code=err.name())
+        self.abort_pending = False
 
     def rewind_points(self) -> dict[TP, int]:
         """Where each partition processed since the last commit must start again; resets the interval."""
