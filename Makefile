@@ -72,6 +72,14 @@ test: test-prereqs lint kafka-up ## Set up (make setup), lint, then run every te
 test-unit: init ## Run the unit tests only (no broker)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
+# The fault tests kill brokers of their own three-broker cluster on FAILOVER_KAFKA_PORT (KAFKA_PORT + 100:
+# beside the single broker), started for the run and stopped after it (docs/failover.md).
+FAILOVER_KAFKA_PORT ?= $(shell echo $$(( $(KAFKA_PORT) + 100 )))
+
+.PHONY: test-failover
+test-failover: init ## Fault tests on a real three-broker cluster: broker and controller kills, rolling restart (figures at the end)
+	FAILOVER_KAFKA_PORT=$(FAILOVER_KAFKA_PORT) $(BIN)/pytest tests/failover $(PYTEST_ARGS)
+
 .PHONY: clean-venv
 clean-venv: ## Remove .venv
 	rm -rf $(VENV)
