@@ -82,8 +82,8 @@ class ClusterHandle:
     def bootstrap(self) -> str:
         return str(self.cluster.bootstrap)
 
-    def config(self) -> dict[str, Any]:
-        return dict(self.cluster.client_config())
+    def config(self, user: str = "admin") -> dict[str, Any]:
+        return dict(self.cluster.client_config(user))
 
     def start(self, node: Any) -> None:
         self.cluster.start(node, self.lk.runtime())
@@ -131,9 +131,13 @@ class Pipeline:
     consumer: Consumer
     watch: OutputWatch
     load: Load | None = None
+    events: int = EVENTS
+    producer: dict[str, Any] | None = None  # the load's client settings (default: the cluster's admin)
 
     def start_load(self) -> Load:
-        self.load = Load(self.cluster.config(), self.topics["input"], BURST, RATE, EVENTS).start()
+        config = self.producer or self.cluster.config()
+        burst = min(BURST, self.events)
+        self.load = Load(config, self.topics["input"], burst, RATE, self.events).start()
         return self.load
 
     def all_topics(self) -> list[str]:

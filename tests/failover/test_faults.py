@@ -16,6 +16,7 @@ commit interval). Each prints one ``FAILOVER ...`` line with those figures (docs
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +25,7 @@ import pytest
 from confluent_kafka import KafkaError, Producer
 
 from login_common.kafka import admin
-from tests.failover.conftest import EVENTS, FIGURES, ClusterHandle, Pipeline
+from tests.failover.conftest import FIGURES, ClusterHandle, Pipeline
 from tests.failover.harness import Verdict, read_ids, wait_until
 
 pytestmark = [pytest.mark.failover, pytest.mark.slow, pytest.mark.timeout(3600)]
@@ -33,7 +34,10 @@ GUARANTEES = ["at-least-once", "exactly-once"]
 WARMUP = 3_000  # outputs before the fault: it lands mid-stream, with the burst's backlog in flight
 AFTER = 5_000  # outputs after the fault that prove the pipeline goes on
 START = 600.0  # seconds a node may take to start again (a kill -9 leaves logs to recover; 2 busy cores)
-STALL_LIMIT = 60.0  # seconds: the output must flow again within this (the figure is printed)
+# seconds: the output must flow again within this (the figure is printed); a loaded 2-core machine needs
+# the margin when a killed broker held a partition's only in-sync replica and must start again first
+STALL_LIMIT = float(os.environ.get("FAILOVER_STALL_LIMIT", "300"))
+RESUME = 120.0  # seconds the output gets to go on without a killed broker before it is started again
 
 
 def run(pipe: Pipeline, scenario: str, fault: Callable[[], dict[str, Any]]) -> Verdict:
@@ -78,7 +82,7 @@ def run(pipe: Pipeline, scenario: str, fault: Callable[[], dict[str, Any]]) -> V
     print(verdict.line())
     code = pipe.consumer.stop()
     assert code == 0, f"the consumer did not stop cleanly ({code}); see {pipe.consumer.log_path}"
-    assert verdict.produced >= EVENTS
+    assert verdict.produced >= pipe.events
     assert verdict.failed == 0, f"the load saw failed writes: {dict(list(load.failed.items())[:5])}"
     assert verdict.lost_in_input == 0, "an acknowledged write is missing from the input topic"
     assert verdict.lost == 0, "an acknowledged input has no output"
@@ -97,6 +101,44 @@ def busiest_broker(pipe: Pipeline) -> tuple[Any, int]:
     leaders = pipe.cluster.cluster.leaders(pipe.pipeline_topics())
     node_id, count = leaders.most_common(1)[0]
     return pipe.cluster.cluster.broker(node_id), count
+
+
+def only_in_sync_on(pipe: Pipeline, node_id: int) -> int:
+    """Partitions of the pipeline's topics whose only in-sync replica is ``node_id`` (they go offline with
+    it: no unclean election; such a partition took no acks=all write since its ISR fell below 2)."""
+    md = admin(pipe.cluster.config()).list_topics(timeout=10)
+    return sum(
+        1
+        for name in pipe.all_topics()
+        if name in md.topics
+        for part in md.topics[name].partitions.values()
+        if list(part.isrs) == [node_id]
+    )
+
+
+def kill_and_restart(pipe: Pipeline, victim: Any, led: int) -> dict[str, Any]:
+    """kill -9 ``victim``; up to RESUME seconds for the output to go on without it (a partition whose only
+    in-sync replica it was waits for it), then start it again, as Kubernetes would restart its pod."""
+    cluster = pipe.cluster.cluster
+    alone = only_in_sync_on(pipe, victim.node_id)
+    killed_at = time.monotonic()
+    assert cluster.kill(victim)
+    flowing = pipe.watch.distinct
+    try:
+        wait_until(lambda: pipe.watch.distinct >= flowing + 2_000, RESUME, "output without the killed broker")
+        without = "yes"
+    except AssertionError:
+        without = f"no (waited {RESUME:.0f}s)"
+    resumed = pipe.watch.first_after(killed_at)
+    pipe.cluster.start(victim)
+    cluster.wait_registered([victim.node_id], START)
+    return {
+        "killed": victim.name,
+        "leading": led,
+        "only_in_sync_replica_of": alone,
+        "output_went_on_without_it": without,
+        "first_output_after_kill": f"{(resumed or killed_at) - killed_at:.1f}s",
+    }
 
 
 def assert_replicated(cluster: ClusterHandle, topics: list[str]) -> None:
@@ -118,18 +160,9 @@ def test_leader_of_the_busiest_partitions_killed_mid_stream(
     pipeline: Callable[[str], Pipeline], guarantee: str
 ) -> None:
     pipe = pipeline(guarantee)
-    cluster = pipe.cluster.cluster
 
     def fault() -> dict[str, Any]:
-        victim, led = busiest_broker(pipe)
-        killed_at = time.monotonic()
-        assert cluster.kill(victim)
-        flowing = pipe.watch.distinct
-        wait_until(lambda: pipe.watch.distinct >= flowing + 2_000, 600, "output after the kill")
-        resumed = (pipe.watch.first_after(killed_at) or killed_at) - killed_at
-        pipe.cluster.start(victim)
-        cluster.wait_registered([victim.node_id], START)
-        return {"killed": victim.name, "leading": led, "first_output_after_kill": f"{resumed:.1f}s"}
+        return kill_and_restart(pipe, *busiest_broker(pipe))
 
     verdict = run(pipe, "leader-kill", fault)
     group = pipe.group
