@@ -30,6 +30,7 @@ broker may be lost without losing an acknowledged write or refusing one.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import signal
 import socket
@@ -217,10 +218,15 @@ class Cluster:
         return node.folder / "node.log"
 
     def pid(self, node: Node) -> int | None:
+        """The node's process id while it runs (an exited child of this process is reaped: not running)."""
         try:
             pid = int(self.pid_file(node).read_text().strip())
             os.kill(pid, 0)
         except (OSError, ValueError):
+            return None
+        if _zombie(pid):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
             return None
         return pid
 
@@ -255,11 +261,14 @@ class Cluster:
                 stdout=subprocess.DEVNULL,
             )  # fmt: skip
 
-    def start(self, node: Node, runtime: Runtime) -> int:
-        """Start ``node`` unless it runs; its pid."""
+    def start(self, node: Node, runtime: Runtime, port_wait: float = 120.0) -> int:
+        """Start ``node`` unless it runs; its pid. Its port must be free first: the ports lie in Linux's
+        ephemeral range, so a client's outgoing connection may hold one for a while after the node died."""
         pid = self.pid(node)
         if pid is not None:
             return pid
+        if not _wait(lambda: _bindable(node.host, node.port), port_wait, 0.5):
+            raise ClusterError(f"{node.name}: port {node.port} still in use after {port_wait:.0f}s")
         heap = runtime.broker_heap if node.role == "broker" else CONTROLLER_HEAP
         with open(self.log_file(node), "ab") as out:
             proc = subprocess.Popen(
@@ -394,6 +403,25 @@ def for_role(lines: list[str], role: str) -> list[str]:
         else:
             out.append(line)
     return out
+
+
+def _zombie(pid: int) -> bool:
+    """True for a process that exited but was not reaped yet (Linux /proc; elsewhere: never)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _port_open(host: str, port: int) -> bool:

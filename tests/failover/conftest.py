@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -85,16 +86,28 @@ class ClusterHandle:
     def config(self, user: str = "admin") -> dict[str, Any]:
         return dict(self.cluster.client_config(user))
 
-    def start(self, node: Any) -> None:
-        self.cluster.start(node, self.lk.runtime())
+    def start(self, node: Any, timeout: float = 600.0) -> None:
+        """Start ``node`` and wait until it runs (a broker: registered); a start that dies at once (its
+        port taken by a passing connection) is tried again."""
+        runtime = self.lk.runtime()
+        deadline = time.monotonic() + timeout
+        while True:
+            self.cluster.start(node, runtime)
+            left = deadline - time.monotonic()
+            wait_until(lambda: self.cluster.pid(node) is None or self._up(node), left, f"{node.name} up")
+            if self.cluster.pid(node) is not None:
+                return
+            assert time.monotonic() < deadline, f"{node.name} keeps exiting; see its node.log"
+
+    def _up(self, node: Any) -> bool:
+        if node.role == "broker":
+            return node.node_id in self.cluster.registered()
+        return bool(self.cluster.metric(node, "kafka_server_raft_metrics_current_leader") is not None)
 
     def restore(self, timeout: float = 600.0) -> None:
         """Every node running, every broker registered, no partition under-replicated."""
-        stopped = [n for n in self.cluster.nodes if self.cluster.pid(n) is None]
-        if stopped:
-            runtime = self.lk.runtime()
-            for node in stopped:
-                self.cluster.start(node, runtime)
+        for node in [n for n in self.cluster.nodes if self.cluster.pid(n) is None]:
+            self.start(node, timeout)
         self.cluster.wait_registered([b.node_id for b in self.cluster.brokers], timeout)
         wait_until(lambda: self.cluster.under_replicated() == 0, timeout, "every partition in sync", 1.0)
 
