@@ -185,12 +185,16 @@ class Cluster:
             "inter.broker.listener.name=PLAINTEXT",
             "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             f"log.dirs={node.folder / 'data'}",
+            # On controllers too: in KRaft the controller applies num.partitions and the default replication
+            # factor to CreateTopics, and with eligible leader replicas (KIP-966, on in Kafka 4) it writes its
+            # own min.insync.replicas into the metadata as the cluster-wide default, above the brokers' files.
+            "num.partitions=6",
+            f"default.replication.factor={factor}",
+            f"min.insync.replicas={min_isr}",
+            "unclean.leader.election.enable=false",
         ]
         if node.role == "broker":
             lines += [
-                "num.partitions=6",
-                f"default.replication.factor={factor}",
-                f"min.insync.replicas={min_isr}",
                 f"offsets.topic.replication.factor={factor}",
                 "offsets.topic.num.partitions=10",
                 f"transaction.state.log.replication.factor={factor}",
@@ -198,7 +202,6 @@ class Cluster:
                 "transaction.state.log.num.partitions=4",
                 f"share.coordinator.state.topic.replication.factor={factor}",
                 f"share.coordinator.state.topic.min.isr={min_isr}",
-                "unclean.leader.election.enable=false",
                 "group.initial.rebalance.delay.ms=0",
                 "log.retention.hours=24",
             ]

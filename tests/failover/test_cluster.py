@@ -93,4 +93,10 @@ def test_project_topics_and_kafkas_own_topics_have_3_replicas_and_min_isr_2(rest
     internal = ["__consumer_offsets", "__transaction_state"]
     assert replicas(config, [name, *internal]) == {t: {3} for t in [name, *internal]}
     assert min_isr(config, [name, *internal]) == {name: "2", **dict.fromkeys(internal, "2")}
+    # the cluster-wide default (KRaft keeps it in the metadata): what a topic without its own gets
+    from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]
+
+    client = admin(config)
+    (future,) = client.describe_configs([ConfigResource("broker", "1")]).values()
+    assert future.result(timeout=30)["min.insync.replicas"].value == "2"
     admin(config).delete_topics([name])
