@@ -7,11 +7,17 @@ PROMETHEUS_PORT ?= 9090
 CONSUMER_METRICS ?= 127.0.0.1:8000
 PRODUCER_METRICS ?= 127.0.0.1:8001
 KAFKA_METRICS    ?= 127.0.0.1:$(shell echo $$(( $(KAFKA_PORT) + 4 )))
+ALERTMANAGER_PORT ?= 9093
+# host:port of the Alertmanager `make prometheus` sends alerts to (empty: none)
+ALERTMANAGER     ?= 127.0.0.1:$(ALERTMANAGER_PORT)
+AMTOOL           ?= $(shell command -v amtool 2>/dev/null || echo /usr/bin/amtool)
+ALERTMANAGER_TREE := monitoring/alertmanager/alertmanager.yml
 
 .PHONY: rules-check
-rules-check: ## promtool check rules + promtool test rules (alert unit tests)
+rules-check: ## promtool check rules + promtool test rules (alert unit tests); amtool check-config (routing tree)
 	$(PROMTOOL) check rules $(RULE_FILES)
 	$(PROMTOOL) test rules $(RULE_TESTS)
+	$(AMTOOL) check-config $(ALERTMANAGER_TREE)
 
 .PHONY: dashboards
 dashboards: init ## Regenerate dashboards/*.json from scripts/build_dashboards.py
@@ -24,7 +30,12 @@ dashboards-check: init ## Fail if dashboards/*.json differ from what the generat
 .PHONY: prometheus
 prometheus: init ## Run a local Prometheus (rules loaded) scraping CONSUMER_METRICS, PRODUCER_METRICS, KAFKA_METRICS
 	$(PY) scripts/local_prometheus.py --port $(PROMETHEUS_PORT) \
-	  --consumer $(CONSUMER_METRICS) --producer $(PRODUCER_METRICS) --kafka $(KAFKA_METRICS)
+	  --consumer $(CONSUMER_METRICS) --producer $(PRODUCER_METRICS) --kafka $(KAFKA_METRICS) \
+	  --alertmanager "$(ALERTMANAGER)"
+
+.PHONY: alertmanager
+alertmanager: init ## Run a local Alertmanager with the routing tree (ALERT_WEBHOOK_URL, SLACK_API_URL_FILE, ...)
+	$(PY) scripts/local_alertmanager.py --port $(ALERTMANAGER_PORT)
 
 .PHONY: test-observability
 test-observability: init kafka-up ## Rules, dashboards and the real-Prometheus test only

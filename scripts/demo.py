@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """``make demo``: the whole pipeline on the local broker, in the foreground, with the live view.
 
-Starts login-consumer, login-producer and a Prometheus scraping both (scripts/local_pipeline.py; the
-alert rules loaded; without a prometheus binary the demo runs on and says so; --no-prometheus skips it),
+Starts login-consumer, login-producer, an Alertmanager with the routing tree and a Prometheus scraping
+both (scripts/local_pipeline.py; the alert rules loaded, alerts sent to the Alertmanager; without a
+prometheus binary the demo runs on and says so; --no-prometheus skips both),
 prints links into Prometheus' graph UI for throughput, lag and risk, and shows the live view of
 scripts/live_view.py once a second. On Ctrl-C or after --duration seconds it stops the producer, waits
 until the consumer has drained the input topic (bounded), reads the figures once more and prints a
@@ -101,7 +102,7 @@ def main() -> int:
     if prometheus is not None:
         local_pipeline.print_links(prometheus.url)
     cproc, pproc = pipeline.procs[0], pipeline.procs[1]
-    view = View(pproc.url, cproc.url, HighRiskTail(bootstrap, topics["output"]))
+    view = View(pproc.url, cproc.url, HighRiskTail(bootstrap, topics["output"]), pipeline.alertmanager_url)
     stopping = False
 
     def on_signal(_signum: int, _frame: object) -> None:
@@ -167,6 +168,7 @@ def main() -> int:
                 proc.kill()
         if prometheus is not None:
             prometheus.stop()
+        local_pipeline.terminate([p for p in pipeline.procs if p.name == "alertmanager"])
         lag_final = offsets.lag()
         offsets.close()
         view.close()

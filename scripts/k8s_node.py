@@ -489,10 +489,11 @@ PROCESSES = (CONTAINERD, KUBELET, KUBE_PROXY)
 # --- images: OCI archives imported into the node's containerd (no registry is needed) -----------------
 
 VERSIONS = k8s_api.versions()
-# fully qualified under a domain of the project's, so that no registry's name is implied
+# named localhost/<name>: the local-image convention (a short name would be looked up under the
+# default registry); none is ever asked, the kubelet finds them imported (pullPolicy Never)
 IMAGES = {
-    "pause": f"login-stream.local/pause:{VERSIONS['PAUSE_VERSION']}",
-    "coredns": f"login-stream.local/coredns:{VERSIONS['COREDNS_VERSION']}",
+    "pause": f"localhost/pause:{VERSIONS['PAUSE_VERSION']}",
+    "coredns": f"localhost/coredns:{VERSIONS['COREDNS_VERSION']}",
 }
 IMAGE_DIR = NODE_DIR / "images"
 

@@ -7,7 +7,9 @@ detector in the last minute, dead letters by error type, the top flagged network
 flagged IPs folded into /24 and /64 networks), p99 latency (input timestamp -> output acknowledged, over
 the last minute) and the latest high-risk events (user, country, reasons). ``produced`` is what the
 producer handed to Kafka (login_producer_events_sent_total), scraped after the consumer, so it is never
-behind ``processed``.
+behind ``processed``. The last two lines are the alerts Alertmanager holds (its API v2, when the
+pipeline has one: `make run`, `make demo`): how many fire and are inhibited, and each one's scope
+(network, detector, consumer group) with the receivers its route picked.
 
     live_view.py            attach to the pipeline `make run` started (Ctrl-C leaves it running)
     live_view.py --once     print one frame (after --seconds of scrapes) and return; --svg FILE saves it
@@ -36,6 +38,9 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts import each other
+from local_alertmanager import AlertmanagerError, RoutedAlert, routed_alerts
 
 ROOT = Path(__file__).resolve().parent.parent
 DETECTORS = ("brute_force", "credential_stuffing", "impossible_travel", "new_device", "new_country")
@@ -149,6 +154,7 @@ class Figures:
     networks: list[tuple[str, float]]
     p99: float | None  # seconds, over ``window``
     latest: list[HighRisk] = field(default_factory=list)
+    alerts: list[RoutedAlert] | None = None  # what Alertmanager holds; None: no Alertmanager answers
 
 
 class Tracker:
@@ -328,8 +334,27 @@ def kv_table(rows: list[tuple[RenderableType, ...]], justify: tuple[str, ...]) -
     return table
 
 
+def alert_lines(alerts: list[RoutedAlert] | None, width: int) -> list[Text]:
+    """Two lines: the count of firing / inhibited alerts, then each active one as
+    ``name (severity) first-scope-value -> receivers`` (most severe first), cut at the width; `make
+    monitor` lists them whole."""
+    if alerts is None:
+        return [Text("alerts: no Alertmanager answers", style="dim")]
+    active = [a for a in alerts if a.state == "active"]
+    muted = len(alerts) - len(active)
+    head = Text(f"alerts (Alertmanager): {len(active)} firing", style="bold red" if active else "green")
+    if muted:
+        head.append(f", {muted} inhibited or silenced", style="dim")
+    parts = [
+        f"{a.name.removeprefix('LoginStream')} ({a.severity}) {a.scope.split(' ')[0].partition('=')[2]} "
+        f"-> {'+'.join(a.receivers) or '-'}"
+        for a in active
+    ]
+    return [head, Text(" · ".join(parts)[: width - 1] if parts else "")]
+
+
 def render(fig: Figures, title: str, footer: str = "", width: int = 80) -> Group:
-    """The view: 23 lines at 80 columns (header, three rows of panels, footer)."""
+    """The view: at most 24 lines at 80 columns (header, three rows of panels, footer, alerts)."""
     left, right = 38, width - 38
     throughput = kv_table(
         [
@@ -396,6 +421,8 @@ def render(fig: Figures, title: str, footer: str = "", width: int = 80) -> Group
     ]
     if footer:
         parts.append(Text(footer[: width - 1], style="dim"))
+    if fig.alerts is not None or footer:
+        parts.extend(alert_lines(fig.alerts, width))
     return Group(*parts)
 
 
@@ -428,8 +455,15 @@ def svg_to_png(svg: Path, png: Path) -> int:
 class View:
     """Scrapes both services each ``tick`` and renders the figures."""
 
-    def __init__(self, producer_url: str, consumer_url: str, tail: HighRiskTail | None) -> None:
+    def __init__(
+        self,
+        producer_url: str,
+        consumer_url: str,
+        tail: HighRiskTail | None,
+        alertmanager_url: str | None = None,
+    ) -> None:
         self.producer_url, self.consumer_url, self.tail = producer_url, consumer_url, tail
+        self.alertmanager_url = alertmanager_url
         self.tracker = Tracker()
         self._last = Scrape(time.monotonic(), {}, {})
 
@@ -444,7 +478,13 @@ class View:
         )
         self._last = now
         self.tracker.add(now)
-        return self.tracker.figures(self.tail.poll() if self.tail else ())
+        fig = self.tracker.figures(self.tail.poll() if self.tail else ())
+        if self.alertmanager_url:
+            try:
+                fig.alerts = routed_alerts(self.alertmanager_url)
+            except AlertmanagerError:
+                fig.alerts = None
+        return fig
 
     def close(self) -> None:
         if self.tail:
@@ -469,7 +509,12 @@ def main(argv: list[str] | None = None) -> int:
     if pipeline is None or consumer is None or producer is None or not consumer.running():
         print("no local pipeline runs: `make run` starts one (or `make demo`)", file=sys.stderr)
         return 1
-    view = View(producer.url, consumer.url, HighRiskTail(pipeline.bootstrap, pipeline.topics["output"]))
+    view = View(
+        producer.url,
+        consumer.url,
+        HighRiskTail(pipeline.bootstrap, pipeline.topics["output"]),
+        pipeline.alertmanager_url,
+    )
     title = f"login-stream · {pipeline.bootstrap} · make watch"
     footer = (
         f"Prometheus {pipeline.prometheus_url} · `make monitor` for graph links"

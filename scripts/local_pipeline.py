@@ -2,16 +2,19 @@
 """The local pipeline without a cluster: ``run``, ``stop``, ``health``, ``logs``, ``monitor``.
 
 ``run`` makes sure a broker answers (scripts/local_kafka.py), creates the topics, starts login-consumer,
-login-producer and a Prometheus scraping both (alert rules loaded) in the background, waits until both
-services report /ready, prints where everything is, and returns. The processes, their ports and logs are
-recorded in .cache/run/pipeline.json (RUN_DIR overrides the folder), which the other commands read:
+login-producer, an Alertmanager with the routing tree (scripts/local_alertmanager.py) and a Prometheus
+scraping both services (alert rules loaded, alerts sent to that Alertmanager) in the background, waits
+until both services report /ready, prints where everything is, and returns. The processes, their ports
+and logs are recorded in .cache/run/pipeline.json (RUN_DIR overrides the folder), which the other
+commands read:
 ``make stop`` ends them (and the broker, if ``run`` started it), ``make health`` checks each part,
-``make logs`` follows the logs, ``make monitor`` prints links into Prometheus' graph UI and the alerts
-that fire, ``make watch`` (scripts/live_view.py) shows the stream.
+``make logs`` follows the logs, ``make monitor`` prints links into Prometheus' graph UI, the alerts that
+fire and where Alertmanager routed them, ``make watch`` (scripts/live_view.py) shows the stream.
 
 Settings (environment): BOOTSTRAP_SERVERS, INPUT_TOPIC, OUTPUT_TOPIC, DLQ_TOPIC, GROUP_ID as for the
 services; CONSUMER_PORT (8000), PRODUCER_PORT (8001) and PROMETHEUS_PORT (9090) are tried first, another
-free port is taken when one is busy.
+free port is taken when one is busy; ALERTMANAGER_PORT (9093) likewise, and the receivers' settings of
+scripts/local_alertmanager.py (ALERT_WEBHOOK_URL, SLACK_API_URL_FILE, PAGERDUTY_ROUTING_KEY_FILE, ...).
 """
 
 from __future__ import annotations
@@ -34,6 +37,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import local_kafka
+from local_alertmanager import (
+    AlertingSettings,
+    Alertmanager,
+    AlertmanagerError,
+    build_config,
+    describe,
+    routed_alerts,
+)
 from local_prometheus import CONSUMER_JOB, PRODUCER_JOB, Prometheus, PrometheusError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,7 +114,7 @@ def alive(pid: int, name: str) -> bool:
 
 @dataclass
 class Proc:
-    name: str  # login-consumer, login-producer, prometheus
+    name: str  # login-consumer, login-producer, prometheus, alertmanager
     pid: int
     port: int
     log: str
@@ -134,6 +145,11 @@ class Pipeline:
     def prometheus_url(self) -> str | None:
         prom = self.proc("prometheus")
         return prom.url if prom else None
+
+    @property
+    def alertmanager_url(self) -> str | None:
+        am = self.proc("alertmanager")
+        return am.url if am else None
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -183,8 +199,10 @@ def start(
     with_prometheus: bool = True,
     scrape_interval: str = "2s",
 ) -> tuple[Pipeline, list[subprocess.Popen[bytes]], Prometheus | None]:
-    """Broker (if none answers), topics, consumer, producer and Prometheus. Returns the record, the two
-    service processes (consumer first) and Prometheus (None when not wanted or not installed: said)."""
+    """Broker (if none answers), topics, consumer, producer, Alertmanager and Prometheus. Returns the
+    record, the two service processes (consumer first) and Prometheus (None when not wanted or not
+    installed: said). Alertmanager runs with Prometheus (not installed or badly configured: said, and
+    Prometheus runs without it)."""
     from login_common.kafka import ensure_topics
 
     bootstrap, topics, group = settings()
@@ -221,6 +239,21 @@ def start(
     ]
     prometheus: Prometheus | None = None
     if with_prometheus:
+        alertmanagers = []
+        shutil.rmtree(directory / "alertmanager" / "data", ignore_errors=True)  # no stale alerts
+        try:
+            am = Alertmanager.start(
+                build_config(AlertingSettings.from_env()),
+                workdir=directory / "alertmanager",
+                port=int(os.environ.get("ALERTMANAGER_PORT", "9093")),
+                detach=detach,
+            )
+            pipeline.procs.append(
+                Proc("alertmanager", am.process.pid, int(am.url.rsplit(":", 1)[1]), str(am.log))
+            )
+            alertmanagers.append(am.address)
+        except AlertmanagerError as exc:
+            print(f"alertmanager: not started ({exc})", flush=True)
         shutil.rmtree(directory / "prometheus" / "data", ignore_errors=True)  # no stale series
         try:
             prometheus = Prometheus.start(
@@ -228,6 +261,8 @@ def start(
                 workdir=directory / "prometheus",
                 port=int(os.environ.get("PROMETHEUS_PORT", "9090")),
                 scrape_interval=scrape_interval,
+                labels={CONSUMER_JOB: {"consumer_group": group}},
+                alertmanagers=alertmanagers,
                 detach=detach,
             )
             port = int(prometheus.url.rsplit(":", 1)[1])
@@ -267,7 +302,7 @@ def tail(path: Path, lines: int) -> str:
 
 def terminate(procs: list[Proc], timeout: float = 20.0) -> list[str]:
     """SIGTERM each running process (producer first), SIGKILL after ``timeout``; returns what was stopped."""
-    order = {"login-producer": 0, "login-consumer": 1, "prometheus": 2}
+    order = {"login-producer": 0, "login-consumer": 1, "prometheus": 2, "alertmanager": 3}
     stopped = []
     for proc in sorted(procs, key=lambda p: order.get(p.name, 3)):
         if not proc.running():
@@ -304,6 +339,8 @@ def cmd_run(directory: Path, rate: float) -> int:
         print(f"  {proc.name:<15} pid {proc.pid:<7} {proc.url}  log {proc.log}")
     if pipeline.prometheus_url:
         print_links(pipeline.prometheus_url)
+    if pipeline.alertmanager_url:
+        print(f"Alertmanager {pipeline.alertmanager_url} (routing: monitoring/alertmanager/alertmanager.yml)")
     print("next: `make watch` (live view), `make health`, `make logs`, `make monitor`, `make stop`")
     return 0
 
@@ -346,6 +383,9 @@ def cmd_health(directory: Path) -> int:
             up = sum(1 for t in targets if t == "up")
             ok = status == 200 and bool(targets) and up == len(targets)
             rows.append((label, ok, f"ready {status == 200}, targets up {up}/{len(targets)}"))
+        elif proc.name == "alertmanager":
+            status, _ = get(f"{proc.url}/-/ready")
+            rows.append((label, status == 200, f"/-/ready {status or 'no answer'}"))
         else:
             status, body = get(f"{proc.url}/ready")
             rows.append((label, status == 200, f"/ready {status or 'no answer'}: {body.strip()[:60]}"))
@@ -420,6 +460,18 @@ def cmd_monitor(directory: Path) -> int:
     for alert in firing + pending:
         labels = alert.get("labels", {})
         print(f"  {alert['state']:<8} {labels.get('alertname', '?')} ({labels.get('severity', '-')})")
+    am_url = pipeline.alertmanager_url
+    if am_url is None:
+        print("Alertmanager: not running (`make run` starts it when it is installed: `make setup`)")
+        return 0
+    try:
+        routed = routed_alerts(am_url)
+    except AlertmanagerError as exc:
+        print(f"Alertmanager {am_url}: {exc}")
+        return 1
+    print(f"Alertmanager {am_url}: {len(routed)} alert(s), routed to")
+    for item in routed:
+        print(f"  {describe(item)}")
     return 0
 
 

@@ -4,7 +4,9 @@
 Used by ``make demo`` (scripts/demo.py), ``make prometheus`` and the real-Prometheus test
 (tests/observability). The binary is ``PROMETHEUS_BIN`` if set, else ``prometheus`` on PATH, else
 /usr/bin/prometheus (Debian's package). Scrape jobs are named ``login-consumer`` and ``login-producer``,
-as on Kubernetes (docs/observability.md).
+as on Kubernetes (docs/observability.md). The consumer's targets carry the target label
+``consumer_group`` (its GROUP_ID), as the chart's ServiceMonitor sets it: the alert rules group and
+inhibit by it. Firing alerts go to the Alertmanagers named (scripts/local_alertmanager.py).
 
     python scripts/local_prometheus.py --consumer 127.0.0.1:8000 --producer 127.0.0.1:8001
 """
@@ -83,9 +85,12 @@ def config_yaml(
     scrape_interval: str = "5s",
     labels: Mapping[str, Mapping[str, str]] | None = None,
     settings: Mapping[str, Mapping[str, str]] | None = None,
+    *,
+    alertmanagers: Iterable[str] = (),
 ) -> str:
     """Prometheus configuration (JSON is valid YAML, so no YAML library is needed); ``labels`` adds
-    target labels to a job's targets, ``settings`` scrape settings (e.g. scrape_timeout) to a job."""
+    target labels to a job's targets, ``settings`` scrape settings (e.g. scrape_timeout) to a job,
+    ``alertmanagers`` (host:port) where alerts are sent (API v2)."""
     config: dict[str, Any] = {
         "global": {
             "scrape_interval": scrape_interval,
@@ -102,6 +107,11 @@ def config_yaml(
             for job, targets in jobs.items()
         ],
     }
+    targets = list(alertmanagers)
+    if targets:
+        config["alerting"] = {
+            "alertmanagers": [{"api_version": "v2", "static_configs": [{"targets": targets}]}]
+        }
     return json.dumps(config, indent=2) + "\n"
 
 
@@ -127,6 +137,7 @@ class Prometheus:
         ready_timeout: float = 30.0,
         labels: Mapping[str, Mapping[str, str]] | None = None,
         settings: Mapping[str, Mapping[str, str]] | None = None,
+        alertmanagers: Iterable[str] = (),
         detach: bool = False,
     ) -> Prometheus:
         """Start Prometheus and wait until it is ready; ``detach`` puts it in a session of its own, so it
@@ -135,7 +146,8 @@ class Prometheus:
         workdir = workdir or Path(tempfile.mkdtemp(prefix="prometheus-"))
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "prometheus.yml").write_text(
-            config_yaml(jobs, rules, scrape_interval, labels, settings), encoding="utf-8"
+            config_yaml(jobs, rules, scrape_interval, labels, settings, alertmanagers=alertmanagers),
+            encoding="utf-8",
         )
         port = free_port(port)
         log = workdir / "prometheus.log"
@@ -212,6 +224,14 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="host:port of a broker's Strimzi Metrics Reporter (repeatable; the Kafka dashboards)",
     )
+    parser.add_argument(
+        "--alertmanager", action="append", default=[], help="host:port of an Alertmanager (repeatable)"
+    )
+    parser.add_argument(
+        "--consumer-group",
+        default=os.environ.get("GROUP_ID", "login-consumer"),
+        help="the consumer targets' consumer_group label (default: GROUP_ID, else login-consumer)",
+    )
     parser.add_argument("--port", type=int, default=9090, help="listen port (another free one if taken)")
     parser.add_argument("--scrape-interval", default="5s")
     parser.add_argument("--dir", type=Path, default=ROOT / ".cache" / "prometheus", help="config and data")
@@ -228,8 +248,9 @@ def main(argv: list[str] | None = None) -> int:
             workdir=args.dir,
             port=args.port,
             scrape_interval=args.scrape_interval,
-            labels={KAFKA_JOB: LOCAL_KAFKA_LABELS},
+            labels={KAFKA_JOB: LOCAL_KAFKA_LABELS, CONSUMER_JOB: {"consumer_group": args.consumer_group}},
             settings={KAFKA_JOB: KAFKA_SCRAPE},
+            alertmanagers=[a for a in args.alertmanager if a],
         )
     except PrometheusError as exc:
         print(f"local_prometheus: {exc}", file=sys.stderr)

@@ -56,13 +56,23 @@ class Tool:
 
 
 # The one list of system packages. Java 17+ and Maven run the local Kafka broker (scripts/local_kafka.py);
-# prometheus/promtool run the alert-rule tests, the real-Prometheus test and the demo; actionlint checks
+# prometheus/promtool run the alert-rule tests, the real-Prometheus test and the demo; Debian's
+# prometheus-alertmanager (0.25 on bookworm; its binary has the package's name, and it ships amtool) routes
+# the alerts locally and in the alert-routing tests (Homebrew's `alertmanager` names its binary
+# alertmanager: scripts/local_alertmanager.py takes either); actionlint checks
 # the workflow's run: scripts with shellcheck.
 SYSTEM: tuple[SystemNeed, ...] = (
     SystemNeed("java", "default-jre-headless", "openjdk@17", "runs the local Kafka broker (Java 17+)"),
     SystemNeed("mvn", "maven", "maven", "assembles the broker's jars from Maven Central"),
     SystemNeed("prometheus", "prometheus", "prometheus", "the local Prometheus (demo, run, tests)"),
     SystemNeed("promtool", "prometheus", "prometheus", "checks and unit-tests the alert rules"),
+    SystemNeed(
+        "prometheus-alertmanager",
+        "prometheus-alertmanager",
+        "alertmanager",
+        "the local Alertmanager (demo, run, the alert-routing tests)",
+    ),
+    SystemNeed("amtool", "prometheus-alertmanager", "alertmanager", "checks and tests the routing tree"),
     SystemNeed("shellcheck", "shellcheck", "shellcheck", "actionlint lints the workflow's scripts with it"),
     # the real node (scripts/k8s_node.py, tests/real_node): Linux and root only, so no Homebrew names
     SystemNeed("containerd", "containerd", "", "the real node's container runtime"),
@@ -128,7 +138,8 @@ TOOLS: tuple[Tool, ...] = (
 HOSTS_NODE = sys.platform == "linux" and os.geteuid() == 0
 NEEDS: dict[str, tuple[str, ...]] = {
     "setup": (
-        *("java", "mvn", "prometheus", "promtool", "shellcheck", "helm", "kubeconform", "actionlint"),
+        *("java", "mvn", "prometheus", "promtool", "prometheus-alertmanager", "amtool", "shellcheck"),
+        *("helm", "kubeconform", "actionlint"),
         *(NODE_NEEDS if HOSTS_NODE else ()),
     ),
     "tools": ("helm", "kind", "kubectl", "kubeconform", "actionlint"),

@@ -67,6 +67,7 @@ def pipeline(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
         "CONSUMER_PORT": "0",
         "PRODUCER_PORT": "0",
         "PROMETHEUS_PORT": "0",
+        "ALERTMANAGER_PORT": "0",
     }
     started = time.monotonic()
     out = script(PIPELINE, "run", "--rate", "300", env=env)
@@ -91,7 +92,12 @@ def test_run_returns_with_everything_running_in_the_background(
     pipeline: tuple[dict[str, str], Path],
 ) -> None:
     env, run_dir = pipeline
-    assert pids_alive(run_dir) == {"login-consumer": True, "login-producer": True, "prometheus": True}
+    assert pids_alive(run_dir) == {
+        "login-consumer": True,
+        "login-producer": True,
+        "prometheus": True,
+        "alertmanager": True,
+    }
     again = script(PIPELINE, "run", env=env)
     assert again.returncode == 0
     assert "already runs" in again.stdout
@@ -107,10 +113,11 @@ def test_health_checks_every_part(pipeline: tuple[dict[str, str], Path]) -> None
 
     poll("make health to pass (Prometheus targets up)", healthy)
     lines = last[-1].stdout.splitlines()
-    assert len(lines) == 4, last[-1].stdout
+    assert len(lines) == 5, last[-1].stdout
     assert all(line.startswith("ok ") for line in lines)
     assert "targets up 2/2" in last[-1].stdout
     assert re.search(r"login-consumer .* /ready 200: in group", last[-1].stdout)
+    assert re.search(r"^ok +alertmanager pid \d+ :\d+ +/-/ready 200$", last[-1].stdout, re.M)
 
 
 def test_live_view_shows_the_stream_in_80x24(kafka: str, pipeline: tuple[dict[str, str], Path]) -> None:
@@ -179,11 +186,14 @@ def test_logs_monitor_then_stop(kafka: str, pipeline: tuple[dict[str, str], Path
     for title in ("throughput", "lag", "risk"):
         assert re.search(rf"^  {title} +http://127\.0\.0\.1:\d+/graph\?g0\.expr=", monitor.stdout, re.M)
     assert re.search(r"^alerts: \d+ firing, \d+ pending$", monitor.stdout, re.M)
+    assert re.search(
+        r"^Alertmanager http://127\.0\.0\.1:\d+: \d+ alert\(s\), routed to$", monitor.stdout, re.M
+    )
 
     state = json.loads((run_dir / "pipeline.json").read_text())
     stop = script(PIPELINE, "stop", env=env)
     assert stop.returncode == 0, stop.stderr
-    for name in ("login-producer", "login-consumer", "prometheus"):
+    for name in ("login-producer", "login-consumer", "prometheus", "alertmanager"):
         assert name in stop.stdout
     assert not (run_dir / "pipeline.json").exists()
     assert not any(alive(proc["pid"]) for proc in state["procs"])

@@ -60,6 +60,12 @@ def _construct_mapping(loader: StrictLoader, node: yaml.MappingNode, deep: bool 
 
 
 StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+# YAML 1.1 (PyYAML) resolves a plain `=` to the "value" type, which it cannot construct; Kubernetes' YAML
+# reads it as the string "=" (the AlertmanagerConfig CRD's matchType enum: `- =`).
+StrictLoader.add_constructor(
+    "tag:yaml.org,2002:value",
+    lambda loader, node: loader.construct_scalar(node),
+)
 
 
 def load_all(text: str) -> list[Obj]:

@@ -61,5 +61,6 @@ def test_every_kind_the_chart_can_render_is_covered(render: Render) -> None:
         "NetworkPolicy",
         "ServiceMonitor",
         "PrometheusRule",
+        "AlertmanagerConfig",
         "ScaledObject",
     }

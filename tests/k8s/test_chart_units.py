@@ -38,9 +38,15 @@ def test_service_monitor_on_with_additional_labels(render: Render) -> None:
     assert monitor["metadata"]["labels"]["release"] == "kps"
     spec = monitor["spec"]
     assert spec["jobLabel"] == "app.kubernetes.io/name"
-    assert spec["endpoints"] == [
-        {"port": "metrics", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}
-    ]
+    [endpoint] = spec["endpoints"]
+    assert {k: v for k, v in endpoint.items() if k != "relabelings"} == {
+        "port": "metrics",
+        "path": "/metrics",
+        "interval": "15s",
+        "scrapeTimeout": "10s",
+    }
+    # the consumer's group as a target label (tests/k8s/test_alerting.py checks the relabeling itself)
+    assert [r["targetLabel"] for r in endpoint["relabelings"]] == ["consumer_group"]
     # the selector picks exactly the two metrics Services, whose job names the alert rules use
     selected = [
         s

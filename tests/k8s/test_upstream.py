@@ -367,6 +367,7 @@ def test_services_in_another_namespace_are_named_by_cluster_dns(render: Render) 
     release_ns = {
         "login-stream.yaml": make_var("APP_NS"),
         "tilt.yaml": make_var("APP_NS"),
+        "real-node.yaml": make_var("APP_NS"),  # an overlay of the app release (tests/real_node)
         "kube-prometheus-stack.yaml": make_var("MONITORING_NS"),
         "strimzi-operator.yaml": make_var("STRIMZI_NS"),
         "keda.yaml": make_var("KEDA_NS"),
@@ -784,3 +785,47 @@ def test_strimzi_sizing_keys_give_one_node_at_a_time_and_the_upstream_production
     config = prod_kafka["spec"]["kafka"]["config"]
     assert {k: config[k] for k in STRIMZI_PRODUCTION_EXAMPLE_CONFIG} == STRIMZI_PRODUCTION_EXAMPLE_CONFIG
     assert sorted(p["metadata"]["name"] for p in prod_pools) == ["broker", "controller"]
+
+
+# --- 9. kube-prometheus-stack 88.2.0: how its Alertmanager selects AlertmanagerConfigs ----------------
+# kube-prometheus-stack 88.2.0 (appVersion v0.93.0):
+#   templates/alertmanager/alertmanager.yaml renders the Alertmanager's spec.alertmanagerConfigSelector from
+#     alertmanager.alertmanagerSpec.alertmanagerConfigSelector (when empty: `{}`, every
+#     AlertmanagerConfig), spec.alertmanagerConfigNamespaceSelector from
+#     ...alertmanagerConfigNamespaceSelector
+#     and spec.alertmanagerConfigMatcherStrategy from ...alertmanagerConfigMatcherStrategy (only when set);
+#   values.yaml: all three default to {}.
+# prometheus-operator v0.93.0, Documentation/api-reference/api.md (AlertmanagerSpec):
+#   alertmanagerConfigNamespaceSelector nil = the Alertmanager's own namespace only; {} = every namespace;
+#   alertmanagerConfigMatcherStrategy.type OnNamespace (the default) adds namespace="<the config's
+#   namespace>" to its routes and inhibit rules (pkg/alertmanager/amcfg.go; tests/k8s/test_alerting.py).
+KPS_ALERTMANAGER_KEYS = (
+    "alertmanagerConfigSelector",
+    "alertmanagerConfigNamespaceSelector",
+    "alertmanagerConfigMatcherStrategy",
+)
+
+
+def test_kps_alertmanager_selects_the_charts_alertmanagerconfig(render: Render) -> None:
+    kps = yaml.safe_load((VALUES / "kube-prometheus-stack.yaml").read_text())
+    spec = kps["alertmanager"]["alertmanagerSpec"]
+    assert set(KPS_ALERTMANAGER_KEYS) <= set(spec), (
+        "set at alertmanager.alertmanagerSpec, where kps reads them"
+    )
+    [amc] = [o for o in render(VALUES / "login-stream.yaml") if o["kind"] == "AlertmanagerConfig"]
+    assert spec["alertmanagerConfigSelector"], "an empty selector would select every AlertmanagerConfig"
+    assert selects(spec["alertmanagerConfigSelector"], amc["metadata"]["labels"])
+    # the app's namespace is not Alertmanager's (monitoring): nil would only look there
+    assert amc["metadata"]["namespace"] == NAMESPACE != "monitoring"
+    namespaces = {o["metadata"]["name"]: o for o in load_file(K8S / "namespaces.yaml")}
+    assert spec["alertmanagerConfigNamespaceSelector"] is not None
+    assert selects(
+        spec["alertmanagerConfigNamespaceSelector"], namespaces[NAMESPACE]["metadata"].get("labels") or {}
+    )
+    assert spec["alertmanagerConfigMatcherStrategy"] == {"type": "OnNamespace"}
+    # the same label the release's other monitoring objects carry for kps' Prometheus
+    login = yaml.safe_load((VALUES / "login-stream.yaml").read_text())
+    assert (
+        login["alerting"]["alertmanagerConfig"]["additionalLabels"]
+        == login["prometheusRule"]["additionalLabels"]
+    )

@@ -274,7 +274,9 @@ def test_every_alert_expression_parses_and_rules_evaluate(live: Live) -> None:
 
 
 def test_no_alert_fires_on_a_healthy_pipeline(live: Live) -> None:
-    firing = live.prom.api("query", query='ALERTS{alertstate="firing"}')["result"]
+    """No platform alert: the attacks the fixture injects may (and should) raise security alerts
+    (tests/observability/test_alert_routing.py proves those)."""
+    firing = live.prom.api("query", query='ALERTS{alertstate="firing",category!="security"}')["result"]
     assert firing == [], f"alerts firing: {[a['metric'] for a in firing]}"
 
 

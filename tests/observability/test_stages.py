@@ -45,7 +45,7 @@ def test_the_stage_alert_reads_the_stage_lag_like_the_panel() -> None:
     (rule,) = [a for a in queries.alert_queries() if a.alert == "LoginStreamStageLagging"]
     flat = _flat(rule.expr)
     # both operands (the level and its trend) group the same stage-labelled lag
-    assert flat.count(f"sum by (namespace, stage) ({bd.stage_lag()})") == 2, flat
+    assert flat.count(f"sum by (namespace, consumer_group, stage) ({bd.stage_lag()})") == 2, flat
 
 
 def test_the_stage_mapping_follows_the_consumers_topic_names() -> None:

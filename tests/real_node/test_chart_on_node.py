@@ -384,7 +384,7 @@ def test_network_policy_objects_are_accepted_but_the_bridge_cni_does_not_enforce
                 "containers": [
                     {
                         "name": "probe",
-                        "image": "login-stream.local/login-producer:dev",
+                        "image": "localhost/login-producer:dev",
                         "imagePullPolicy": "Never",
                         "command": [
                             "python",

@@ -15,7 +15,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from login_common.settings import load_settings
 from login_consumer.config import ConsumerSettings
-from login_consumer.metrics import MAX_APP_VERSION_LABELS, TOP_N, BatchHistogram, ConsumerMetrics, TopCounter
+from login_consumer.detect import DetectorConfig
+from login_consumer.detectors.combined import AllDetectors
+from login_consumer.metrics import (
+    MAX_APP_VERSION_LABELS,
+    TOP_N,
+    BatchHistogram,
+    ConsumerMetrics,
+    StuffingCollector,
+    TopCounter,
+)
 from login_consumer.process import BatchStats, Processor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,6 +73,7 @@ def loaded() -> tuple[CollectorRegistry, ConsumerMetrics]:
     metrics.record_batch(result.stats, len(result.outputs))
     metrics.set_state_sizes({"failures_by_user": 3})
     metrics.lag.set({("user-login", 0): 42})
+    metrics.stuffing.record({"198.51.100.0/24": 12})
     metrics.assigned_partitions.set(1)
     metrics.latency.observe_many([0.01, 0.2])
     return registry, metrics
@@ -74,7 +84,7 @@ def test_every_catalogued_metric_is_exposed_with_its_type_and_labels(
 ) -> None:
     registry, _ = loaded
     catalogue = _catalogue()
-    assert len(catalogue) == 26
+    assert len(catalogue) == 27
     exposed = _exposed(registry)
     for name, (kind, labels) in catalogue.items():
         assert name in exposed, f"{name} is in docs/metrics.md but not exposed"
@@ -96,6 +106,7 @@ def test_values_after_a_batch(loaded: tuple[CollectorRegistry, ConsumerMetrics])
     assert get("login_consumer_logins_total", {"country": "GB", "continent": "EU", "region": "-"}) == 3
     assert get("login_consumer_detections_total", {"detector": "brute_force"}) == 1
     assert get("login_consumer_lag_messages", {"topic": "user-login", "partition": "0"}) == 42
+    assert get("login_consumer_stuffing_network_accounts", {"network": "198.51.100.0/24"}) == 12
     assert get("login_consumer_state_entries", {"store": "failures_by_user"}) == 3
     assert get("login_consumer_info", {"version": "0.1.0", "guarantee": "exactly-once"}) == 1
     assert get("login_consumer_errors_total", {"type": "commit"}) == 0
@@ -159,4 +170,50 @@ def test_app_version_labels_are_bounded() -> None:
             "login_consumer_logins_by_platform_total", {"platform": "android", "app_version": "other"}
         )
         == 10
+    )
+
+
+def test_stuffing_networks_keep_their_peak_and_leave_after_the_window() -> None:
+    now = [1000.0]
+    waves = StuffingCollector(window=60, capacity=50, clock=lambda: now[0])
+    waves.record({"203.0.113.0/24": 12, "198.51.100.0/24": 30})
+    waves.record({"203.0.113.0/24": 11})  # a smaller count later in the same wave keeps the peak
+    assert waves.current() == [("198.51.100.0/24", 30), ("203.0.113.0/24", 12)]
+    now[0] += 45
+    waves.record({"203.0.113.0/24": 15})
+    now[0] += 30  # 75 s after 198.51.100.0/24's last detection, 30 s after 203.0.113.0/24's
+    assert waves.current() == [("203.0.113.0/24", 15)]
+    now[0] += 61
+    assert waves.current() == []
+    waves.record({"203.0.113.0/24": 10})  # a new wave starts from its own count
+    assert waves.current() == [("203.0.113.0/24", 10)]
+
+
+def test_stuffing_networks_are_bounded() -> None:
+    waves = StuffingCollector(window=600, capacity=30)
+    for n in range(100):
+        waves.record({f"10.0.{n}.0/24": n + 10})
+    top = waves.current()
+    assert len(top) == TOP_N
+    assert top[0] == ("10.0.99.0/24", 109)
+    assert len(waves._seen) == 30
+
+
+def test_a_stuffing_detection_reaches_the_network_gauge() -> None:
+    """The in-process detectors (credential_stuffing included) feed the gauge through BatchStats."""
+    registry = CollectorRegistry()
+    metrics = ConsumerMetrics.create(registry, stuffing_window=600)
+    settings = load_settings(ConsumerSettings, metrics_port=0, stuffing_accounts=5)
+    now = time.time()
+    events = [
+        {"user_id": f"acct{n}", "ip": f"203.0.113.{n}", "timestamp": int(now) + n, "outcome": "failure"}
+        for n in range(8)
+    ]
+    batch = [Message(topic="t", partition=0, offset=n, value=orjson.dumps(e)) for n, e in enumerate(events)]
+    detectors = AllDetectors(DetectorConfig.from_settings(settings))
+    result = Processor.from_settings(settings, detectors).process(batch, now)
+    metrics.record_batch(result.stats, len(result.outputs))
+    assert (
+        registry.get_sample_value("login_consumer_stuffing_network_accounts", {"network": "203.0.113.0/24"})
+        == 8
     )

@@ -132,6 +132,18 @@ def test_the_frame_fits_80x24(scale: int) -> None:
         latest=[lv.HighRisk("13:05:09", "a-very-long-user-identifier-0001", "RU", 99, long_reasons)] * 6
         if scale
         else [],
+        alerts=[
+            lv.RoutedAlert(
+                "LoginStreamCredentialStuffingWave",
+                "critical",
+                state,
+                ("security-pager", "security"),
+                {"network": "185.220.101.0/24", "detector": "credential_stuffing", "namespace": "ns"},
+            )
+            for state in ("active", "suppressed", "active")
+        ]
+        if scale
+        else [],
     )
     out = io.StringIO()
     Console(file=out, width=80, color_system=None).print(lv.render(fig, "title " * 30, "footer " * 30))
@@ -143,6 +155,9 @@ def test_the_frame_fits_80x24(scale: int) -> None:
     if scale:
         assert f"{100 * scale:,}" in text  # low
         assert "RU" in text
+        assert "alerts (Alertmanager): 2 firing, 1 inhibited or silenced" in text
+        assert "CredentialStuffingWave (critical) 185.220.101.0/24 -> security-pager+security" in text
     else:
+        assert "alerts (Alertmanager): 0 firing" in text
         assert "no high-risk event yet" in text
         assert "none flagged yet" in text

@@ -76,10 +76,22 @@ def test_setup_names_every_missing_piece_in_one_message(tmp_path: Path) -> None:
     assert out.returncode == 2
     message = out.stderr
     assert message.count("missing, so nothing was run") == 1
-    for need in ("java (", "mvn (", "prometheus (", "promtool (", "shellcheck (", "helm:", "actionlint:"):
+    for need in (
+        "java (",
+        "mvn (",
+        "prometheus (",
+        "promtool (",
+        "amtool (",
+        "shellcheck (",
+        "helm:",
+        "actionlint:",
+    ):
         assert need in message, need
-    assert "apt-get install -y default-jre-headless maven prometheus shellcheck" in message
-    assert "brew install openjdk@17 maven prometheus shellcheck" in message
+    assert (
+        "apt-get install -y default-jre-headless maven prometheus prometheus-alertmanager shellcheck"
+        in message
+    )
+    assert "brew install openjdk@17 maven prometheus alertmanager shellcheck" in message
     assert f"CRDs for the manifest checks (none in {tmp_path / 'crds'})" in message
     assert "run `make test` again" in message
 
@@ -147,7 +159,10 @@ def test_when_apt_get_cannot_install_the_reason_is_part_of_the_one_message(tmp_p
     assert out.returncode == 2
     assert out.stderr.startswith("make setup: missing, so nothing was run:")
     assert out.stderr.count("missing, so nothing was run") == 1
-    assert "sudo apt-get install -y default-jre-headless maven prometheus shellcheck" in out.stderr
+    assert (
+        "sudo apt-get install -y default-jre-headless maven prometheus prometheus-alertmanager shellcheck"
+        in out.stderr
+    )
     reason = "permission denied" if os.geteuid() == 0 else "not root and no passwordless sudo"
     assert "[not installed here: " in out.stderr
     assert reason in out.stderr

@@ -60,7 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
 def run(settings: ConsumerSettings) -> int:
     registry = CollectorRegistry()
     try:
-        app = ConsumerApp(settings, ConsumerMetrics.create(registry, settings.processing_guarantee))
+        app = ConsumerApp(
+            settings,
+            ConsumerMetrics.create(
+                registry, settings.processing_guarantee, stuffing_window=settings.stuffing_window_seconds
+            ),
+        )
     except EnrichmentError as exc:
         print(f"login-consumer: GEOIP_DATA_FILE={settings.geoip_data_file!r}: {exc}", file=sys.stderr)
         return 2

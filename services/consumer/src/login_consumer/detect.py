@@ -31,6 +31,10 @@ class Detection:
     detector: str  # a short, stable snake_case name: it is a metric label value
     evidence: tuple[str, ...] = ()  # why, for humans: "5 failures in 60s from 3 IPs"
     risk: int = 0  # 0-100, added to the event's risk score
+    # What a detection about more than the event is about, and how big it is: credential_stuffing sets the
+    # network and its failing accounts (login_consumer_stuffing_network_accounts, the alert per network).
+    scope: str = ""
+    count: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,12 @@ The hot path never touches a metric per event: ``Processor`` aggregates a batch 
 ``ConsumerMetrics.record_batch`` applies it with one update per distinct label set. Histograms that get
 many observations per batch are ``BatchHistogram``s (bucket counts added in bulk). Lag and the top-20
 flagged users/IPs are collected at scrape time from snapshots the consumer loop keeps.
+
+``login_consumer_stuffing_network_accounts`` is what the credential-stuffing alert groups by: one series
+per network with a detection within the stuffing window (wall clock), its value the most failing
+accounts seen, top 20. A gauge of the current wave rather than a counter, because a network's series is
+born mid-attack (a counter's first sample would be lost to ``increase()``) and must end when the wave
+does, so the alert resolves.
 """
 
 from __future__ import annotations
@@ -12,8 +18,9 @@ import collections
 import heapq
 import math
 import threading
+import time
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final
@@ -23,6 +30,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.registry import Collector
 
 from login_consumer import __version__
+from login_consumer.detect import DETECTOR_NAMES
 from login_consumer.validate import ERROR_TYPES
 
 if TYPE_CHECKING:
@@ -156,6 +164,65 @@ class _TopCollector(Collector):
         yield family
 
 
+class StuffingCollector(Collector):
+    """login_consumer_stuffing_network_accounts: networks under a credential-stuffing wave.
+
+    ``record`` keeps, per network, the most failing accounts seen and when (monotonic clock); a network
+    drops out ``window`` seconds after its last detection. Bounded: beyond ``capacity`` networks the
+    oldest are forgotten; a scrape shows the ``TOP_N`` with the most accounts.
+    """
+
+    name = "login_consumer_stuffing_network_accounts"
+    documentation = (
+        "Accounts failing from a network at its credential-stuffing detections within the stuffing window "
+        "(top 20 networks)."
+    )
+
+    def __init__(
+        self, window: float, capacity: int = 1_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.window = window
+        self.capacity = capacity
+        self._clock = clock
+        self._seen: dict[str, tuple[int, float]] = {}  # network -> (accounts, last detection)
+        self._lock = threading.Lock()
+
+    def record(self, waves: Mapping[str, int]) -> None:
+        if not waves:
+            return
+        now = self._clock()
+        with self._lock:
+            seen = self._seen
+            for network, accounts in waves.items():
+                old = seen.pop(network, None)
+                keep = old[0] if old is not None and now - old[1] <= self.window else 0
+                seen[network] = (max(keep, accounts), now)  # re-inserted: dict order = last detection
+            while len(seen) > self.capacity:
+                del seen[next(iter(seen))]
+
+    def current(self) -> list[tuple[str, int]]:
+        """The networks whose last detection is within the window, most accounts first (top 20)."""
+        now = self._clock()
+        with self._lock:
+            seen = self._seen
+            while seen:
+                oldest = next(iter(seen))
+                if now - seen[oldest][1] <= self.window:
+                    break
+                del seen[oldest]
+            items = [(network, accounts) for network, (accounts, _) in seen.items()]
+        return heapq.nlargest(TOP_N, items, key=itemgetter(1))
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.name, self.documentation, labels=["network"])
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=["network"])
+        for network, accounts in self.current():
+            family.add_metric([network], accounts)
+        yield family
+
+
 class LagCollector(Collector):
     """login_consumer_lag_messages from the snapshot the consumer loop refreshes (about once a second)."""
 
@@ -210,15 +277,25 @@ class ConsumerMetrics:
     kafka_partitions: Gauge
     kafka_refusals: Counter
     lag: LagCollector
+    stuffing: StuffingCollector
     flagged_users: TopCounter
     flagged_ips: TopCounter
     app_version_labels: set[str]
     children: dict[tuple[str, tuple[str, ...]], Any]  # (metric, label values) -> labelled child
 
     @classmethod
-    def create(cls, registry: CollectorRegistry, guarantee: str = "at-least-once") -> ConsumerMetrics:
+    def create(
+        cls,
+        registry: CollectorRegistry,
+        guarantee: str = "at-least-once",
+        stuffing_window: float = 600.0,
+    ) -> ConsumerMetrics:
+        """``stuffing_window``: seconds a network stays in login_consumer_stuffing_network_accounts after
+        its last credential-stuffing detection (STUFFING_WINDOW_SECONDS)."""
         lag = LagCollector()
         registry.register(lag)
+        stuffing = StuffingCollector(stuffing_window)
+        registry.register(stuffing)
         flagged_users, flagged_ips = TopCounter(), TopCounter()
         registry.register(
             _TopCollector(
@@ -352,6 +429,7 @@ class ConsumerMetrics:
                 registry=registry,
             ),
             lag=lag,
+            stuffing=stuffing,
             flagged_users=flagged_users,
             flagged_ips=flagged_ips,
             app_version_labels=set(),
@@ -372,6 +450,10 @@ class ConsumerMetrics:
             metrics.kafka_partitions.labels(state)
         for code in ("NOT_ENOUGH_REPLICAS", "NOT_LEADER_FOR_PARTITION", "_MSG_TIMED_OUT"):
             metrics.kafka_refusals.labels(code)  # the usual ones exist at 0 (rate() needs a start)
+        # From 0, so that the first detections count: increase() (LoginStreamBruteForceBurst) cannot see
+        # what a series already holds in its first sample.
+        for detector in DETECTOR_NAMES:
+            metrics.detections.labels(detector)
         return metrics
 
     def _app_label(self, version: str) -> str:
@@ -417,6 +499,7 @@ class ConsumerMetrics:
             inc(self.logins_by_platform, (platform, self._app_label(version)), count)
         self.flagged_users.update(stats.flagged_users)
         self.flagged_ips.update(stats.flagged_ips)
+        self.stuffing.record(stats.stuffing)
 
     def set_state_sizes(self, sizes: Mapping[str, int]) -> None:
         for store, size in sizes.items():

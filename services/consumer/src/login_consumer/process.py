@@ -57,6 +57,7 @@ class BatchStats:
     dlq: Counter[str] = field(default_factory=Counter)
     flagged_users: Counter[str] = field(default_factory=Counter)
     flagged_ips: Counter[str] = field(default_factory=Counter)
+    stuffing: dict[str, int] = field(default_factory=dict)  # network -> most failing accounts seen
     errors: Counter[str] = field(default_factory=Counter)
 
 
@@ -225,6 +226,9 @@ class Processor:
             clients.append(client)
             if dets:
                 stats.detections.update(d.detector for d in dets)
+                for d in dets:
+                    if d.scope and d.count > stats.stuffing.get(d.scope, 0):
+                        stats.stuffing[d.scope] = d.count
                 flagged.append(doc)
             if final:
                 scores.append(risk_score)

@@ -188,5 +188,9 @@ class NetworkDetector:
             f"(threshold {cfg.stuffing_accounts})"
         )
         return Detection(
-            CREDENTIAL_STUFFING, (text,) if late is None else (text, late), cfg.risks[CREDENTIAL_STUFFING]
+            CREDENTIAL_STUFFING,
+            (text,) if late is None else (text, late),
+            cfg.risks[CREDENTIAL_STUFFING],
+            scope=net,
+            count=accounts,
         )

@@ -215,6 +215,8 @@ class NetworkStage:
             scores.append(final)
             levels[level] += 1
             stats.detections[det.detector] += 1
+            if det.scope and det.count > stats.stuffing.get(det.scope, 0):
+                stats.stuffing[det.scope] = det.count
             if flags & 2:  # counted once per event: the user stage flagged it already
                 continue
             stats.flagged_users[user.decode("utf-8", "replace")] += 1
