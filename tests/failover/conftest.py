@@ -32,6 +32,15 @@ EVENTS = int(os.environ.get("FAILOVER_EVENTS", "100000"))  # events per fault te
 BURST = int(os.environ.get("FAILOVER_BURST", "20000"))  # sent at once: the backlog the fault lands in
 RATE = int(os.environ.get("FAILOVER_RATE", "1000"))  # events/s after the burst, through the fault
 FIGURES: list[str] = []  # one line per fault test, printed at the end of the session
+FIGURES_FILE = ROOT / ".cache" / "failover-figures.txt"  # and kept, one line per test as it ends
+
+
+def record(line: str) -> None:
+    FIGURES.append(line)
+    print(line)
+    FIGURES_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with FIGURES_FILE.open("a", encoding="utf-8") as out:
+        out.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
 
 
 def failover_port() -> int:

@@ -25,7 +25,7 @@ import pytest
 from confluent_kafka import KafkaError, Producer
 
 from login_common.kafka import admin
-from tests.failover.conftest import FIGURES, ClusterHandle, Pipeline
+from tests.failover.conftest import ClusterHandle, Pipeline, record
 from tests.failover.harness import Verdict, read_ids, wait_until
 
 pytestmark = [pytest.mark.failover, pytest.mark.slow, pytest.mark.timeout(3600)]
@@ -78,8 +78,7 @@ def run(pipe: Pipeline, scenario: str, fault: Callable[[], dict[str, Any]]) -> V
         baseline=watch.longest_gap(first, fault_start),
         notes={"in_flight_at_fault": in_flight, **notes, "dead_letters": letters},
     )
-    FIGURES.append(verdict.line())
-    print(verdict.line())
+    record(verdict.line())
     code = pipe.consumer.stop()
     assert code == 0, f"the consumer did not stop cleanly ({code}); see {pipe.consumer.log_path}"
     assert verdict.produced >= pipe.events
