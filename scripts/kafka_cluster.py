@@ -264,9 +264,10 @@ class Cluster:
                 stdout=subprocess.DEVNULL,
             )  # fmt: skip
 
-    def start(self, node: Node, runtime: Runtime, port_wait: float = 120.0) -> int:
-        """Start ``node`` unless it runs; its pid. Its port must be free first: the ports lie in Linux's
-        ephemeral range, so a client's outgoing connection may hold one for a while after the node died."""
+    def start(self, node: Node, runtime: Runtime, port_wait: float = 180.0) -> int:
+        """Start ``node`` unless it runs; its pid. Its port must be free first: a node that just stopped
+        leaves connections in TIME_WAIT on it for a minute, and the ports lie in Linux's ephemeral range,
+        where a client's outgoing connection may take one while the node is down."""
         pid = self.pid(node)
         if pid is not None:
             return pid
@@ -418,8 +419,9 @@ def _zombie(pid: int) -> bool:
 
 
 def _bindable(host: str, port: int) -> bool:
+    """True when a listener could bind ``host:port`` as Kafka's does: without SO_REUSEADDR, so that the
+    TIME_WAIT connections a node leaves for a minute after it stopped count as in use."""
     with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

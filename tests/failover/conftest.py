@@ -11,6 +11,7 @@ service as a process, a paced load and a live reader of the output (harness.py).
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -109,6 +110,9 @@ class ClusterHandle:
             assert time.monotonic() < deadline, f"{node.name} keeps exiting; see its node.log"
 
     def _up(self, node: Any) -> bool:
+        """The node's own listener answers (not a stale registration of the process it replaces)."""
+        if not _listening(node.host, node.port):
+            return False
         if node.role == "broker":
             return node.node_id in self.cluster.registered()
         return bool(self.cluster.metric(node, "kafka_server_raft_metrics_current_leader") is not None)
@@ -119,6 +123,14 @@ class ClusterHandle:
             self.start(node, timeout)
         self.cluster.wait_registered([b.node_id for b in self.cluster.brokers], timeout)
         wait_until(lambda: self.cluster.under_replicated() == 0, timeout, "every partition in sync", 1.0)
+
+
+def _listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 @pytest.fixture(scope="session")
