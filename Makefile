@@ -20,6 +20,7 @@ DURATION ?=
 PYTEST_ARGS ?=
 
 SERVICE_SRC := libs/common/src services/producer/src services/consumer/src
+TOOLS_SRC   := tools/images/src
 
 ##@ Set-up and tests
 # `make help` groups targets under the `##@ Section` line above them (same-named sections merge).
@@ -33,11 +34,11 @@ help: ## Show this help, grouped: set-up and tests, the local pipeline, Kubernet
 	    body[section] = body[section] sprintf("  \033[36m%-20s\033[0m %s\n", $$1, $$2) } \
 	  END { for (i = 1; i <= n; i++) printf "\n\033[1m%s\033[0m\n%s", order[i], body[order[i]] }' $(MAKEFILE_LIST)
 
-$(STAMP): requirements/constraints.txt requirements/dev.txt libs/common/pyproject.toml services/producer/pyproject.toml services/consumer/pyproject.toml
+$(STAMP): requirements/constraints.txt requirements/dev.txt libs/common/pyproject.toml services/producer/pyproject.toml services/consumer/pyproject.toml tools/images/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel -c requirements/constraints.txt 2>/dev/null || $(BIN)/pip install -q --upgrade pip setuptools wheel
 	$(BIN)/pip install -q -c requirements/constraints.txt -r requirements/dev.txt \
-	  -e libs/common -e services/producer -e services/consumer
+	  -e libs/common -e services/producer -e services/consumer -e tools/images
 	@touch $(STAMP)
 
 .PHONY: init
@@ -57,7 +58,7 @@ test-prereqs: setup
 lint: init ## ruff check, ruff format --check, mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy $(SERVICE_SRC)
+	$(BIN)/mypy $(SERVICE_SRC) $(TOOLS_SRC)
 
 .PHONY: fmt
 fmt: init ## Format and auto-fix the code
@@ -117,13 +118,13 @@ stop: ## Stop what `make run` started (and the broker if `make run` started it)
 	@if [ -x $(PY) ]; then $(PIPELINE) stop; else echo "no local pipeline (no .venv)"; fi
 
 .PHONY: build
-build: ## Build the login-producer and login-consumer images (says why not when no Docker daemon answers)
-	@if ! $(DOCKER) info >/dev/null 2>&1; then \
-	  echo "make build: no Docker daemon answers (\`$(DOCKER) info\` fails), so the images cannot be built here." >&2; \
-	  echo "  Start Docker (or set DOCKER=podman) and run \`make build\` again; \`make run\` needs no images." >&2; \
-	  exit 1; \
+build: ## Build both images: with Docker when its daemon answers, else as OCI archives (make images-oci)
+	@if $(DOCKER) info >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory images; \
+	else \
+	  echo "make build: no Docker daemon answers (\`$(DOCKER) info\` fails): building with the daemon-free builder (tools/images) into $(IMAGES_DIR)"; \
+	  $(MAKE) --no-print-directory images-oci; \
 	fi
-	$(MAKE) --no-print-directory images
 
 .PHONY: clean
 clean: stop ## Stop the local pipeline and remove its state, logs and the tool caches (.venv stays)

@@ -99,8 +99,10 @@ keda: tools ## Install KEDA (optional; then deploy with --set keda.enabled=true)
 .PHONY: images
 images: ## Build the login-producer and login-consumer images (tag IMAGE_TAG=dev)
 	$(call need,$(DOCKER),install Docker to build the images)
-	$(DOCKER) build -f services/producer/Dockerfile -t $(IMAGE_PREFIX)login-producer:$(IMAGE_TAG) .
-	$(DOCKER) build -f services/consumer/Dockerfile -t $(IMAGE_PREFIX)login-consumer:$(IMAGE_TAG) .
+	$(DOCKER) build -t $(IMAGE_PREFIX)login-producer:$(IMAGE_TAG) -f services/Dockerfile \
+	  --build-arg SERVICE=producer --target producer .
+	$(DOCKER) build -t $(IMAGE_PREFIX)login-consumer:$(IMAGE_TAG) -f services/Dockerfile \
+	  --build-arg SERVICE=consumer --target consumer .
 
 .PHONY: kind-load
 kind-load: tools images ## Build the images and load them into the kind cluster

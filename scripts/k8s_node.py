@@ -34,20 +34,17 @@ kernel.panic_on_oops and vm.overcommit_memory; the bridge plugin ip_forward). A 
 ``down`` starts clean.
 
 Only the standard library, the control plane script and the commands ip, iptables(-save/-restore),
-containerd, ctr and openssl are used; images come from scripts/images (see ``IMAGES``).
+containerd, ctr and openssl are used; images come from the project's builder, tools/images (see ``IMAGES``).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -513,90 +510,34 @@ def import_archive(archive: Path) -> None:
 
 
 def node_images() -> dict[str, Path]:
-    """The node's own images (pause, CoreDNS) as OCI archives, built by the project's image builder from
-    binaries that tools/k8s/build.sh compiled (pause.c of the pinned kubernetes module, CoreDNS)."""
+    """The node's own images (pause, CoreDNS) as OCI archives: binaries that tools/k8s/build.sh compiled
+    (pause.c of the pinned kubernetes module, CoreDNS), packed by the project's image builder
+    (tools/images) from the specs in k8s/node/images/."""
     out = {}
     for name, ref in IMAGES.items():
         archive = IMAGE_DIR / f"{name}.oci.tar"
         if not archive.exists():
             IMAGE_DIR.mkdir(parents=True, exist_ok=True)
-            binary = _node_bin(name)
+            binary = _node_bin(name).resolve()
             if not binary.exists():
                 raise NodeError(f"{binary} missing: run `make k8s-api-build` (it builds the node's binaries)")
-            build_static_image(ref, binary, archive, _STATIC_IMAGE_SPECS[name])
+            spec = ROOT / "k8s" / "node" / "images" / f"{name}.toml"
+            cmd = [
+                "--spec",
+                str(spec),
+                "--context",
+                str(binary.parent),
+                "--name",
+                ref,
+                "--output",
+                str(archive),
+            ]
+            _run(sys.executable, "-m", "login_images", "build", *cmd, timeout=600, env=IMAGE_BUILDER_ENV)
         out[name] = archive
     return out
 
 
-# entrypoint, user and ports of the node's static images
-_STATIC_IMAGE_SPECS: dict[str, dict[str, Any]] = {
-    "pause": {"Entrypoint": ["/pause"], "User": "65535:65535"},
-    "coredns": {
-        "Entrypoint": ["/coredns"],
-        "User": "65532:65532",
-        "ExposedPorts": {"1053/udp": {}, "1053/tcp": {}},
-    },
-}
-
-
-def build_static_image(ref: str, binary: Path, archive: Path, config: dict[str, Any]) -> None:
-    """A one-layer OCI archive holding ``binary`` at /<name> (a static binary needs nothing else),
-    named ``ref`` for ``ctr images import``; deterministic (fixed mtimes, root-owned entries)."""
-    layer = io.BytesIO()
-    with tarfile.open(fileobj=layer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        info = tarfile.TarInfo("/".join(["", binary.name]).lstrip("/"))
-        data = binary.resolve().read_bytes()
-        info.size, info.mode, info.mtime = len(data), 0o755, 0
-        tar.addfile(info, io.BytesIO(data))
-    layer_bytes = layer.getvalue()
-    diff_id = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
-    blobs: dict[str, bytes] = {}
-
-    def blob(data: bytes) -> dict[str, Any]:
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        blobs[digest] = data
-        return {"digest": digest, "size": len(data)}
-
-    image_config = {
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {"Env": ["PATH=/"], **config},
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-    }
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **blob(_json(image_config))},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **blob(layer_bytes)}],
-    }
-    index = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [
-            {
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                **blob(_json(manifest)),
-                "platform": {"architecture": "amd64", "os": "linux"},
-                "annotations": {
-                    "io.containerd.image.name": ref,
-                    "org.opencontainers.image.ref.name": ref.rsplit(":", 1)[1],
-                },
-            }
-        ],
-    }
-    files = {"oci-layout": _json({"imageLayoutVersion": "1.0.0"}), "index.json": _json(index)}
-    files.update({f"blobs/sha256/{d.split(':')[1]}": data for d, data in blobs.items()})
-    tmp = archive.with_suffix(".tmp")
-    with tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in sorted(files.items()):
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime = len(data), 0
-            tar.addfile(info, io.BytesIO(data))
-    tmp.replace(archive)
-
-
-def _json(doc: Any) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+IMAGE_BUILDER_ENV = {**os.environ, "PYTHONPATH": str(ROOT / "tools" / "images" / "src")}
 
 
 def ensure_images(extra: list[Path] | None = None) -> list[str]:
@@ -732,6 +673,16 @@ def _write_owner() -> None:
     )
 
 
+def restart_if_changed(process: Process, config: Path) -> None:
+    """A running process started with another version of ``config`` is stopped (``start`` follows)."""
+    seen = RUN / f"{process.name}.config"
+    if (pid := process.pid()) is not None and seen.exists() and seen.read_bytes() != config.read_bytes():
+        print(f"k8s-node: {config.name} changed: restarting {process.name}", flush=True)
+        k8s_api._stop_pid(pid, 20.0)
+    RUN.mkdir(parents=True, exist_ok=True)
+    seen.write_bytes(config.read_bytes())
+
+
 def up(timeout: float) -> None:
     preflight()
     _claim_machine()
@@ -743,6 +694,7 @@ def up(timeout: float) -> None:
     k8s_api.up(timeout)
     write_containerd_config()
     print(f"k8s-node: containerd (socket {CONTAINERD_SOCK}, log {CONTAINERD.log})", flush=True)
+    restart_if_changed(CONTAINERD, CONTAINERD_DIR / "config.toml")
     CONTAINERD.start()
     _wait("containerd", lambda: ctr("version", check=False).returncode == 0, 60, CONTAINERD)
     imported = ensure_images()
@@ -751,8 +703,10 @@ def up(timeout: float) -> None:
     write_kubelet_config()
     write_kube_proxy_config()
     print(f"k8s-node: kubelet (node {NODE_NAME} at {NODE_IP}, log {KUBELET.log})", flush=True)
+    restart_if_changed(KUBELET, NODE_DIR / "kubelet.yaml")
     KUBELET.start()
     _write_owner()
+    restart_if_changed(KUBE_PROXY, NODE_DIR / "kube-proxy.yaml")
     KUBE_PROXY.start()
     _wait(f"node {NODE_NAME} Ready", node_ready, timeout, KUBELET)
     KUBE_PROXY.alive_or_fail()

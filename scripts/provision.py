@@ -81,9 +81,15 @@ SYSTEM: tuple[SystemNeed, ...] = (
     SystemNeed("iptables", "iptables", "", "kube-proxy's Services and the pods' NAT"),
     SystemNeed("conntrack", "conntrack", "", "kube-proxy clears stale UDP flows with it"),
     SystemNeed("debootstrap", "debootstrap", "", "the daemon-free image builder's base file system"),
+    # the image tier (tests/images) on the same machines: containerd's client and a static example binary
+    SystemNeed("ctr", "containerd", "", "imports the built images into containerd"),
+    SystemNeed("gcc", "gcc libc6-dev", "", "compiles the static example binary of the image tier"),
 )
 # What only a machine that can host the real node installs (root on Linux: a kubelet needs it).
-NODE_NEEDS = ("containerd", "runc", "/usr/lib/cni/bridge", "iptables", "conntrack", "debootstrap")
+NODE_NEEDS = (
+    *("containerd", "runc", "/usr/lib/cni/bridge", "iptables", "conntrack", "debootstrap"),
+    *("ctr", "gcc"),  # the image tier: imports into its private containerd, the example's static binary
+)
 
 # The one list of tools. Ranges: what the make targets and tests are written against.
 TOOLS: tuple[Tool, ...] = (
@@ -202,7 +208,8 @@ def privilege() -> list[str] | None:
 
 
 def packages(needs: list[SystemNeed], manager: str) -> list[str]:
-    return list(dict.fromkeys(getattr(need, manager) for need in needs))
+    """The packages to install (a need may name several, space-separated)."""
+    return list(dict.fromkeys(p for need in needs for p in getattr(need, manager).split()))
 
 
 def install_system(needs: list[SystemNeed]) -> str:

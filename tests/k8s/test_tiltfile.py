@@ -151,9 +151,13 @@ def test_both_images_build_the_dev_target_with_live_update(tilt: Tilt) -> None:
             "libs/common/src": "/app/libs/common/src",
             f"services/{service}/src": f"/app/services/{service}/src",
         }
-        # the sync targets are where the dev stage puts the sources (and PYTHONPATH points)
+        # the sync targets are where the dev stage puts the sources (and PYTHONPATH points), with the
+        # build arguments the Tiltfile passes
+        assert build["build_args"] == {"SERVICE": service}
         dockerfile = (ROOT / build["dockerfile"]).read_text()
         dev = dockerfile[dockerfile.index("AS dev") :]
+        for name, value in build["build_args"].items():
+            dev = dev.replace("${" + name + "}", value)
         for remote in syncs.values():
             assert f" {remote}\n" in dev
             assert remote in dev[dev.index("PYTHONPATH") :].splitlines()[0]

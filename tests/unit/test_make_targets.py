@@ -1,5 +1,5 @@
-"""The Makefile's families: `make help` groups local and cluster targets apart, and `make build` says why
-it cannot build images when no Docker daemon answers."""
+"""The Makefile's families: `make help` groups local and cluster targets apart, and `make build` builds with
+Docker when its daemon answers and with the daemon-free builder (tools/images) when none does."""
 
 from __future__ import annotations
 
@@ -57,15 +57,70 @@ def test_help_groups_the_local_and_the_cluster_families() -> None:
     )
 
 
-def test_build_without_a_docker_daemon_says_why(tmp_path: Path) -> None:
-    fake = tmp_path / "docker"
-    fake.write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n")
-    fake.chmod(0o755)
-    out = make("build", f"DOCKER={fake}")
-    assert out.returncode != 0
-    assert "no Docker daemon answers" in out.stderr
-    assert "cannot be built here" in out.stderr
+def recorder(path: Path, log: Path, exit_code: int = 0) -> str:
+    """An executable that appends its arguments to ``log`` and exits with ``exit_code``."""
+    path.write_text(f'#!/bin/sh\necho "$(basename "$0") $*" >> {log}\nexit {exit_code}\n')
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_build_without_a_docker_daemon_uses_the_daemon_free_builder(tmp_path: Path) -> None:
+    log = tmp_path / "calls.log"
+    docker = tmp_path / "docker"
+    docker.write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n")
+    docker.chmod(0o755)
+    builder = recorder(tmp_path / "builder", log)
+    out = make("build", f"DOCKER={docker}", f"IMAGE_BUILDER={builder}", "IMAGE_TAG=t", "IMAGES_DIR=out")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "no Docker daemon answers" in out.stdout
+    assert "daemon-free builder" in out.stdout
+    calls = log.read_text().splitlines()
+    for service in ("producer", "consumer"):
+        expected = (
+            "builder build --dockerfile services/Dockerfile "
+            f"--target {service} --build-arg SERVICE={service} "
+            f"--name localhost/login-{service}:t --output out/login-{service}.tar"
+        )
+        assert expected in calls
     assert "docker build" not in out.stdout
+
+
+def test_a_failing_daemon_free_build_fails_make_build(tmp_path: Path) -> None:
+    builder = recorder(tmp_path / "builder", tmp_path / "calls.log", exit_code=2)
+    out = make("build", "DOCKER=/bin/false", f"IMAGE_BUILDER={builder}")
+    assert out.returncode != 0
+    assert len((tmp_path / "calls.log").read_text().splitlines()) == 1, "stops at the first failure"
+
+
+def test_build_with_a_docker_daemon_uses_docker(tmp_path: Path) -> None:
+    log = tmp_path / "calls.log"
+    docker = recorder(tmp_path / "docker", log)
+    builder = recorder(tmp_path / "builder", log)
+    out = make("build", f"DOCKER={docker}", f"IMAGE_BUILDER={builder}")
+    assert out.returncode == 0, out.stdout + out.stderr
+    calls = log.read_text().splitlines()
+    assert calls[0] == "docker info"
+    assert any(c.startswith("docker build") and "--target producer" in c for c in calls)
+    assert any(c.startswith("docker build") and "--target consumer" in c for c in calls)
+    assert not any(c.startswith("builder") for c in calls)
+
+
+def test_images_import_names_the_containerd_socket(tmp_path: Path) -> None:
+    """`make images-import`: build (cached), then import both archives into CONTAINERD_ADDRESS; the default
+    is the real node's socket (scripts/k8s_node.py's RUNTIME folder)."""
+    log = tmp_path / "calls.log"
+    builder = recorder(tmp_path / "builder", log)
+    out = make("images-import", f"IMAGE_BUILDER={builder}", "IMAGES_DIR=out")
+    assert out.returncode == 0, out.stdout + out.stderr
+    calls = log.read_text().splitlines()
+    assert calls[-1] == (
+        "builder import --address /run/login-stream-node/containerd.sock --namespace k8s.io "
+        "out/login-producer.tar out/login-consumer.tar"
+    )
+    out = make(
+        "images-import", f"IMAGE_BUILDER={builder}", "CONTAINERD_ADDRESS=/run/x.sock", "IMAGES_DIR=out"
+    )
+    assert log.read_text().splitlines()[-1].startswith("builder import --address /run/x.sock ")
 
 
 def test_cluster_uses_installed_tools_and_needs_no_go(tmp_path: Path) -> None:
