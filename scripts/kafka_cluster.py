@@ -12,12 +12,15 @@ quorum; the brokers have ``process.roles=broker``. Why, although it costs three 
   * it is the layout Strimzi recommends for production (a controller node pool and a broker pool).
 The controllers are static voters (``controller.quorum.voters``), formatted once with one cluster id.
 
-Ports, for node slot i = 1, 2, 3 ... and base = KAFKA_PORT + 20 * (i - 1) (KAFKA_PORT + 10 stays free for
-the local control plane):
+Ports, on KAFKA_HOST (default 127.0.0.1), for node slot i = 1, 2, 3 ... and base = KAFKA_PORT + 20 * (i - 1)
+(KAFKA_PORT + 10 stays free for the local control plane):
   base      broker i's client and inter-broker listener (PLAINTEXT, or SASL_SSL with KAFKA_SECURITY=sasl_ssl)
   base + 1  controller i's listener (CONTROLLER; mutual TLS with KAFKA_SECURITY=sasl_ssl)
   base + 4  broker i's Prometheus metrics (the Strimzi Metrics Reporter, as the single broker's)
   base + 5  controller i's Prometheus metrics
+Ports from 32768 on lie in Linux's ephemeral range: a client reconnecting to a node that is down can
+connect to itself (source port = the node's port, on the same address) and hold the port; on another
+loopback address (KAFKA_HOST=127.0.0.2: clients connect from 127.0.0.1) that cannot happen.
 Folders: ``<cache>/cluster-<KAFKA_PORT>[-sasl_ssl]/``: ``cluster.id``, the shared ``tls/`` and ``secrets/``
 of KAFKA_SECURITY=sasl_ssl (one CA, one broker certificate, the SCRAM users), and one folder per node
 (``broker-1``, ``controller-1`` ...) with its server.properties, data/, node.log and node.pid.
@@ -105,7 +108,7 @@ class Cluster:
         self.base_port = base_port
         self.count = brokers
         self.secure = secure
-        self.host = host  # the brokers' client listeners (KAFKA_HOST); controllers stay on 127.0.0.1
+        self.host = host  # every node's listener (KAFKA_HOST)
         self.root = cache / (f"cluster-{base_port}-sasl_ssl" if secure else f"cluster-{base_port}")
         self.brokers = [self._node("broker", i) for i in range(1, brokers + 1)]
         self.controllers = [self._node("controller", i) for i in range(1, CONTROLLERS + 1)]
@@ -116,7 +119,7 @@ class Cluster:
         return Node(
             role=role,
             index=index,
-            host=self.host if broker else "127.0.0.1",
+            host=self.host,
             node_id=index if broker else CONTROLLER_ID_BASE + index,
             port=base if broker else base + 1,
             metrics_port=base + 4 if broker else base + 5,
@@ -180,8 +183,8 @@ class Cluster:
             f"node.id={node.node_id}",
             f"controller.quorum.voters={self.voters}",
             "controller.listener.names=CONTROLLER",
-            f"listeners=PLAINTEXT://{self.host}:{slot},CONTROLLER://127.0.0.1:{slot + 1}",
-            f"advertised.listeners=PLAINTEXT://{self.host}:{slot},CONTROLLER://127.0.0.1:{slot + 1}",
+            f"listeners=PLAINTEXT://{self.host}:{slot},CONTROLLER://{self.host}:{slot + 1}",
+            f"advertised.listeners=PLAINTEXT://{self.host}:{slot},CONTROLLER://{self.host}:{slot + 1}",
             "inter.broker.listener.name=PLAINTEXT",
             "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             f"log.dirs={node.folder / 'data'}",

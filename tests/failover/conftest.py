@@ -44,15 +44,23 @@ def record(line: str) -> None:
         out.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
 
 
+def failover_host() -> str:
+    """FAILOVER_KAFKA_HOST (default 127.0.0.1). With ports in Linux's ephemeral range (32768-60999) set
+    another loopback address, e.g. 127.0.0.2: a client reconnecting to a killed node on its own address can
+    connect to itself and hold the node's port (scripts/kafka_cluster.py)."""
+    return os.environ.get("FAILOVER_KAFKA_HOST", "") or "127.0.0.1"
+
+
 def failover_port() -> int:
     named = os.environ.get("FAILOVER_KAFKA_PORT", "")
     return int(named) if named else int(os.environ.get("KAFKA_PORT", "9092")) + 100
 
 
-def start_cluster(port: int, security: str = "plaintext") -> bool:
-    """``local_kafka.py up`` with KAFKA_BROKERS=3 on ``port``; True when it started nodes."""
+def start_cluster(port: int, security: str = "plaintext", host: str = "127.0.0.1") -> bool:
+    """``local_kafka.py up`` with KAFKA_BROKERS=3 on ``host:port``; True when it started nodes."""
     env = {
         **os.environ,
+        "KAFKA_HOST": host,
         "KAFKA_PORT": str(port),
         "KAFKA_BROKERS": "3",
         "KAFKA_SECURITY": security,
@@ -139,8 +147,9 @@ def cluster() -> Iterator[ClusterHandle]:
     os.environ.setdefault("KAFKA_BROKERS", "3")
     lk = load_script("local_kafka")
     kc = load_script("kafka_cluster")
-    started = start_cluster(port)
-    handle = ClusterHandle(kc.Cluster(port, 3, lk.CACHE, secure=False), lk)
+    host = failover_host()
+    started = start_cluster(port, host=host)
+    handle = ClusterHandle(kc.Cluster(port, 3, lk.CACHE, secure=False, host=host), lk)
     try:
         yield handle
     finally:

@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from login_common.kafka import admin, ensure_topics, replication
-from tests.failover.conftest import ClusterHandle, failover_port
+from tests.failover.conftest import ClusterHandle, failover_host, failover_port
 from tests.failover.harness import ROOT
 
 pytestmark = [pytest.mark.failover]
@@ -24,7 +24,13 @@ def local_kafka(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, str(ROOT / "scripts" / "local_kafka.py"), *args],
         capture_output=True,
         text=True,
-        env={**os.environ, "KAFKA_PORT": str(failover_port()), "BOOTSTRAP_SERVERS": "", **env},
+        env={
+            **os.environ,
+            "KAFKA_PORT": str(failover_port()),
+            "KAFKA_HOST": failover_host(),
+            "BOOTSTRAP_SERVERS": "",
+            **env,
+        },
         check=False,
         timeout=300,
     )
@@ -55,7 +61,14 @@ def test_three_brokers_three_controllers_each_with_its_own_ports(restored: Clust
     assert len({n.folder for n in cluster.nodes}) == 6
     # as the README shows it
     again = subprocess.run(
-        ["make", "-s", "kafka-up", "KAFKA_BROKERS=3", f"KAFKA_PORT={failover_port()}"],
+        [
+            "make",
+            "-s",
+            "kafka-up",
+            "KAFKA_BROKERS=3",
+            f"KAFKA_PORT={failover_port()}",
+            f"KAFKA_HOST={failover_host()}",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
