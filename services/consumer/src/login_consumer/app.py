@@ -183,19 +183,18 @@ class ConsumerApp:
                 "logger": kafka_logs,
             }
         )
-        self._producer = Producer(
-            {
-                **settings.producer_config(),
-                "on_delivery": self._on_delivery,
-                "error_cb": self._on_error,
-                "logger": kafka_logs,
-            }
-        )
+        self._producer_config = {
+            **settings.producer_config(),
+            "on_delivery": self._on_delivery,
+            "error_cb": self._on_error,
+            "logger": kafka_logs,
+        }
         self.health = ClusterHealth(settings, metrics)  # the cluster's state for /ready and metrics
         self.checkpoint = Checkpoint(
             self._consumer,
-            self._producer,
+            Producer(self._producer_config),
             exactly_once=self.exactly_once,
+            renew=self._renew_producer if self.exactly_once else None,
             interval=settings.commit_interval_ms / 1000.0,
             delivery_timeout=settings.delivery_timeout,
             warn=self._warn,
@@ -221,6 +220,18 @@ class ConsumerApp:
         if self._running and idle > LIVENESS_SECONDS:
             return False, f"processing loop stalled for {idle:.0f}s"
         return True, "ok"
+
+    @property
+    def _producer(self) -> Producer:
+        """The output producer: the checkpoint's (a fenced transactional producer is replaced there)."""
+        return self.checkpoint.producer
+
+    def _renew_producer(self) -> Producer:
+        """A new transactional producer with the same id: init_transactions fences the old one and
+        aborts what it left open (delivery/checkpoint.py calls this after a fatal transaction error)."""
+        producer = Producer(self._producer_config)
+        producer.init_transactions(max(30.0, self.settings.delivery_timeout))
+        return producer
 
     def _beat(self) -> None:
         """Waiting on Kafka (delivery/checkpoint.py), not stuck: the loop is alive."""

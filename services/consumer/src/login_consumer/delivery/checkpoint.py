@@ -22,13 +22,17 @@ transaction call that fails with a retriable error (the coordinator moving, a ti
 librdkafka documents, until DELIVERY_TIMEOUT; an error that needs an abort aborts and rewinds. An abort the
 cluster did not confirm (it cannot write the abort markers while too few replicas are in sync) stays
 pending and is finished before the next transaction begins, tried again until it is: nothing is produced
-outside a transaction, nothing is dead-lettered, the process does not crash. ``saw`` gets every error of
+outside a transaction, nothing is dead-lettered, the process does not crash. A fatal error (the producer
+fenced, as a coordinator move can leave it) replaces the producer with a new one of the same
+transactional id (``renew``: init_transactions fences the old one and aborts its transaction) and rewinds,
+as Kafka Streams does on a fenced producer. ``saw`` gets every error of
 the delivery path (delivery/cluster.py counts the refusals), ``heartbeat`` is called while waiting so the
 liveness check knows the loop is waiting on Kafka, not stuck.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from typing import Final
@@ -63,6 +67,7 @@ class Checkpoint:
         warn: Callable[..., None],
         saw: Callable[[KafkaError | None], object] = _ignore,
         heartbeat: Callable[[], None] = _nothing,
+        renew: Callable[[], Producer] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.consumer = consumer
@@ -73,6 +78,8 @@ class Checkpoint:
         self._warn = warn
         self._saw = saw
         self._heartbeat = heartbeat
+        self._renew = renew
+        self.renewals = 0
         self._clock = clock
         self.base: dict[TP, int] = {}  # first offset processed since the last commit
         self.position: dict[TP, int] = {}  # next offset to commit
@@ -91,7 +98,13 @@ class Checkpoint:
         if self.exactly_once and not self.in_transaction:
             while self.abort_pending:
                 self._try_abort(ABORT_TRY_SECONDS)
-            self.producer.begin_transaction()
+            try:
+                self.producer.begin_transaction()
+            except KafkaException as exc:
+                if not exc.args[0].fatal():
+                    raise
+                self._renew_producer(exc.args[0])
+                self.producer.begin_transaction()
             self.in_transaction = True
 
     def processed(self, tp: TP, first: int, following: int) -> None:
@@ -192,8 +205,9 @@ class Checkpoint:
             self._saw(err)
             self._warn("transaction.failed", error=err.str(), code=err.name(), fatal=err.fatal())
             if err.fatal():
-                raise
-            self.abort()
+                self._renew_producer(err)
+            else:
+                self.abort()
             raise CommitFailed(f"transaction failed: {err.name()}") from exc
         self.in_transaction = False
 
@@ -226,7 +240,8 @@ class Checkpoint:
         except KafkaException as exc:
             err: KafkaError = exc.args[0]
             if err.fatal():
-                raise
+                self._renew_producer(err)
+                return
             if err.retriable():  # not confirmed yet (coordinator away, markers not written): again later
                 self._saw(err)
                 self._warn("transaction.abort_pending", error=err.str(), code=err.name())
@@ -235,6 +250,21 @@ class Checkpoint:
             # anything else (no transaction left to abort): nothing is pending
             self._warn("transaction.abort_failed", error=err.str(), code=err.name())
         self.abort_pending = False
+
+    def _renew_producer(self, err: KafkaError) -> None:
+        """A fatal transaction error (the producer fenced: after a coordinator moved, the broker may no
+        longer know its epoch): a new producer with the same transactional id takes over, which aborts
+        what the old one left open; the caller rewinds to the last commit. Without ``renew``: raise."""
+        if self._renew is None:
+            raise KafkaException(err)
+        old = self.producer
+        with contextlib.suppress(Exception):
+            old.purge()
+        self.producer = self._renew()
+        self.renewals += 1
+        self.in_transaction = False
+        self.abort_pending = False
+        self._warn("transaction.producer_renewed", error=err.str(), code=err.name())
 
     def rewind_points(self) -> dict[TP, int]:
         """Where each partition processed since the last commit must start again; resets the interval."""
