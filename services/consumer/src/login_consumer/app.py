@@ -85,7 +85,8 @@ class ConsumerApp:
         self.repartition_topic = self.user_stage.repartition_topic
         self._consumer, self.group, self.state = parts.consumer, parts.group, parts.state
         self.checkpoint, self.sender, self.topology = parts.checkpoint, parts.sender, parts.topology
-        self.parts, self.producers = parts, parts.producers
+        self.parts, self.producers, self.health = parts, parts.producers, parts.health
+        self.checkpoint.heartbeat = self._still_alive  # waiting on Kafka (delivery/checkpoint.py), not stuck
         self.retrier = Retrier(self._access, self.events.warn, self._still_alive, parts.credentials.check)
         self._backoff, self._restore_backoff, self._restore_due = Backoff(), Backoff(), 0.0
         self._resubscribe_backoff, self._resubscribe_due, self._topics = Backoff(), 0.0, list[str]()
@@ -111,10 +112,14 @@ class ConsumerApp:
         refused = self._access.blocked() or self.retrier.waiting
         if refused:
             return False, refused
+        writable, kafka = self.health.state()
+        if not writable:
+            return False, kafka
         if self.state.pending:
             return False, f"state of {len(self.state.pending)} partition(s) not restored yet"
         if self._running and self.assigned.is_set():
-            return True, f"in group, {len(self.group.assignment)} partition(s)"
+            in_group = f"in group, {len(self.group.assignment)} partition(s)"
+            return True, in_group + (f"; {kafka}" if kafka else "")
         return False, "not in the group yet"
 
     # ------------------------------------------------------------------ rebalances
@@ -173,6 +178,7 @@ class ConsumerApp:
             if ready:
                 self._topics = topics
                 self._subscribe()
+                self.health.start()
             if ready and self.exactly_once:
                 ready = self.retrier.until_done(stop, "init_transactions", self.producers.init_transactions)
         finally:
@@ -266,6 +272,7 @@ class ConsumerApp:
 
     def _close(self, stop: threading.Event) -> None:
         self._running = False
+        self.health.stop()
         self.assigned.clear()
         deadline = time.monotonic() + self.settings.shutdown_timeout * 0.6 if stop.is_set() else None
         try:

@@ -72,6 +72,15 @@ class ConsumerSettings(CommonSettings, PrivacySettings, DetectorSettings):
             "state changelog) like the input topic; false = they must exist (e.g. KafkaTopic resources)."
         ),
     )
+    topic_replication_factor: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description=(
+            "Replication factor of the internal topics the consumer creates; 0 = as the cluster allows, "
+            "min(3, brokers), read once. min.insync.replicas is one less (at least 1)."
+        ),
+    )
     processing_guarantee: Guarantee = Field(
         "at-least-once",
         description="at-least-once (commit after outputs are acknowledged) or exactly-once (transactions).",
@@ -220,6 +229,9 @@ class ConsumerSettings(CommonSettings, PrivacySettings, DetectorSettings):
         }
 
     def producer_config(self) -> dict[str, Any]:
+        """The output producer: idempotent with acks=all (an acknowledged output is on min.insync.replicas
+        replicas, and a retry after a leader change never writes it twice); transactional in exactly-once
+        mode. tests/unit/test_durability.py pins it."""
         config: dict[str, Any] = {
             **self.kafka_common(),
             "enable.idempotence": True,

@@ -16,6 +16,7 @@ from confluent_kafka import Consumer
 
 from login_consumer.config import ConsumerSettings
 from login_consumer.delivery.checkpoint import Checkpoint, Purge
+from login_consumer.delivery.cluster import ClusterHealth
 from login_consumer.delivery.producer import ProducerKeeper
 from login_consumer.delivery.sender import Sender
 from login_consumer.detectors.base import Detectors, NoDetectors
@@ -58,6 +59,7 @@ def internal_topics(settings: ConsumerSettings, events: Events | None = None) ->
     topics = InternalTopics(
         settings.kafka_common(),
         auto_create=settings.auto_create_internal_topics,
+        replication_factor=settings.topic_replication_factor or None,
         on_error=events.on_error if events is not None else None,
     )
     if events is not None:
@@ -170,6 +172,7 @@ class Parts:
     changelogs: list[Changelog]
     producers: ProducerKeeper
     credentials: Credentials
+    health: ClusterHealth  # the Kafka cluster as the consumer sees it: /ready and login_consumer_kafka_*
 
 
 def assemble(
@@ -208,6 +211,7 @@ def assemble(
         stages[NETWORK] = (repartition, found)
         purge = Purge(topics, repartition, lambda: group.assignment)
     state = StateManager(stages, on_error=events.detector_failed)
+    health = ClusterHealth(settings, events.metrics)
     checkpoint = Checkpoint(
         consumer,
         producer,
@@ -217,6 +221,7 @@ def assemble(
         warn=events.warn,
         purge=purge,
         report=events.access.check,
+        saw=health.saw,
     )
     events.delivery_failed = checkpoint.delivery_failed
     events.produce_failed = checkpoint.produce_failed
@@ -250,7 +255,7 @@ def assemble(
     )
     return Parts(
         topics, detectors, processor, found, user_stage, network_stage, consumer, group, state, checkpoint,
-        sender, topology, changelogs, producers, credentials,
+        sender, topology, changelogs, producers, credentials, health,
     )  # fmt: skip
 
 

@@ -24,13 +24,25 @@ The checkpoint also owns what bounds a commit and what follows one:
   processed since the last commit, or its first held record if earlier); the conductor restores the state
   of those partitions (``stores/manager.py``) and seeks there (``intake/group.py``);
 * purge (``Purge``): every ``PURGE_SECONDS``, the repartition records the group has committed are deleted.
+
+Leader and coordinator changes (a broker restarting or killed, three brokers with min.insync.replicas=2):
+librdkafka retries produce requests itself (NOT_LEADER_FOR_PARTITION, NOT_ENOUGH_REPLICAS, ...). A
+transaction call that fails with a retriable error (the coordinator moving, a timeout) is called again, as
+librdkafka documents, until DELIVERY_TIMEOUT; an error that needs an abort aborts and rewinds. An abort the
+cluster did not confirm (it cannot write the abort markers while too few replicas are in sync) stays
+pending and is finished before the next transaction begins, tried again until it is: nothing is produced
+outside a transaction, nothing is dead-lettered, the process does not crash. A fatal error (the producer
+fenced, as a coordinator move can leave it) marks the producer ``broken``: the conductor replaces it with a
+new one of the same transactional id (``delivery/producer.py``: init_transactions fences the old one and
+aborts its transaction) after rewinding, as Kafka Streams does on a fenced producer. ``saw`` gets every
+error of the delivery path (``delivery/cluster.py`` counts the refusals), ``heartbeat`` is called while
+waiting so the liveness check knows the loop is waiting on Kafka, not stuck.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
-from contextlib import suppress
 from typing import Final
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -40,8 +52,17 @@ from login_consumer.records import TP
 from login_consumer.topics import InternalTopics
 
 PURGE_SECONDS: Final = 30.0  # how often consumed repartition records are deleted
+ABORT_TRY_SECONDS: Final = 10.0  # one try of an abort; a pending abort is tried again until it is done
 
-__all__ = ["PURGE_SECONDS", "Checkpoint", "CommitFailed", "Purge"]
+__all__ = ["ABORT_TRY_SECONDS", "PURGE_SECONDS", "Checkpoint", "CommitFailed", "Purge"]
+
+
+def _ignore(_err: KafkaError | None) -> object:
+    return None
+
+
+def _nothing() -> None:
+    return None
 
 
 class Purge:
@@ -93,10 +114,13 @@ class Checkpoint:
         limit: Callable[[TP], int | None] | None = None,
         purge: Purge | None = None,
         report: Callable[[KafkaError, str], bool] = lambda _err, _where: False,
+        saw: Callable[[KafkaError | None], object] = _ignore,
+        heartbeat: Callable[[], None] = _nothing,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``limit``: the first offset of a partition not done yet (or None); ``purge``: what to purge
-        after each commit; ``report``: the access policy, told of a refused transaction."""
+        after each commit; ``report``: the access policy, told of a refused transaction; ``saw``: every
+        error of the delivery path (the cluster's health); ``heartbeat``: called while waiting on Kafka."""
         self.consumer = consumer
         self.producer = producer
         self.exactly_once = exactly_once
@@ -106,12 +130,15 @@ class Checkpoint:
         self.limit = limit
         self.purge = purge
         self._report = report
+        self.saw = saw
+        self.heartbeat = heartbeat
         self._clock = clock
         self.base: dict[TP, int] = {}  # first offset processed since the last commit
         self.position: dict[TP, int] = {}  # next offset to commit
         self.failures = 0  # delivery failures reported since the last commit
         self.last_error = ""
         self.in_transaction = False
+        self.abort_pending = False  # an abort not confirmed yet: finished before the next transaction
         self.broken: KafkaError | None = None  # the producer's fatal error: it must be replaced
         self.due = clock() + interval
         self.commits = 0
@@ -120,15 +147,18 @@ class Checkpoint:
     # ------------------------------------------------------------------ bookkeeping
 
     def begin(self) -> None:
-        """Before producing: open the interval's transaction (exactly-once) if none is open (raises what the
-        producer raises: the sender reports it through ``produce_failed``)."""
+        """Before producing: open the interval's transaction (exactly-once) if none is open, after
+        finishing an abort that is still pending (raises what the producer raises: the sender reports it
+        through ``produce_failed``)."""
         if self.exactly_once and not self.in_transaction:
+            while self.abort_pending and self.broken is None:
+                self._try_abort(ABORT_TRY_SECONDS)
             self.producer.begin_transaction()
             self.in_transaction = True
 
     def produce_failed(self, err: KafkaError) -> None:
         """The producer refused a record (or the transaction): the interval cannot be committed."""
-        self.delivery_failed(err.name())
+        self.delivery_failed(err)
         if err.fatal():
             self.broken = err
 
@@ -143,8 +173,11 @@ class Checkpoint:
         if tp in self.position:
             self.position[tp] = min(self.position[tp], offset)
 
-    def delivery_failed(self, error: str) -> None:
+    def delivery_failed(self, error: KafkaError | str) -> None:
         self.failures += 1
+        if isinstance(error, KafkaError):
+            self.saw(error)
+            error = error.name()
         self.last_error = error
 
     @property
@@ -224,40 +257,85 @@ class Checkpoint:
         remaining = len(self.producer)
         while remaining and self._clock() < end:
             remaining = self.producer.flush(max(0.0, min(0.5, end - self._clock())))
+            self.heartbeat()
         return remaining
 
     def _commit_transaction(self, offsets: dict[TP, int], deadline: float | None) -> None:
         producer = self.producer
-        timeout = self.delivery_timeout
+        end = self._clock() + self.delivery_timeout
         if deadline is not None:
-            timeout = max(1.0, min(timeout, deadline - self._clock()))
+            end = min(end, max(deadline, self._clock() + 1.0))
         try:
             if offsets:
-                producer.send_offsets_to_transaction(
-                    topic_partitions(offsets), self.consumer.consumer_group_metadata(), timeout
+                tps = topic_partitions(offsets)
+                group = self.consumer.consumer_group_metadata()
+                self._retrying(
+                    "send_offsets_to_transaction",
+                    lambda left: producer.send_offsets_to_transaction(tps, group, left),
+                    end,
                 )
-            producer.commit_transaction(timeout)
+            self._retrying("commit_transaction", producer.commit_transaction, end)
         except KafkaException as exc:
             err: KafkaError = exc.args[0]
+            self.saw(err)
             if not self._report(err, "commit_transaction"):
                 self._warn("transaction.failed", error=err.str(), code=err.name(), fatal=err.fatal())
-            if err.fatal():  # the producer is unusable: the conductor replaces it
+            if err.fatal():  # the producer is unusable (fenced): the conductor replaces it
                 self.broken = err
-            self.abort()
+                self.in_transaction = False
+            else:
+                self.abort()
             raise CommitFailed(f"transaction failed: {err.name()}") from exc
         self.in_transaction = False
 
+    def _retrying(self, what: str, call: Callable[[float], object], end: float) -> None:
+        """``call(seconds left)``, called again while it fails with a retriable error and time is left;
+        an error that is fatal, needs an abort, or comes after ``end`` is raised."""
+        while True:
+            try:
+                call(max(1.0, end - self._clock()))
+                return
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                if err.fatal() or err.txn_requires_abort() or not err.retriable() or self._clock() >= end:
+                    raise
+                self.saw(err)
+                self._warn("transaction.retrying", what=what, error=err.str(), code=err.name())
+                self.heartbeat()
+
     def abort(self) -> None:
-        """Abort the open transaction (exactly-once); its records are never visible to read_committed."""
+        """Abort the open transaction (exactly-once); its records are never visible to read_committed.
+        One bounded try: if the cluster does not confirm it, it stays pending (``begin`` finishes it)."""
         if self.exactly_once and self.in_transaction:
-            with suppress(KafkaException):
-                self.producer.abort_transaction(self.delivery_timeout)
             self.in_transaction = False
+            if self.broken is not None:  # a broken producer cannot abort: its replacement fences it
+                return
+            self.abort_pending = True
+            self._try_abort(min(ABORT_TRY_SECONDS, self.delivery_timeout))
+
+    def _try_abort(self, timeout: float) -> None:
+        try:
+            self.producer.abort_transaction(timeout)
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            if err.fatal():  # fenced: the replacement producer aborts what this one left open
+                self.broken = err
+                self.abort_pending = False
+                return
+            if err.retriable():  # not confirmed yet (coordinator away, markers not written): again later
+                self.saw(err)
+                self._warn("transaction.abort_pending", error=err.str(), code=err.name())
+                self.heartbeat()
+                return
+            # anything else (no transaction left to abort): nothing is pending
+            self._warn("transaction.abort_failed", error=err.str(), code=err.name())
+        self.abort_pending = False
 
     def replace_producer(self, producer: Producer) -> None:
         """A new producer instead of a broken one (its transactions initialised by the caller)."""
         self.producer = producer
         self.in_transaction = False
+        self.abort_pending = False
         self.broken = None
         self.failures = 0
 
