@@ -72,8 +72,8 @@ def _health(snapshot: Snapshot, clock: Clock) -> tuple[ClusterHealth, ConsumerMe
 
 def _gauge(metrics: ConsumerMetrics, state: str | None = None) -> float:
     if state is None:
-        return float(metrics.kafka_degraded._value.get())
-    return float(metrics.kafka_partitions.labels(state)._value.get())
+        return float(metrics.kafka.degraded._value.get())
+    return float(metrics.kafka.partitions.labels(state)._value.get())
 
 
 def test_a_healthy_cluster_is_ready_and_says_nothing() -> None:
@@ -109,7 +109,7 @@ def test_a_refusal_counts_by_code_and_refuses_for_a_while() -> None:
     health, metrics = _health(Snapshot(brokers=3, cluster_size=3, checked=True), clock)
     assert not health.saw(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))  # not the cluster's health
     assert health.saw(KafkaError(KafkaError.NOT_ENOUGH_REPLICAS))
-    assert metrics.kafka_refusals.labels("NOT_ENOUGH_REPLICAS")._value.get() == 1
+    assert metrics.kafka.refusals.labels("NOT_ENOUGH_REPLICAS")._value.get() == 1
     writable, what = health.state()
     assert not writable
     assert "NOT_ENOUGH_REPLICAS" in what

@@ -25,17 +25,8 @@ The checkpoint also owns what bounds a commit and what follows one:
   of those partitions (``stores/manager.py``) and seeks there (``intake/group.py``);
 * purge (``Purge``): every ``PURGE_SECONDS``, the repartition records the group has committed are deleted.
 
-Leader and coordinator changes (a broker restarting or killed, three brokers with min.insync.replicas=2):
-librdkafka retries produce requests itself (NOT_LEADER_FOR_PARTITION, NOT_ENOUGH_REPLICAS, ...). A
-transaction call that fails with a retriable error (the coordinator moving, a timeout) is called again, as
-librdkafka documents, until DELIVERY_TIMEOUT; an error that needs an abort aborts and rewinds. An abort the
-cluster did not confirm (it cannot write the abort markers while too few replicas are in sync) stays
-pending and is finished before the next transaction begins, tried again until it is: nothing is produced
-outside a transaction, nothing is dead-lettered, the process does not crash. A fatal error (the producer
-fenced, as a coordinator move can leave it) marks the producer ``broken``: the conductor replaces it with a
-new one of the same transactional id (``delivery/producer.py``: init_transactions fences the old one and
-aborts its transaction) after rewinding, as Kafka Streams does on a fenced producer. ``saw`` gets every
-error of the delivery path (``delivery/cluster.py`` counts the refusals), ``heartbeat`` is called while
+Leader and coordinator changes, pending aborts and a fenced producer: ``transactions.py``. ``saw`` gets
+every error of the delivery path (``cluster.py`` counts the refusals), ``heartbeat`` is called while
 waiting so the liveness check knows the loop is waiting on Kafka, not stuck.
 """
 
@@ -47,6 +38,7 @@ from typing import Final
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from login_consumer.delivery.transactions import abort_once, retrying
 from login_consumer.errors import CommitFailed
 from login_consumer.records import TP
 from login_consumer.topics import InternalTopics
@@ -269,12 +261,18 @@ class Checkpoint:
             if offsets:
                 tps = topic_partitions(offsets)
                 group = self.consumer.consumer_group_metadata()
-                self._retrying(
-                    "send_offsets_to_transaction",
+                retrying(
                     lambda left: producer.send_offsets_to_transaction(tps, group, left),
                     end,
+                    self._clock,
+                    lambda err: self._waiting("transaction.retrying", err, what="send_offsets"),
                 )
-            self._retrying("commit_transaction", producer.commit_transaction, end)
+            retrying(
+                producer.commit_transaction,
+                end,
+                self._clock,
+                lambda err: self._waiting("transaction.retrying", err, what="commit_transaction"),
+            )
         except KafkaException as exc:
             err: KafkaError = exc.args[0]
             self.saw(err)
@@ -288,20 +286,11 @@ class Checkpoint:
             raise CommitFailed(f"transaction failed: {err.name()}") from exc
         self.in_transaction = False
 
-    def _retrying(self, what: str, call: Callable[[float], object], end: float) -> None:
-        """``call(seconds left)``, called again while it fails with a retriable error and time is left;
-        an error that is fatal, needs an abort, or comes after ``end`` is raised."""
-        while True:
-            try:
-                call(max(1.0, end - self._clock()))
-                return
-            except KafkaException as exc:
-                err: KafkaError = exc.args[0]
-                if err.fatal() or err.txn_requires_abort() or not err.retriable() or self._clock() >= end:
-                    raise
-                self.saw(err)
-                self._warn("transaction.retrying", what=what, error=err.str(), code=err.name())
-                self.heartbeat()
+    def _waiting(self, event: str, err: KafkaError, **fields: object) -> None:
+        """A retriable error while waiting on Kafka: seen, warned, the loop still alive."""
+        self.saw(err)
+        self._warn(event, error=err.str(), code=err.name(), **fields)
+        self.heartbeat()
 
     def abort(self) -> None:
         """Abort the open transaction (exactly-once); its records are never visible to read_committed.
@@ -314,20 +303,13 @@ class Checkpoint:
             self._try_abort(min(ABORT_TRY_SECONDS, self.delivery_timeout))
 
     def _try_abort(self, timeout: float) -> None:
-        try:
-            self.producer.abort_transaction(timeout)
-        except KafkaException as exc:
-            err: KafkaError = exc.args[0]
-            if err.fatal():  # fenced: the replacement producer aborts what this one left open
-                self.broken = err
-                self.abort_pending = False
-                return
-            if err.retriable():  # not confirmed yet (coordinator away, markers not written): again later
-                self.saw(err)
-                self._warn("transaction.abort_pending", error=err.str(), code=err.name())
-                self.heartbeat()
-                return
-            # anything else (no transaction left to abort): nothing is pending
+        err = abort_once(self.producer, timeout)
+        if err is not None and err.fatal():  # fenced: the replacement producer aborts what this one left
+            self.broken = err
+        elif err is not None and err.retriable():  # not confirmed yet (coordinator away): again later
+            self._waiting("transaction.abort_pending", err)
+            return
+        elif err is not None:  # anything else (no transaction left to abort): nothing is pending
             self._warn("transaction.abort_failed", error=err.str(), code=err.name())
         self.abort_pending = False
 

@@ -119,7 +119,7 @@ class ClusterHealth:
         """A write or transaction failed with ``err``: count it when the cluster refused it; True if so."""
         if err is None or err.code() not in REFUSALS:
             return False
-        self.metrics.kafka_refusals.labels(err.name()).inc()
+        self.metrics.kafka.refusals.labels(err.name()).inc()
         with self._lock:
             self._refused_at = self._clock()
             self._refused_code = err.name()
@@ -201,11 +201,11 @@ class ClusterHealth:
             snapshot = self._snapshot
         writable, what = self.state()
         metrics = self.metrics
-        metrics.kafka_degraded.set(0 if not what else 1 if writable else 2)
-        metrics.kafka_brokers.set(snapshot.brokers)
-        metrics.kafka_partitions.labels("offline").set(snapshot.offline)
-        metrics.kafka_partitions.labels("under_replicated").set(snapshot.under_replicated)
-        metrics.kafka_partitions.labels("under_min_isr").set(snapshot.under_min_isr)
+        metrics.kafka.degraded.set(0 if not what else 1 if writable else 2)
+        metrics.kafka.brokers.set(snapshot.brokers)
+        metrics.kafka.partitions.labels("offline").set(snapshot.offline)
+        metrics.kafka.partitions.labels("under_replicated").set(snapshot.under_replicated)
+        metrics.kafka.partitions.labels("under_min_isr").set(snapshot.under_min_isr)
         if (writable, what) != self._was:
             self._was = (writable, what)
             if what:
