@@ -21,8 +21,9 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from login_common.contract import processed_schema
+from tests.control_plane.conftest import wait_for
 from tests.observability.traffic import attack_round
-from tests.real_node.conftest import Release, install_args, wait_for
+from tests.real_node.conftest import Release, install_args
 
 pytestmark = pytest.mark.timeout(1800)
 RUNTIME_SOCK = "/run/login-stream-node/containerd.sock"
