@@ -345,9 +345,12 @@ def test_upgrade_to_three_consumers_mid_stream_loses_nothing_and_still_detects_s
         pods = {p["spec"]["nodeName"] for p in release.pods("consumer")}
         print(f"\nupgrade to 3: {figures}; stuffing flagged {len(flagged)}/{len(stuffed)} accounts")
         assert pods == {"login-stream-node"}
-        assert len(flagged) >= len(stuffed) * 0.9, (
-            f"credential stuffing flagged on {len(flagged)} of {len(stuffed)} accounts"
-        )
+        # within one wave alone the 10th failing account (index 11: 0, 10, 20, 30 succeed) reaches the
+        # detector's threshold (STUFFING_ACCOUNTS=10), so every failing account from there on must be
+        # flagged, whichever replica's user stage saw it; earlier ones depend on the previous waves
+        must = {k for k in stuffed if (i := int(k.rsplit("-", 1)[1])) >= 11 and i % 10}
+        missed = sorted(must - flagged)
+        assert not missed, f"not flagged: {missed[:10]} ({len(flagged)}/{len(stuffed)} flagged)"
     finally:
         set_producer_replicas(release, 1)
 
