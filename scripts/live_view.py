@@ -48,6 +48,7 @@ LEVELS = ("low", "medium", "high")
 LEVEL_STYLE = {"low": "green", "medium": "yellow", "high": "bold red"}
 WINDOW = 60.0  # "last minute"
 RATE_WINDOW = 5.0  # rates over the last few seconds
+FRAME_SECONDS = 30.0  # output that is not a terminal: one frame this often (and the last on Ctrl-C)
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
@@ -536,6 +537,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         console = Console()
         started = time.monotonic()
+        if not console.is_terminal:
+            return print_frames(view, console, title, footer, started)
         with Live(console=console, refresh_per_second=2, screen=False) as live:
             try:
                 while True:
@@ -548,6 +551,26 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         view.close()
+
+
+def print_frames(view: View, console: Console, title: str, footer: str, started: float) -> int:
+    """Output that is not a terminal (a pipe, a file, CI): a frame now, one every ``FRAME_SECONDS`` and the
+    last one on Ctrl-C, as ``top -b`` does, instead of a live region that only a terminal can redraw."""
+    printed = -FRAME_SECONDS
+    fig = None
+    try:
+        while True:
+            fig = view.tick()
+            up = time.monotonic() - started
+            if up - printed >= FRAME_SECONDS:
+                console.print(render(fig, f"{title} · {up:,.0f}s (Ctrl-C leaves it running)", footer))
+                printed = up
+            time.sleep(1)
+    except KeyboardInterrupt:
+        up = time.monotonic() - started
+        last = fig if fig is not None else view.tracker.figures(())
+        console.print(render(last, f"{title} · {up:,.0f}s (Ctrl-C leaves it running)", footer))
+    return 0
 
 
 if __name__ == "__main__":

@@ -300,6 +300,24 @@ def wait_ready(pipeline: Pipeline, timeout: float = 90.0) -> str:
             return f"not ready within {timeout:.0f}s: {', '.join(p.name for p in pending)}"
         if pending:
             time.sleep(0.5)
+    return wait_scraped(pipeline, deadline)
+
+
+def wait_scraped(pipeline: Pipeline, deadline: float) -> str:
+    """'' once Prometheus is ready and has scraped every target up, so that `make health` right after
+    `make run` reports every part ok; else what is still missing when ``deadline`` passes."""
+    proms = [p for p in pipeline.procs if p.name == "prometheus"]
+    for proc in proms:
+        while True:
+            if not proc.running():
+                return f"prometheus exited during start-up; its log ({proc.log}):\n{tail(Path(proc.log), 15)}"
+            targets = prometheus_targets(proc.url) if get(f"{proc.url}/-/ready")[0] == 200 else []
+            if targets and all(t == "up" for t in targets):
+                break
+            if time.monotonic() > deadline:
+                up = sum(1 for t in targets if t == "up")
+                return f"prometheus has not scraped every target up in time (up {up}/{len(targets)})"
+            time.sleep(0.5)
     return ""
 
 

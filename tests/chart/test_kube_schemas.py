@@ -68,7 +68,7 @@ def test_unknown_kinds_are_reported_not_skipped() -> None:
 
 def test_extract_crds(tmp_path: Path, crd_dir: Path) -> None:
     bundle = tmp_path / "bundle.yaml"
-    docs = [yaml.safe_load(p.read_text()) for p in sorted(crd_dir.glob("*.yaml"))]
+    docs = [doc for p in sorted(crd_dir.glob("*.yaml")) for doc in load_all(p.read_text())]
     docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "not-a-crd"}})
     bundle.write_text(yaml.safe_dump_all(docs))
     out = tmp_path / "crds"

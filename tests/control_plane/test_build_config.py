@@ -30,9 +30,16 @@ def replaces(go_mod: Path) -> dict[str, str]:
 
 def test_versions_file_pins_every_component() -> None:
     versions = load_control_plane_script().versions()
-    assert set(versions) == {"KUBERNETES_VERSION", "ETCD_VERSION", "KWOK_VERSION"}
-    for value in versions.values():
-        assert re.fullmatch(r"v\d+\.\d+\.\d+", value), value
+    assert set(versions) == {
+        "KUBERNETES_VERSION",
+        "ETCD_VERSION",
+        "KWOK_VERSION",
+        "PAUSE_VERSION",  # the node's sandbox image (tools/k8s/build.sh: pause.c of the pinned module)
+        "COREDNS_VERSION",  # the node's cluster DNS (k8s/node/coredns.yaml)
+    }
+    for key, value in versions.items():
+        pattern = r"\d+\.\d+\.\d+" if key == "PAUSE_VERSION" else r"v\d+\.\d+\.\d+"
+        assert re.fullmatch(pattern, value), (key, value)
 
 
 def test_kube_module_requires_the_pinned_kubernetes_and_its_staging_releases() -> None:
@@ -83,7 +90,7 @@ def test_status_of_a_stopped_control_plane_names_every_process_and_its_log(tmp_p
 
 
 @pytest.mark.parametrize(
-    ("setting", "value"), [("K8S_API_NODES", "0"), ("K8S_API_NODES", "many"), ("K8S_API_PORT", "70000")]
+    ("setting", "value"), [("K8S_API_NODES", "-1"), ("K8S_API_NODES", "many"), ("K8S_API_PORT", "70000")]
 )
 def test_up_with_a_bad_setting_fails_naming_it(tmp_path: Path, setting: str, value: str) -> None:
     out = run_script(tmp_path, "up", **{setting: value})

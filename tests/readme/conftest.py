@@ -144,6 +144,14 @@ class Interactive:
             pytest.fail(
                 f"`{self.command}` did not stop within {timeout:.0f}s of Ctrl-C:\n{self.output()[-3000:]}"
             )
+        # make returns as soon as it has passed SIGINT on; the command it ran may still be printing its last
+        # words (the live view prints its final frame on Ctrl-C): wait for the whole group, as a terminal does
+        deadline = time.monotonic() + timeout
+        while group_alive(self.proc.pid):
+            if time.monotonic() > deadline:
+                kill_group(self.proc.pid)
+                pytest.fail(f"`{self.command}`'s processes outlived make by {timeout:.0f}s after Ctrl-C")
+            time.sleep(0.1)
         out = self.output()
         self._file.close()
         return Ran(self.command, self.proc.returncode, out, "", time.monotonic() - self.started)
@@ -152,6 +160,13 @@ class Interactive:
         if self.proc.poll() is None:
             kill_group(self.proc.pid)
             self.proc.wait()
+
+
+def group_alive(pgid: int) -> bool:
+    """A process of group ``pgid`` still runs (zombies do not count)."""
+    ps = subprocess.run(["ps", "-e", "-o", "pgid=,stat="], capture_output=True, text=True, check=False)
+    rows = (line.split() for line in ps.stdout.splitlines())
+    return any(row[0] == str(pgid) and row[1][:1] != "Z" for row in rows if len(row) == 2)
 
 
 def alive(pid: int) -> bool:

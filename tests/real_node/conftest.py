@@ -14,12 +14,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -35,7 +34,6 @@ RESTRICTED = {
     "pod-security.kubernetes.io/enforce-version": "latest",
     "pod-security.kubernetes.io/warn": "restricted",
 }
-T = TypeVar("T")
 
 
 def unavailable(reason: str) -> None:
@@ -43,22 +41,6 @@ def unavailable(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"real-node tier cannot run: {reason}")
     pytest.skip(f"real-node tier: {reason}")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 120, interval: float = 1.0) -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = probe()
-        except Exception as exc:  # noqa: BLE001 - kept as the last observation
-            last = exc
-        else:
-            if last:
-                return last
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}"[:3000])
-        time.sleep(interval)
 
 
 @dataclass(frozen=True)

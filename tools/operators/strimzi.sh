@@ -124,13 +124,33 @@ strimzi_maven() {
   }
 }
 
-# strimzi_drop_test_dependencies SRC: remove every <dependency> of scope test from the modules' poms
+# strimzi_drop_test_dependencies SRC: remove from the modules' poms every <dependency> of scope test,
+# whether the module says so or the root pom's dependencyManagement does (io.strimzi:strimzi-test-container)
 strimzi_drop_test_dependencies() {
-  local pom
-  for pom in "$1"/*/pom.xml; do
-    perl -0pi -e 's{[ \t]*<dependency>((?:(?!</dependency>).)*?)</dependency>[ \t]*\n?}{
-      $1 =~ m{<scope>test</scope>} ? "" : $&}gse' "$pom"
-  done
+  python3 - "$1" <<'PY'
+import re, sys
+from pathlib import Path
+
+root = Path(sys.argv[1])
+block = re.compile(r"[ \t]*<dependency>((?:(?!</dependency>).)*?)</dependency>[ \t]*\n?", re.S)
+artifact = re.compile(r"<artifactId>([^<]+)</artifactId>")
+managed = root.joinpath("pom.xml").read_text()
+managed = managed[managed.find("<dependencyManagement>"):managed.find("</dependencyManagement>")]
+test_only = {artifact.search(m[1])[1] for m in block.finditer(managed) if "<scope>test</scope>" in m[1]}
+
+
+def keep(match: re.Match[str]) -> str:
+    body = match[1]
+    if "<scope>test</scope>" in body:
+        return ""
+    if "<scope>" not in body and artifact.search(body)[1] in test_only:
+        return ""
+    return match[0]
+
+
+for pom in root.glob("*/pom.xml"):
+    pom.write_text(block.sub(keep, pom.read_text()))
+PY
 }
 
 # strimzi_operator_root SRC OUT: OUT/opt/strimzi as docker-images/operator/Makefile + Dockerfile lay it out

@@ -132,6 +132,7 @@ class Checkpoint:
         self.in_transaction = False
         self.abort_pending = False  # an abort not confirmed yet: finished before the next transaction
         self.broken: KafkaError | None = None  # the producer's fatal error: it must be replaced
+        self.unsent = 0  # records the producer refused to take in this interval
         self.due = clock() + interval
         self.commits = 0
         self.last_committed: dict[TP, int] = {}
@@ -149,8 +150,11 @@ class Checkpoint:
             self.in_transaction = True
 
     def produce_failed(self, err: KafkaError) -> None:
-        """The producer refused a record (or the transaction): the interval cannot be committed."""
+        """The producer refused a record (or the transaction) when it was handed over: the interval cannot
+        be committed. (Exactly-once counts only these: a record that fails later fails its transaction,
+        and the records of an aborted transaction report failures of their own that are no news.)"""
         self.delivery_failed(err)
+        self.unsent += 1
         if err.fatal():
             self.broken = err
 
@@ -214,9 +218,9 @@ class Checkpoint:
             return 0
         offsets = dict(self.position)
         if self.exactly_once:
-            if self.failures or self.broken is not None:  # a record never reached the transaction
-                failed, error = self.failures, self.last_error
-                self.failures = 0
+            if self.unsent or self.broken is not None:  # a record never reached the transaction
+                failed, error = self.unsent, self.last_error
+                self.failures = self.unsent = 0
                 self.abort()
                 raise CommitFailed(f"{failed} record(s) refused by the producer ({error})")
             self._commit_transaction(offsets, deadline)
@@ -238,6 +242,9 @@ class Checkpoint:
                 return 0
         self.base.clear()
         self.position.clear()
+        self.unsent = 0
+        if self.exactly_once:
+            self.failures = 0  # the transaction's own records are committed: earlier reports are old news
         self.commits += 1
         return len(offsets)
 
@@ -319,7 +326,7 @@ class Checkpoint:
         self.in_transaction = False
         self.abort_pending = False
         self.broken = None
-        self.failures = 0
+        self.failures = self.unsent = 0
 
     def rewind(self, assigned: Collection[TP]) -> dict[TP, int]:
         """Where each assigned partition processed since the last commit starts again: its first offset
@@ -337,7 +344,7 @@ class Checkpoint:
         points = dict(self.base)
         self.base.clear()
         self.position.clear()
-        self.failures = 0
+        self.failures = self.unsent = 0
         return points
 
 
