@@ -28,6 +28,8 @@ from login_consumer.intake.group import PartitionGroup
 from login_consumer.operations.clients import Credentials, clients
 from login_consumer.operations.clients import producer as new_producer
 from login_consumer.operations.events import Events
+from login_consumer.operations.probes import Probes
+from login_consumer.operations.retry import Retrier
 from login_consumer.privacy import evidence_privacy
 from login_consumer.process import Processor
 from login_consumer.stages.network import NetworkStage
@@ -173,6 +175,8 @@ class Parts:
     producers: ProducerKeeper
     credentials: Credentials
     health: ClusterHealth  # the Kafka cluster as the consumer sees it: /ready and login_consumer_kafka_*
+    probes: Probes  # /healthz and /ready
+    retrier: Retrier  # start-up steps and init_transactions, retried with backoff
 
 
 def assemble(
@@ -231,12 +235,12 @@ def assemble(
         network_stage,
         group=group,
         sender=sender,
-        checkpoint=checkpoint,
+        progress=checkpoint.progress,
         state=state,
         metrics=events.metrics,
         log=events.log,
     )
-    checkpoint.limit = topology.first_held  # a partition is done up to its first record still held
+    checkpoint.progress.limit = topology.first_held  # a partition is done up to its first record still held
     changelogs = [
         source
         for detector in (detectors, found)
@@ -253,9 +257,17 @@ def assemble(
         exactly_once=settings.exactly_once,
         log=events.log,
     )
+    probes = Probes(
+        events.access,
+        cluster=health.state,
+        unrestored=lambda: len(state.pending),
+        partitions=lambda: len(group.assignment),
+    )
+    checkpoint.heartbeat = probes.beat  # waiting on Kafka (delivery/checkpoint.py), not stuck
+    probes.retrier = retrier = Retrier(events.access, events.warn, probes.beat, credentials.check)
     return Parts(
         topics, detectors, processor, found, user_stage, network_stage, consumer, group, state, checkpoint,
-        sender, topology, changelogs, producers, credentials, health,
+        sender, topology, changelogs, producers, credentials, health, probes, retrier,
     )  # fmt: skip
 
 
