@@ -8,6 +8,9 @@ Per input partition (of every stage's topic), since the last commit:
 Commit limits (``limit``, the topology's ``first_held``): the network stage's merges hold records until
 their turn (``stages/merge.py``), so a partition is committed no further than its first record still held
 (``apply_limits``), and a rewound partition goes back to that record too when it is earlier (``rewind``).
+A partition committed up to a held record keeps that offset as its ``base`` into the next interval
+(``committed``): records held across a commit and released after it are rewound to as well (a failed
+exactly-once transaction during a broker kill lost 23 such records before; tests/unit/test_progress.py).
 
 The checkpoint (``checkpoint.py``) owns one ``Progress``: the topology reports what it processed
 (``processed``), the checkpoint commits ``position`` and clears the interval (``committed``), a rebalance
@@ -52,8 +55,14 @@ class Progress:
         return bool(self.position)
 
     def committed(self) -> None:
-        """The interval is committed: a new one starts."""
-        self.base.clear()
+        """The interval is committed: a new one starts. A partition committed only up to a record still
+        held starts the new interval there (its ``base``): the held records are released in a later
+        interval but were read before it, so a rewind before the partition's next commit must go back to
+        them, not to the first offset read in that interval (which lies beyond: they would be lost)."""
+        carried = {tp: o for tp, o in self.base.items() if tp not in self.position}
+        if self.limit is not None:
+            carried.update({tp: o for tp, o in self.position.items() if self.limit(tp) is not None})
+        self.base = carried
         self.position.clear()
 
     def forget(self, gone: Iterable[TP]) -> None:
@@ -76,5 +85,6 @@ class Progress:
     def rewind_points(self) -> dict[TP, int]:
         """Where each partition processed since the last commit must start again; resets the interval."""
         points = dict(self.base)
-        self.committed()
+        self.base.clear()
+        self.position.clear()
         return points
