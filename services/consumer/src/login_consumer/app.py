@@ -108,7 +108,7 @@ class ConsumerApp:
         self._alive_at = time.monotonic()
 
     def ready(self) -> tuple[bool, str]:
-        refused = self._access.blocked() or self.retrier.waiting
+        refused = self._access.blocked(reading=bool(self.group.refused.holding)) or self.retrier.waiting
         if refused:
             return False, refused
         if self.state.pending:
