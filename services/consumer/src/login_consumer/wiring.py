@@ -208,6 +208,8 @@ def assemble(
         aligner=aligner,
         warn=events.warn,
     )
+    # a read refused and then granted heals by a probe of its own group (the consumer's ACLs: <GROUP_ID>-*)
+    group.refused.probe_config = {**topics.client_config, "group.id": f"{settings.group_id}-probe"}
     stages: dict[str, Any] = {USER: (settings.input_topic, detectors)}
     repartition = user_stage.repartition_topic
     purge = None
@@ -260,6 +262,7 @@ def assemble(
     probes = Probes(
         events.access,
         cluster=health.state,
+        reading=lambda: bool(group.refused.holding),
         unrestored=lambda: len(state.pending),
         partitions=lambda: len(group.assignment),
     )
