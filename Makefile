@@ -7,20 +7,25 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.init-stamp
+# The developer tools (tools/devtools, package login_devtools) installed in .venv are console scripts
+# ($(BIN)/login-kafka, ...); a target that must work without .venv (kafka-down, setup, tools, the control
+# plane and the node, run as root) runs the same module from the source tree with the system Python:
+# $(call devtool,local_kafka) down.
+devtool = PYTHONPATH=$(CURDIR)/tools/devtools/src$(if $(PYTHONPATH),:$(PYTHONPATH)) $(PYTHON) -m login_devtools.$(1)
 export KAFKA_PORT ?= 9092
 # 1: one combined broker+controller (the default: `make demo`, `make test`); 3: three brokers and three
-# KRaft controllers on ports from KAFKA_PORT on (scripts/kafka_cluster.py).
+# KRaft controllers on ports from KAFKA_PORT on (tools/devtools/src/login_devtools/kafka_cluster.py).
 export KAFKA_BROKERS ?= 1
 ifeq ($(KAFKA_BROKERS),1)
 export BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
 else
-export BOOTSTRAP_SERVERS ?= $(shell $(PYTHON) scripts/local_kafka.py bootstrap)
+export BOOTSTRAP_SERVERS ?= $(shell $(call devtool,local_kafka) bootstrap)
 endif
 DURATION ?=
 PYTEST_ARGS ?=
 
 SERVICE_SRC := libs/common/src services/producer/src services/consumer/src
-TOOLS_SRC   := tools/images/src
+TOOLS_SRC   := tools/images/src tools/devtools/src bench/src
 
 ##@ Set-up and tests
 # `make help` groups targets under the `##@ Section` line above them (same-named sections merge).
@@ -34,22 +39,23 @@ help: ## Show this help, grouped: set-up and tests, the local pipeline, Kubernet
 	    body[section] = body[section] sprintf("  \033[36m%-20s\033[0m %s\n", $$1, $$2) } \
 	  END { for (i = 1; i <= n; i++) printf "\n\033[1m%s\033[0m\n%s", order[i], body[order[i]] }' $(MAKEFILE_LIST)
 
-$(STAMP): requirements/constraints.txt requirements/dev.txt libs/common/pyproject.toml services/producer/pyproject.toml services/consumer/pyproject.toml tools/images/pyproject.toml
+$(STAMP): requirements/constraints.txt requirements/dev.txt libs/common/pyproject.toml services/producer/pyproject.toml services/consumer/pyproject.toml tools/images/pyproject.toml \
+  tools/devtools/pyproject.toml bench/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel -c requirements/constraints.txt 2>/dev/null || $(BIN)/pip install -q --upgrade pip setuptools wheel
 	$(BIN)/pip install -q -c requirements/constraints.txt -r requirements/dev.txt \
-	  -e libs/common -e services/producer -e services/consumer -e tools/images
+	  -e libs/common -e services/producer -e services/consumer -e tools/images -e tools/devtools -e bench
 	@touch $(STAMP)
 
 .PHONY: init
 init: $(STAMP) ## Create .venv and install both services (editable) and the dev tools
 
 # Everything `make test` needs before its first test: system packages (apt-get when root or passwordless
-# sudo), the Go-built tools, the CRDs, the virtualenv. scripts/provision.py holds the one list of needs;
+# sudo), the Go-built tools, the CRDs, the virtualenv. login_devtools/provision.py holds the one list of needs;
 # another prerequisite (a build, say) is added from an mk/*.mk file as `test-prereqs: my-target`.
 .PHONY: setup
 setup: init ## Install what the tests need (apt-get, go install) or stop naming what is missing and how to get it
-	@$(PYTHON) scripts/provision.py setup
+	@$(call devtool,provision) setup
 
 .PHONY: test-prereqs
 test-prereqs: setup
@@ -99,12 +105,12 @@ clean-venv: ## Remove .venv
 	rm -rf $(VENV)
 
 ##@ Local pipeline (no cluster: local broker, services from .venv, local Prometheus)
-PIPELINE := $(PY) scripts/local_pipeline.py
+PIPELINE := $(BIN)/login-pipeline
 RATE     ?= 200
 
 .PHONY: demo
 demo: kafka-up ## Run the pipeline in the foreground with the live view (DURATION=30 stops after 30 s)
-	$(PY) scripts/demo.py $(if $(DURATION),--duration $(DURATION))
+	$(BIN)/login-demo $(if $(DURATION),--duration $(DURATION))
 
 .PHONY: run
 run: init ## Start broker, producer (RATE=200/s), consumer and Prometheus in the background, then return
@@ -112,7 +118,7 @@ run: init ## Start broker, producer (RATE=200/s), consumer and Prometheus in the
 
 .PHONY: watch
 watch: init ## Live view of the pipeline `make run` started (Ctrl-C leaves it running)
-	@$(PY) scripts/live_view.py
+	@$(BIN)/login-live-view
 
 .PHONY: health
 health: init ## Broker, processes, /ready of both services, Prometheus and its targets (exit 1 if any is down)
@@ -146,15 +152,15 @@ clean: stop ## Stop the local pipeline and remove its state, logs and the tool c
 ##@ Local Kafka broker
 .PHONY: kafka-up
 kafka-up: init ## Start a local Kafka broker (KRaft) if none answers; KAFKA_BROKERS=3: a cluster; KAFKA_SECURITY=sasl_ssl: SASL_SSL + ACLs
-	$(PY) scripts/local_kafka.py up
+	$(BIN)/login-kafka up
 
 .PHONY: kafka-down
 kafka-down: ## Stop the local Kafka broker (or every node of the cluster on KAFKA_PORT)
-	@$(PYTHON) scripts/local_kafka.py down
+	@$(call devtool,local_kafka) down
 
 .PHONY: kafka-status
 kafka-status: ## Show the local broker's (or each cluster node's) state, address, log file, security settings
-	@$(PYTHON) scripts/local_kafka.py status || true
+	@$(call devtool,local_kafka) status || true
 
 # every mk/*.mk is read; a file that cannot be read stops make (no silent skip)
 include mk/*.mk

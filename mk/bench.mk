@@ -1,5 +1,5 @@
 ##@ Benchmark
-# make bench: scripts/bench.py (README "Benchmark"). Never part of `make test`; it reports, it does not gate.
+# make bench: bench/src/login_bench/harness.py (README "Benchmark"). Never part of `make test`; it reports, it does not gate.
 BENCH_QUICK ?=
 BENCH_H_EVENTS ?=
 BENCH_P_EVENTS ?=
@@ -34,7 +34,7 @@ bench-env: init $(QUIX_STAMP) $(PERF_LIBS)/.done ## Set up what make bench needs
 
 .PHONY: bench
 bench: kafka-up bench-env ## Benchmark vs Kafka perf tools, passthrough, Quix, seed loop (~20 min; BENCH_QUICK=1 ~3 min idle, ~10 min under load)
-	$(PY) scripts/bench.py --bootstrap $(BOOTSTRAP_SERVERS) $(if $(BENCH_QUICK),--quick) \
+	$(BIN)/login-bench --bootstrap $(BOOTSTRAP_SERVERS) $(if $(BENCH_QUICK),--quick) \
 	  $(if $(BENCH_H_EVENTS),--h-events $(BENCH_H_EVENTS)) $(if $(BENCH_P_EVENTS),--p-events $(BENCH_P_EVENTS)) \
 	  $(if $(BENCH_RUNS),--runs $(BENCH_RUNS)) $(if $(BENCH_ONLY),--only $(BENCH_ONLY)) \
 	  $(if $(BENCH_MAX_DRAIN_SECONDS),--max-drain-seconds $(BENCH_MAX_DRAIN_SECONDS)) --out $(BENCH_OUT) $(BENCH_ARGS)

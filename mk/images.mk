@@ -9,7 +9,7 @@ IMAGE_TAG            ?= dev
 # Local images are named localhost/<name>: a kubelet looks short names up under the default registry.
 # Install the chart with --set image.registry=$(LOCAL_REGISTRY) to run them.
 LOCAL_REGISTRY       ?= localhost
-# the real node's containerd (scripts/k8s_node.py: K8S_NODE_RUNTIME, default /run/login-stream-node)
+# the real node's containerd (login_devtools/k8s_node.py: K8S_NODE_RUNTIME, default /run/login-stream-node)
 K8S_NODE_RUNTIME     ?= /run/login-stream-node
 CONTAINERD_ADDRESS   ?= $(K8S_NODE_RUNTIME)/containerd.sock
 CONTAINERD_NAMESPACE ?= k8s.io

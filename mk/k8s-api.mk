@@ -1,10 +1,10 @@
 ##@ Kubernetes API (a local control plane for tests/control_plane; docs/kubernetes.md)
 # A real Kubernetes control plane on 127.0.0.1 (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kwok fake nodes) for tests/control_plane/. scripts/k8s_api.py runs it; tools/k8s/ builds it
+# kube-scheduler, kwok fake nodes) for tests/control_plane/. login_devtools/k8s_api.py runs it; tools/k8s/ builds it
 # (versions in tools/k8s/versions). docs/kubernetes.md: what it proves and what only a real cluster does.
 # K8S_API_PORT defaults to KAFKA_PORT + 10, so each worktree with its own Kafka port gets its own.
 
-K8S_API          := $(PYTHON) scripts/k8s_api.py
+K8S_API          := $(call devtool,k8s_api)
 # Seconds `make test` lets a first build take before it goes on without the tier (the next run resumes
 # from Go's build cache); 0 = no limit. An explicit `make k8s-api-build` never gives up.
 K8S_BUILD_BUDGET ?= 2400

@@ -1,10 +1,10 @@
 ##@ Kubernetes: a real node on this machine (kubelet + containerd; docs/kubernetes.md)
 # A real kubelet joins a local control plane in node mode: pods run in Debian's containerd, with CNI,
-# kube-proxy, CoreDNS and static local volumes. Root only; one node per machine (scripts/k8s_node.py).
+# kube-proxy, CoreDNS and static local volumes. Root only; one node per machine (login_devtools/k8s_node.py).
 # Its API server listens on K8S_NODE_API_PORT (default 6443); the pods' broker is a local broker on the
 # node's bridge address (NODE_KAFKA_HOST:NODE_KAFKA_PORT), which pods reach and so does the host.
 
-K8S_NODE         := $(PYTHON) scripts/k8s_node.py
+K8S_NODE         := $(call devtool,k8s_node)
 NODE_KAFKA_HOST  ?= 10.250.0.1
 NODE_KAFKA_PORT  ?= 9292
 NODE_KUBECONFIG  := .cache/k8s-node/api/kubeconfig
@@ -24,4 +24,4 @@ k8s-node-status: ## Show the real node's processes, node and DNS state
 .PHONY: k8s-node-kafka
 k8s-node-kafka: init ## A local broker the node's pods reach (on the node's bridge address; make k8s-node-up first)
 	KAFKA_HOST=$(NODE_KAFKA_HOST) KAFKA_PORT=$(NODE_KAFKA_PORT) BOOTSTRAP_SERVERS=$(NODE_KAFKA_HOST):$(NODE_KAFKA_PORT) \
-	  $(PY) scripts/local_kafka.py up
+	  $(BIN)/login-kafka up

@@ -20,22 +20,22 @@ rules-check: ## promtool check rules + promtool test rules (alert unit tests); a
 	$(AMTOOL) check-config $(ALERTMANAGER_TREE)
 
 .PHONY: dashboards
-dashboards: init ## Regenerate dashboards/*.json from scripts/build_dashboards.py
-	$(PY) scripts/build_dashboards.py
+dashboards: init ## Regenerate dashboards/*.json from login_devtools/build_dashboards.py
+	$(BIN)/login-dashboards
 
 .PHONY: dashboards-check
 dashboards-check: init ## Fail if dashboards/*.json differ from what the generator writes
-	$(PY) scripts/build_dashboards.py --check
+	$(BIN)/login-dashboards --check
 
 .PHONY: prometheus
 prometheus: init ## Run a local Prometheus (rules loaded) scraping CONSUMER_METRICS, PRODUCER_METRICS, KAFKA_METRICS
-	$(PY) scripts/local_prometheus.py --port $(PROMETHEUS_PORT) \
+	$(BIN)/login-prometheus --port $(PROMETHEUS_PORT) \
 	  --consumer $(CONSUMER_METRICS) --producer $(PRODUCER_METRICS) --kafka $(KAFKA_METRICS) \
 	  --alertmanager "$(ALERTMANAGER)"
 
 .PHONY: alertmanager
 alertmanager: init ## Run a local Alertmanager with the routing tree (ALERT_WEBHOOK_URL, SLACK_API_URL_FILE, ...)
-	$(PY) scripts/local_alertmanager.py --port $(ALERTMANAGER_PORT)
+	$(BIN)/login-alertmanager --port $(ALERTMANAGER_PORT)
 
 .PHONY: test-observability
 test-observability: init kafka-up ## Rules, dashboards and the real-Prometheus test only

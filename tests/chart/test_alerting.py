@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 import yaml
 
+from login_devtools import local_alertmanager
 from tests.chart.conftest import NAMESPACE, ROOT, Render
-from tests.observability.scripts import load
 
-la = load("local_alertmanager")
+la = local_alertmanager
 RULES = ROOT / "monitoring" / "rules" / "login-stream.rules.yaml"
 KIND_VALUES = ROOT / "k8s" / "values" / "login-stream.yaml"
 

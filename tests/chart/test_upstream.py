@@ -205,9 +205,9 @@ def test_the_kafka_dashboards_labels_come_from_the_pod_monitor() -> None:
         text = path.read_text()
         assert all(f"{label}=~" in text for label in used), path.name
     assert used <= made
-    from tests.observability.scripts import load
+    from login_devtools import local_prometheus
 
-    assert used <= set(load("local_prometheus").LOCAL_KAFKA_LABELS)
+    assert used <= set(local_prometheus.LOCAL_KAFKA_LABELS)
 
 
 # --- 3. the Kafka dashboards: Strimzi's are the JMX exporter's; ours are the reporter's -------------
@@ -274,9 +274,9 @@ def test_the_kafka_dashboards_query_only_what_the_cluster_serves() -> None:
 
 
 def test_the_local_broker_configures_the_reporter_as_strimzi_does() -> None:
-    from tests.observability.scripts import load
+    from login_devtools import local_kafka
 
-    lk = load("local_kafka")
+    lk = local_kafka
     config = dict(line.split("=", 1) for line in lk.metrics_reporter_config())
     assert set(config) == STRIMZI_REPORTER_KEYS
     assert tuple(config["prometheus.metrics.reporter.allowlist"].split(",")) == STRIMZI_ALLOW_LIST
@@ -301,9 +301,9 @@ def test_kafka_version_is_one_strimzi_supports() -> None:
         "4.3.1",
         "4.3-IV0",
     )
-    from tests.observability.scripts import load
+    from login_devtools import local_kafka
 
-    assert kafka["spec"]["kafka"]["version"] == load("local_kafka").KAFKA_VERSION
+    assert kafka["spec"]["kafka"]["version"] == local_kafka.KAFKA_VERSION
 
 
 # --- 4. Services in another namespace: cluster DNS names -------------------------------------------
@@ -572,7 +572,7 @@ def replay(runs: list[list[str]]) -> list[str]:
         for line in make_dry_run(*args):
             if "-m venv .venv" in line:
                 venv = True
-            if match := re.search(r"scripts/provision.py tools ([\w ]+)", line):
+            if match := re.search(r"login_devtools.provision tools ([\w ]+)", line):
                 tools |= set(match[1].split())  # mk/tools.mk: PATH's, else go install into .cache/bin
             if ".venv/bin/" in line and not venv:
                 problems.append(f"make {' '.join(args)}: uses .venv before it exists: {line[:100]}")

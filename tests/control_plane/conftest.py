@@ -8,7 +8,6 @@ and the CRDs are found as tests/chart finds them: missing ones fail under CI and
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,34 +17,24 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any, TypeVar
 
 import pytest
 import yaml
 
+from login_devtools import k8s_api
 from tests.chart.conftest import find_crd_dir, tool, unavailable
 from tests.chart.kube_schemas import crd_files, crds_in, load_file
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "login-stream"
-SCRIPT = ROOT / "scripts" / "k8s_api.py"
+SCRIPT = [sys.executable, "-m", "login_devtools.k8s_api"]
 FIELD_MANAGER = "login-stream-tests"
 RESTRICTED = {
     "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/warn": "restricted",
 }
 T = TypeVar("T")
-
-
-def load_control_plane_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("k8s_api", SCRIPT)
-    assert spec
-    assert spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("k8s_api", module)
-    spec.loader.exec_module(module)
-    return module
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60, interval: float = 0.5) -> T:
@@ -74,7 +63,7 @@ class ControlPlane:
 
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
-    cp = load_control_plane_script()
+    cp = k8s_api
     if not cp.built():
         pytest.skip(
             f"the local control plane is not built yet (binaries in {cp.BIN}): `make k8s-api-build` "
@@ -85,17 +74,17 @@ def control_plane() -> Iterator[ControlPlane]:
     if started:
         try:
             out = subprocess.run(
-                [sys.executable, str(SCRIPT), "up", "--timeout", "240"],
+                [*SCRIPT, "up", "--timeout", "240"],
                 capture_output=True,
                 text=True,
                 timeout=300,
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            subprocess.run([sys.executable, str(SCRIPT), "down"], timeout=120, check=False)
+            subprocess.run([*SCRIPT, "down"], timeout=120, check=False)
             pytest.fail(f"the control plane did not come up within 300 s; logs: {cp.LOGS}", pytrace=False)
         if out.returncode:
-            subprocess.run([sys.executable, str(SCRIPT), "down"], timeout=120, check=False)
+            subprocess.run([*SCRIPT, "down"], timeout=120, check=False)
             pytest.fail(f"make k8s-api-up failed:\n{out.stdout}\n{out.stderr}"[-4000:], pytrace=False)
     try:
         yield ControlPlane(cp.KUBECONFIG, cp.server(), cp.LOGS)
@@ -103,7 +92,7 @@ def control_plane() -> Iterator[ControlPlane]:
         if started:
             # a control plane this session started goes away with it; a clean etcd only when none ran
             purge = ["--purge"] if not any(before) else []
-            subprocess.run([sys.executable, str(SCRIPT), "down", *purge], timeout=120, check=False)
+            subprocess.run([*SCRIPT, "down", *purge], timeout=120, check=False)
 
 
 @pytest.fixture(scope="session")

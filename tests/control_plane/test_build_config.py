@@ -1,6 +1,6 @@
 """The control plane's versions are pinned in one place (tools/k8s/versions) and the Go modules that build
 it agree with it: k8s.io/kubernetes and every k8s.io staging module it needs at the matching release.
-scripts/k8s_api.py without a running control plane: status, bad settings, down."""
+login_devtools/k8s_api.py without a running control plane: status, bad settings, down."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.control_plane.conftest import ROOT, load_control_plane_script
+from login_devtools import k8s_api
+from tests.control_plane.conftest import ROOT
 
 TOOLS = ROOT / "tools" / "k8s"
 
@@ -29,7 +30,7 @@ def replaces(go_mod: Path) -> dict[str, str]:
 
 
 def test_versions_file_pins_every_component() -> None:
-    versions = load_control_plane_script().versions()
+    versions = k8s_api.versions()
     assert set(versions) == {
         "KUBERNETES_VERSION",
         "ETCD_VERSION",
@@ -43,7 +44,7 @@ def test_versions_file_pins_every_component() -> None:
 
 
 def test_kube_module_requires_the_pinned_kubernetes_and_its_staging_releases() -> None:
-    kube = load_control_plane_script().versions()["KUBERNETES_VERSION"]
+    kube = k8s_api.versions()["KUBERNETES_VERSION"]
     staging = "v0." + kube.removeprefix("v1.")  # k8s.io/kubernetes v1.N.P <-> staging modules v0.N.P
     go_mod = TOOLS / "kube" / "go.mod"
     assert requires(go_mod)["k8s.io/kubernetes"] == kube
@@ -56,7 +57,7 @@ def test_kube_module_requires_the_pinned_kubernetes_and_its_staging_releases() -
 
 
 def test_etcd_module_requires_the_pinned_etcd() -> None:
-    etcd = load_control_plane_script().versions()["ETCD_VERSION"]
+    etcd = k8s_api.versions()["ETCD_VERSION"]
     assert requires(TOOLS / "etcd" / "go.mod")["go.etcd.io/etcd/server/v3"] == etcd
 
 
@@ -70,7 +71,7 @@ def run_script(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedPr
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("K8S_API", "KAFKA_PORT"))}
     environ |= {"K8S_API_DIR": str(tmp_path / "state"), **env}
     return subprocess.run(
-        [sys.executable, str(ROOT / "scripts/k8s_api.py"), *args],
+        [sys.executable, "-m", "login_devtools.k8s_api", *args],
         env=environ,
         capture_output=True,
         text=True,

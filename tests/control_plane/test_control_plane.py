@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+from login_devtools import k8s_api
 from tests.control_plane.conftest import (
     RESTRICTED,
     ControlPlane,
     delete_namespace,
     impersonating,
-    load_control_plane_script,
     namespace,
 )
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.timeout(300)
 def test_the_api_server_runs_the_pinned_kubernetes_on_loopback(api: Any, control_plane: ControlPlane) -> None:
     from kubernetes import client
 
-    pinned = load_control_plane_script().versions()["KUBERNETES_VERSION"]
+    pinned = k8s_api.versions()["KUBERNETES_VERSION"]
     assert client.VersionApi(api).get_code().git_version == pinned
     assert control_plane.server.startswith("https://127.0.0.1:")
 
@@ -32,7 +32,7 @@ def test_the_api_server_runs_the_pinned_kubernetes_on_loopback(api: Any, control
 def test_fake_nodes_are_ready_and_schedulable(api: Any) -> None:
     from kubernetes import client
 
-    cp = load_control_plane_script()
+    cp = k8s_api
     nodes = {n.metadata.name: n for n in client.CoreV1Api(api).list_node().items}
     assert set(cp.node_names()) <= set(nodes)
     for name in cp.node_names():

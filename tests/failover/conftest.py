@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 
 from login_common.kafka import ensure_topics
+from login_devtools import kafka_cluster, local_kafka
 from tests.failover.harness import ROOT, Consumer, Load, OutputWatch, wait_until
-from tests.observability.scripts import load as load_script
 
 PARTITIONS = 6
 EVENTS = int(os.environ.get("FAILOVER_EVENTS", "100000"))  # events per fault test, at least
@@ -67,7 +67,7 @@ def start_cluster(port: int, security: str = "plaintext", host: str = "127.0.0.1
         "BOOTSTRAP_SERVERS": "",
     }
     done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "local_kafka.py"), "up", "--timeout", "240"],
+        [sys.executable, "-m", "login_devtools.local_kafka", "up", "--timeout", "240"],
         capture_output=True,
         text=True,
         env=env,
@@ -82,7 +82,7 @@ def start_cluster(port: int, security: str = "plaintext", host: str = "127.0.0.1
 def stop_cluster(port: int, security: str = "plaintext") -> None:
     env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_BROKERS": "3", "KAFKA_SECURITY": security}
     subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "local_kafka.py"), "down"],
+        [sys.executable, "-m", "login_devtools.local_kafka", "down"],
         env=env,
         check=False,
         timeout=300,
@@ -145,8 +145,7 @@ def _listening(host: str, port: int) -> bool:
 def cluster() -> Iterator[ClusterHandle]:
     port = failover_port()
     os.environ.setdefault("KAFKA_BROKERS", "3")
-    lk = load_script("local_kafka")
-    kc = load_script("kafka_cluster")
+    lk, kc = local_kafka, kafka_cluster
     host = failover_host()
     started = start_cluster(port, host=host)
     handle = ClusterHandle(kc.Cluster(port, 3, lk.CACHE, secure=False, host=host), lk)

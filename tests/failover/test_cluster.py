@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.failover]
 
 def local_kafka(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "local_kafka.py"), *args],
+        [sys.executable, "-m", "login_devtools.local_kafka", *args],
         capture_output=True,
         text=True,
         env={

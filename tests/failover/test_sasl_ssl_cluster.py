@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from login_common.kafka import ensure_topics
+from login_devtools import kafka_cluster, local_kafka
 from tests.failover.conftest import (
     ClusterHandle,
     Pipeline,
@@ -26,7 +27,6 @@ from tests.failover.conftest import (
 )
 from tests.failover.harness import Consumer, OutputWatch, wait_until
 from tests.failover.test_faults import assert_replicated, busiest_broker, kill_and_restart, run
-from tests.observability.scripts import load as load_script
 
 pytestmark = [pytest.mark.failover, pytest.mark.slow, pytest.mark.timeout(3600)]
 
@@ -39,8 +39,7 @@ GROUP = "login-consumer"
 def secure() -> Iterator[ClusterHandle]:
     port = failover_port() + 50
     started = start_cluster(port, "sasl_ssl")
-    lk = load_script("local_kafka")
-    kc = load_script("kafka_cluster")
+    lk, kc = local_kafka, kafka_cluster
     handle = ClusterHandle(kc.Cluster(port, 3, lk.CACHE, secure=True), lk)
     try:
         handle.restore()

@@ -12,7 +12,6 @@ the consumer's ACLs for them.
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -182,7 +181,7 @@ def secured_kafka() -> Iterator[SecuredKafka]:
     try:
         with secured_broker() as secured:
             status = subprocess.run(
-                [sys.executable, str(SCRIPT), "status"],
+                [*SCRIPT, "status"],
                 env=secured.env,
                 capture_output=True,
                 text=True,

@@ -23,10 +23,10 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
+from login_devtools import kafka_security
+
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "local_kafka.py"
-sys.path.insert(0, str(ROOT / "scripts"))
-import kafka_security  # noqa: E402 - a script module, found through the path above
+SCRIPT = [sys.executable, "-m", "login_devtools.local_kafka"]
 
 
 def free_port_pair() -> int:
@@ -108,7 +108,7 @@ def secured_broker() -> Iterator[SecuredKafka]:
     state = cache / f"broker-{port}-sasl_ssl"  # as scripts/local_kafka.py names it
     try:
         up = subprocess.run(
-            [sys.executable, str(SCRIPT), "up"],
+            [*SCRIPT, "up"],
             env=env,
             capture_output=True,
             text=True,
@@ -120,7 +120,7 @@ def secured_broker() -> Iterator[SecuredKafka]:
         print(f"SASL_SSL broker up in {time.monotonic() - started:.1f}s", file=sys.stderr)
         yield SecuredKafka(kafka_security.SecureBroker(state, port), env, up.stdout, commands)
     finally:
-        down = [sys.executable, str(SCRIPT), "down"]
+        down = [*SCRIPT, "down"]
         subprocess.run(down, env=env, capture_output=True, check=False, timeout=120)
         shutil.rmtree(state, ignore_errors=True)
         shutil.rmtree(tools, ignore_errors=True)

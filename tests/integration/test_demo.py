@@ -26,7 +26,7 @@ def test_demo_with_duration_exits_0_and_processes_events(kafka: str, unique: Cal
         "GROUP_ID": unique("demo-group"),
     }
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "demo.py"), "--duration", "8"],
+        [sys.executable, "-m", "login_devtools.demo", "--duration", "8"],
         env=env,
         capture_output=True,
         text=True,

@@ -21,7 +21,8 @@ def test_evaluate_via_the_broker_reaches_the_thresholds(kafka: str, tmp_path: Pa
     done = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "scripts" / "evaluate.py"),
+            "-m",
+            "login_devtools.evaluate",
             "--events",
             "30000",
             "--partitions",

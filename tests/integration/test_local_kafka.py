@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "local_kafka.py"
+SCRIPT = [sys.executable, "-m", "login_devtools.local_kafka"]
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
+        [*SCRIPT, *args],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},

@@ -16,21 +16,21 @@ from pathlib import Path
 import pytest
 
 from login_common.kafka import wait_for_broker
-from tests.observability.scripts import load
+from login_devtools import live_view
 from tests.observability.traffic import inject
 
 ROOT = Path(__file__).resolve().parents[2]
-PIPELINE = ROOT / "scripts" / "local_pipeline.py"
-LIVE_VIEW = ROOT / "scripts" / "live_view.py"
+PIPELINE = "login_devtools.local_pipeline"
+LIVE_VIEW = "login_devtools.live_view"
 
 pytestmark = pytest.mark.integration
 
 
 def script(
-    path: Path, *args: str, env: dict[str, str], timeout: float = 180
+    module: str, *args: str, env: dict[str, str], timeout: float = 180
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(path), *args],
+        [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         env=env,
@@ -155,7 +155,7 @@ def test_live_view_shows_the_stream_in_80x24(kafka: str, pipeline: tuple[dict[st
     assert (run_dir / "view.svg").read_text().startswith("<svg")
 
     # the renderer, fed one real /metrics text, shows exactly its figures
-    lv = load("live_view")
+    lv = live_view
     with urllib.request.urlopen(metrics_url, timeout=5) as resp:
         samples = lv.parse(resp.read().decode())
     tracker = lv.Tracker()

@@ -42,14 +42,13 @@ import pytest
 import yaml
 from confluent_kafka import Producer
 
+from login_devtools import local_alertmanager, local_prometheus
 from tests.observability import traffic
-from tests.observability.scripts import load
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BIN = Path(sys.executable).parent
-lp = load("local_prometheus")
-la = load("local_alertmanager")
+lp, la = local_prometheus, local_alertmanager
 
 STUFFING_WINDOW_S = 20
 # The alerts this test drives, with the `for:` used here (the rule file's thresholds stay).

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.observability.scripts import load
+from login_devtools import local_alertmanager
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "monitoring" / "rules" / "login-stream.rules.yaml"
-la = load("local_alertmanager")
+la = local_alertmanager
 
 
 def amtool() -> str:

@@ -56,7 +56,7 @@ def base_name(name: str) -> str:
 
 def test_committed_dashboards_equal_the_generated_ones() -> None:
     out = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "build_dashboards.py"), "--check"],
+        [sys.executable, "-m", "login_devtools.build_dashboards", "--check"],
         capture_output=True,
         text=True,
         check=False,
@@ -66,7 +66,7 @@ def test_committed_dashboards_equal_the_generated_ones() -> None:
 
 def test_generator_writes_exactly_the_committed_files(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "build_dashboards.py"), "--out", str(tmp_path)],
+        [sys.executable, "-m", "login_devtools.build_dashboards", "--out", str(tmp_path)],
         check=True,
         capture_output=True,
     )

@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
+from login_devtools import build_dashboards, local_kafka, local_prometheus
 from tests.observability import queries, traffic
-from tests.observability.scripts import load
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -40,8 +40,7 @@ RATE_INTERVAL_S = 10  # >= 4 scrapes, like Grafana's $__rate_interval
 WARMUP_S = float(os.environ.get("OBS_TEST_WARMUP", "20"))  # seconds of scraping before the queries
 REPORT = ROOT / ".cache" / "observability" / "live-report.json"
 
-lp = load("local_prometheus")
-lk = load("local_kafka")
+lp, lk = local_prometheus, local_kafka
 
 # Panels whose data depends on work not on this branch yet, with the reason. Strict both ways: a pending
 # panel without data is reported (warning + the printed summary) instead of failing; a pending panel that
@@ -380,7 +379,7 @@ def test_crafted_traffic_shows_on_the_panels(live: Live) -> None:
 def test_every_stage_shows_throughput_and_lag(live: Live) -> None:
     """The topology (issue #10): both stages take in the events, and the stage-lag expression of the
     "Lag per stage" panel and of LoginStreamStageLagging labels the lag of both stages' input topics."""
-    stage_lag = load("build_dashboards").stage_lag
+    stage_lag = build_dashboards.stage_lag
     taken = {
         r["metric"]["stage"]: float(r["value"][1])
         for r in _instant(live, "sum by (stage) (login_consumer_stage_events_total)")

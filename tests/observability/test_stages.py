@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 
+from login_devtools import build_dashboards
 from tests.observability import queries
-from tests.observability.scripts import load
 
-bd = load("build_dashboards")
+bd = build_dashboards
 STAGE_PANELS = {"Events per stage", "Lag per stage", "Commits per replica"}
 
 

@@ -45,7 +45,7 @@ def kafka() -> Iterator[str]:
             yield container.get_bootstrap_server()
         return
     out = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "local_kafka.py"), "up"],
+        [sys.executable, "-m", "login_devtools.local_kafka", "up"],
         capture_output=True,
         text=True,
         check=False,

@@ -6,14 +6,12 @@ refusal the README documents, non-zero, before any work. The expectations live i
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from login_devtools import k8s_api
 from tests.readme import cluster
 from tests.readme.conftest import ROOT, run
 from tests.readme.registry import runs
@@ -63,19 +61,9 @@ def test_build_makes_the_two_images_with_docker_or_without_a_daemon() -> None:
         assert name in verify.out, (name, verify.tail())
 
 
-def control_plane() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("k8s_api", ROOT / "scripts" / "k8s_api.py")
-    assert spec
-    assert spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("k8s_api", module)
-    spec.loader.exec_module(module)
-    return module
-
-
 @runs("make k8s-api-up")
 def test_k8s_api_up_starts_a_control_plane_and_prints_the_kubeconfig() -> None:
-    cp = control_plane()
+    cp = k8s_api
     if not cp.built():
         pytest.skip(
             f"the local control plane is not built yet ({cp.BIN}); as tests/k8s_api, this waits for "

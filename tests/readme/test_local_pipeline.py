@@ -20,7 +20,7 @@ from tests.readme.registry import runs
 
 pytestmark = [pytest.mark.usefixtures("readme_tier"), pytest.mark.timeout(1800)]
 RUN = ROOT / ".cache" / "run"
-PICTURE = ".venv/bin/python scripts/live_view.py --once --seconds 62 --svg docs/img/live-view.svg"
+PICTURE = ".venv/bin/login-live-view --once --seconds 62 --svg docs/img/live-view.svg"
 
 
 def procs() -> dict[str, dict[str, Any]]:

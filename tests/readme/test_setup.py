@@ -73,7 +73,7 @@ def test_make_test_runs_setup_lint_and_every_tier_this_one_included() -> None:
     dry = run("make -n test", timeout=300)
     assert dry.returncode == 0, dry.tail()
     steps = dry.stdout
-    order = [steps.find(s) for s in ("scripts/provision.py setup", "ruff check .", "mypy ", "pytest")]
+    order = [steps.find(s) for s in ("login_devtools.provision setup", "ruff check .", "mypy ", "pytest")]
     assert -1 not in order, steps[-3000:]
     assert order == sorted(order), steps[-3000:]
     assert re.search(r"/pytest *$", steps, re.M), "make test runs pytest on its configured test paths"

@@ -25,8 +25,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "login-stream"
 NODE_VALUES = ROOT / "k8s" / "values" / "real-node.yaml"
-NODE_SCRIPT = ROOT / "scripts" / "k8s_node.py"
-KAFKA_SCRIPT = ROOT / "scripts" / "local_kafka.py"
+NODE_SCRIPT = "login_devtools.k8s_node"
+KAFKA_SCRIPT = "login_devtools.local_kafka"
 NODE_KAFKA_HOST = os.environ.get("NODE_KAFKA_HOST", "10.250.0.1")
 NODE_KAFKA_PORT = os.environ.get("NODE_KAFKA_PORT", "9292")
 RESTRICTED = {
@@ -85,10 +85,10 @@ class Node:
 
 
 def _script(
-    path: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 900
+    module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 900
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(path), *args], capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout,
         env={**os.environ, **(env or {})}, check=False,
     )  # fmt: skip
 

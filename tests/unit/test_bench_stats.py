@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -14,18 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-stats = _load("bench_stats")
-
+from login_bench import stats  # noqa: E402
 
 # ------------------------------------------------------------------------------------------ rate window
 
@@ -261,7 +247,7 @@ def test_markdown_lists_every_contender_latency_scale_targets_and_load() -> None
 
 # ----------------------------------------------------------------- the harness's parsers and contract
 
-bench = _load("bench")
+from login_bench import harness as bench  # noqa: E402
 
 CONSUMER_PERF = """start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, \
 rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec

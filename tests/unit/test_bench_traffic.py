@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections import Counter
 from pathlib import Path
-from types import ModuleType
 
 import jsonschema
 import orjson
@@ -19,17 +16,8 @@ END = 1_800_000_000
 COUNT = 10_000
 
 
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+from login_bench import traffic  # noqa: E402
 
-
-traffic = _load("bench_traffic")
 RECORDS = list(traffic.h_workload(COUNT, end=END, seed=3))
 EVENTS = [orjson.loads(value) for _, value in RECORDS]
 GENERATOR_FIELDS = {"user_id", "app_version", "ip", "locale", "device_id", "timestamp", "device_type"}

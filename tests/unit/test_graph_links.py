@@ -9,16 +9,9 @@ ships): the query is split on '&'; panel N starts at its `gN.expr=` parameter an
 
 from __future__ import annotations
 
-import sys
 from urllib.parse import unquote, urlsplit
 
-from tests.observability.scripts import ROOT, load
-
-sys.path.insert(0, str(ROOT / "scripts"))  # local_pipeline imports its sibling scripts
-try:
-    lp = load("local_pipeline")
-finally:
-    sys.path.remove(str(ROOT / "scripts"))
+from login_devtools import local_pipeline as lp
 
 
 def decode_like_the_ui(query: str) -> list[dict[str, str]]:

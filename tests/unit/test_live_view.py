@@ -11,9 +11,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 from rich.console import Console
 
-from tests.observability.scripts import load
+from login_devtools import live_view
 
-lv = load("live_view")
+lv = live_view
 
 
 def consumer_text(  # noqa: PLR0917 - a table of figures, read positionally in the tests

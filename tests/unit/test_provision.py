@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "provision.py"
+SCRIPT = [sys.executable, "-m", "login_devtools.provision"]
 
 
 def stub(bindir: Path, name: str, output: str) -> Path:
@@ -32,9 +32,7 @@ def run(tmp_path: Path, *args: str, extra_path: str = "") -> subprocess.Complete
         "CRD_DIR": str(tmp_path / "crds"),
         "HOME": str(tmp_path),
     }
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, check=False, timeout=60
-    )
+    return subprocess.run([*SCRIPT, *args], capture_output=True, text=True, env=env, check=False, timeout=60)
 
 
 def test_supported_tools_on_path_are_used_and_nothing_is_built(tmp_path: Path) -> None:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.observability.scripts import load
-
-service_env = load("service_env")
+from login_devtools import service_env
 
 
 def makeflags_of(tmp_path: Path, *args: str) -> str:

@@ -7,7 +7,7 @@ distinct for every event) and a random IPv4 from the whole range on every event;
 numeric string. Event time moves forward at `per_second` events a second with bursts (every 50th second
 carries 10x the events), a share of events arrives out of order (up to a minute behind) and a smaller
 share late (behind the detectors' 5-minute grace period, still within the consumer's 30-day bound).
-Deterministic for a seed. Pure: no Kafka (scripts/bench.py produces it). Unit-tested in
+Deterministic for a seed. Pure: no Kafka (harness.py produces it). Unit-tested in
 tests/unit/test_bench_traffic.py.
 """
 

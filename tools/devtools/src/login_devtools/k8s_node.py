@@ -4,7 +4,7 @@
 kind needs ``docker run --privileged``, which this kind of machine refuses; a kubelet on the host does
 not. ``up`` starts, in order, each step idempotent:
 
-1. the control plane of scripts/k8s_api.py in *node mode* (its own state in .cache/k8s-node/api, port
+1. the control plane of k8s_api.py in *node mode* (its own state in .cache/k8s-node/api, port
    K8S_NODE_API_PORT, default 6443; no kwok: the only node is this one);
 2. a bridge ``lsnode0`` holding the node's IP (K8S_NODE_IP, default 10.250.0.1/32). The kubelet refuses a
    loopback node IP and ``dummy`` links are not supported here; an empty bridge with a /32 works, and
@@ -51,7 +51,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from login_devtools import ROOT
+
 NODE_DIR = Path(os.environ.get("K8S_NODE_DIR", ROOT / ".cache" / "k8s-node"))
 RUNTIME = Path(os.environ.get("K8S_NODE_RUNTIME", "/run/login-stream-node"))
 OWNER = RUNTIME / "owner.json"
@@ -69,7 +70,7 @@ os.environ.setdefault("K8S_API_PORT", os.environ.get("K8S_NODE_API_PORT", "6443"
 os.environ["K8S_API_NODES"] = "0"
 os.environ["K8S_API_NODE_IP"] = NODE_IP
 
-import k8s_api  # noqa: E402 - reads the environment above at import
+from login_devtools import k8s_api  # noqa: E402 - reads the environment above at import
 
 NODE_NAME = k8s_api.NODE_NAME
 PKI = k8s_api.PKI
@@ -332,7 +333,7 @@ def write_containerd_config() -> Path:
     CNI_CONF.mkdir(parents=True, exist_ok=True)
     cri = '[plugins."io.containerd.grpc.v1.cri"]'
     path.write_text(
-        f"""# written by scripts/k8s_node.py: the real node's containerd (see its docstring)
+        f"""# written by k8s_node.py: the real node's containerd (see its docstring)
 version = 2
 root = "{CONTAINERD_DIR / "root"}"
 state = "{RUNTIME / "containerd-state"}"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Grafana dashboards as code: writes ``dashboards/*.json`` (Grafana 11/12 dashboard JSON).
 
-``python scripts/build_dashboards.py`` regenerates the files; ``--check`` exits 1 when a committed file
+``login-dashboards`` regenerates the files; ``--check`` exits 1 when a committed file
 differs from what this script generates (a test runs it). Pure Python, no dependencies.
 
 Every panel uses the ``$datasource`` variable (type prometheus) and only the metrics of docs/metrics.md
@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from login_devtools import ROOT
+
 OUT = ROOT / "dashboards"
 
 DS: dict[str, str] = {"type": "prometheus", "uid": "${datasource}"}
@@ -1016,7 +1017,7 @@ def risk() -> Json:
 
 # ------------------------------------------------------------------------------------ Kafka (Strimzi)
 # Written for the names the Strimzi Metrics Reporter serves (`metricsConfig.type: strimziMetricsReporter`
-# in k8s/kafka/kafka.yaml, and the local broker of scripts/local_kafka.py), with Strimzi 1.2.0's default
+# in k8s/kafka/kafka.yaml, and the local broker of local_kafka.py), with Strimzi 1.2.0's default
 # allow list. Labels: `namespace` (prometheus-operator), `strimzi_io_cluster` and `kubernetes_pod_name`
 # (relabelings of the PodMonitor in k8s/monitoring/podmonitors.yaml). Shipped by the chart into the
 # Grafana folder `strimzi` (dashboards.kafka in charts/login-stream/values.yaml).
@@ -1046,7 +1047,9 @@ def kafka_vars(anchor: str) -> list[Json]:
 
 
 def kafka_stat(title: str, description: str, expr: str, bad_above: float | None = None) -> Json:
-    thresholds = [(None, "green")] if bad_above is None else [(None, "green"), (bad_above, "red")]
+    thresholds: list[tuple[float | None, str]] = [(None, "green")]
+    if bad_above is not None:
+        thresholds.append((bad_above, "red"))
     return stat(title, description, expr, "short", thresholds=thresholds, decimals=0)
 
 

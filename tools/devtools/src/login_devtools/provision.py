@@ -27,7 +27,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from login_devtools import ROOT
+
 TOOLS_BIN = Path(os.environ.get("TOOLS_BIN", ROOT / ".cache" / "bin"))
 Version = tuple[int, int, int]
 
@@ -55,11 +56,11 @@ class Tool:
     how: str  # how a person installs it without Go
 
 
-# The one list of system packages. Java 17+ and Maven run the local Kafka broker (scripts/local_kafka.py);
+# The one list of system packages. Java 17+ and Maven run the local Kafka broker (local_kafka.py);
 # prometheus/promtool run the alert-rule tests, the real-Prometheus test and the demo; Debian's
 # prometheus-alertmanager (0.25 on bookworm; its binary has the package's name, and it ships amtool) routes
 # the alerts locally and in the alert-routing tests (Homebrew's `alertmanager` names its binary
-# alertmanager: scripts/local_alertmanager.py takes either); actionlint checks
+# alertmanager: local_alertmanager.py takes either); actionlint checks
 # the workflow's run: scripts with shellcheck.
 SYSTEM: tuple[SystemNeed, ...] = (
     SystemNeed("java", "default-jre-headless", "openjdk@17", "runs the local Kafka broker (Java 17+)"),
@@ -74,7 +75,7 @@ SYSTEM: tuple[SystemNeed, ...] = (
     ),
     SystemNeed("amtool", "prometheus-alertmanager", "alertmanager", "checks and tests the routing tree"),
     SystemNeed("shellcheck", "shellcheck", "shellcheck", "actionlint lints the workflow's scripts with it"),
-    # the real node (scripts/k8s_node.py, tests/real_node): Linux and root only, so no Homebrew names
+    # the real node (k8s_node.py, tests/real_node): Linux and root only, so no Homebrew names
     SystemNeed("containerd", "containerd", "", "the real node's container runtime"),
     SystemNeed("runc", "runc", "", "runs the real node's containers"),
     SystemNeed("/usr/lib/cni/bridge", "containernetworking-plugins", "", "the real node's pod network (CNI)"),

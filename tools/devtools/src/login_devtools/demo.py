@@ -2,10 +2,10 @@
 """``make demo``: the whole pipeline on the local broker, in the foreground, with the live view.
 
 Starts login-consumer, login-producer, an Alertmanager with the routing tree and a Prometheus scraping
-both (scripts/local_pipeline.py; the alert rules loaded, alerts sent to the Alertmanager; without a
+both (local_pipeline.py; the alert rules loaded, alerts sent to the Alertmanager; without a
 prometheus binary the demo runs on and says so; --no-prometheus skips both),
 prints links into Prometheus' graph UI for throughput, lag and risk, and shows the live view of
-scripts/live_view.py once a second. On Ctrl-C (which reaches the demo only: the services run in sessions
+live_view.py once a second. On Ctrl-C (which reaches the demo only: the services run in sessions
 of their own) or after --duration seconds it stops the producer, waits
 until the consumer has drained the input topic (bounded), reads the figures once more and prints a
 summary whose ``processed: N`` line scripts can read. ``produced`` is what this run appended to the
@@ -20,17 +20,15 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import local_pipeline
 from confluent_kafka import Consumer, KafkaException, TopicPartition
-from live_view import HighRiskTail, View, render
 from rich.console import Console, Group
 from rich.live import Live
 
 from login_common.kafka import ensure_topics
+from login_devtools import ROOT, local_pipeline
+from login_devtools.live_view import HighRiskTail, View, render
 
-ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = ROOT / ".cache" / "demo"
 
 

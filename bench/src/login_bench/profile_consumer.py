@@ -7,9 +7,9 @@ random IPv4; ~5% without ``device_type``; timestamps as ints and numeric strings
 serialize) in batches with all the stateful detectors (changelog records built, as the consumer loop
 does), metrics applied per batch; one pass, cold caches, a fresh process. No broker.
 
-    python scripts/profile_consumer.py [--events 200000] [--batch 1000] [--detectors all]
-    python scripts/profile_consumer.py --cprofile 25     # the 25 costliest functions (cumulative)
-    py-spy record -o profile.svg -- python scripts/profile_consumer.py   # a flame graph
+    python -m login_bench.profile_consumer [--events 200000] [--batch 1000] [--detectors all]
+    python -m login_bench.profile_consumer --cprofile 25     # the 25 costliest functions (cumulative)
+    py-spy record -o profile.svg -- python -m login_bench.profile_consumer   # a flame graph
 
 Prints one JSON line: events_per_s (per CPU second of this process: the machine may be shared), the
 events, the batch size, the detectors, peak RSS (MB) and the state's entries at the end. The inputs are

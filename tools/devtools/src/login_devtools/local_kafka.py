@@ -11,9 +11,9 @@ controller listens on KAFKA_PORT+1), formatted once, logging to the file ``statu
 Strimzi Metrics Reporter, as Strimzi's Kafka pods do, and serve Prometheus metrics on
 http://127.0.0.1:$KAFKA_METRICS_PORT/metrics (default KAFKA_PORT+4).
 A second ``up`` while the broker answers is a no-op. Only the standard library and confluent-kafka are used.
-KAFKA_SECURITY=sasl_ssl starts a SASL_SSL broker instead (scripts/kafka_security.py, docs/security.md).
+KAFKA_SECURITY=sasl_ssl starts a SASL_SSL broker instead (kafka_security.py, docs/security.md).
 KAFKA_BROKERS=3 (default 1) starts a cluster instead: three brokers and three KRaft controllers, each its
-own process, on ports from KAFKA_PORT on (scripts/kafka_cluster.py says which and why); ``node start|stop|
+own process, on ports from KAFKA_PORT on (kafka_cluster.py says which and why); ``node start|stop|
 kill NAME`` acts on one of its nodes. ``down`` and ``status`` find a cluster on KAFKA_PORT by themselves.
 """
 
@@ -33,10 +33,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import kafka_cluster
-import kafka_security
+from login_devtools import ROOT, kafka_cluster, kafka_security
 
-ROOT = Path(__file__).resolve().parent.parent
 KAFKA_VERSION = os.environ.get("KAFKA_VERSION", "4.3.1")
 DOCKER_IMAGE = f"apache/kafka:{KAFKA_VERSION}"
 DOCKER_NAME = "login-stream-kafka"
@@ -160,7 +158,7 @@ def port() -> int:
 
 def host() -> str:
     """The address the client listener binds and advertises (KAFKA_HOST, default 127.0.0.1). The real
-    node's pods cannot reach the host's loopback, so scripts/k8s_node.py's tier runs a broker on the
+    node's pods cannot reach the host's loopback, so k8s_node.py's tier runs a broker on the
     node's bridge address instead; the controller listener stays on 127.0.0.1."""
     raw = os.environ.get("KAFKA_HOST", "") or "127.0.0.1"
     try:
@@ -176,7 +174,7 @@ def local_bootstrap() -> str:
     return f"{host()}:{port()}"
 
 
-# --- KAFKA_BROKERS > 1: a cluster (scripts/kafka_cluster.py) -------------------------------------------
+# --- KAFKA_BROKERS > 1: a cluster (kafka_cluster.py) -------------------------------------------
 
 
 def brokers() -> int:

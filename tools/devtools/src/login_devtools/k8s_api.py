@@ -17,7 +17,7 @@ node lifecycle controller). ``down`` stops what ``up`` started (``--purge`` also
 ``build --timeout S`` gives up after S seconds with exit code 124 (the next build resumes from Go's cache).
 Only the standard library and the ``openssl`` command are used.
 
-Node mode (``K8S_API_NODE_IP``, set by scripts/k8s_node.py for a real kubelet): the API server listens on
+Node mode (``K8S_API_NODE_IP``, set by k8s_node.py for a real kubelet): the API server listens on
 every address and advertises the node's IP, so that pods reach it through the ``kubernetes`` Service (its
 endpoints come from the lease reconciler), it authenticates to the kubelet with a client certificate and
 verifies the kubelet's serving certificate against the same CA, and the PKI also holds the kubelet's and
@@ -42,7 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from login_devtools import ROOT
+
 TOOLS = ROOT / "tools" / "k8s"
 STATE = Path(os.environ.get("K8S_API_DIR", ROOT / ".cache" / "k8s-api"))
 BIN = STATE / "bin"
@@ -91,7 +92,7 @@ def node_count() -> int:
 
 
 def node_ip() -> str:
-    """The real node's IP in node mode (scripts/k8s_node.py), else ''."""
+    """The real node's IP in node mode (k8s_node.py), else ''."""
     return os.environ.get("K8S_API_NODE_IP", "")
 
 

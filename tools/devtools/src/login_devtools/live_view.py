@@ -39,10 +39,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts import each other
-from local_alertmanager import AlertmanagerError, RoutedAlert, routed_alerts
+from login_devtools.local_alertmanager import AlertmanagerError, RoutedAlert, routed_alerts
 
-ROOT = Path(__file__).resolve().parent.parent
 DETECTORS = ("brute_force", "credential_stuffing", "impossible_travel", "new_device", "new_country")
 LEVELS = ("low", "medium", "high")
 LEVEL_STYLE = {"low": "green", "medium": "yellow", "high": "bold red"}
@@ -493,7 +491,7 @@ class View:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import local_pipeline
+    from login_devtools import local_pipeline
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -40,8 +40,8 @@ try:  # the topology (user stage -> network stage)
 except ImportError:  # one stage: Processor with every detector
     from login_consumer.wiring import build_detectors
 
-    build_network_detector = None
-    NetworkStage = UserStage = None
+    build_network_detector = None  # type: ignore[assignment]
+    NetworkStage = UserStage = None  # type: ignore[assignment,misc]
 
 KIND = "x-bench-kind"  # internal header between the two steps: out | dlq | net
 

@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """A local Prometheus scraping login-consumer and login-producer, with the alert rules loaded.
 
-Used by ``make demo`` (scripts/demo.py), ``make prometheus`` and the real-Prometheus test
+Used by ``make demo`` (demo.py), ``make prometheus`` and the real-Prometheus test
 (tests/observability). The binary is ``PROMETHEUS_BIN`` if set, else ``prometheus`` on PATH, else
 /usr/bin/prometheus (Debian's package). Scrape jobs are named ``login-consumer`` and ``login-producer``,
 as on Kubernetes (docs/observability.md). The consumer's targets carry the target label
 ``consumer_group`` (its GROUP_ID), as the chart's ServiceMonitor sets it: the alert rules group and
-inhibit by it. Firing alerts go to the Alertmanagers named (scripts/local_alertmanager.py).
+inhibit by it. Firing alerts go to the Alertmanagers named (local_alertmanager.py).
 
-    python scripts/local_prometheus.py --consumer 127.0.0.1:8000 --producer 127.0.0.1:8001
+    login-prometheus --consumer 127.0.0.1:8000 --producer 127.0.0.1:8001
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from login_devtools import ROOT
+
 RULES = ROOT / "monitoring" / "rules" / "login-stream.rules.yaml"
 CONSUMER_JOB = "login-consumer"
 PRODUCER_JOB = "login-producer"

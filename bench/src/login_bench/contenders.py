@@ -1,4 +1,4 @@
-"""Contenders of `make bench` that are not login-consumer, each run as its own process by scripts/bench.py.
+"""Contenders of `make bench` that are not login-consumer, each run as its own process by harness.py.
 
 They read the consumer's environment contract (BOOTSTRAP_SERVERS, INPUT_TOPIC, OUTPUT_TOPIC, DLQ_TOPIC,
 GROUP_ID, BATCH_SIZE) and run until SIGTERM/SIGINT:
@@ -87,7 +87,7 @@ def passthrough() -> int:
                 except BufferError:
                     producer.poll(0.05)
             produced += 1
-            positions[(m.topic(), m.partition())] = m.offset() + 1  # type: ignore[operator]
+            positions[(m.topic() or "", m.partition() or 0)] = (m.offset() or 0) + 1
         producer.poll(0)
         now = time.monotonic()
         if now - last_snapshot >= 1.0 and positions:

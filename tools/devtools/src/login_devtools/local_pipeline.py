@@ -1,22 +1,22 @@
 #!/usr/bin/env python3
 """The local pipeline without a cluster: ``run``, ``stop``, ``health``, ``logs``, ``monitor``.
 
-``run`` makes sure a broker answers (scripts/local_kafka.py), creates the topics, starts login-consumer,
-login-producer, an Alertmanager with the routing tree (scripts/local_alertmanager.py) and a Prometheus
+``run`` makes sure a broker answers (local_kafka.py), creates the topics, starts login-consumer,
+login-producer, an Alertmanager with the routing tree (local_alertmanager.py) and a Prometheus
 scraping both services (alert rules loaded, alerts sent to that Alertmanager) in the background, waits
 until both services report /ready, prints where everything is, and returns. The processes, their ports
 and logs are recorded in .cache/run/pipeline.json (RUN_DIR overrides the folder), which the other
 commands read:
 ``make stop`` ends them (and the broker, if ``run`` started it), ``make health`` checks each part,
 ``make logs`` follows the logs, ``make monitor`` prints links into Prometheus' graph UI, the alerts that
-fire and where Alertmanager routed them, ``make watch`` (scripts/live_view.py) shows the stream.
+fire and where Alertmanager routed them, ``make watch`` (live_view.py) shows the stream.
 
 Settings (environment): BOOTSTRAP_SERVERS, INPUT_TOPIC, OUTPUT_TOPIC, DLQ_TOPIC, GROUP_ID as for the
 services; CONSUMER_PORT (8000), PRODUCER_PORT (8001) and PROMETHEUS_PORT (9090) are tried first, another
 free port is taken when one is busy; ALERTMANAGER_PORT (9093) likewise, and the receivers' settings of
-scripts/local_alertmanager.py (ALERT_WEBHOOK_URL, SLACK_API_URL_FILE, PAGERDUTY_ROUTING_KEY_FILE, ...).
+local_alertmanager.py (ALERT_WEBHOOK_URL, SLACK_API_URL_FILE, PAGERDUTY_ROUTING_KEY_FILE, ...).
 The services get the environment without make's command-line variables and with the run's own settings
-set explicitly (scripts/service_env.py).
+set explicitly (service_env.py).
 """
 
 from __future__ import annotations
@@ -38,9 +38,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import local_kafka
-import service_env
-from local_alertmanager import (
+from login_devtools import ROOT, local_kafka, service_env
+from login_devtools.local_alertmanager import (
     AlertingSettings,
     Alertmanager,
     AlertmanagerError,
@@ -48,9 +47,8 @@ from local_alertmanager import (
     describe,
     routed_alerts,
 )
-from local_prometheus import CONSUMER_JOB, PRODUCER_JOB, Prometheus, PrometheusError
+from login_devtools.local_prometheus import CONSUMER_JOB, PRODUCER_JOB, Prometheus, PrometheusError
 
-ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 RUN_DIR = Path(os.environ.get("RUN_DIR", ROOT / ".cache" / "run"))
 
@@ -216,7 +214,7 @@ def start(
         broker_started = True
     ensure_topics(bootstrap, {topics["input"]: 6, topics["output"]: 6, topics["dlq"]: 1})
     # What this launcher decides for the run is set explicitly; make's command-line variables (DURATION of
-    # `make demo DURATION=30`) never reach the services (scripts/service_env.py says why). The producer
+    # `make demo DURATION=30`) never reach the services (service_env.py says why). The producer
     # runs until the launcher stops it: DURATION and COUNT are 0 whatever the environment holds.
     owned = {
         "BOOTSTRAP_SERVERS": bootstrap,

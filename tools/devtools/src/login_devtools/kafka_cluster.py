@@ -1,5 +1,5 @@
 """The local multi-broker Kafka (``KAFKA_BROKERS=3``): brokers and three KRaft controllers, each its own
-process, from the same jars as the single broker. scripts/local_kafka.py drives it (``up``, ``down``,
+process, from the same jars as the single broker. local_kafka.py drives it (``up``, ``down``,
 ``status``, ``node``); the fault tests (tests/failover) use ``Cluster`` directly to kill and start nodes.
 
 Separate controllers, not combined nodes. Three processes with ``process.roles=controller`` hold the KRaft
@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import kafka_security
+from login_devtools import kafka_security
 
 NODE_PORT_STRIDE: Final = 20
 CONTROLLERS: Final = 3
@@ -87,7 +87,7 @@ class Node:
 
 @dataclass(frozen=True)
 class Runtime:
-    """How to run a node: what scripts/local_kafka.py resolved (java, the jars, the metrics reporter)."""
+    """How to run a node: what local_kafka.py resolved (java, the jars, the metrics reporter)."""
 
     java: str
     classpath: str

@@ -8,8 +8,8 @@ handed DURATION=30 to the producer too: it stopped itself 30 s after *its* start
 30 s from the moment the pipeline was ready, and the demo ended with "a service exited early".
 
 The choice (issue 21): make's command line configures make and the scripts; it never reaches the
-services. Every launcher (scripts/local_pipeline.py for ``make run`` and ``make demo``, scripts/evaluate.py,
-scripts/bench.py) builds the services' environment with ``service_env``:
+services. Every launcher (local_pipeline.py for ``make run`` and ``make demo``, evaluate.py,
+login_bench/harness.py) builds the services' environment with ``service_env``:
 
 1. the variables given on make's command line are removed. Make lists them in ``MAKEFLAGS`` (after
    `` -- ``), which it puts in every recipe's environment; the scripts themselves still read them (the

@@ -12,7 +12,7 @@ Prints per detector a confusion table (TP/FP/FN/TN over every labelled event), p
 F1; exits 1 when any detector's precision or recall is below ``--min`` (0.95), 2 when the run itself
 failed. ``--json FILE`` writes the figures.
 
-    python scripts/evaluate.py [--events 500000] [--seed 42] [--partitions 6] [--in-process]
+    login-evaluate [--events 500000] [--seed 42] [--partitions 6] [--in-process]
 """
 
 from __future__ import annotations
@@ -35,9 +35,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, Message
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from service_env import service_env  # the services never see make's command-line variables
+from login_devtools.service_env import service_env  # the services never see make's command-line variables
 
 DETECTORS = ("brute_force", "credential_stuffing", "impossible_travel", "new_device", "new_country")
 MAX_AGE = 20 * 365 * 86_400  # the simulated clock starts in 2025: accept old timestamps
@@ -173,7 +171,9 @@ def run_in_process(
     settings = load_settings(ConsumerSettings, timestamp_max_age_seconds=MAX_AGE, metrics_port=0)
     detectors = AllDetectors(settings.detector_config(), partitions=partitions)
     changelog: StateChangelog | None = detectors
-    group = [(Processor.from_settings(settings, detectors), changelog, [])]
+    group: list[tuple[Processor, StateChangelog | None, list[Message]]] = [
+        (Processor.from_settings(settings, detectors), changelog, [])
+    ]
     tune_gc()  # as login-consumer does at start-up
     spent = 0.0
     labels: dict[str, frozenset[str]] = {}
@@ -252,7 +252,8 @@ def _read_all(
 
 
 def _header(msg: Message, name: str) -> bytes | None:
-    for key, value in msg.headers() or ():
+    headers = msg.headers() or []
+    for key, value in headers.items() if isinstance(headers, dict) else headers:
         if key == name:
             return value if isinstance(value, bytes) or value is None else str(value).encode()
     return None

@@ -1,4 +1,4 @@
-"""SASL_SSL mode of the local broker (``KAFKA_SECURITY=sasl_ssl``), used by scripts/local_kafka.py.
+"""SASL_SSL mode of the local broker (``KAFKA_SECURITY=sasl_ssl``), used by local_kafka.py.
 
 Everything lives in the broker's state folder (``<cache>/broker-<port>-sasl_ssl``, 0700), made on first use:
   tls/ca.crt            a throw-away CA (PEM; what clients trust: SSL_CA_LOCATION); its key tls/ca.key
@@ -27,6 +27,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Final
+
+from login_devtools import ROOT
 
 MODES: Final = ("plaintext", "sasl_ssl")
 USERS: Final = ("admin", "producer", "consumer")
@@ -298,7 +300,7 @@ class SecureBroker:
     def create_topics(self, topics: dict[str, int], timeout: float = 30.0) -> list[str]:
         """Create the topics that do not exist yet, as admin (the services' users may not); their names."""
         from confluent_kafka import KafkaException
-        from confluent_kafka.admin import AdminClient, NewTopic
+        from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
         client = AdminClient({**self.client_config("admin"), "log_level": 3})
         existing = set(client.list_topics(timeout=timeout).topics)
@@ -320,7 +322,7 @@ def _rules(acls: list[Any]) -> list[tuple[str, str, str, str]]:
 
 def acl_binding(user: str, rule: tuple[str, str, str, str]) -> Any:
     """A confluent-kafka AclBinding allowing ``User:<user>`` one (resource, name, pattern, operation)."""
-    from confluent_kafka.admin import (
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]
         AclBinding,
         AclOperation,
         AclPermissionType,
@@ -348,8 +350,7 @@ def _snake(pascal: str) -> str:
 
 def service_acls() -> dict[str, list[Any]]:
     """The producer's and consumer's ACLs for the topic names in the environment (or the defaults)."""
-    root = Path(__file__).resolve().parent.parent
-    sys.path.insert(0, str(root / "libs" / "common" / "src"))  # works without the package installed
+    sys.path.insert(0, str(ROOT / "libs" / "common" / "src"))  # works without the package installed
     from login_common.acls import consumer_acls, producer_acls
 
     env = os.environ

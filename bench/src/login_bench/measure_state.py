@@ -5,8 +5,8 @@ Each measurement runs in a fresh process: it loads what the consumer loads (the 
 data), notes the RSS, fills one option's store with N high-cardinality users (a UUID user id, 1-3 UUID
 device ids, 1-2 countries), and reports the RSS growth per user, the process's RSS and the CPU seconds.
 
-    python scripts/measure_state.py [--users 2000000] [--options objects,compact,compact-restore]
-    python scripts/measure_state.py --options broker-restore --bootstrap 127.0.0.1:9092
+    python -m login_bench.measure_state [--users 2000000] [--options objects,compact,compact-restore]
+    python -m login_bench.measure_state --options broker-restore --bootstrap 127.0.0.1:9092
 
 * ``objects``: a slotted ``History`` object per user in a dict (the store before #9, copied here);
 * ``compact``: ``login_consumer.histories.HistoryStore`` (one bytes record per user, 60-bit hashed key);
@@ -217,7 +217,16 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit("broker-restore needs --bootstrap")
             extra = ["--bootstrap", args.bootstrap, "--topic", write_changelog(args.bootstrap, args.users)]
         done = subprocess.run(
-            [sys.executable, __file__, "--users", str(args.users), "--one", option, *extra],
+            [
+                sys.executable,
+                "-m",
+                "login_bench.measure_state",
+                "--users",
+                str(args.users),
+                "--one",
+                option,
+                *extra,
+            ],
             check=False,
             capture_output=True,
             text=True,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A local Alertmanager with login-stream's routing tree, its receivers filled in from settings.
 
-Used by ``make run`` / ``make demo`` (scripts/local_pipeline.py starts it beside Prometheus and points
+Used by ``make run`` / ``make demo`` (local_pipeline.py starts it beside Prometheus and points
 Prometheus at it), ``make alertmanager`` and the alert-routing tests (tests/observability).
 
 The tree is monitoring/alertmanager/alertmanager.yml (ALERTMANAGER_CONFIG names another): its receivers
@@ -26,7 +26,7 @@ A receiver without any of these keeps no contact point: its alerts show in Alert
 Alertmanager's gossip cluster is switched off (``--cluster.listen-address=``): one local instance, no
 port opened beyond the web one, on loopback.
 
-    python scripts/local_alertmanager.py --port 9093
+    login-alertmanager --port 9093
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ from typing import IO, Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from login_devtools import ROOT
+
 TREE = ROOT / "monitoring" / "alertmanager" / "alertmanager.yml"
 ROUTE_CASES = ROOT / "monitoring" / "alertmanager" / "routes.test.yaml"
 BINARIES = ("alertmanager", "prometheus-alertmanager")

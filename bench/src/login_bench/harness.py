@@ -3,7 +3,7 @@
 
 Workloads, each preloaded onto a fresh 6-partition topic, then drained:
   P  login-producer's population traffic (100,000 users, labelled attacks, the full event format);
-  H  high-cardinality generator-format traffic (scripts/bench_traffic.py): a fresh user, device and IP on
+  H  high-cardinality generator-format traffic (traffic.py): a fresh user, device and IP on
      every event, ~5% without device_type, int and string timestamps, out-of-order/late events, bursts.
 
 Contenders (one run, same broker): Kafka's own perf tools (the limit), a confluent-kafka passthrough,
@@ -20,7 +20,7 @@ paced input at 1k and 10k events/s while login-consumer runs, output timestamp -
 Writes bench/results/bench.{json,md,png} and prints the table. Exit 0 whatever the figures (it reports;
 `--update-readme` also replaces the README's benchmark table).
 
-    python scripts/bench.py --bootstrap 127.0.0.1:9092 [--quick] [--h-events N] [--p-events N] [--runs N]
+    login-bench --bootstrap 127.0.0.1:9092 [--quick] [--h-events N] [--p-events N] [--runs N]
 """
 
 from __future__ import annotations
@@ -45,11 +45,10 @@ from typing import Any
 import orjson
 import psutil
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ignore[attr-defined]
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_stats import (
+from login_bench import ROOT
+from login_bench.stats import (
     CONTENDERS,
     LATENCY_P99_TARGET_MS,
     LATENCY_RATES,
@@ -62,10 +61,9 @@ from bench_stats import (
     rate_window,
     summarize,
 )
-from bench_traffic import h_event, h_workload
-from service_env import service_env  # the processes never see make's command-line variables
+from login_bench.traffic import h_event, h_workload
+from login_devtools.service_env import service_env  # the processes never see make's command-line variables
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 QUIX_PYTHON = ROOT / ".venv-quix" / "bin" / "python"
 KAFKA_VERSION = os.environ.get("KAFKA_VERSION", "4.3.1")
@@ -182,7 +180,9 @@ class Kafka:
         One ListOffsets request for all partitions; a transient error (a leader not known yet) counts
         what was counted last time for that partition."""
         wanted = {
-            TopicPartition(t, p): OffsetSpec.latest() for t in topics for p in range(self.partitions(t))
+            TopicPartition(t, p): OffsetSpec.latest()  # type: ignore[no-untyped-call]
+            for t in topics
+            for p in range(self.partitions(t))
         }
         for tp, future in self.admin.list_offsets(wanted, request_timeout=10).items():
             with contextlib.suppress(KafkaException):
@@ -331,11 +331,11 @@ def contender_argv(contender: str) -> list[str]:
     if contender in ("pipeline", "pipeline_eos"):
         return [str(BIN / "login-consumer")]
     if contender == "passthrough":
-        return [sys.executable, str(ROOT / "scripts" / "bench_contenders.py"), "passthrough"]
+        return [sys.executable, "-m", "login_bench.contenders", "passthrough"]
     if contender == "seed_loop":
-        return [sys.executable, str(ROOT / "scripts" / "bench_contenders.py"), "seed-loop"]
+        return [sys.executable, "-m", "login_bench.contenders", "seed-loop"]
     if contender == "quix":
-        return [str(QUIX_PYTHON), str(ROOT / "scripts" / "bench_quix.py")]
+        return [str(QUIX_PYTHON), str(Path(__file__).with_name("quix.py"))]  # login_bench is not in its venv
     raise ValueError(contender)
 
 
