@@ -53,7 +53,7 @@ def brokers_of(objs: Any) -> int:
 
 
 def replication(brokers: int) -> tuple[int, int]:
-    """What the project runs with: scripts/kafka_cluster.py and login_common.kafka say the same."""
+    """What the project runs with: login_devtools/kafka_cluster.py and login_common.kafka say the same."""
     factor = min(3, brokers)
     return factor, max(1, factor - 1)
 

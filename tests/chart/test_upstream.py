@@ -749,7 +749,7 @@ def test_make_e2e_pins_the_kind_context() -> None:
 #   cluster-operator/.../model/KafkaCluster.java generatePerBrokerConfiguration: spec.kafka.config goes to
 #     every node, controllers included (withUserConfiguration): with eligible leader replicas (Kafka 4) the
 #     controllers write their min.insync.replicas as the cluster-wide default, so it must be there
-#     (the local cluster does the same: scripts/kafka_cluster.py)
+#     (the local cluster does the same: login_devtools/kafka_cluster.py)
 #   packaging/examples/kafka/kafka-persistent.yaml: the production example: a `controller` pool of 3 and a
 #     `broker` pool of 3, replication factors 3, min.insync.replicas 2, transaction.state.log.min.isr 2
 STRIMZI_PDB_DEFAULT_MAX_UNAVAILABLE = 1

@@ -1,4 +1,5 @@
-"""Fixtures of the control-plane tier: a real kube-apiserver (scripts/k8s_api.py), Helm, the CRDs, k8s/.
+"""Fixtures of the control-plane tier: a real kube-apiserver (login_devtools/k8s_api.py), Helm, the CRDs,
+k8s/.
 
 The session starts the control plane unless one already runs (`make k8s-api-up`), and stops what it
 started at the end, etcd's data included. Binaries that are not built yet skip the tier with the reason

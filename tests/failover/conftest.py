@@ -1,7 +1,7 @@
 """Fixtures of the fault tests (``make test-failover``): a real three-broker cluster and the pipeline on it.
 
-The cluster is scripts/local_kafka.py's (``KAFKA_BROKERS=3``: three brokers, three KRaft controllers) on
-FAILOVER_KAFKA_PORT (default KAFKA_PORT + 100, so it runs beside the single broker of ``make test``),
+The cluster is login_devtools/local_kafka.py's (``KAFKA_BROKERS=3``: three brokers, three KRaft controllers)
+on FAILOVER_KAFKA_PORT (default KAFKA_PORT + 100, so it runs beside the single broker of ``make test``),
 started for the session unless it runs, and stopped at the end if this session started it. After every
 test every node runs again and no partition is under-replicated, so a fault never leaks into the next
 test. ``pipeline`` gives a test its own topics (replicated as the project creates them), the consumer
@@ -47,7 +47,7 @@ def record(line: str) -> None:
 def failover_host() -> str:
     """FAILOVER_KAFKA_HOST (default 127.0.0.1). With ports in Linux's ephemeral range (32768-60999) set
     another loopback address, e.g. 127.0.0.2: a client reconnecting to a killed node on its own address can
-    connect to itself and hold the node's port (scripts/kafka_cluster.py)."""
+    connect to itself and hold the node's port (login_devtools/kafka_cluster.py)."""
     return os.environ.get("FAILOVER_KAFKA_HOST", "") or "127.0.0.1"
 
 
@@ -95,7 +95,7 @@ class ClusterHandle:
     """The running cluster: its nodes (kill, stop, start) and how to reach it."""
 
     cluster: Any  # kafka_cluster.Cluster
-    lk: ModuleType  # scripts/local_kafka.py
+    lk: ModuleType  # login_devtools/local_kafka.py
 
     @property
     def bootstrap(self) -> str:

@@ -1,5 +1,5 @@
-"""The local three-broker cluster itself (scripts/local_kafka.py with KAFKA_BROKERS=3): its nodes, and the
-replication of every topic the project and Kafka create on it (RF 3, min.insync.replicas 2)."""
+"""The local three-broker cluster itself (login_devtools/local_kafka.py with KAFKA_BROKERS=3): its nodes, and
+the replication of every topic the project and Kafka create on it (RF 3, min.insync.replicas 2)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """KAFKA_SECURITY=sasl_ssl with KAFKA_BROKERS=3: three SASL_SSL brokers (one CA, the SCRAM users and the
-services' ACLs of scripts/kafka_security.py), mutual TLS between brokers and controllers, and a broker
+services' ACLs of login_devtools/kafka_security.py), mutual TLS between brokers and controllers, and a broker
 killed mid-stream while the producer and consumer users run exactly-once: nothing lost, nothing twice.
 
 The secure cluster runs on FAILOVER_KAFKA_PORT + 50 for this module only (its ports end below the plain

@@ -1,4 +1,4 @@
-"""The secured local broker (``KAFKA_SECURITY=sasl_ssl`` of scripts/local_kafka.py) for tests.
+"""The secured local broker (``KAFKA_SECURITY=sasl_ssl`` of login_devtools/local_kafka.py) for tests.
 
 ``tests/integration/conftest.py`` starts one per session (fixture ``secured_kafka``) on
 KAFKA_SECURED_TEST_PORT when set (keep it inside your own port range), else on a free pair of ports, and
@@ -49,7 +49,7 @@ def free_port_pair() -> int:
 @dataclass
 class SecuredKafka:
     broker: kafka_security.SecureBroker
-    env: dict[str, str]  # what `scripts/local_kafka.py` ran with (KAFKA_SECURITY, KAFKA_PORT)
+    env: dict[str, str]  # what `login_devtools/local_kafka.py` ran with (KAFKA_SECURITY, KAFKA_PORT)
     up_output: str = ""
     commands: Path | None = None  # every java, keytool and openssl command line the script started
 
@@ -105,7 +105,7 @@ def secured_broker() -> Iterator[SecuredKafka]:
     env.update(recorded)
     started = time.monotonic()
     cache = Path(os.environ.get("KAFKA_CACHE_DIR", ROOT / ".cache" / "kafka"))
-    state = cache / f"broker-{port}-sasl_ssl"  # as scripts/local_kafka.py names it
+    state = cache / f"broker-{port}-sasl_ssl"  # as login_devtools/local_kafka.py names it
     try:
         up = subprocess.run(
             [*SCRIPT, "up"],

@@ -1,4 +1,5 @@
-"""scripts/local_kafka.py: idempotent start, status, and clear errors for missing tools or bad settings."""
+"""login_devtools/local_kafka.py: idempotent start, status, and clear errors for missing tools or bad
+settings."""
 
 from __future__ import annotations
 

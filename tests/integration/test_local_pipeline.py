@@ -1,5 +1,6 @@
 """`make run` / `health` / `logs` / `monitor` / `watch` / `stop` on the local pipeline, against the real
-broker, with real services and a real Prometheus (scripts/local_pipeline.py, scripts/live_view.py)."""
+broker, with real services and a real Prometheus (login_devtools/local_pipeline.py,
+login_devtools/live_view.py)."""
 
 from __future__ import annotations
 

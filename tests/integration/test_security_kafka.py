@@ -1,4 +1,4 @@
-"""The pipeline on a real SASL_SSL broker (``KAFKA_SECURITY=sasl_ssl`` of scripts/local_kafka.py).
+"""The pipeline on a real SASL_SSL broker (``KAFKA_SECURITY=sasl_ssl`` of login_devtools/local_kafka.py).
 
 One secured broker per session (tests/integration/secured.py, removed afterwards), SCRAM-SHA-512 users admin,
 producer and consumer, StandardAuthorizer with the least-privilege ACLs of login_common.acls. Each test

@@ -1,6 +1,6 @@
 """Alerts that reach a person, end to end with real processes: producer and consumer on the real broker,
 a real Prometheus with the rule file, a real Alertmanager with the routing tree
-(monitoring/alertmanager/alertmanager.yml, built by scripts/local_alertmanager.py), and a webhook
+(monitoring/alertmanager/alertmanager.yml, built by login_devtools/local_alertmanager.py), and a webhook
 receiver this test runs (an HTTP server that records every notification).
 
 One run (module fixture) drives, through the live pipeline:

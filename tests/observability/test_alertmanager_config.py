@@ -1,5 +1,5 @@
 """The routing tree (monitoring/alertmanager/alertmanager.yml) with the real amtool: `amtool check-config`
-on the tree and on the configuration scripts/local_alertmanager.py builds from settings, and `amtool
+on the tree and on the configuration login_devtools/local_alertmanager.py builds from settings, and `amtool
 config routes test` for every alert of the rule file (monitoring/alertmanager/routes.test.yaml holds the
 expected receivers). The grouping, the timings and the inhibition are checked against the labels the
 rules really carry; tests/observability/test_alert_routing.py proves the tree with live processes.

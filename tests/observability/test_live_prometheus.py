@@ -4,7 +4,7 @@ One run (module fixture, ~30 s) feeds every test here: the services' /metrics pa
 metrics``; every PromQL expression of every dashboard panel and every alert parses; every panel target
 returns data (the failure message names each one that does not); every rule evaluates without error and
 no alert fires on a healthy pipeline. The same Prometheus scrapes the local broker's Strimzi Metrics
-Reporter (scripts/local_kafka.py), so the Kafka and KRaft dashboards (dashboards/strimzi/) are proven
+Reporter (login_devtools/local_kafka.py), so the Kafka and KRaft dashboards (dashboards/strimzi/) are proven
 against the metric names Strimzi's Kafka pods serve.
 """
 
@@ -105,7 +105,7 @@ def _wait(
 
 def broker_metrics(kafka: str) -> str | None:
     """host:port of the Strimzi Metrics Reporter of the broker under test: the local broker's (of
-    scripts/local_kafka.py, KAFKA_PORT) when the tests use it and it answers; None otherwise."""
+    login_devtools/local_kafka.py, KAFKA_PORT) when the tests use it and it answers; None otherwise."""
     if kafka != lk.local_bootstrap():
         return None
     url = lk.metrics_url()
@@ -239,7 +239,7 @@ def test_the_broker_serves_strimzi_metrics(live: Live) -> None:
     if live.kafka_metrics is None:
         message = (
             f"the broker under test has no Strimzi Metrics Reporter at {lk.metrics_url()}: the Kafka "
-            "dashboards need the local broker of scripts/local_kafka.py (make kafka-down kafka-up)"
+            "dashboards need the local broker of login_devtools/local_kafka.py (make kafka-down kafka-up)"
         )
         if os.environ.get("CI"):
             pytest.fail(message)

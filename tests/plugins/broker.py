@@ -1,8 +1,8 @@
 """Real-broker fixtures shared by every test package (a pytest plugin: tests/conftest.py lists it).
 
 ``kafka`` yields a bootstrap address: KAFKA_BOOTSTRAP if set; else a testcontainers Kafka when a Docker
-daemon answers; else the local broker of scripts/local_kafka.py, started if needed. Tests never mock the
-Kafka client.
+daemon answers; else the local broker of login_devtools/local_kafka.py, started if needed. Tests never mock
+the Kafka client.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A command is, in a fenced ``bash``/``sh``/``shell`` block, every line that is no
 (a trailing ``# comment`` is dropped); outside code blocks (prose and tables), every inline code span
 whose first word, after any ``NAME=value`` assignments, is ``make``, one of the services' command-line
 programs (``login-producer``, ``login-consumer``) followed by arguments, or a path inside the repository
-followed by arguments (``.venv/bin/python scripts/…``; a bare path names a file). Spans that name an
+followed by arguments (``.venv/bin/login-live-view …``; a bare path names a file). Spans that name an
 operation rather than show a command (``go install``, ``helm test``, ``tilt up``) are not commands.
 Whitespace inside a command is collapsed, so a span broken across lines reads as one command.
 

@@ -1,4 +1,5 @@
-"""Fixtures of the real-node tier: a kubelet on this machine (scripts/k8s_node.py), the chart's pods in it.
+"""Fixtures of the real-node tier: a kubelet on this machine (login_devtools/k8s_node.py), the chart's pods
+in it.
 
 The session brings the node up unless one already runs (`make k8s-node-up`), starts the broker the pods
 reach (on the node's bridge address, `make k8s-node-kafka`), builds the two service images with the

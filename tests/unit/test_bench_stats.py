@@ -1,4 +1,4 @@
-"""scripts/bench_stats.py: the 10-90% rate window, medians, percentiles, the result document, targets."""
+"""login_bench/stats.py: the 10-90% rate window, medians, percentiles, the result document, targets."""
 
 from __future__ import annotations
 

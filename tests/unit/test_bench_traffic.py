@@ -1,4 +1,4 @@
-"""scripts/bench_traffic.py: workload H has the shape the bench promises, and the consumer accepts it."""
+"""login_bench/traffic.py: workload H has the shape the bench promises, and the consumer accepts it."""
 
 from __future__ import annotations
 

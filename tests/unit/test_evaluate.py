@@ -1,4 +1,5 @@
-"""scripts/evaluate.py: the confusion table, and an in-process evaluation of a producer stream (no broker)."""
+"""login_devtools/evaluate.py: the confusion table, and an in-process evaluation of a producer stream (no
+broker)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""scripts/live_view.py: figures from real prometheus-client exposition text, windows, and a frame that
+"""login_devtools/live_view.py: figures from real prometheus-client exposition text, windows, and a frame that
 fits 80x24 whatever the numbers."""
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ def test_build_with_a_docker_daemon_uses_docker(tmp_path: Path) -> None:
 
 def test_images_import_names_the_containerd_socket(tmp_path: Path) -> None:
     """`make images-import`: build (cached), then import both archives into CONTAINERD_ADDRESS; the default
-    is the real node's socket (scripts/k8s_node.py's RUNTIME folder)."""
+    is the real node's socket (login_devtools/k8s_node.py's RUNTIME folder)."""
     log = tmp_path / "calls.log"
     builder = recorder(tmp_path / "builder", log)
     out = make("images-import", f"IMAGE_BUILDER={builder}", "IMAGES_DIR=out")

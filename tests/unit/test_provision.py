@@ -1,5 +1,5 @@
-"""scripts/provision.py (`make setup`, `make tools`): tools on PATH are used when supported, only what is
-missing is built, and whatever cannot be had is named in one message with its install command, before
+"""login_devtools/provision.py (`make setup`, `make tools`): tools on PATH are used when supported, only what
+is missing is built, and whatever cannot be had is named in one message with its install command, before
 any test runs."""
 
 from __future__ import annotations

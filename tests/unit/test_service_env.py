@@ -1,4 +1,4 @@
-"""scripts/service_env.py: make's command-line variables never reach the services a script starts.
+"""login_devtools/service_env.py: make's command-line variables never reach the services a script starts.
 
 The regression it guards: ``make demo DURATION=30`` exported DURATION=30 to the producer, which stopped
 itself before the demo did ("a service exited early"). MAKEFLAGS is read as GNU make writes it: the

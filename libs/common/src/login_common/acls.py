@@ -1,6 +1,6 @@
 """The least-privilege Kafka ACLs of each service, defined once.
 
-The local SASL_SSL broker (scripts/kafka_security.py) grants exactly these, and the Strimzi KafkaUsers
+The local SASL_SSL broker (login_devtools/kafka_security.py) grants exactly these, and the Strimzi KafkaUsers
 (k8s/kafka/users.yaml) must list the same rules: tests/chart/test_security_manifests.py compares them.
 Names follow the Strimzi KafkaUser schema (``spec.authorization.acls[]``): resource ``type`` topic, group,
 transactionalId or cluster; ``patternType`` literal or prefix; operations in Kafka's PascalCase names.

@@ -1,5 +1,6 @@
 """Both stages' detectors in one call, without Kafka: a harness for tests, evaluation and in-process
-benchmarks (``scripts/evaluate.py``, ``scripts/profile_consumer.py``); the service never imports it.
+benchmarks (``login_devtools/evaluate.py``, ``login_bench/profile_consumer.py``); the service never imports
+it.
 
 ``AllDetectors.detect`` runs the user stage's detectors on a batch, then feeds the same events, re-keyed by
 network exactly as the repartition topic would (``stages/keys.py``), to the network detector, and merges
