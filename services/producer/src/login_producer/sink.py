@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from typing import IO, Any, Final, Protocol
 
 import structlog
@@ -104,6 +105,34 @@ class KafkaLogs:
         getattr(self._logger, method)("librdkafka", message=message)
 
 
+class PasswordFile:
+    """The SASL password, re-read from ``path`` (a Secret updated in place) when authentication fails: at
+    most once a second, and only a changed one is handed to the client."""
+
+    def __init__(self, user: str, password: str, path: str, warn: Callable[..., None]) -> None:
+        self.user = user
+        self.password = password
+        self.path = path
+        self._warn = warn
+        self._read_at = 0.0
+
+    def changed(self) -> str | None:
+        """The rotated password, or None (no file, read less than a second ago, unreadable, unchanged)."""
+        now = time.monotonic()
+        if not self.path or now - self._read_at < 1.0:
+            return None
+        self._read_at = now
+        try:
+            password = read_secret_file(self.path, "SASL_PASSWORD_FILE")
+        except ValueError as exc:
+            self._warn("kafka.password_file_unreadable", error=str(exc))
+            return None
+        if password == self.password:
+            return None
+        self.password = password
+        return password
+
+
 # (value, key, headers) of an event the broker refused: sent again once access works
 Held = tuple[bytes | None, bytes | None, Any]
 
@@ -138,11 +167,9 @@ class KafkaSink:
         self._delivered_count = metrics.delivered
         self._latency = metrics.delivery_latency
         self._pending = 0
-        self._user = str(config.get("sasl.username", ""))
-        self._password = str(config.get("sasl.password", ""))
-        self._password_file = password_file
-        self._password_read_at = 0.0
-        self.refusals = Refusals(metrics, self._log, user=self._user, topic=topic)
+        user = str(config.get("sasl.username", ""))
+        self._password = PasswordFile(user, str(config.get("sasl.password", "")), password_file, self._warn)
+        self.refusals = Refusals(metrics, self._log, user=user, topic=topic)
         self._held: list[Held] = []
         self._backoff = Backoff()
         self._fatal: KafkaError | None = None
@@ -261,20 +288,11 @@ class KafkaSink:
 
     def _reload_password(self) -> None:
         """A rotated password file (a Secret updated in place) is used for the next connection."""
-        now = time.monotonic()
-        if not self._password_file or now - self._password_read_at < 1.0:
-            return
-        self._password_read_at = now
-        try:
-            password = read_secret_file(self._password_file, "SASL_PASSWORD_FILE")
-        except ValueError as exc:
-            self._warn("kafka.password_file_unreadable", error=str(exc))
-            return
-        if password != self._password:
-            self._password = password
+        password = self._password.changed()
+        if password is not None:
             self._config["sasl.password"] = password
-            self._producer.set_sasl_credentials(self._user, password)
-            self._log.info("kafka.password_reloaded", user=self._user, file=self._password_file)
+            self._producer.set_sasl_credentials(self._password.user, password)
+            self._log.info("kafka.password_reloaded", user=self._password.user, file=self._password.path)
 
     # ------------------------------------------------------------------ waiting out a refusal
 
