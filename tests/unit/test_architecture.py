@@ -2,7 +2,7 @@
 
 Every file, folder and name the page cites in its tables exists (a name is looked up in the files of its
 row: a top-level class, function or constant, or ``Class.attribute``); no module of the consumer is longer
-than 350 lines and no class longer than 220.
+than 350 lines and no class longer than 220, nor any class of the other services (``services/``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from login_common.settings import env_name
 from login_consumer.config import ConsumerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGE = ROOT / "services" / "consumer" / "src" / "login_consumer"
+SERVICES = ROOT / "services"
+PACKAGE = SERVICES / "consumer" / "src" / "login_consumer"
 DOC = ROOT / "docs" / "architecture.md"
 MAX_FILE_LINES = 350
 MAX_CLASS_LINES = 220
@@ -104,4 +105,15 @@ def test_no_consumer_file_or_class_a_newcomer_must_read_whole() -> None:
                 size = node.end_lineno - node.lineno + 1
                 if size > MAX_CLASS_LINES:
                     too_long.append(f"{name}: class {node.name} {size} lines")
+    assert not too_long, too_long
+
+
+def test_no_class_of_any_service_a_newcomer_must_read_whole() -> None:
+    too_long: list[str] = []
+    for path in sorted(SERVICES.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and node.end_lineno is not None:
+                size = node.end_lineno - node.lineno + 1
+                if size > MAX_CLASS_LINES:
+                    too_long.append(f"{path.relative_to(SERVICES)}: class {node.name} {size} lines")
     assert not too_long, too_long

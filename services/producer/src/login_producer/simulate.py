@@ -16,6 +16,11 @@ of their local time accepts them (thinning), so traffic follows each user's day.
 ``rate`` = 0 runs a simulated clock at the population's natural pace (``logins_per_user_day``) as fast as
 the CPU allows; ``rate`` > 0 makes event time follow the wall clock at about ``rate`` events per second
 (the caller paces on ``SimEvent.time``). The same seed and start time give the same events, byte for byte.
+
+Where things are: this module holds the driver (step weights, the clock, the queue, emitting events) and
+the helpers the episodes share (picking users, their devices and IPs); the everyday login and the benign
+look-alikes are in ``episodes.py``, the attacks in ``attacks.py``, the scenario names and what an episode
+may use of the simulation in ``scenarios.py`` (the episodes are mixed into ``Simulation``).
 """
 
 from __future__ import annotations
@@ -31,48 +36,65 @@ from itertools import accumulate
 from typing import Any, Final, NamedTuple
 
 from login_common.contract import FETCH_FIELDS
+from login_producer.attacks import Attacks
+from login_producer.episodes import Lookalikes
 from login_producer.errors import SimulationError
 from login_producer.ippool import CountryPools, build_pools
 from login_producer.population import (
-    MAX_PHONE_GENERATION,
     Device,
     Population,
     Profile,
     app_version_at,
-    generator_device_id,
+)
+from login_producer.scenarios import (
+    ACCOUNT_TAKEOVER,
+    ATTACKS,
+    BENIGN,
+    BENIGN_TRAVEL,
+    BRUTE_FORCE,
+    CREDENTIAL_STUFFING,
+    FORGETFUL,
+    IMPOSSIBLE_TRAVEL,
+    LOOKALIKES,
+    NEW_PHONE,
+    SCENARIOS,
+    SHARED_IP,
+    Login,
 )
 from login_producer.truth import TruthOracle, TruthRules
 from login_producer.world import (
     COUNTRIES,
     DAILY_RHYTHM,
     RHYTHM_MEAN,
-    US,
     US_STATES,
     WEEKEND_FACTOR,
 )
 
-# Scenario names (x-sim-scenario). Benign traffic:
-BENIGN: Final = "benign"
-SHARED_IP: Final = "shared_ip"  # an office worker behind the office's NAT address
-FORGETFUL: Final = "forgetful"  # a few failures, then success from the usual device and IP
-NEW_PHONE: Final = "new_phone"  # first login from a new phone, home country
-BENIGN_TRAVEL: Final = "benign_travel"  # a real trip at plausible speed, old devices
-# Attacks:
-BRUTE_FORCE: Final = "brute_force"
-CREDENTIAL_STUFFING: Final = "credential_stuffing"
-IMPOSSIBLE_TRAVEL: Final = "impossible_travel"
-ACCOUNT_TAKEOVER: Final = "account_takeover"
+# The scenario names are defined with the episodes (scenarios.py) and exported from here too.
+__all__ = [
+    "ACCOUNT_TAKEOVER",
+    "ATTACKS",
+    "BENIGN",
+    "BENIGN_TRAVEL",
+    "BRUTE_FORCE",
+    "CREDENTIAL_STUFFING",
+    "DEFAULT_SIM_START",
+    "FORGETFUL",
+    "IMPOSSIBLE_TRAVEL",
+    "LOOKALIKES",
+    "NEW_PHONE",
+    "SCENARIOS",
+    "SHARED_IP",
+    "ScenarioMix",
+    "SimEvent",
+    "Simulation",
+]
 
 _CODES: Final = tuple(c.code for c in COUNTRIES)
-ATTACKS: Final = (BRUTE_FORCE, CREDENTIAL_STUFFING, IMPOSSIBLE_TRAVEL, ACCOUNT_TAKEOVER)
-LOOKALIKES: Final = (FORGETFUL, NEW_PHONE, BENIGN_TRAVEL)
-SCENARIOS: Final = (BENIGN, SHARED_IP, *LOOKALIKES, *ATTACKS)
 
 # Default start of the simulated clock when rate = 0: Monday 2025-01-06 00:00:00 UTC.
 DEFAULT_SIM_START: Final = 1_736_121_600
 ACTIVITY_SKEW: Final = 1.5  # user index = n * U**skew: low indexes are the heavy users
-FLIGHT_KMH: Final = 800.0
-FLIGHT_OVERHEAD_H: Final = 2.0
 
 
 @dataclass(frozen=True)
@@ -121,72 +143,8 @@ class SimEvent(NamedTuple):
         }
 
 
-class _Login:
-    """A login waiting to be emitted. ``device`` set = one of the user's devices; else a foreign one."""
-
-    __slots__ = (
-        "app_version",
-        "attack_id",
-        "auth",
-        "country",
-        "device",
-        "device_id",
-        "device_type",
-        "ip",
-        "locale",
-        "scenario",
-        "success",
-        "user",
-        "user_agent",
-        "user_id",
-    )
-
-    def __init__(  # noqa: PLR0917 - positional on the hot path
-        self,
-        user: int,
-        user_id: str,
-        device: Device | None,
-        ip: str,
-        country: int,
-        locale: str,
-        success: bool,
-        auth: str,
-        scenario: str,
-        attack_id: str | None = None,
-        *,
-        device_id: str = "",
-        device_type: str = "",
-        app_version: str = "",
-        user_agent: str = "",
-    ) -> None:
-        self.user = user
-        self.user_id = user_id
-        self.device = device
-        self.ip = ip
-        self.country = country
-        self.locale = locale
-        self.success = success
-        self.auth = auth
-        self.scenario = scenario
-        self.attack_id = attack_id
-        self.device_id = device_id
-        self.device_type = device_type
-        self.app_version = app_version
-        self.user_agent = user_agent
-
-
-_ATTACK_AGENTS: Final = (
-    "python-requests/2.31.0",
-    "okhttp/4.12.0",
-    "curl/8.5.0",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/120.0.0.0 Safari/537.36",
-    "LoginApp/2.1.0 (Linux; Android 11; SM-G960F)",
-)
-
-
 @dataclass
-class Simulation:
+class Simulation(Lookalikes, Attacks):
     seed: int = 42
     users: int = 1000
     start_time: float | None = None
@@ -208,7 +166,7 @@ class Simulation:
         self._phone_gen = bytearray(self.users)
         self._phones: dict[tuple[int, int], Device] = {}
         self._busy: dict[int, float] = {}
-        self._heap: list[tuple[float, int, _Login]] = []
+        self._heap: list[tuple[float, int, Login]] = []
         # simulated time: a rejected candidate costs its step; wall clock: redraw up to 20 times
         self._tries = 1 if self.rate <= 0 else 20
         self._seq = 0
@@ -319,13 +277,9 @@ class Simulation:
             return "password" if r < 0.8 else "mfa"
         return "token" if r < 0.5 else ("password" if r < 0.9 else "mfa")
 
-    def _push(self, t: float, login: _Login) -> None:
+    def _push(self, t: float, login: Login) -> None:
         self._seq += 1
         heapq.heappush(self._heap, (t, self._seq, login))
-
-    def _attack_id(self, prefix: str) -> str:
-        self._attack_seq += 1
-        return f"{prefix}-{self.seed}-{self._attack_seq:06d}"
 
     def _country(self, cum: list[float], exclude: set[int] | None = None) -> int:
         """A country index drawn by the weights behind ``cum``; -1 when ``exclude`` leaves none."""
@@ -337,210 +291,8 @@ class Simulation:
         left = [c for c in range(len(COUNTRIES)) if exclude and c not in exclude]
         return rng.choice(left) if left else -1
 
-    def _attacker_locale(self, ci: int) -> str:
-        if COUNTRIES[ci].code == US:
-            return US_STATES[bisect_right(self._state_cum, self._rng.random() * self._state_cum[-1])][0]
-        return COUNTRIES[ci].code
-
-    def _foreign_device(self) -> tuple[str, str]:
-        rng = self._rng
-        return generator_device_id(rng.getrandbits(40)), ("web" if rng.random() < 0.6 else "android")
-
-    # --- episodes -------------------------------------------------------------------------------------
-    def _everyday(self, t: float) -> _Login | None:
-        p = self._pick_user(t)
-        if p is None:
-            return None
-        device, ip, at_work = self._usual(p, t)
-        return _Login(
-            p.idx,
-            p.user_id,
-            device,
-            ip,
-            p.country,
-            p.locale,
-            True,
-            self._auth(device, at_work),
-            SHARED_IP if at_work else BENIGN,
-        )
-
-    def _forgetful(self, t: float) -> None:
-        p = self._pick_user(t)
-        if p is None:
-            return
-        rng = self._rng
-        device, ip, _ = self._usual(p, t)
-        failures = rng.randint(1, max(1, min(3, self.rules.brute_force_failures - 2)))
-        for _ in range(failures):
-            self._push(
-                t, _Login(p.idx, p.user_id, device, ip, p.country, p.locale, False, "password", FORGETFUL)
-            )
-            t += rng.uniform(5, 40)
-        self._push(t, _Login(p.idx, p.user_id, device, ip, p.country, p.locale, True, "password", FORGETFUL))
-        self._busy[p.idx] = t
-
-    def _new_phone(self, t: float) -> None:
-        p = self._pick_user(t)
-        if p is None or self._phone_gen[p.idx] >= MAX_PHONE_GENERATION:
-            return
-        self._phone_gen[p.idx] += 1
-        device = self._phone(p)
-        ip = p.home_ip
-        if self._rng.random() < 0.4:
-            ip = self._pools[COUNTRIES[p.country].code].residential.address(self._rng.getrandbits(40))
-        self._push(t, _Login(p.idx, p.user_id, device, ip, p.country, p.locale, True, "password", NEW_PHONE))
-        self._busy[p.idx] = t + 1
-
-    def _benign_travel(self, t: float) -> None:
-        p = self._pick_user(t)
-        if p is None:
-            return
-        rng = self._rng
-        dest = self._country(self._travel_cum, {p.country})
-        dist = self.oracle.distance_km(p.country, dest)
-        cruise = min(FLIGHT_KMH, 0.8 * self.rules.travel_max_speed_kmh)  # always a plausible speed
-        flight_s = (dist / cruise + FLIGHT_OVERHEAD_H + rng.uniform(0, 2)) * 3600
-        arrive = t + flight_s
-        stay = rng.uniform(2, 10) * 86400
-        pool = self._pools[COUNTRIES[dest].code].residential
-        hotel = pool.address(rng.getrandbits(40))
-        times = sorted(
-            [arrive + rng.uniform(0, 3 * 3600)] + [arrive + rng.uniform(0, stay) for _ in range(3)]
-        )
-        times = times[: rng.randint(2, 4)]
-        for at in times:
-            device = self._phone(p) if rng.random() < 0.8 else p.device(p.n_devices - 1)
-            ip = hotel if rng.random() < 0.5 else pool.address(rng.getrandbits(40))
-            auth = "token" if device.device_type != "web" else "password"
-            self._push(at, _Login(p.idx, p.user_id, device, ip, dest, p.locale, True, auth, BENIGN_TRAVEL))
-        back = arrive + stay + flight_s
-        device = self._phone(p)
-        self._push(
-            back,
-            _Login(p.idx, p.user_id, device, p.home_ip, p.country, p.locale, True, "token", BENIGN_TRAVEL),
-        )
-        self._busy[p.idx] = back
-
-    def _brute_force(self, t: float) -> None:
-        rng = self._rng
-        idx = rng.randrange(self.users)
-        victim = self.population.profile(idx)
-        ci = self._country(self._attack_cum)
-        ip = self._pools[COUNTRIES[ci].code].hosting.address(rng.getrandbits(40))
-        device_id, device_type = self._foreign_device()
-        agent = rng.choice(_ATTACK_AGENTS)
-        locale = self._attacker_locale(ci)
-        attack = self._attack_id("bf")
-        k = self.rules.brute_force_failures
-        for _ in range(rng.randint(k + 5, k + 35)):
-            self._push(
-                t,
-                _Login(
-                    idx, victim.user_id, None, ip, ci, locale, False, "password", BRUTE_FORCE, attack,
-                    device_id=device_id, device_type=device_type, app_version="2.1.0", user_agent=agent,
-                ),
-            )  # fmt: skip
-            t += rng.uniform(1, 12)
-
-    def _credential_stuffing(self, t: float) -> None:
-        rng = self._rng
-        ci = self._country(self._attack_cum)
-        pool = self._pools[COUNTRIES[ci].code].hosting
-        block = pool.block(rng.getrandbits(40))
-        hosts = [rng.randrange(254)] if rng.random() < 0.5 else rng.sample(range(254), rng.randint(2, 16))
-        locale = self._attacker_locale(ci)
-        agent = rng.choice(_ATTACK_AGENTS)
-        attack = self._attack_id("cs")
-        m = self.rules.stuffing_accounts
-        tried: set[int] = set()
-        for _ in range(rng.randint(2 * m, 6 * m)):
-            if rng.random() < 0.7:
-                idx = rng.randrange(self.users)
-                user, user_id = idx, self.population.user_id(idx)
-            else:  # a leaked account that does not exist here
-                idx = self.users + rng.getrandbits(40)
-                user, user_id = -1, self.population.user_id(idx)
-            if idx in tried:
-                continue
-            tried.add(idx)
-            device_id, device_type = self._foreign_device()
-            success = user >= 0 and rng.random() < 0.03
-            self._push(
-                t,
-                _Login(
-                    user, user_id, None, pool.in_block(block, rng.choice(hosts)), ci, locale, success,
-                    "password", CREDENTIAL_STUFFING, attack,
-                    device_id=device_id, device_type=device_type, app_version="2.1.0", user_agent=agent,
-                ),
-            )  # fmt: skip
-            t += rng.uniform(0.2, 3.0)
-
-    def _account_takeover(self, t: float) -> None:
-        victim = self._victim(t, history=True)
-        if victim is None:
-            return
-        rng = self._rng
-        known = {c for c in range(len(COUNTRIES)) if self.oracle.knows_country(victim.idx, c)}
-        ci = self._country(self._attack_cum, known | {victim.country})
-        if ci < 0:
-            return  # the victim has logged in from every country already
-        ip = self._pools[COUNTRIES[ci].code].hosting.address(rng.getrandbits(40))
-        device_id, device_type = self._foreign_device()
-        agent = rng.choice(_ATTACK_AGENTS[3:])
-        attack = self._attack_id("ato")
-        locale = victim.locale
-
-        def login(success: bool, auth: str) -> _Login:
-            return _Login(
-                victim.idx, victim.user_id, None, ip, ci, locale, success, auth, ACCOUNT_TAKEOVER, attack,
-                device_id=device_id, device_type=device_type, app_version="2.1.0", user_agent=agent,
-            )  # fmt: skip
-
-        for _ in range(rng.randint(1, max(1, self.rules.brute_force_failures - 1))):
-            self._push(t, login(False, "password"))
-            t += rng.uniform(10, 90)
-        t += rng.uniform(10, 60)
-        self._push(t, login(True, "password"))
-        for _ in range(rng.randint(0, 2)):
-            t += rng.uniform(60, 1200)
-            self._push(t, login(True, "token"))
-        self._busy[victim.idx] = t
-
-    def _impossible_travel(self, t: float) -> None:
-        victim = self._victim(t, history=True)
-        if victim is None:
-            return
-        rng = self._rng
-        rules = self.rules
-        far_enough = max(2000.0, 2 * rules.travel_min_distance_km)
-        near = {c for c in range(len(COUNTRIES)) if self.oracle.distance_km(victim.country, c) < far_enough}
-        ci = self._country(self._attack_cum, near)
-        if ci < 0:
-            return
-        dist = self.oracle.distance_km(victim.country, ci)
-        attack = self._attack_id("it")
-        device = self._phone(victim)
-        self._push(
-            t,
-            _Login(
-                victim.idx, victim.user_id, device, victim.home_ip, victim.country, victim.locale, True,
-                "token", IMPOSSIBLE_TRAVEL, attack,
-            ),
-        )  # fmt: skip
-        longest = min(6 * 3600.0, dist / (1.5 * rules.travel_max_speed_kmh) * 3600)
-        t += rng.uniform(min(300.0, longest / 2), longest)
-        ip = self._pools[COUNTRIES[ci].code].hosting.address(rng.getrandbits(40))
-        self._push(
-            t,
-            _Login(
-                victim.idx, victim.user_id, device, ip, ci, victim.locale, True, "token", IMPOSSIBLE_TRAVEL,
-                attack,
-            ),
-        )  # fmt: skip
-        self._busy[victim.idx] = t
-
     # --- the driver -----------------------------------------------------------------------------------
-    def _emit(self, t: float, lg: _Login) -> SimEvent:
+    def _emit(self, t: float, lg: Login) -> SimEvent:
         ts = int(t)
         dev = lg.device
         if dev is not None:
