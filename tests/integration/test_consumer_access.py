@@ -55,21 +55,18 @@ def _grant(secured: SecuredKafka, acls: list[Acl], producer_topic: str = "") -> 
 
 def _revoke(secured: SecuredKafka, acl: Acl) -> None:
     """Delete the consumer's ACLs of one rule set (as admin)."""
-    admin = AdminClient(secured.config("admin"))
-    filters: list[AclBindingFilter] = []
-    for rule in sorted(acl.rules()):
-        binding = kafka_security.acl_binding("consumer", rule)
-        filters.append(
-            AclBindingFilter(
-                binding.restype,
-                binding.name,
-                binding.resource_pattern_type,
-                binding.principal,
-                binding.host,
-                binding.operation,
-                binding.permission_type,
-            )
+    _delete(secured, [kafka_security.acl_binding("consumer", rule) for rule in sorted(acl.rules())])
+
+
+def _delete(secured: SecuredKafka, bindings: list[Any]) -> None:
+    """Delete exactly these ACL bindings (as admin)."""
+    filters = [
+        AclBindingFilter(
+            b.restype, b.name, b.resource_pattern_type, b.principal, b.host, b.operation, b.permission_type
         )
+        for b in bindings
+    ]
+    admin = AdminClient(secured.config("admin"))  # held until the futures are done
     for future in admin.delete_acls(filters, request_timeout=30).values():
         future.result(timeout=30)
 
@@ -220,38 +217,29 @@ def test_wrong_password_at_start_up_then_fixed_without_a_restart(
         _recovered(watched)
 
 
+def _right(names: Names, right: str) -> Acl:
+    """The consumer's ACL a test takes away: the output's Write, or the input's Read (with its Describe)."""
+    if right == "output-write":
+        return Acl("topic", names.output, "literal", (WRITE,))
+    read_input = consumer_acls(names.input, names.output, names.dlq, names.group)[0]
+    assert (read_input.resource, read_input.name) == ("topic", names.input)
+    return read_input
+
+
+@pytest.mark.parametrize("right", ["output-write", "input-read"])
 @pytest.mark.parametrize("guarantee", GUARANTEES)
-def test_output_write_revoked_mid_stream_then_granted(
-    secured_kafka: SecuredKafka, granted: Names, guarantee: str
+def test_right_revoked_mid_stream_then_granted(
+    secured_kafka: SecuredKafka, granted: Names, guarantee: str, right: str
 ) -> None:
-    write_output = Acl("topic", granted.output, "literal", (WRITE,))
+    acl = _right(granted, right)
     first = _send(secured_kafka, granted.input, 40)
     with consuming(_settings(secured_kafka, granted, guarantee)) as watched:
         _outputs(secured_kafka, granted, first, guarantee)
-        _revoke(secured_kafka, write_output)
+        _revoke(secured_kafka, acl)
         time.sleep(2.0)  # the broker applies the change from its metadata log
         second = _send(secured_kafka, granted.input, 40, start=40)
         watched.refused("authorization", "authorization failed")
-        _grant(secured_kafka, [write_output])
-        _outputs(secured_kafka, granted, first + second, guarantee)
-        _recovered(watched)
-
-
-@pytest.mark.parametrize("guarantee", GUARANTEES)
-def test_input_read_revoked_mid_stream_then_granted(
-    secured_kafka: SecuredKafka, granted: Names, guarantee: str
-) -> None:
-    read_input = consumer_acls(granted.input, granted.output, granted.dlq, granted.group)[0]
-    assert read_input.name == granted.input
-    assert read_input.resource == "topic"
-    first = _send(secured_kafka, granted.input, 40)
-    with consuming(_settings(secured_kafka, granted, guarantee)) as watched:
-        _outputs(secured_kafka, granted, first, guarantee)
-        _revoke(secured_kafka, read_input)
-        time.sleep(2.0)  # the broker applies the change from its metadata log
-        second = _send(secured_kafka, granted.input, 40, start=40)
-        watched.refused("authorization", "authorization failed")
-        _grant(secured_kafka, [read_input])
+        _grant(secured_kafka, [acl])
         _outputs(secured_kafka, granted, first + second, guarantee)
         _recovered(watched)
 
@@ -261,7 +249,7 @@ def test_input_read_refused_while_idle_is_ready_again_once_granted(
 ) -> None:
     """No event arrives after the grant: nothing but the consumer's probe of the refused partitions
     (intake/refusals.py) can tell that reading works again."""
-    read_input = consumer_acls(granted.input, granted.output, granted.dlq, granted.group)[0]
+    read_input = _right(granted, "input-read")
     first = _send(secured_kafka, granted.input, 40)
     with consuming(_settings(secured_kafka, granted, "at-least-once")) as watched:
         _outputs(secured_kafka, granted, first, "at-least-once")
@@ -347,20 +335,7 @@ def _deny(secured: SecuredKafka, topic: str, operation: str) -> Any:
 
 
 def _undeny(secured: SecuredKafka, binding: Any) -> None:
-    from confluent_kafka.admin import AclBindingFilter
-
-    admin = AdminClient(secured.config("admin"))
-    matching = AclBindingFilter(
-        binding.restype,
-        binding.name,
-        binding.resource_pattern_type,
-        binding.principal,
-        binding.host,
-        binding.operation,
-        binding.permission_type,
-    )
-    for future in admin.delete_acls([matching], request_timeout=30).values():
-        future.result(timeout=30)
+    _delete(secured, [binding])
 
 
 def _start_offsets(secured: SecuredKafka, topic: str) -> int:

@@ -262,9 +262,9 @@ def assemble(
     probes = Probes(
         events.access,
         cluster=health.state,
-        reading=lambda: bool(group.refused.holding),
         unrestored=lambda: len(state.pending),
         partitions=lambda: len(group.assignment),
+        reading=lambda: bool(group.refused.holding),
     )
     checkpoint.heartbeat = probes.beat  # waiting on Kafka (delivery/checkpoint.py), not stuck
     probes.retrier = retrier = Retrier(events.access, events.warn, probes.beat, credentials.check)

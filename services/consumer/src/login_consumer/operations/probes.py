@@ -6,8 +6,7 @@ a start-up step's backoff), calls ``beat``; the process is reported stuck only w
 
 Readiness (``ready``), the first reason that applies, in this order:
 
-1. access refused (``operations/access.py``; a refused read until its partitions deliver again) or a
-   start-up step still awaited (``operations/retry.py``);
+1. access refused (``operations/access.py``) or a start-up step still awaited (``operations/retry.py``);
 2. the Kafka cluster refuses writes (``delivery/cluster.py``: a partition offline or below
    min.insync.replicas, refusals just seen);
 3. the state of assigned partitions not restored yet (``stores/manager.py``);
@@ -39,21 +38,20 @@ class Probes:
         access: AccessFailures,
         *,
         cluster: Callable[[], tuple[bool, str]],
-        reading: Callable[[], bool],
         unrestored: Callable[[], int],
         partitions: Callable[[], int],
+        reading: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``cluster``: (writes possible, what is wrong) of the Kafka cluster; ``reading``: whether
-        partitions whose read was refused have delivered nothing since (``intake/refusals.py``);
-        ``unrestored``: assigned partitions whose state is not restored yet; ``partitions``: the
-        partitions held in the group. ``retrier`` is set by the conductor once built (it beats while it
-        waits)."""
+        """``cluster``: (writes possible, what is wrong) of the Kafka cluster; ``unrestored``: assigned
+        partitions whose state is not restored yet; ``partitions``: the partitions held in the group;
+        ``reading``: partitions whose read was refused have read nothing since (``intake/refusals.py``).
+        ``retrier`` is set by the conductor once built (it beats while it waits)."""
         self._access = access
         self._cluster = cluster
-        self._reading = reading
         self._unrestored = unrestored
         self._partitions = partitions
+        self._reading = reading
         self._clock = clock
         self.retrier: Retrier | None = None
         self.running = False
@@ -72,8 +70,9 @@ class Probes:
         return True, "ok"
 
     def ready(self) -> tuple[bool, str]:
-        waiting = self.retrier.waiting if self.retrier is not None else None
-        refused = self._access.blocked(reading=self._reading()) or waiting
+        refused = self._access.blocked(reading=self._reading()) or (
+            self.retrier.waiting if self.retrier is not None else None
+        )
         if refused:
             return False, refused
         writable, kafka = self._cluster()
