@@ -142,3 +142,35 @@ def test_kafka_up_with_sasl_ssl_has_scram_users_and_least_privilege_acls() -> No
     with_cert.produce("user-login", b"readme", callback=lambda e, _m: reports.append(e.name() if e else ""))
     with_cert.flush(30)
     assert reports == [""], reports
+
+
+@runs("make kafka-up KAFKA_BROKERS=3")
+def test_kafka_up_with_three_brokers_starts_a_cluster_that_status_and_down_find_by_themselves() -> None:
+    down = run("make kafka-down", timeout=180)  # the single broker holds KAFKA_PORT
+    assert down.returncode == 0, down.tail()
+    port = kafka_port()
+    try:
+        ran = run("make kafka-up KAFKA_BROKERS=3", timeout=900)
+        assert ran.returncode == 0, ran.tail()
+        bootstrap = ",".join(f"127.0.0.1:{port + 20 * i}" for i in range(3))  # broker i on KAFKA_PORT+20(i-1)
+        # "three brokers and three KRaft controllers ... replication factor 3 and min.insync.replicas 2"
+        assert f"3 brokers at {bootstrap}, 3 KRaft controllers" in ran.stdout, ran.tail()
+        assert "replication factor 3, min.insync.replicas 2" in ran.stdout, ran.tail()
+        metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=30)
+        assert sorted(b.port for b in metadata.brokers.values()) == [port, port + 20, port + 40]
+
+        # "make kafka-down and make kafka-status find it by themselves" (no KAFKA_BROKERS given)
+        found = status()
+        nodes = re.findall(r"^(\S+) +node\.id +\d+ +127\.0\.0\.1:(\d+) +running", found, re.M)
+        assert len(nodes) == 6, found  # three brokers, three controllers, each a process of its own
+        brokers = sorted(int(p) for name, p in nodes if name.startswith("broker"))
+        assert brokers == [port, port + 20, port + 40], found
+        controllers = sorted(int(p) for name, p in nodes if name.startswith("controller"))
+        assert controllers == [port + 1, port + 21, port + 41], found  # "controller i one port up"
+        stopped = run("make kafka-down", timeout=300)
+        assert stopped.returncode == 0, stopped.tail()
+        assert f"stopped the local cluster on port {port}" in stopped.stdout, stopped.tail()
+    finally:
+        run("make kafka-down", timeout=300)
+        up = run("make kafka-up", timeout=300)  # "One broker stays the default"
+        assert up.returncode == 0, up.tail()

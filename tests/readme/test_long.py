@@ -1,11 +1,14 @@
-"""README "Detection quality" and "Benchmark": `make evaluate`, `make bench BENCH_QUICK=1`, `make bench`,
-`make bench-producer`, each run as written, at the size its own settings give it.
+"""README "Detection quality", "Benchmark" and the fault tests: `make evaluate`, `make bench BENCH_QUICK=1`,
+`make bench`, `make bench-producer`, `make test-failover`, each run as written, at the size its own
+settings give it.
 
 None runs in `make test`: on the shared 2-core machine (load 30-45) `make evaluate` (500,000 events) took
 13.5 min and `make bench BENCH_QUICK=1` 13.5 min (10 min of benchmark after 3.5 min of `make bench-env`),
 the full `make bench` takes ~20 min and more, and `make bench-producer` is a speed target (it fails below
-50k events/s, which a loaded machine may not reach). They run in `make test-readme-long` (README_LONG=1),
-the target CI runs for them; `make test` reports them as skipped, naming it.
+50k events/s, which a loaded machine may not reach); `make test-failover` kills brokers of a
+three-broker cluster of its own under load for 20 to 60 min (docs/failover.md). They run in `make
+test-readme-long` (README_LONG=1), the target CI runs for them; `make test` reports them as skipped,
+naming it.
 """
 
 from __future__ import annotations
@@ -75,3 +78,17 @@ def test_bench_producer_measures_generation_speed() -> None:
     ran = run("make bench-producer", timeout=1800)
     assert ran.returncode == 0, ran.tail()
     assert re.search(r"events/s", ran.out), ran.tail()
+
+
+@runs("make test-failover")
+@only_long()
+def test_failover_runs_the_fault_tests_and_ends_with_their_figures() -> None:
+    ran = run("make test-failover", timeout=3 * 3600)
+    assert ran.returncode == 0, ran.tail()
+    # "it ends with the lost / duplicated / stall figures"
+    figures = re.findall(r"^.*FAILOVER (\S+) (\S+): .*\blost=(\d+) duplicates=(\d+) stall=", ran.stdout, re.M)
+    assert figures, ran.tail()
+    for scenario, guarantee, lost, duplicates in figures:
+        assert lost == "0", (scenario, guarantee, ran.tail())
+        if guarantee == "exactly-once":
+            assert duplicates == "0", (scenario, ran.tail())
