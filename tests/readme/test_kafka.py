@@ -146,7 +146,9 @@ def test_kafka_up_with_sasl_ssl_has_scram_users_and_least_privilege_acls() -> No
 
 @runs("make kafka-up KAFKA_BROKERS=3")
 def test_kafka_up_with_three_brokers_starts_a_cluster_that_status_and_down_find_by_themselves() -> None:
-    down = run("make kafka-down", timeout=180)  # the single broker holds KAFKA_PORT
+    # the single broker holds KAFKA_PORT (plaintext, or the SASL_SSL one the test above left)
+    run("make kafka-down KAFKA_SECURITY=sasl_ssl", timeout=180)
+    down = run("make kafka-down", timeout=180)
     assert down.returncode == 0, down.tail()
     port = kafka_port()
     try:
