@@ -14,6 +14,7 @@ from typing import Any, Final
 import structlog
 from confluent_kafka import Consumer
 
+from login_common.tracing import Tracing
 from login_consumer.config import ConsumerSettings
 from login_consumer.delivery.checkpoint import Checkpoint, Purge
 from login_consumer.delivery.producer import ProducerKeeper
@@ -35,6 +36,7 @@ from login_consumer.stores.changelog import Changelog
 from login_consumer.stores.manager import StateManager
 from login_consumer.topics import REPARTITION_CONFIG, InternalTopics
 from login_consumer.topology import NETWORK, USER, Topology
+from login_consumer.tracing import StageTracer
 
 __all__ = [
     "Parts",
@@ -179,14 +181,20 @@ def assemble(
     detectors: Detectors | None = None,
     processor: Processor | None = None,
     network: NetworkDetector | bool | None = True,
+    tracing: Tracing | None = None,
 ) -> Parts:
     """Build the process's parts from the settings (``detectors``, ``processor``, ``network``: given parts
-    instead; ``network=None``/``False``: no network stage)."""
+    instead; ``network=None``/``False``: no network stage; ``tracing``: the stages' spans, when on)."""
     topics = internal_topics(settings, events)
     detectors = detectors if detectors is not None else build_detectors(settings, topics)
     processor = processor or Processor.from_settings(settings, detectors)
     found = (build_network_detector(settings, topics) if network is True else network) or None
     user_stage, network_stage = build_stages(settings, processor, found)
+    if tracing is not None:
+        tracer = StageTracer(tracing.tracer, group=settings.group_id, dlq_topic=settings.dlq_topic)
+        user_stage.tracer = tracer
+        if network_stage is not None:
+            network_stage.tracer = tracer
     consumer, producer = clients(settings, events)
     aligner = None
     if settings.event_time_alignment:
