@@ -40,7 +40,6 @@ from typing import Final
 import structlog
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from login_common.tracing import Tracing
 from login_consumer.config import ConsumerSettings
 from login_consumer.detectors.base import Detectors
 from login_consumer.detectors.networks import NetworkDetector
@@ -69,20 +68,16 @@ class ConsumerApp:
         detectors: Detectors | None = None,
         processor: Processor | None = None,
         network: NetworkDetector | bool | None = True,
-        tracing: Tracing | None = None,
     ) -> None:
         """``detectors``/``processor``: the user stage's (default: from the settings); ``network``: the
-        network stage's detector, True to build it from the settings, None/False for no network stage;
-        ``tracing``: spans of the stages (login_common.tracing; None: off)."""
+        network stage's detector, True to build it from the settings, None/False for no network stage."""
         self.settings, self.metrics, self.exactly_once = settings, metrics, settings.exactly_once
         self._log = log.bind(
             group=settings.group_id, topic=settings.input_topic, guarantee=settings.processing_guarantee
         )
         self._access = AccessFailures(metrics, self._log, settings.sasl_username)
         self.events = Events(metrics, self._log, self._access)
-        parts = assemble(
-            settings, self.events, detectors=detectors, processor=processor, network=network, tracing=tracing
-        )
+        parts = assemble(settings, self.events, detectors=detectors, processor=processor, network=network)
         self.topics, self.detectors, self.processor, self.network = (
             parts.topics, parts.detectors, parts.processor, parts.network,
         )  # fmt: skip

@@ -23,6 +23,7 @@ from login_consumer.metrics import ConsumerMetrics
 from login_consumer.operations.replay import replay_dlq
 from login_consumer.process import tune_gc
 from login_consumer.validate import ERROR_TYPES
+from login_consumer.wiring import trace_stages
 
 log = structlog.get_logger("login_consumer")
 
@@ -67,7 +68,6 @@ def run(settings: ConsumerSettings, tracing: Tracing | None = None) -> int:
             ConsumerMetrics.create(
                 registry, settings.processing_guarantee, stuffing_window=settings.stuffing_window_seconds
             ),
-            tracing=tracing,
         )
     except EnrichmentError as exc:
         print(f"login-consumer: GEOIP_DATA_FILE={settings.geoip_data_file!r}: {exc}", file=sys.stderr)
@@ -75,6 +75,9 @@ def run(settings: ConsumerSettings, tracing: Tracing | None = None) -> int:
     except KafkaException as exc:  # the client refuses its configuration (a CA file it cannot read, ...)
         print(f"login-consumer: Kafka client settings cannot work: {exc.args[0]}", file=sys.stderr)
         return 2
+
+    if tracing is not None:
+        trace_stages(settings, app.parts, tracing)
 
     def healthz() -> tuple[bool, str]:
         ok, detail = app.alive()

@@ -47,6 +47,7 @@ __all__ = [
     "ensure_repartition_topic",
     "internal_topics",
     "prepare",
+    "trace_stages",
 ]
 
 log = structlog.get_logger("login_consumer")
@@ -181,20 +182,14 @@ def assemble(
     detectors: Detectors | None = None,
     processor: Processor | None = None,
     network: NetworkDetector | bool | None = True,
-    tracing: Tracing | None = None,
 ) -> Parts:
     """Build the process's parts from the settings (``detectors``, ``processor``, ``network``: given parts
-    instead; ``network=None``/``False``: no network stage; ``tracing``: the stages' spans, when on)."""
+    instead; ``network=None``/``False``: no network stage)."""
     topics = internal_topics(settings, events)
     detectors = detectors if detectors is not None else build_detectors(settings, topics)
     processor = processor or Processor.from_settings(settings, detectors)
     found = (build_network_detector(settings, topics) if network is True else network) or None
     user_stage, network_stage = build_stages(settings, processor, found)
-    if tracing is not None:
-        tracer = StageTracer(tracing.tracer, group=settings.group_id, dlq_topic=settings.dlq_topic)
-        user_stage.tracer = tracer
-        if network_stage is not None:
-            network_stage.tracer = tracer
     consumer, producer = clients(settings, events)
     aligner = None
     if settings.event_time_alignment:
@@ -260,6 +255,14 @@ def assemble(
         topics, detectors, processor, found, user_stage, network_stage, consumer, group, state, checkpoint,
         sender, topology, changelogs, producers, credentials,
     )  # fmt: skip
+
+
+def trace_stages(settings: ConsumerSettings, parts: Parts, tracing: Tracing) -> None:
+    """Tracing on: the stages record spans of the sampled events (tracing.py)."""
+    tracer = StageTracer(tracing.tracer, group=settings.group_id, dlq_topic=settings.dlq_topic)
+    parts.user_stage.tracer = tracer
+    if parts.network_stage is not None:
+        parts.network_stage.tracer = tracer
 
 
 def prepare(settings: ConsumerSettings, parts: Parts) -> None:
