@@ -180,8 +180,9 @@ class StageTracer:
                 "login.stage": stage,
             },
         )
+        recording = receive.is_recording()  # (False once ended)
         receive.end(started_ns)
-        if not receive.is_recording():
+        if not recording:
             return receive, None
         return receive, self.tracer.start_span(
             f"process {topic}",
