@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,6 +206,38 @@ def get_trace(base_url: str, trace_id: str) -> dict[str, Any] | None:
             return None
         raise
     return data[0] if data else None
+
+
+def tracing_env(otlp_http: str, ratio: str = "1") -> dict[str, str]:
+    """The OTEL_* settings that make a service export its spans to this Jaeger (OTLP/HTTP)."""
+    return {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_http,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": ratio,
+        "OTEL_BSP_SCHEDULE_DELAY": "1000",
+    }
+
+
+def recent_flagged(base_url: str, limit: int = 10) -> list[tuple[str, str]]:
+    """(trace id, summary) of the latest traces in which a stage rated the login high risk."""
+    query = urllib.parse.urlencode(
+        {"service": "login-consumer", "tags": json.dumps({"login.risk.level": "high"}), "limit": limit}
+    )
+    out = []
+    for trace in api_get(base_url, f"/api/traces?{query}").get("data") or []:
+        reasons: set[str] = set()
+        for span in trace["spans"]:
+            found = tags(span)
+            if isinstance(found.get("login.reasons"), list):
+                reasons.update(found["login.reasons"])
+            if found.get("login.network.detection") not in (None, "none"):
+                reasons.add(str(found["login.network.detection"]))
+        out.append(
+            (trace["traceID"], f"{len(trace['spans'])} spans, reasons: {', '.join(sorted(reasons)) or '-'}")
+        )
+    return out
 
 
 def tags(span: dict[str, Any]) -> dict[str, Any]:
