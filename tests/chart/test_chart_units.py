@@ -200,7 +200,11 @@ def test_tracing_endpoint_switches_both_services_on(render: Render, name: str) -
 
 @pytest.mark.parametrize(
     ("endpoint", "protocol", "port"),
-    [("http://c.obs:14318", "http/protobuf", 14318), ("http://c.obs", "http/protobuf", 4318), ("http://c", "grpc", 4317)],
+    [
+        ("http://c.obs:14318", "http/protobuf", 14318),
+        ("http://c.obs", "http/protobuf", 4318),
+        ("http://c", "grpc", 4317),
+    ],
 )
 def test_network_policy_lets_spans_out_to_the_endpoint_port(
     render: Render, endpoint: str, protocol: str, port: int

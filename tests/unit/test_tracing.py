@@ -64,7 +64,7 @@ def test_tracing_is_off_unless_an_exporter_is_named(env: dict[str, str], expecte
 
 
 def test_an_unknown_exporter_is_a_clear_error() -> None:
-    with pytest.raises(TracingError, match="unknown exporter.*zipkin"):
+    with pytest.raises(TracingError, match=r"unknown exporter.*zipkin"):
         exporters_from_env({"OTEL_TRACES_EXPORTER": "zipkin"})
 
 
@@ -107,7 +107,12 @@ def test_an_invalid_traceparent_starts_a_new_trace(spans: tuple[Any, InMemorySpa
 
 
 def test_replace_context_swaps_any_trace_headers_in_place() -> None:
-    headers: list[tuple[str, Any]] = [("a", b"1"), (TRACEPARENT, UNSAMPLED), (TRACESTATE, b"s=1"), ("b", b"2")]
+    headers: list[tuple[str, Any]] = [
+        ("a", b"1"),
+        (TRACEPARENT, UNSAMPLED),
+        (TRACESTATE, b"s=1"),
+        ("b", b"2"),
+    ]
     same = headers
     replace_context(headers, [(TRACEPARENT, SAMPLED)])
     assert same == [("a", b"1"), ("b", b"2"), (TRACEPARENT, SAMPLED)]
@@ -124,7 +129,13 @@ def _event(user: str, **extra: Any) -> bytes:
 def _msg(offset: int, value: bytes, headers: list[tuple[str, Any]]) -> Message:
     now_ms = int(time.time() * 1000) - 50
     return Message(
-        topic="user-login", partition=2, offset=offset, key=b"k", value=value, headers=headers, timestamp=(1, now_ms)
+        topic="user-login",
+        partition=2,
+        offset=offset,
+        key=b"k",
+        value=value,
+        headers=headers,
+        timestamp=(1, now_ms),
     )
 
 
@@ -148,12 +159,22 @@ def test_the_user_stage_continues_sampled_traces_and_forwards_the_others(
     sampled, unsampled = (dict(record[4]) for record in result.records)
     finished = {s.name: s for s in exporter.get_finished_spans()}
     assert set(finished) == {"receive user-login", "process user-login", "send out"}
-    receive, process, send = finished["receive user-login"], finished["process user-login"], finished["send out"]
-    assert receive.context.trace_id == process.context.trace_id == send.context.trace_id == int(SAMPLED[3:35], 16)
+    receive, process, send = (
+        finished["receive user-login"],
+        finished["process user-login"],
+        finished["send out"],
+    )
+    assert (
+        receive.context.trace_id
+        == process.context.trace_id
+        == send.context.trace_id
+        == int(SAMPLED[3:35], 16)
+    )
     assert receive.parent.span_id == int(SAMPLED[36:52], 16)
     assert process.parent.span_id == receive.context.span_id
     assert send.parent.span_id == process.context.span_id
-    assert receive.kind == trace.SpanKind.CONSUMER and send.kind == trace.SpanKind.PRODUCER
+    assert receive.kind == trace.SpanKind.CONSUMER
+    assert send.kind == trace.SpanKind.PRODUCER
     assert receive.attributes["messaging.destination.name"] == "user-login"
     assert receive.attributes["messaging.destination.partition.id"] == "2"
     assert receive.attributes["messaging.kafka.offset"] == 10
