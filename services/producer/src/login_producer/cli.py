@@ -170,6 +170,7 @@ def run(
         duration=duration,
         version=__version__,
         config=settings.safe_dump(),
+        tracing=tracing.service if tracing is not None else "off",
     )
     try:
         for event in sim.events():
