@@ -96,7 +96,7 @@ class StageTracer:
             verdicts = _user_verdicts(value)
             process.set_attributes(verdicts)
             self._send(process, record, ended_ns)
-            if verdicts.get("login.risk.level") == "high":
+            if verdicts.get("login.risk.level") == "high" or verdicts.get("login.detections"):
                 with self._trace.use_span(process, end_on_exit=False):
                     log.info("event.flagged", stage="user", **_where(msg), reasons=verdicts["login.reasons"])
             process.end(ended_ns)
