@@ -57,6 +57,7 @@ __all__ = [
     "read_context",
     "replace_context",
     "setup_tracing",
+    "unsampled_tail",
 ]
 
 
@@ -198,15 +199,29 @@ def read_context(
     return parent, state
 
 
+_ODD_HEX: Final = frozenset(b"13579bdfBDF")
+_HEX: Final = frozenset(b"0123456789abcdefABCDEF")
+
+
 def is_sampled(traceparent: bytes | None) -> bool:
-    """True when a W3C ``traceparent`` (``00-<trace id>-<span id>-<flags>``) has the sampled flag; a
-    malformed one is not sampled (the stage then records nothing for it and forwards it untouched)."""
+    """True when a W3C ``traceparent`` (``00-<trace id>-<span id>-<flags>``) has the sampled flag (the
+    flags' lowest bit: their second hex digit is odd); a malformed one is not sampled (the stage then
+    records nothing for it and forwards it untouched)."""
     if traceparent is None or len(traceparent) < 55:
         return False
-    try:
-        return int(traceparent[53:55], 16) & 1 == 1
-    except ValueError:
-        return False
+    return traceparent[54] in _ODD_HEX and traceparent[53] in _HEX
+
+
+def unsampled_tail(headers: Any) -> Header | None:
+    """The fast path of a stage: when a record's last header is a ``traceparent`` without the sampled
+    flag (where the producer and the stages put it), that header, to forward as it is; else None (then
+    ``read_context`` reads them all)."""
+    if type(headers) is not list or not headers:
+        return None
+    last = headers[-1]
+    if last[0] == TRACEPARENT and type(last[1]) is bytes and not is_sampled(last[1]):
+        return last  # type: ignore[no-any-return]
+    return None
 
 
 def parent_context(traceparent: bytes | None, tracestate: bytes | None = None) -> Any:

@@ -48,6 +48,7 @@ from login_common.tracing import (
     parent_context,
     read_context,
     replace_context,
+    unsampled_tail,
 )
 from login_consumer.records import Header, Record
 from login_consumer.validate import Invalid
@@ -83,7 +84,11 @@ class StageTracer:
         topic); ``dead`` entries of sampled events get their send span's context (``Invalid.trace``)."""
         ended_ns = time.time_ns()
         for (msg, _key, value, _headers), record in zip(outputs, records, strict=True):
-            parent, state = read_context(msg.headers())
+            raw = msg.headers()
+            if (tail := unsampled_tail(raw)) is not None:  # the 99 % at 1 % sampling: forwarded as it is
+                record[4].append(tail)
+                continue
+            parent, state = read_context(raw)
             if parent is not None and not is_sampled(parent):
                 record[4].extend(_forward(parent, state))
                 continue
@@ -122,6 +127,8 @@ class StageTracer:
             if id(msg) in dead_ids:
                 continue
             record = next(out)
+            if unsampled_tail(item.headers) is not None:
+                continue  # the record's headers carry the user stage's context on, as they came
             parent, state = read_context(item.headers)
             if parent is not None and not is_sampled(parent):
                 continue  # the record's headers carry the user stage's context on, as they came
