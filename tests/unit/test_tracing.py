@@ -1,9 +1,14 @@
-"""W3C trace context in Kafka headers (login_common.tracing) and the stages' spans (login_consumer.tracing),
+"""W3C trace context in Kafka headers (login_common.tracing), the stages' spans (login_consumer.tracing) and
+the producer's (login_producer.tracing),
 with the real OpenTelemetry SDK and its in-memory exporter; no broker (tests/integration/test_tracing.py
 reads whole traces back from a real Jaeger)."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -20,6 +25,8 @@ from login_common.settings import load_settings
 from login_common.tracing import (
     TRACEPARENT,
     TRACESTATE,
+    PresetIds,
+    Tracing,
     TracingError,
     context_headers,
     exporters_from_env,
@@ -33,6 +40,8 @@ from login_consumer.delivery.sender import dlq_headers
 from login_consumer.process import Processor
 from login_consumer.stages.user import ROUTE_HEADER, UserStage
 from login_consumer.tracing import StageTracer, trace_replay
+from login_producer.simulate import SimEvent
+from login_producer.tracing import EventTracer
 
 SAMPLED = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 UNSAMPLED = b"00-0af7651916cd43dd8448eb211c80319d-b7ad6b7169203332-00"
@@ -249,3 +258,66 @@ def test_replay_continues_a_sampled_dead_letter_and_leaves_the_others(
     other = Message(topic="dlq", partition=0, offset=4, value=b"{}", headers=list(unsampled))
     trace_replay(tracer, other, unsampled, target="user-login", error_type="schema_invalid")
     assert unsampled == [(TRACEPARENT, UNSAMPLED)]
+
+
+# --- the producer -----------------------------------------------------------------------------------
+
+
+def _producer_tracing(ratio: float, exporter: InMemorySpanExporter) -> Tracing:
+    ids = PresetIds()
+    sampler = ParentBased(TraceIdRatioBased(ratio))
+    provider = TracerProvider(sampler=sampler, id_generator=ids)  # type: ignore[arg-type]
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return Tracing(provider.get_tracer("p"), provider, "login-producer", sampler, ids)
+
+
+def test_the_producer_starts_a_trace_per_event_and_ends_its_span_at_the_ack() -> None:
+    exporter = InMemorySpanExporter()
+    tracer = EventTracer(_producer_tracing(1.0, exporter), "user-login")
+    sim = SimEvent(
+        "u1", {"event_id": "e1", "outcome": "failure"}, scenario="brute_force", truth=("brute_force",)
+    )
+    headers: list[tuple[str, Any]] = [("x", b"1")]
+    span = tracer.start(sim, headers)
+    assert span is not None
+    assert exporter.get_finished_spans() == ()  # open until the broker acknowledges
+    acked = Message(topic="user-login", partition=3, offset=41, value=b"{}")
+    tracer.delivered(span, None, acked)
+    (done,) = exporter.get_finished_spans()
+    assert done.parent is None
+    assert done.kind == trace.SpanKind.PRODUCER
+    assert done.attributes["messaging.destination.partition.id"] == "3"
+    assert done.attributes["messaging.kafka.offset"] == 41
+    assert done.attributes["login.scenario"] == "brute_force"
+    context = done.context
+    assert dict(headers)[TRACEPARENT] == b"00-%032x-%016x-%02x" % (
+        context.trace_id,
+        context.span_id,
+        int(context.trace_flags),  # sampled, and (W3C level 2) a random trace id: 03
+    )
+    assert is_sampled(dict(headers)[TRACEPARENT])
+
+
+def test_an_unsampled_event_gets_a_context_that_says_so_and_no_span() -> None:
+    exporter = InMemorySpanExporter()
+    tracer = EventTracer(_producer_tracing(0.0, exporter), "user-login")
+    headers: list[tuple[str, Any]] = []
+    assert tracer.start(SimEvent("u1", {"event_id": "e1"}), headers) is None
+    ((name, value),) = headers
+    assert name == TRACEPARENT
+    assert re.fullmatch(rb"00-[0-9a-f]{32}-[0-9a-f]{16}-00", value)
+    assert exporter.get_finished_spans() == ()
+
+
+def test_tracing_off_imports_no_sdk() -> None:
+    """Off: setup_tracing returns None before any OpenTelemetry module is imported."""
+    code = (
+        "import sys; from login_common.tracing import setup_tracing; "
+        "import login_consumer.cli, login_producer.cli; "
+        "assert setup_tracing('x', '0') is None; "
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
