@@ -4,11 +4,13 @@
 Pipeline (the default): for each mode, login-producer preloads a fresh 6-partition topic with the P
 workload (scripts/bench.py's: 100,000 users, the full event format) with that mode's tracing settings,
 exporting to a real Jaeger v2 (scripts/local_jaeger.py) the bench starts; its CPU seconds per million
-events are measured. Then login-consumer (the real CLI, all detectors, at-least-once) drains each topic in
-fresh processes with the same mode's settings (scripts/bench.py's drain: new group and output topics,
+events are measured (less a 1-event run's: start-up and shutdown are paid once per process). Then
+login-consumer (the real CLI, all detectors, at-least-once) drains each topic in fresh processes with
+the same mode's settings (scripts/bench.py's drain: new group and output topics,
 rate from the output timestamps between 10 % and 90 %, CPU seconds per million events), the modes
-interleaved run by run so that a change of the machine's load hits them alike; each figure is the
-median of the runs. Ratios are against "off" (``OTEL_TRACES_EXPORTER=none``).
+interleaved run by run so that a change of the machine's load hits them alike, and each run starting
+once Jaeger has taken in the previous one's spans; each figure is the median of the runs. Ratios are
+against "off" (``OTEL_TRACES_EXPORTER=none``).
 
 Modes: off; 1 % (``OTEL_TRACES_SAMPLER=parentbased_traceidratio``, ``OTEL_TRACES_SAMPLER_ARG=0.01``: the
 producer decides, the consumer follows); 100 % (ratio 1). At 100 % the SDK's batch span processor drops
@@ -40,6 +42,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_stats import RunResult
@@ -59,10 +63,8 @@ def mode_env(mode: str, jaeger: Jaeger) -> dict[str, str]:
     return {**tracing_env(jaeger.otlp_http, ratio), "OTEL_SERVICE_NAME": f"bench-{mode.rstrip('%')}"}
 
 
-def preload(bench: Bench, mode: str, jaeger: Jaeger, events: int) -> float:
-    """Fill a fresh topic for ``mode`` with login-producer (traced as ``mode``); its CPU s per M events."""
-    topic = f"{bench.prefix}-{mode.rstrip('%')}-input"
-    bench.kafka.create({topic: PARTITIONS})
+def _producer(bench: Bench, mode: str, jaeger: Jaeger, topic: str, events: int) -> float:
+    """Run login-producer (traced as ``mode``) writing ``events`` to ``topic``; its CPU seconds."""
     argv = [
         str(BIN / "login-producer"),
         "--rate", "0", "--count", str(events), "--users", str(bench.plan.p_users), "--seed", "42",
@@ -75,10 +77,31 @@ def preload(bench: Bench, mode: str, jaeger: Jaeger, events: int) -> float:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"bench: login-producer failed: {done.stderr.decode(errors='replace')[-2000:]}")
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def preload(bench: Bench, mode: str, jaeger: Jaeger, events: int) -> float:
+    """Fill a fresh topic for ``mode`` with login-producer (traced as ``mode``); its CPU seconds per
+    million events beyond its start-up and shutdown (a 1-event run's CPU, subtracted: importing the SDK
+    and flushing the exporter are paid once per process, not per event)."""
+    topic = f"{bench.prefix}-{mode.rstrip('%')}-input"
+    scratch = f"{bench.prefix}-{mode.rstrip('%')}-scratch"
+    bench.kafka.create({topic: PARTITIONS, scratch: 1})
+    fixed = _producer(bench, mode, jaeger, scratch, 1)
+    cpu = _producer(bench, mode, jaeger, topic, events)
+    bench.kafka.delete_matching(scratch)
     bench.inputs[mode] = topic
     bench.expected[mode] = bench.kafka.count([topic])
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return cpu / max(1, bench.expected[mode]) * 1e6
+    return max(0.0, cpu - fixed) / max(1, bench.expected[mode] - 1) * 1e6
+
+
+def settle(jaeger: Jaeger, limit: float = 120.0) -> None:
+    """Wait until Jaeger has taken in what the last run exported (its CPU under 10 % over a second), so
+    that its work never lands in the next run's measurement."""
+    proc = psutil.Process(jaeger.process.pid)
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and proc.cpu_percent(interval=1.0) > 10.0:
+        pass
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -97,6 +120,7 @@ def pipeline(args: argparse.Namespace) -> dict[str, Any]:
     try:
         for mode in MODES:
             producer_cpu[mode] = preload(bench, mode, jaeger, args.events)
+            settle(jaeger)
             cpu = producer_cpu[mode]
             say(f"preloaded {mode}: {bench.expected[mode]:,} events, producer {cpu:.1f} cpu s/M")
         order = list(MODES)
@@ -104,6 +128,7 @@ def pipeline(args: argparse.Namespace) -> dict[str, Any]:
             for mode in order[i % 3 :] + order[: i % 3]:  # each mode first, middle and last once per 3 runs
                 say(f"run {i + 1}/{args.runs}: tracing {mode}")
                 runs[mode].append(bench.drain("pipeline", mode, extra_env=mode_env(mode, jaeger)))
+                settle(jaeger)
     finally:
         for mode in MODES:
             if mode in bench.inputs:
@@ -315,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cap", type=float, default=120.0, help="seconds a drain may take (then partial)")
     parser.add_argument("--spans", action="store_true", help="per event vs per batch, in process")
     parser.add_argument("--batch", type=int, default=5000, help="--spans: events per batch")
-    parser.add_argument("--repeats", type=int, default=15, help="--spans: batches per figure")
+    parser.add_argument("--repeats", type=int, default=40, help="--spans: batches per figure")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
     doc = spans(args) if args.spans else pipeline(args)
