@@ -19,8 +19,10 @@ what its queue cannot hold (``OTEL_BSP_MAX_QUEUE_SIZE``, 2048): the spans are ma
 ``--spans``: the per-event versus per-batch choice (login_consumer/tracing.py), in process, no broker:
 the user stage on 5,000-event batches without tracing (the code path before tracing existed, and with
 the tracer unset), then with one span chain per sampled event (what the stages do) and with one span per
-batch linking the sampled events, at 1 % and 100 %; microseconds per event, the minimum of the repeats
-(the median beside it), each way with its own stage and provider, the span export flushed in its time.
+batch linking the sampled events, at 1 % and 100 %; then both stages as the consumer runs them (user
+stage with every user detector, its repartition records read by the network stage), tracing off, 1 % and
+100 %. Microseconds per event, the minimum of the repeats (the median beside it), each way with its own
+stages and provider, the span export flushed in its time; ratios against the first row of each group.
 
 Writes bench/results/tracing.{json,md} (``--out``) and prints the table. Exit 0 whatever the figures.
 
@@ -201,6 +203,7 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
     from login_consumer.process import Processor, tune_gc
     from login_consumer.stages.user import UserStage
     from login_consumer.tracing import StageTracer
+    from login_consumer.wiring import build_detectors, build_network_detector, build_stages
 
     class Nop(SpanExporter):
         def export(self, spans: Any) -> SpanExportResult:
@@ -288,6 +291,37 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
             ratio,
             provider,
         )
+
+    # both stages, as the consumer runs them without Kafka: the user stage (all user detectors) writes
+    # repartition records, read back as messages by the network stage (credential_stuffing)
+    def pipeline_runner(tr: Any = None) -> Any:
+        full = load_settings(ConsumerSettings, metrics_port=0, state_changelog=False)
+        processor = Processor.from_settings(full, build_detectors(full))
+        network = build_network_detector(full)
+        user, net = build_stages(full, processor, network)
+        if net is None:
+            raise SystemExit("bench: DETECTORS leaves out credential_stuffing: no network stage to measure")
+        user.partitions, net.ordered = 6, False
+        if tr is not None:
+            user.tracer = net.tracer = StageTracer(tr, group="g", dlq_topic="dlq")
+        stamp = (1, now * 1000)
+
+        def run(messages: list[Message]) -> None:
+            records = user.process(messages).records
+            hop = [
+                Message(
+                    topic=r[0], partition=r[1], offset=i, key=r[2], value=r[3], headers=r[4], timestamp=stamp
+                )
+                for i, r in enumerate(records)
+            ]
+            net.process(hop, flush=True)
+
+        return run
+
+    runners["both stages: tracing off"] = (pipeline_runner(), 0.01, None)
+    for ratio, label in ((0.01, "1%"), (1.0, "100%")):
+        tr, provider = tracer(ratio)
+        runners[f"both stages: per event, {label}"] = (pipeline_runner(tr), ratio, provider)
     timings: dict[str, list[float]] = {name: [] for name in runners}
     tune_gc()  # as login-consumer does
     for run, ratio, provider in runners.values():  # warm the caches of each stage
@@ -319,13 +353,16 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def spans_table(doc: dict[str, Any]) -> str:
-    base = doc["us_per_event"]["before tracing (processor + routing)"]
     medians = doc["us_per_event_median"]
     lines = [
         f"| user stage, {doc['config']['batch']:,}-event batches | µs/event (min) | vs before | median |",
         "|---|---:|---:|---:|",
     ]
     for name, value in doc["us_per_event"].items():
+        first = (
+            "both stages: tracing off" if name.startswith("both") else "before tracing (processor + routing)"
+        )
+        base = doc["us_per_event"][first]
         lines.append(f"| {name} | {value:.2f} | {value / base:.3f} | {medians[name]:.2f} |")
     return "\n".join(lines) + "\n"
 
