@@ -197,6 +197,7 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
     from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
 
+    from login_common.logs import configure_logging
     from login_common.settings import load_settings
     from login_common.tracing import TRACEPARENT, context_headers, is_sampled, parent_context, read_context
     from login_consumer.config import ConsumerSettings
@@ -241,6 +242,7 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
         return out
 
     settings = load_settings(ConsumerSettings, metrics_port=0)
+    configure_logging("json", "WARNING", tracing=True)  # as the pipeline's drains run (LOG_LEVEL=WARNING)
 
     def per_batch(stage: UserStage, messages: list[Message], tr: Any) -> None:
         """The alternative: one span per batch, a link per sampled event, its context on their records."""

@@ -43,6 +43,7 @@ EXPORTERS: Final = frozenset({"otlp", "console"})
 Header = tuple[str, str | bytes | None]
 
 __all__ = [
+    "SAMPLED_DIGITS",
     "TRACEPARENT",
     "TRACESTATE",
     "PresetIds",
@@ -199,6 +200,9 @@ def read_context(
     return parent, state
 
 
+# the second hex digit of the flags when the sampled flag is set (the stages' fast path tests
+# ``traceparent[54:55] not in SAMPLED_DIGITS``)
+SAMPLED_DIGITS: Final = (b"1", b"3", b"5", b"7", b"9", b"b", b"d", b"f", b"B", b"D", b"F")
 _ODD_HEX: Final = frozenset(b"13579bdfBDF")
 _HEX: Final = frozenset(b"0123456789abcdefABCDEF")
 

@@ -43,12 +43,13 @@ import structlog
 from confluent_kafka import Message
 
 from login_common.tracing import (
+    SAMPLED_DIGITS,
+    TRACEPARENT,
     context_headers,
     is_sampled,
     parent_context,
     read_context,
     replace_context,
-    unsampled_tail,
 )
 from login_consumer.records import Header, Record
 from login_consumer.validate import Invalid
@@ -83,11 +84,14 @@ class StageTracer:
         ``records`` are the outputs' records, one each, in order (to the output or the repartition
         topic); ``dead`` entries of sampled events get their send span's context (``Invalid.trace``)."""
         ended_ns = time.time_ns()
+        sampled_digits = SAMPLED_DIGITS
         for (msg, _key, value, _headers), record in zip(outputs, records, strict=True):
             raw = msg.headers()
-            if (tail := unsampled_tail(raw)) is not None:  # the 99 % at 1 % sampling: forwarded as it is
-                record[4].append(tail)
-                continue
+            if raw:  # the 99 % at 1 % sampling, inline (unsampled_tail): forwarded as it is
+                last = raw[-1]
+                if last[0] == TRACEPARENT and type(last[1]) is bytes and last[1][54:55] not in sampled_digits:
+                    record[4].append(last)
+                    continue
             parent, state = read_context(raw)
             if parent is not None and not is_sampled(parent):
                 record[4].extend(_forward(parent, state))
@@ -121,15 +125,19 @@ class StageTracer:
         the same order) and the stage's dead letters."""
         ended_ns = time.time_ns()
         dead_ids = {id(msg) for msg, _ in dead}
+        sampled_digits = SAMPLED_DIGITS
         out = iter(records)
         for i, item in enumerate(held):
             msg = item.msg
-            if id(msg) in dead_ids:
+            if dead_ids and id(msg) in dead_ids:
                 continue
             record = next(out)
-            if unsampled_tail(item.headers) is not None:
-                continue  # the record's headers carry the user stage's context on, as they came
-            parent, state = read_context(item.headers)
+            headers = item.headers
+            if headers:  # the record's headers carry the user stage's context on, as they came
+                last = headers[-1]
+                if last[0] == TRACEPARENT and type(last[1]) is bytes and last[1][54:55] not in sampled_digits:
+                    continue
+            parent, state = read_context(headers)
             if parent is not None and not is_sampled(parent):
                 continue  # the record's headers carry the user stage's context on, as they came
             process = self._receive_process(
