@@ -19,16 +19,19 @@ An event whose trace is not sampled gets no span, and its context goes on as it 
 decision. An input without a trace context (a producer without tracing) starts a trace here: the
 sampler (``OTEL_TRACES_SAMPLER``) decides as for a root span.
 
-Batching: one span per event, not one per batch with a link per event. Both were measured with the SDK
-on this machine (``python scripts/bench_tracing.py --spans``, 2 cores, 5,000-event batches, batch span
-processor with a no-op exporter): per event, the three per-event spans cost 30 to 36 µs at 100 %
-sampling, a batch span with one link per event 3 to 4 µs; at 1 % both cost < 1 µs per event, since only
-sampled events get spans or links. Per event wins on what tracing is for: the event's own trace shows
-its path producer -> user stage -> network stage with its own verdicts and error, readable by its trace
-id alone, where a batch span lives in a trace of its own that a backend shows only by following links
-(Jaeger's query API returns the linked spans as references of other traces). At the sampling rate meant
-for production (1 %) the two cost the same; at 100 % (a local run, a debug session) the per-event cost
-is the price of a complete trace, and ``make bench-tracing`` states it.
+Batching: one span chain per sampled event, not one span per batch with a link per event. Both were
+measured (``python scripts/bench_tracing.py --spans``: the user stage on 5,000-event batches, each way
+with its own stage and tracer provider, the export flushed inside its time, the minimum of 40 rounds;
+bench/results/tracing-spans.md). On this shared 2-core machine (load 6-12) one SDK span costs 20-60 us,
+so: at 100 % sampling the per-event chains made the user stage 6.7-8.0x as costly as without tracing,
+per-batch spans with links 1.7-1.9x; at 1 % the two differ by less than the measurement's noise (0.97 to
+1.07x against 1.03 to 1.20x, over three runs). Per event was chosen anyway, for what tracing is for: the
+event's own trace shows its whole path producer -> user stage -> network stage with its own verdicts and
+error, opened by the trace id its output record carries, where a batch span lives in a trace of its
+own that a backend shows only by following links (Jaeger's API returns links as references into other
+traces), and the next hop would continue the batch's trace, not the event's. At the rate meant for
+production (1 %) the choice costs nothing measurable over the alternative; at 100 % (a local run, a
+debugging session) it is the price of complete traces, and ``make bench-tracing`` states it.
 """
 
 from __future__ import annotations
