@@ -90,7 +90,7 @@ class StageTracer:
         sampled_digits = SAMPLED_DIGITS
         for (msg, _key, value, _headers), record in zip(outputs, records, strict=True):
             raw = msg.headers()
-            if raw:  # the 99 % at 1 % sampling, inline (unsampled_tail): forwarded as it is
+            if raw and isinstance(raw, list):  # the 99 % at 1 %, inline (unsampled_tail): forwarded as is
                 last = raw[-1]
                 if last[0] == TRACEPARENT and type(last[1]) is bytes and last[1][54:55] not in sampled_digits:
                     record[4].append(last)
