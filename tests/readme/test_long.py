@@ -1,5 +1,5 @@
 """README "Detection quality" and "Benchmark": `make evaluate`, `make bench BENCH_QUICK=1`, `make bench`,
-`make bench-producer`, each run as written, at the size its own settings give it.
+`make bench-producer`, `make bench-tracing`, each run as written, at the size its own settings give it.
 
 None runs in `make test`: on the shared 2-core machine (load 30-45) `make evaluate` (500,000 events) took
 13.5 min and `make bench BENCH_QUICK=1` 13.5 min (10 min of benchmark after 3.5 min of `make bench-env`),
@@ -75,3 +75,22 @@ def test_bench_producer_measures_generation_speed() -> None:
     ran = run("make bench-producer", timeout=1800)
     assert ran.returncode == 0, ran.tail()
     assert re.search(r"events/s", ran.out), ran.tail()
+
+
+@runs("make bench-tracing")
+@only_long()
+def test_bench_tracing_measures_off_one_percent_and_everything() -> None:
+    folder = ROOT / "bench" / "results"
+    committed = {p: p.read_bytes() for p in folder.glob("tracing*")}
+    try:
+        ran = run("make bench-tracing", timeout=2 * 3600)
+        assert ran.returncode == 0, ran.tail()
+        doc = json.loads((folder / "tracing.json").read_text())
+        assert set(doc["modes"]) == {"off", "1%", "100%"}
+        assert all(doc["modes"][m]["events_per_s"] for m in doc["modes"]), doc["modes"]
+        spans = json.loads((folder / "tracing-spans.json").read_text())
+        assert "per event, 1%" in spans["us_per_event"]
+        assert "| 1% |" in ran.stdout
+    finally:
+        for path, data in committed.items():  # the committed figures change only by a deliberate run
+            path.write_bytes(data)
