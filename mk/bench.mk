@@ -38,3 +38,11 @@ bench: kafka-up bench-env ## Benchmark vs Kafka perf tools, passthrough, Quix, s
 	  $(if $(BENCH_H_EVENTS),--h-events $(BENCH_H_EVENTS)) $(if $(BENCH_P_EVENTS),--p-events $(BENCH_P_EVENTS)) \
 	  $(if $(BENCH_RUNS),--runs $(BENCH_RUNS)) $(if $(BENCH_ONLY),--only $(BENCH_ONLY)) \
 	  $(if $(BENCH_MAX_DRAIN_SECONDS),--max-drain-seconds $(BENCH_MAX_DRAIN_SECONDS)) --out $(BENCH_OUT) $(BENCH_ARGS)
+
+# make bench-tracing: bench/src/login_bench/tracing.py (docs/observability.md, "Tracing: cost"). Fresh producer and
+# consumer processes per mode and run, exporting to a real Jaeger; then the per-event/per-batch spans.
+# BENCH_QUICK=1: 30,000 events, one run. Reports; never gates.
+.PHONY: bench-tracing
+bench-tracing: kafka-up init jaeger ## What tracing costs: pipeline with tracing off, at 1% and 100% sampling (~15 min)
+	$(PY) -m login_bench.tracing --bootstrap $(BOOTSTRAP_SERVERS) $(if $(BENCH_QUICK),--events 30000 --runs 1) --out $(BENCH_OUT)
+	$(PY) -m login_bench.tracing --spans --out $(BENCH_OUT)

@@ -40,3 +40,20 @@ alertmanager: init ## Run a local Alertmanager with the routing tree (ALERT_WEBH
 .PHONY: test-observability
 test-observability: init kafka-up ## Rules, dashboards and the real-Prometheus test only
 	KAFKA_BOOTSTRAP=$${KAFKA_BOOTSTRAP:-$(BOOTSTRAP_SERVERS)} $(BIN)/pytest tests/observability $(PYTEST_ARGS)
+
+# Tracing (docs/observability.md, "Tracing"): Jaeger v2 built from its Go module (tools/jaeger/build.sh,
+# pinned in tools/jaeger/versions), once per user into ~/.cache/login-stream/jaeger-<version>/, niced.
+# `make run`/`make demo` start it and switch the services' tracing on (TRACING=0: neither).
+TRACING ?= 1
+ID ?=
+
+.PHONY: jaeger
+jaeger: ## Build Jaeger v2, the local trace backend, once per user (first time: many minutes; then cached)
+	@bash tools/jaeger/build.sh >/dev/null
+
+.PHONY: trace
+trace: init ## Trace ids of the latest high-risk logins in the local Jaeger; ID=<trace id> prints that trace as a tree
+	@$(PIPELINE) trace $(ID)
+
+run demo: $(if $(filter 0,$(TRACING)),,jaeger)
+test-prereqs: jaeger

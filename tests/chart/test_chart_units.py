@@ -22,7 +22,11 @@ def container(deployment: Obj) -> Obj:
 
 
 def env(deployment: Obj) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in container(deployment)["env"]}
+    """The container's env values (an entry set from the downward API shows as ``fieldRef:<path>``)."""
+    return {
+        e["name"]: e["value"] if "value" in e else f"fieldRef:{e['valueFrom']['fieldRef']['fieldPath']}"
+        for e in container(deployment)["env"]
+    }
 
 
 # --- ServiceMonitor ----------------------------------------------------------------------------------
@@ -167,6 +171,51 @@ def test_configuration_through_env(render: Render) -> None:
     assert producer["RATE"] == "12.5"
     assert producer["INPUT_TOPIC"] == "in"
     assert "GROUP_ID" not in producer
+
+
+def test_tracing_off_by_default_sets_no_otel_variable(render: Render) -> None:
+    objs = render()
+    for name in (CONSUMER, PRODUCER):
+        assert not [k for k in env(one(objs, "Deployment", name)) if k.startswith("OTEL_")]
+
+
+@pytest.mark.parametrize("name", [CONSUMER, PRODUCER])
+def test_tracing_endpoint_switches_both_services_on(render: Render, name: str) -> None:
+    objs = render(**{"tracing.otlpEndpoint": "http://collector.obs:4318", "tracing.sampleRatio": 0.05})
+    found = env(one(objs, "Deployment", name))
+    assert {k: v for k, v in found.items() if k.startswith(("OTEL_", "POD_"))} == {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector.obs:4318",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.05",
+        "POD_NAME": "fieldRef:metadata.name",
+        "POD_NAMESPACE": "fieldRef:metadata.namespace",
+        # $(POD_NAMESPACE) is expanded by the kubelet: POD_NAMESPACE is defined before it
+        "OTEL_RESOURCE_ATTRIBUTES": "k8s.namespace.name=$(POD_NAMESPACE),service.namespace=login-stream",
+    }
+    names = [e["name"] for e in container(one(objs, "Deployment", name))["env"]]
+    assert names.index("POD_NAMESPACE") < names.index("OTEL_RESOURCE_ATTRIBUTES")
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "protocol", "port"),
+    [
+        ("http://c.obs:14318", "http/protobuf", 14318),
+        ("http://c.obs", "http/protobuf", 4318),
+        ("http://c", "grpc", 4317),
+    ],
+)
+def test_network_policy_lets_spans_out_to_the_endpoint_port(
+    render: Render, endpoint: str, protocol: str, port: int
+) -> None:
+    objs = render(
+        **{"networkPolicy.enabled": True, "tracing.otlpEndpoint": endpoint, "tracing.protocol": protocol}
+    )
+    egress = one(objs, "NetworkPolicy", "login-stream")["spec"]["egress"]
+    assert {"ports": [{"port": port, "protocol": "TCP"}]} in egress
+    plain = one(render(**{"networkPolicy.enabled": True}), "NetworkPolicy", "login-stream")["spec"]["egress"]
+    assert len(egress) == len(plain) + 1
 
 
 def test_image_references(render: Render) -> None:
@@ -352,6 +401,9 @@ def test_helm_test_hook(render: Render) -> None:
         {"serviceMonitor.interval": "often"},
         {"unknownTopLevel": "x"},
         {"consumer.env.not-a-name": "x"},
+        {"tracing.protocol": "zipkin"},
+        {"tracing.sampleRatio": "2"},
+        {"tracing.otlpEndpoint": "collector:4318"},
     ],
 )
 def test_values_schema_rejects(render: Render, bad: dict[str, object]) -> None:

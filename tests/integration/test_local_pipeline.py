@@ -69,6 +69,7 @@ def pipeline(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
         "PRODUCER_PORT": "0",
         "PROMETHEUS_PORT": "0",
         "ALERTMANAGER_PORT": "0",
+        "JAEGER_PORT": "0",
     }
     started = time.monotonic()
     out = script(PIPELINE, "run", "--rate", "300", env=env)
@@ -98,6 +99,7 @@ def test_run_returns_with_everything_running_in_the_background(
         "login-producer": True,
         "prometheus": True,
         "alertmanager": True,
+        "jaeger": True,
     }
     again = script(PIPELINE, "run", env=env)
     assert again.returncode == 0
@@ -114,11 +116,12 @@ def test_health_checks_every_part(pipeline: tuple[dict[str, str], Path]) -> None
 
     poll("make health to pass (Prometheus targets up)", healthy)
     lines = last[-1].stdout.splitlines()
-    assert len(lines) == 5, last[-1].stdout
+    assert len(lines) == 6, last[-1].stdout
     assert all(line.startswith("ok ") for line in lines)
     assert "targets up 2/2" in last[-1].stdout
     assert re.search(r"login-consumer .* /ready 200: in group", last[-1].stdout)
     assert re.search(r"^ok +alertmanager pid \d+ :\d+ +/-/ready 200$", last[-1].stdout, re.M)
+    assert re.search(r"^ok +jaeger pid \d+ :\d+ +/api/services 200$", last[-1].stdout, re.M)
 
 
 def test_live_view_shows_the_stream_in_80x24(kafka: str, pipeline: tuple[dict[str, str], Path]) -> None:
@@ -194,7 +197,7 @@ def test_logs_monitor_then_stop(kafka: str, pipeline: tuple[dict[str, str], Path
     state = json.loads((run_dir / "pipeline.json").read_text())
     stop = script(PIPELINE, "stop", env=env)
     assert stop.returncode == 0, stop.stderr
-    for name in ("login-producer", "login-consumer", "prometheus", "alertmanager"):
+    for name in ("login-producer", "login-consumer", "prometheus", "alertmanager", "jaeger"):
         assert name in stop.stdout
     assert not (run_dir / "pipeline.json").exists()
     assert not any(alive(proc["pid"]) for proc in state["procs"])

@@ -128,6 +128,7 @@ class ProducerProcess:
         self._log.close()
         out = self.output()
         assert "Traceback" not in out
+        assert code == 0, f"login-producer exited {code} after the grant; its output:\n{out[-4000:]}"
         return code
 
 

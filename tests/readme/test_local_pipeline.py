@@ -1,7 +1,7 @@
 """The local pipeline's commands (README "Local pipeline (no cluster)"), in the order a user runs them:
-`make run`, then `make health`, `make watch`, `make logs`, `make monitor`, the picture's live-view command,
-`make stop`; then `LOG_LEVEL=DEBUG make run` and `make clean`. Each checks the exit code and what the
-README's line (and the target's `make help` line) promises."""
+`make run`, then `make health`, `make watch`, `make logs`, `make monitor`, `make trace`, the picture's
+live-view command, `make stop`; then `TRACING=0 make run`, `LOG_LEVEL=DEBUG make run` and `make clean`.
+Each checks the exit code and what the README's line (and the target's `make help` line) promises."""
 
 from __future__ import annotations
 
@@ -36,6 +36,10 @@ def first_config(log: Path) -> dict[str, object]:
     return dict(json.loads(log.read_text().splitlines()[0])["config"])
 
 
+def first_line(log: Path) -> dict[str, object]:
+    return dict(json.loads(log.read_text().splitlines()[0]))
+
+
 @pytest.fixture(scope="module")
 def started() -> Iterator[Ran]:
     ran = run("make run", timeout=600)
@@ -51,8 +55,8 @@ def test_run_starts_everything_in_the_background_and_returns(started: Ran) -> No
         r"^local pipeline running \(broker 127\.0\.0\.1:\d+, 200 events/s\):$", started.stdout, re.M
     )
     running = procs()
-    # "broker, producer (RATE=200/s), consumer, Prometheus and Alertmanager in the background"
-    assert set(running) == {"login-consumer", "login-producer", "prometheus", "alertmanager"}
+    # "broker, producer (RATE=200/s), consumer, Prometheus, Alertmanager and Jaeger in the background"
+    assert set(running) == {"login-consumer", "login-producer", "prometheus", "alertmanager", "jaeger"}
     assert all(alive(int(p["pid"])) for p in running.values())
     assert (
         "next: `make watch` (live view), `make health`, `make logs`, `make monitor`, `make stop`"
@@ -64,7 +68,13 @@ def test_run_starts_everything_in_the_background_and_returns(started: Ran) -> No
 def test_health_reports_every_part_ok(started: Ran) -> None:
     ran = run("make health", timeout=120)
     assert ran.returncode == 0, ran.tail()
-    for part in ("kafka 127.0.0.1:", "login-consumer pid", "login-producer pid", "prometheus pid"):
+    for part in (
+        "kafka 127.0.0.1:",
+        "login-consumer pid",
+        "login-producer pid",
+        "prometheus pid",
+        "jaeger pid",
+    ):
         assert re.search(rf"^ok +{re.escape(part)}", ran.stdout, re.M), (part, ran.stdout)
     assert "targets up 2/2" in ran.stdout
 
@@ -129,6 +139,33 @@ def test_monitor_prints_graph_links_that_answer_and_the_alerts(started: Ran) -> 
     assert re.search(r"^Alertmanager http://127\.0\.0\.1:\d+: \d+ alert\(s\), routed to$", ran.stdout, re.M)
 
 
+@runs("make trace")
+def test_trace_lists_flagged_logins_and_prints_one_as_a_tree(started: Ran) -> None:
+    listing = re.compile(r"^Jaeger http://127\.0\.0\.1:\d+: (\d+) recent high-risk login\(s\)", re.M)
+
+    def flagged() -> Ran | None:
+        ran = run("make trace", timeout=60)
+        assert ran.returncode == 0, ran.tail()
+        found = listing.search(ran.stdout)
+        assert found, ran.stdout
+        return ran if int(found.group(1)) > 0 else None
+
+    deadline = time.monotonic() + 180  # the producer's attack scenarios flag logins within a minute or two
+    ran = flagged()
+    while ran is None and time.monotonic() < deadline:
+        time.sleep(5)
+        ran = flagged()
+    assert ran is not None, "no high-risk login's trace reached Jaeger"
+    trace_id = re.search(r"^  ([0-9a-f]{32})  \d+ spans, reasons: \S", ran.stdout, re.M)
+    assert trace_id, ran.stdout
+    tree = run(f"make trace ID={trace_id.group(1)}", timeout=60)
+    assert tree.returncode == 0, tree.tail()
+    assert f"trace {trace_id.group(1)} (" in tree.stdout
+    assert re.search(r"^  login-producer: send user-login ", tree.stdout, re.M), tree.stdout
+    assert re.search(r"^    login-consumer: receive user-login ", tree.stdout, re.M), tree.stdout
+    assert "level=high" in tree.stdout or "detection=credential_stuffing" in tree.stdout, tree.stdout
+
+
 @runs(PICTURE)
 def test_the_pictures_live_view_command_writes_the_svg(started: Ran) -> None:
     svg = ROOT / "docs" / "img" / "live-view.svg"
@@ -151,7 +188,7 @@ def test_stop_ends_what_run_started_and_leaves_the_broker_it_did_not_start(start
     assert ran.returncode == 0, ran.tail()
     assert re.search(
         r"^stopped: login-producer \(pid \d+\), login-consumer \(pid \d+\), prometheus \(pid \d+\), "
-        r"alertmanager \(pid \d+\)$",
+        r"alertmanager \(pid \d+\), jaeger \(pid \d+\)$",
         ran.stdout,
         re.M,
     ), ran.tail()
@@ -159,6 +196,20 @@ def test_stop_ends_what_run_started_and_leaves_the_broker_it_did_not_start(start
     assert recorded_pipeline("run") is None
     status = run("make kafka-status", timeout=60)
     assert "state:     running" in status.stdout, status.tail()  # `make run` did not start it
+
+
+@runs("TRACING=0 make run")
+def test_tracing_can_be_left_off() -> None:
+    ran = run("TRACING=0 make run", timeout=600)
+    try:
+        assert ran.returncode == 0, ran.tail()
+        assert "jaeger" not in procs()
+        assert "Jaeger" not in ran.stdout
+        for name in ("login-producer", "login-consumer"):
+            assert first_line(RUN / f"{name}.log")["tracing"] == "off", name
+    finally:
+        stop = run("make stop", timeout=180)
+    assert stop.returncode == 0, stop.tail()
 
 
 @runs("LOG_LEVEL=DEBUG make run", "make clean")

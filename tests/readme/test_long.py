@@ -1,6 +1,6 @@
 """README "Detection quality", "Benchmark" and the fault tests: `make evaluate`, `make bench BENCH_QUICK=1`,
-`make bench`, `make bench-producer`, `make test-failover`, each run as written, at the size its own
-settings give it.
+`make bench`, `make bench-producer`, `make bench-tracing`, `make test-failover`, each run as written, at
+the size its own settings give it.
 
 None runs in `make test`: on the shared 2-core machine (load 30-45) `make evaluate` (500,000 events) took
 13.5 min and `make bench BENCH_QUICK=1` 13.5 min (10 min of benchmark after 3.5 min of `make bench-env`),
@@ -92,3 +92,22 @@ def test_failover_runs_the_fault_tests_and_ends_with_their_figures() -> None:
         assert lost == "0", (scenario, guarantee, ran.tail())
         if guarantee == "exactly-once":
             assert duplicates == "0", (scenario, ran.tail())
+
+
+@runs("make bench-tracing")
+@only_long()
+def test_bench_tracing_measures_off_one_percent_and_everything() -> None:
+    folder = ROOT / "bench" / "results"
+    committed = {p: p.read_bytes() for p in folder.glob("tracing*")}
+    try:
+        ran = run("make bench-tracing", timeout=2 * 3600)
+        assert ran.returncode == 0, ran.tail()
+        doc = json.loads((folder / "tracing.json").read_text())
+        assert set(doc["modes"]) == {"off", "1%", "100%"}
+        assert all(doc["modes"][m]["events_per_s"] for m in doc["modes"]), doc["modes"]
+        spans = json.loads((folder / "tracing-spans.json").read_text())
+        assert "per event, 1%" in spans["us_per_event"]
+        assert "| 1% |" in ran.stdout
+    finally:
+        for path, data in committed.items():  # the committed figures change only by a deliberate run
+            path.write_bytes(data)

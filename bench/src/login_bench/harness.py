@@ -414,7 +414,15 @@ class Bench:
 
     # ---- one drain measurement
 
-    def drain(self, contender: str, workload: str, processes: int = 1, detectors: str = "all") -> RunResult:
+    def drain(
+        self,
+        contender: str,
+        workload: str,
+        processes: int = 1,
+        detectors: str = "all",
+        extra_env: dict[str, str] | None = None,
+    ) -> RunResult:
+        """``extra_env``: more settings of the contender's processes (tracing.py: OTEL_*)."""
         tag = f"{self.prefix}-{uuid.uuid4().hex[:6]}"
         out, dlq, group = f"{tag}-out", f"{tag}-dlq", f"{tag}-g"
         self.kafka.create({out: PARTITIONS, dlq: 1}, append_time=True)
@@ -423,6 +431,7 @@ class Bench:
             contender, self.bootstrap, source=self.inputs[workload], out=out, dlq=dlq, group=group
         )
         env["DETECTORS"] = detectors
+        env.update(extra_env or {})
         load1 = os.getloadavg()[0]
         procs = [start(f"{contender}-{workload}", contender_argv(contender), env) for _ in range(processes)]
         started = time.monotonic()

@@ -157,6 +157,7 @@ spec:
           value: {{ $root.Values.logging.format | quote }}
         - name: LOG_LEVEL
           value: {{ $root.Values.logging.level | quote }}
+        {{- with include "login-stream.tracingEnv" $root | trim }}{{ . | nindent 8 }}{{- end }}
         {{- with .env }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -203,4 +204,34 @@ spec:
   affinity:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+{{- end }}
+
+{{/* OpenTelemetry's standard settings when tracing.otlpEndpoint is set (docs/observability.md, "Tracing");
+the pod's name and namespace as resource attributes. Nothing when it is empty: tracing off. */}}
+{{- define "login-stream.tracingEnv" -}}
+{{- with .Values.tracing.otlpEndpoint }}
+- name: OTEL_TRACES_EXPORTER
+  value: otlp
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: {{ $.Values.tracing.protocol | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: parentbased_traceidratio
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ $.Values.tracing.sampleRatio | toString | quote }}
+- name: POD_NAME
+  valueFrom: {fieldRef: {fieldPath: metadata.name}}
+- name: POD_NAMESPACE
+  valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: "k8s.namespace.name=$(POD_NAMESPACE),service.namespace={{ $.Release.Name }}"
+{{- end }}
+{{- end }}
+
+{{/* The OTLP endpoint's port (its URL's, else the protocol's convention: 4318 http, 4317 grpc). */}}
+{{- define "login-stream.tracingPort" -}}
+{{- $host := (urlParse .Values.tracing.otlpEndpoint).host }}
+{{- if regexMatch ":[0-9]+$" $host }}{{ regexFind "[0-9]+$" $host }}
+{{- else if eq .Values.tracing.protocol "grpc" }}4317{{ else }}4318{{ end }}
 {{- end }}

@@ -9,8 +9,9 @@ from typing import Any
 import structlog
 
 
-def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
-    """Configure structlog (and stdlib logging, for libraries) once per process."""
+def configure_logging(fmt: str = "auto", level: str = "INFO", *, tracing: bool = False) -> None:
+    """Configure structlog (and stdlib logging, for libraries) once per process; ``tracing``: each line also
+    gets the current span's ``trace_id`` and ``span_id`` (login_common.tracing.add_trace_ids)."""
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     numeric = logging.getLevelNamesMapping()[level.upper()]
     shared: list[Any] = [
@@ -18,6 +19,10 @@ def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    if tracing:
+        from login_common.tracing import add_trace_ids
+
+        shared.append(add_trace_ids)
     renderer: Any
     if use_console:
         renderer = structlog.dev.ConsoleRenderer()

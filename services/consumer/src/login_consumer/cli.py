@@ -14,6 +14,7 @@ from login_common.http import MetricsServer
 from login_common.kafka import broker_reachable, stop_event
 from login_common.logs import configure_logging
 from login_common.settings import env_help, load_settings
+from login_common.tracing import Tracing, TracingError, exporters_from_env, setup_tracing
 from login_consumer import __version__
 from login_consumer.app import ConsumerApp
 from login_consumer.config import ConsumerSettings
@@ -22,6 +23,7 @@ from login_consumer.metrics import ConsumerMetrics
 from login_consumer.operations.replay import replay_dlq
 from login_consumer.process import tune_gc
 from login_consumer.validate import ERROR_TYPES
+from login_consumer.wiring import trace_stages
 
 log = structlog.get_logger("login_consumer")
 
@@ -58,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(settings: ConsumerSettings) -> int:
+def run(settings: ConsumerSettings, tracing: Tracing | None = None) -> int:
     registry = CollectorRegistry()
     try:
         app = ConsumerApp(
@@ -73,6 +75,9 @@ def run(settings: ConsumerSettings) -> int:
     except KafkaException as exc:  # the client refuses its configuration (a CA file it cannot read, ...)
         print(f"login-consumer: Kafka client settings cannot work: {exc.args[0]}", file=sys.stderr)
         return 2
+
+    if tracing is not None:
+        trace_stages(settings, app.parts, tracing)
 
     def healthz() -> tuple[bool, str]:
         ok, detail = app.alive()
@@ -91,6 +96,7 @@ def run(settings: ConsumerSettings) -> int:
         metrics_port=server.port,
         version=__version__,
         config=settings.safe_dump(),
+        tracing=tracing.service if tracing is not None else "off",
     )
     try:
         app.run(stop)
@@ -110,7 +116,21 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"login-consumer: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_format, settings.log_level)
+    try:
+        traced = bool(exporters_from_env())
+        configure_logging(settings.log_format, settings.log_level, tracing=traced)
+        tracing = setup_tracing("login-consumer", __version__)
+    except TracingError as exc:
+        print(f"login-consumer: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _command(args, settings, tracing)
+    finally:
+        if tracing is not None:
+            tracing.shutdown()
+
+
+def _command(args: argparse.Namespace, settings: ConsumerSettings, tracing: Tracing | None) -> int:
     if args.command == "replay-dlq":
         unknown = sorted(set(args.error_type) - set(ERROR_TYPES))
         if unknown:
@@ -124,13 +144,14 @@ def main(argv: list[str] | None = None) -> int:
                 dry_run=args.dry_run,
                 limit=args.limit,
                 timeout=args.timeout,
+                tracing=tracing,
             )
         except LoginStreamError as exc:
             print(f"login-consumer: {exc}", file=sys.stderr)
             return 1
         print(report.summary())
         return 1 if report.failed else 0
-    return run(settings)
+    return run(settings, tracing)
 
 
 if __name__ == "__main__":

@@ -52,10 +52,12 @@ _JSON_NAMES: Final = {
 
 @dataclass(frozen=True, slots=True)
 class Invalid:
-    """Why an input cannot be processed: a short machine-readable type and a human detail."""
+    """Why an input cannot be processed: a short machine-readable type and a human detail (``trace``: the
+    trace context its dead letter carries instead of the input's, when a stage traced it: tracing.py)."""
 
     error_type: str
     detail: str
+    trace: tuple[tuple[str, str | bytes | None], ...] = ()
 
 
 def _field_specs() -> tuple[tuple[str, frozenset[type], int, int, frozenset[str] | None], ...]:

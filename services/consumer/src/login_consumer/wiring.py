@@ -14,6 +14,7 @@ from typing import Any, Final
 import structlog
 from confluent_kafka import Consumer
 
+from login_common.tracing import Tracing
 from login_consumer.config import ConsumerSettings
 from login_consumer.delivery.checkpoint import Checkpoint, Purge
 from login_consumer.delivery.cluster import ClusterHealth
@@ -38,6 +39,7 @@ from login_consumer.stores.changelog import Changelog
 from login_consumer.stores.manager import StateManager
 from login_consumer.topics import REPARTITION_CONFIG, InternalTopics
 from login_consumer.topology import NETWORK, USER, Topology
+from login_consumer.tracing import StageTracer
 
 __all__ = [
     "Parts",
@@ -48,6 +50,7 @@ __all__ = [
     "ensure_repartition_topic",
     "internal_topics",
     "prepare",
+    "trace_stages",
 ]
 
 log = structlog.get_logger("login_consumer")
@@ -272,6 +275,14 @@ def assemble(
         topics, detectors, processor, found, user_stage, network_stage, consumer, group, state, checkpoint,
         sender, topology, changelogs, producers, credentials, health, probes, retrier,
     )  # fmt: skip
+
+
+def trace_stages(settings: ConsumerSettings, parts: Parts, tracing: Tracing) -> None:
+    """Tracing on: the stages record spans of the sampled events (tracing.py)."""
+    tracer = StageTracer(tracing.tracer, group=settings.group_id, dlq_topic=settings.dlq_topic)
+    parts.user_stage.tracer = tracer
+    if parts.network_stage is not None:
+        parts.network_stage.tracer = tracer
 
 
 def prepare(settings: ConsumerSettings, parts: Parts) -> None:

@@ -16,12 +16,14 @@ from login_common.http import MetricsServer
 from login_common.kafka import broker_reachable, stop_event
 from login_common.logs import configure_logging
 from login_common.settings import env_help, env_name, load_settings
+from login_common.tracing import Tracing, TracingError, exporters_from_env, setup_tracing
 from login_producer import __version__
 from login_producer.config import RATIO_FIELDS, RULE_FIELDS, ProducerSettings
 from login_producer.errors import ProducerError
 from login_producer.metrics import ProducerMetrics
 from login_producer.simulate import Simulation
 from login_producer.sink import FileSink, KafkaLogs, KafkaSink, Sink
+from login_producer.tracing import EventTracer
 
 log = structlog.get_logger("login_producer")
 
@@ -74,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _open_sink(
-    settings: ProducerSettings, out: str | None, metrics: ProducerMetrics, stop: threading.Event
+    settings: ProducerSettings,
+    out: str | None,
+    metrics: ProducerMetrics,
+    stop: threading.Event,
+    tracing: Tracing | None = None,
 ) -> tuple[Sink, Any]:
     fetch = settings.output_format == "fetch"
     if out is None:
@@ -87,6 +93,7 @@ def _open_sink(
             stop=stop,
             log=log.bind(topic=settings.input_topic),
             password_file=settings.sasl_password_file,
+            tracer=EventTracer(tracing, settings.input_topic) if tracing is not None else None,
         )
         return sink, None
     stream = sys.stdout if out == "-" else open(out, "w", encoding="utf-8")  # noqa: SIM115
@@ -94,7 +101,12 @@ def _open_sink(
     return FileSink(stream, metrics, fetch_format=fetch, batch=batch), stream
 
 
-def run(settings: ProducerSettings, out: str | None = None, registry: CollectorRegistry | None = None) -> int:
+def run(
+    settings: ProducerSettings,
+    out: str | None = None,
+    registry: CollectorRegistry | None = None,
+    tracing: Tracing | None = None,
+) -> int:
     registry = registry or CollectorRegistry()
     metrics = ProducerMetrics.create(registry)
     stop = stop_event()
@@ -137,7 +149,7 @@ def run(settings: ProducerSettings, out: str | None = None, registry: CollectorR
             )
             return 2
     try:
-        sink, stream = _open_sink(settings, out, metrics, stop)
+        sink, stream = _open_sink(settings, out, metrics, stop, tracing)
     except ProducerError as exc:  # settings that can never work: one line, exit 2
         log.error("producer.settings_rejected", error=str(exc))
         if server is not None:
@@ -158,6 +170,7 @@ def run(settings: ProducerSettings, out: str | None = None, registry: CollectorR
         duration=duration,
         version=__version__,
         config=settings.safe_dump(),
+        tracing=tracing.service if tracing is not None else "off",
     )
     try:
         for event in sim.events():
@@ -202,8 +215,17 @@ def main(argv: list[str] | None = None) -> int:
         head, *rest = str(exc).splitlines()
         print(f"login-producer: {head} {'; '.join(line.strip() for line in rest)}".rstrip(), file=sys.stderr)
         return 2
-    configure_logging(settings.log_format, settings.log_level)
-    return run(settings, out=args.out)
+    try:
+        configure_logging(settings.log_format, settings.log_level, tracing=bool(exporters_from_env()))
+        tracing = setup_tracing("login-producer", __version__)
+    except TracingError as exc:
+        print(f"login-producer: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return run(settings, out=args.out, tracing=tracing)
+    finally:
+        if tracing is not None:
+            tracing.shutdown()
 
 
 if __name__ == "__main__":

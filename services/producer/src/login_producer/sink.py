@@ -37,6 +37,7 @@ from login_producer.access import Backoff, Refusals
 from login_producer.errors import SinkSettingsError
 from login_producer.metrics import ProducerMetrics
 from login_producer.simulate import SimEvent
+from login_producer.tracing import EventTracer
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 _SCHEMA = str(SCHEMA_VERSION).encode()
@@ -156,8 +157,11 @@ class KafkaSink:
         stop: threading.Event | None = None,
         log: Any = None,
         password_file: str = "",
+        tracer: EventTracer | None = None,
     ) -> None:
+        """``tracer``: a trace per event (tracing.py), None when tracing is off."""
         self.topic = topic
+        self.tracer = tracer
         self.metrics = metrics
         self.fetch_format = fetch_format
         self.failed = 0
@@ -213,18 +217,33 @@ class KafkaSink:
             headers.append((HEADER_COUNTRY, sim.country.encode()))
             if sim.attack_id:
                 headers.append((HEADER_ATTACK_ID, sim.attack_id.encode()))
-        self._produce(value, sim.key.encode(), headers)
+        if self.tracer is not None and (span := self.tracer.start(sim, headers)) is not None:
+            self._produce(value, sim.key.encode(), headers, self._traced(span))
+        else:
+            self._produce(value, sim.key.encode(), headers)
         self._sent.inc(sim.scenario)
         self._pending += 1
         if self._pending >= 256:  # serve delivery callbacks in batches
             self._pending = 0
             self._producer.poll(0)
 
-    def _produce(self, value: bytes | None, key: bytes | None, headers: Any) -> None:
+    def _traced(self, span: Any) -> Any:
+        """The delivery callback of a sampled event: ends its span, then counts as usual."""
+        tracer = self.tracer
+        assert tracer is not None  # noqa: S101 - only called with a tracer
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            tracer.delivered(span, err, msg)
+            self._delivered(err, msg)
+
+        return delivered
+
+    def _produce(self, value: bytes | None, key: bytes | None, headers: Any, on_delivery: Any = None) -> None:
         produce = self._producer.produce
+        callback = on_delivery or self._delivered
         while True:
             try:
-                produce(self.topic, value=value, key=key, headers=headers, on_delivery=self._delivered)
+                produce(self.topic, value=value, key=key, headers=headers, on_delivery=callback)
                 return
             except BufferError:
                 self._producer.poll(0.05)  # local queue full: serve callbacks and retry

@@ -174,7 +174,7 @@ def main() -> int:
                 proc.kill()
         if prometheus is not None:
             prometheus.stop()
-        local_pipeline.terminate([p for p in pipeline.procs if p.name == "alertmanager"])
+        local_pipeline.terminate([p for p in pipeline.procs if p.name in ("alertmanager", "jaeger")])
         lag_final = offsets.lag()
         offsets.close()
         view.close()

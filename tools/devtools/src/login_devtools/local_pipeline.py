@@ -1,20 +1,24 @@
 #!/usr/bin/env python3
 """The local pipeline without a cluster: ``run``, ``stop``, ``health``, ``logs``, ``monitor``.
 
-``run`` makes sure a broker answers (local_kafka.py), creates the topics, starts login-consumer,
-login-producer, an Alertmanager with the routing tree (local_alertmanager.py) and a Prometheus
-scraping both services (alert rules loaded, alerts sent to that Alertmanager) in the background, waits
-until both services report /ready, prints where everything is, and returns. The processes, their ports
-and logs are recorded in .cache/run/pipeline.json (RUN_DIR overrides the folder), which the other
-commands read:
+``run`` makes sure a broker answers (local_kafka.py), creates the topics, starts a Jaeger
+(local_jaeger.py: the trace backend, OTLP in; both services export their spans to it),
+login-consumer, login-producer, an Alertmanager with the routing tree (local_alertmanager.py) and
+a Prometheus scraping both services (alert rules loaded, alerts sent to that Alertmanager) in the
+background, waits until both services report /ready, prints where everything is, and returns. The
+processes, their ports and logs are recorded in .cache/run/pipeline.json (RUN_DIR overrides the
+folder), which the other commands read:
 ``make stop`` ends them (and the broker, if ``run`` started it), ``make health`` checks each part,
 ``make logs`` follows the logs, ``make monitor`` prints links into Prometheus' graph UI, the alerts that
-fire and where Alertmanager routed them, ``make watch`` (live_view.py) shows the stream.
+fire and where Alertmanager routed them, ``make watch`` (live_view.py) shows the stream,
+``make trace`` lists the traces of recent high-risk logins and ``make trace ID=<trace id>`` prints one.
 
 Settings (environment): BOOTSTRAP_SERVERS, INPUT_TOPIC, OUTPUT_TOPIC, DLQ_TOPIC, GROUP_ID as for the
 services; CONSUMER_PORT (8000), PRODUCER_PORT (8001) and PROMETHEUS_PORT (9090) are tried first, another
 free port is taken when one is busy; ALERTMANAGER_PORT (9093) likewise, and the receivers' settings of
 local_alertmanager.py (ALERT_WEBHOOK_URL, SLACK_API_URL_FILE, PAGERDUTY_ROUTING_KEY_FILE, ...).
+Tracing: JAEGER_PORT (16686) likewise; TRACING=0 starts no Jaeger and leaves tracing off; the sampling
+ratio is OTEL_TRACES_SAMPLER_ARG (default 1: every login's trace, so any flagged one can be opened).
 The services get the environment without make's command-line variables and with the run's own settings
 set explicitly (service_env.py).
 """
@@ -47,6 +51,8 @@ from login_devtools.local_alertmanager import (
     describe,
     routed_alerts,
 )
+from login_devtools.local_jaeger import Jaeger, JaegerError, recent_flagged, tracing_env
+from login_devtools.local_jaeger import main as jaeger_main
 from login_devtools.local_prometheus import CONSUMER_JOB, PRODUCER_JOB, Prometheus, PrometheusError
 
 BIN = Path(sys.executable).parent
@@ -115,7 +121,7 @@ def alive(pid: int, name: str) -> bool:
 
 @dataclass
 class Proc:
-    name: str  # login-consumer, login-producer, prometheus, alertmanager
+    name: str  # login-consumer, login-producer, prometheus, alertmanager, jaeger
     pid: int
     port: int
     log: str
@@ -151,6 +157,11 @@ class Pipeline:
     def alertmanager_url(self) -> str | None:
         am = self.proc("alertmanager")
         return am.url if am else None
+
+    @property
+    def jaeger_url(self) -> str | None:
+        jaeger = self.proc("jaeger")
+        return jaeger.url if jaeger else None
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -230,6 +241,9 @@ def start(
     env = service_env.service_env(owned)
     if note := service_env.note(owned):
         print(note, flush=True)
+    jaeger = start_jaeger(directory, detach=detach) if os.environ.get("TRACING", "1") != "0" else None
+    if jaeger is not None:
+        env.update(tracing_env(jaeger.otlp_http, os.environ.get("OTEL_TRACES_SAMPLER_ARG", "1")))
     cport = free_port(int(os.environ.get("CONSUMER_PORT", "8000")))
     pport = free_port(int(os.environ.get("PRODUCER_PORT", "8001")))
     if pport == cport:
@@ -246,6 +260,9 @@ def start(
         Proc("login-consumer", consumer.pid, cport, str(directory / "login-consumer.log")),
         Proc("login-producer", producer.pid, pport, str(directory / "login-producer.log")),
     ]
+    if jaeger is not None:
+        port = int(jaeger.url.rsplit(":", 1)[1])
+        pipeline.procs.append(Proc("jaeger", jaeger.process.pid, port, str(jaeger.log)))
     prometheus: Prometheus | None = None
     if with_prometheus:
         alertmanagers = []
@@ -280,6 +297,17 @@ def start(
             print(f"prometheus: not started ({exc})", flush=True)
     pipeline.save(directory)
     return pipeline, [consumer, producer], prometheus
+
+
+def start_jaeger(directory: Path, *, detach: bool) -> Jaeger | None:
+    """The trace backend (None, said, when it is not built or does not start: tracing stays off)."""
+    try:
+        return Jaeger.start(
+            workdir=directory / "jaeger", port=int(os.environ.get("JAEGER_PORT", "16686")), detach=detach
+        )
+    except JaegerError as exc:
+        print(f"jaeger: not started, tracing off ({exc})", flush=True)
+        return None
 
 
 def wait_ready(pipeline: Pipeline, timeout: float = 90.0) -> str:
@@ -329,7 +357,7 @@ def tail(path: Path, lines: int) -> str:
 
 def terminate(procs: list[Proc], timeout: float = 20.0) -> list[str]:
     """SIGTERM each running process (producer first), SIGKILL after ``timeout``; returns what was stopped."""
-    order = {"login-producer": 0, "login-consumer": 1, "prometheus": 2, "alertmanager": 3}
+    order = {"login-producer": 0, "login-consumer": 1, "prometheus": 2, "alertmanager": 3, "jaeger": 4}
     stopped = []
     for proc in sorted(procs, key=lambda p: order.get(p.name, 3)):
         if not proc.running():
@@ -368,6 +396,8 @@ def cmd_run(directory: Path, rate: float) -> int:
         print_links(pipeline.prometheus_url)
     if pipeline.alertmanager_url:
         print(f"Alertmanager {pipeline.alertmanager_url} (routing: monitoring/alertmanager/alertmanager.yml)")
+    if pipeline.jaeger_url:
+        print(f"Jaeger {pipeline.jaeger_url} (API /api/traces/<trace id>; `make trace` lists flagged logins)")
     print("next: `make watch` (live view), `make health`, `make logs`, `make monitor`, `make stop`")
     return 0
 
@@ -413,6 +443,9 @@ def cmd_health(directory: Path) -> int:
         elif proc.name == "alertmanager":
             status, _ = get(f"{proc.url}/-/ready")
             rows.append((label, status == 200, f"/-/ready {status or 'no answer'}"))
+        elif proc.name == "jaeger":
+            status, _ = get(f"{proc.url}/api/services")
+            rows.append((label, status == 200, f"/api/services {status or 'no answer'}"))
         else:
             status, body = get(f"{proc.url}/ready")
             rows.append((label, status == 200, f"/ready {status or 'no answer'}: {body.strip()[:60]}"))
@@ -502,6 +535,26 @@ def cmd_monitor(directory: Path) -> int:
     return 0
 
 
+def cmd_trace(directory: Path, trace_id: str) -> int:
+    """One trace as a tree, or (no id) the trace ids of the latest high-risk logins."""
+    pipeline = Pipeline.load(directory)
+    url = pipeline.jaeger_url if pipeline else None
+    if url is None:
+        print("no local pipeline with Jaeger: `make run` starts one", file=sys.stderr)
+        return 1
+    if trace_id:
+        return jaeger_main(["trace", trace_id, "--url", url])
+    try:
+        flagged = recent_flagged(url)
+    except JaegerError as exc:
+        print(f"Jaeger {url}: {exc}", file=sys.stderr)
+        return 1
+    print(f"Jaeger {url}: {len(flagged)} recent high-risk login(s); `make trace ID=<trace id>` shows one")
+    for trace_id_, summary in flagged:
+        print(f"  {trace_id_}  {summary}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -515,6 +568,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.add_argument("--lines", type=int, default=20)
     logs.add_argument("--no-follow", action="store_true")
     sub.add_parser("monitor", help="Prometheus links and alerts")
+    trace = sub.add_parser("trace", help="a trace from Jaeger (no id: the latest high-risk logins)")
+    trace.add_argument("trace_id", nargs="?", default="")
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
@@ -525,6 +580,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_health(RUN_DIR)
         if args.command == "logs":
             return cmd_logs(RUN_DIR, args.lines, not args.no_follow)
+        if args.command == "trace":
+            return cmd_trace(RUN_DIR, args.trace_id)
         return cmd_monitor(RUN_DIR)
     except local_kafka.KafkaSetupError as exc:
         print(f"local_pipeline: {exc}", file=sys.stderr)

@@ -1,7 +1,8 @@
 """The producer side: every record the stages make goes out here, without waiting for acknowledgements.
 
 Outputs, repartition and progress records go to their topic as they are; a dead letter goes to
-``DLQ_TOPIC`` with the input's own headers followed by the dead-letter headers (``dlq_headers``: error type
+``DLQ_TOPIC`` with the input's own headers (its trace context continued: ``tracing.py``) followed by the
+dead-letter headers (``dlq_headers``: error type
 and detail, source topic, partition and offset, consumer version, time); a changelog record goes to its
 store's changelog partition. When the producer's local queue is full the sender serves delivery reports
 until there is room (``BufferError``); acknowledgements are checked per checkpoint
@@ -28,6 +29,7 @@ from login_common.contract import (
     HEADER_DLQ_TIME,
 )
 from login_common.kafka import message_headers
+from login_common.tracing import replace_context
 from login_consumer import __version__
 from login_consumer.records import Record, StateRecord
 from login_consumer.validate import Invalid
@@ -36,8 +38,11 @@ MAX_DETAIL: Final = 500  # characters of an error's detail kept in its dead lett
 
 
 def dlq_headers(msg: Message, why: Invalid, now_ms: int) -> list[tuple[str, bytes | str | None]]:
-    """The input's own headers, then the dead-letter headers."""
+    """The input's own headers (its trace context replaced by the dead letter's own when a stage traced
+    it: ``Invalid.trace``), then the dead-letter headers."""
     headers: list[tuple[str, bytes | str | None]] = message_headers(msg)
+    if why.trace:
+        replace_context(headers, why.trace)
     headers += [
         (HEADER_DLQ_ERROR_TYPE, why.error_type.encode()),
         (HEADER_DLQ_ERROR_DETAIL, why.detail[:MAX_DETAIL].encode("utf-8", "replace")),

@@ -6,6 +6,10 @@ is among the wanted types (all when none is given), and produces each, with its 
 headers, to the input topic. The ``dlq-*`` headers are dropped and ``dlq-replayed-from`` names the letter
 (``<topic>:<partition>:<offset>``). Nothing is committed and the dead-letter topic is left as it is, so a
 replay can be repeated (use --dry-run to count first).
+
+With tracing on, a letter whose trace is sampled gets a ``send <target>`` span (child of the dead letter's
+own ``send`` span, ``tracing.trace_replay``) and the replayed record carries its context: the event's
+trace goes on through the pipeline a second time. An unsampled letter's context goes on as it was.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from login_common.contract import HEADER_DLQ_ERROR_TYPE, HEADER_DLQ_REPLAYED_FROM
 from login_common.kafka import message_headers
+from login_common.tracing import Tracing
 from login_consumer.config import ConsumerSettings
 from login_consumer.errors import ConsumerError
+from login_consumer.tracing import trace_replay
 
 log = structlog.get_logger("login_consumer")
 
@@ -65,6 +71,7 @@ def replay_dlq(
     dry_run: bool = False,
     limit: int = 0,
     timeout: float = 60.0,
+    tracing: Tracing | None = None,
 ) -> ReplayReport:
     """Move dead letters (all, or those of ``error_types``) to ``target`` (default: INPUT_TOPIC)."""
     source = settings.dlq_topic
@@ -123,6 +130,8 @@ def replay_dlq(
                     continue
                 headers = [(k, v) for k, v in message_headers(msg) if not k.startswith("dlq-")]
                 headers.append((HEADER_DLQ_REPLAYED_FROM, f"{source}:{partition}:{offset}".encode()))
+                if tracing is not None:
+                    trace_replay(tracing.tracer, msg, headers, target=report.target, error_type=kind)
                 while True:
                     try:
                         producer.produce(

@@ -20,19 +20,21 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
 import orjson
 from confluent_kafka import Message
 
+from login_consumer.detectors.base import Detection
 from login_consumer.detectors.networks import NetEvent, NetworkDetector
 from login_consumer.process import BatchStats
 from login_consumer.records import Header, Record
 from login_consumer.risk import RiskModel
 from login_consumer.stages.merge import SourceMerge
 from login_consumer.stages.user import PROGRESS_HEADER, ROUTE_HEADER
+from login_consumer.tracing import StageTracer
 from login_consumer.validate import Invalid
 
 _ROUTE: Final = ROUTE_HEADER
@@ -115,6 +117,7 @@ class NetworkStage:
         self.max_buffered = max_buffered
         self.merges: dict[int, SourceMerge[Held]] = {}
         self.skipped = 0  # records read again that were completed before (exactly-once)
+        self.tracer: StageTracer | None = None  # set when tracing is on (wiring.py)
 
     @property
     def holding(self) -> bool:
@@ -144,6 +147,7 @@ class NetworkStage:
         """Read repartition records; complete what the merges release (``flush``: everything they hold,
         in event-time order, without waiting for slower sources)."""
         started = time.perf_counter()
+        started_ns = time.time_ns() if self.tracer is not None else 0
         result = NetworkStageResult()
         stats = result.stats
         done = self.detector.done
@@ -178,13 +182,15 @@ class NetworkStage:
         for merge in self.merges.values():
             if merge.buffered:
                 held.extend(merge.release() if self.ordered and not flush else merge.flush())
-        self._complete(held, result)
+        found = self._complete(held, result)
+        if self.tracer is not None:
+            self.tracer.network_stage(held, found, result.records, result.dead, started_ns=started_ns)
         stats.dlq.update(why.error_type for _, why in result.dead)
         stats.seconds = time.perf_counter() - started
         return result
 
-    def _complete(self, held: list[Held], result: NetworkStageResult) -> None:
-        """Detect over the released events (in order) and build their output records."""
+    def _complete(self, held: list[Held], result: NetworkStageResult) -> Mapping[int, Detection]:
+        """Detect over the released events (in order) and build their output records; the verdicts."""
         stats = result.stats
         found = self.detector.detect([item.event for item in held]) if held else {}
         output = self.output_topic
@@ -235,3 +241,4 @@ class NetworkStage:
         for ms, count in created.items():
             if ms > 0:
                 result.latencies[max(0.0, (now_ms - ms) / 1000.0)] += count
+        return found

@@ -31,6 +31,7 @@ from confluent_kafka import Message
 from login_consumer.process import BatchResult, Processor
 from login_consumer.records import Header, Record
 from login_consumer.stages.keys import network_of, network_partition
+from login_consumer.tracing import StageTracer
 
 ROUTE_HEADER: Final = "x-login-stream-route"
 PROGRESS_HEADER: Final = "x-login-stream-progress"
@@ -63,6 +64,7 @@ class UserStage:
         self.partitions = max(1, partitions)
         self.prefix = stuffing_prefix
         processor.final = repartition_topic is None
+        self.tracer: StageTracer | None = None  # set when tracing is on (wiring.py)
         self._nets: dict[str, tuple[bytes, int] | None] = {}
         self.sent: dict[
             int, int
@@ -80,7 +82,16 @@ class UserStage:
         return found  # type: ignore[return-value] # False was replaced above
 
     def process(self, messages: Sequence[Message], now: float | None = None) -> UserStageResult:
-        batch = self.processor.process(messages, now)
+        tracer = self.tracer
+        if tracer is None:
+            return self._route(self.processor.process(messages, now))
+        started_ns = time.time_ns()
+        result = self._route(self.processor.process(messages, now))
+        tracer.user_stage(result.batch.outputs, result.records, result.batch.dead, started_ns=started_ns)
+        return result
+
+    def _route(self, batch: BatchResult) -> UserStageResult:
+        """Each output's record: to the output topic, or (network stage on) to the repartition topic."""
         result = UserStageResult(batch)
         records = result.records
         output = self.output_topic
