@@ -51,9 +51,12 @@ ID ?=
 jaeger: ## Build Jaeger v2, the local trace backend, once per user (first time: many minutes; then cached)
 	@bash tools/jaeger/build.sh >/dev/null
 
+# `make trace` reads the local pipeline's Jaeger: `make help` lists it with the pipeline's targets.
+##@ Local pipeline (no cluster: local broker, services from .venv, local Prometheus)
 .PHONY: trace
 trace: init ## Trace ids of the latest high-risk logins in the local Jaeger; ID=<trace id> prints that trace as a tree
 	@$(PIPELINE) trace $(ID)
+##@ Observability (alert rules, dashboards, a local Prometheus)
 
 run demo: $(if $(filter 0,$(TRACING)),,jaeger)
 test-prereqs: jaeger

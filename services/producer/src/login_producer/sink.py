@@ -138,6 +138,25 @@ class PasswordFile:
 Held = tuple[bytes | None, bytes | None, Any]
 
 
+def kafka_record(sim: SimEvent, *, fetch_format: bool) -> tuple[bytes, list[tuple[str, str | bytes | None]]]:
+    """The value and headers of ``sim``: the event (or the common generator's seven fields), its schema
+    version and content type, and, full format only, its labels (correlation id, scenario, truth, country,
+    attack id)."""
+    headers: list[tuple[str, str | bytes | None]] = [
+        (HEADER_SCHEMA_VERSION, _SCHEMA),
+        (HEADER_CONTENT_TYPE, _JSON),
+    ]
+    if fetch_format:
+        return _dumps(sim.fetch_view()).encode(), headers
+    headers.append((HEADER_CORRELATION_ID, str(sim.event.get("event_id", "")).encode()))
+    headers.append((HEADER_SCENARIO, sim.scenario.encode()))
+    headers.append((HEADER_TRUTH, ",".join(sim.truth).encode()))
+    headers.append((HEADER_COUNTRY, sim.country.encode()))
+    if sim.attack_id:
+        headers.append((HEADER_ATTACK_ID, sim.attack_id.encode()))
+    return _dumps(sim.event).encode(), headers
+
+
 class KafkaSink:
     """Idempotent (acks=all) producer, batched by linger.ms, keyed by user_id; labels in headers.
 
@@ -203,20 +222,7 @@ class KafkaSink:
     # ------------------------------------------------------------------ sending
 
     def send(self, sim: SimEvent) -> None:
-        headers: list[tuple[str, str | bytes | None]] = [
-            (HEADER_SCHEMA_VERSION, _SCHEMA),
-            (HEADER_CONTENT_TYPE, _JSON),
-        ]
-        if self.fetch_format:
-            value = _dumps(sim.fetch_view()).encode()
-        else:
-            value = _dumps(sim.event).encode()
-            headers.append((HEADER_CORRELATION_ID, str(sim.event.get("event_id", "")).encode()))
-            headers.append((HEADER_SCENARIO, sim.scenario.encode()))
-            headers.append((HEADER_TRUTH, ",".join(sim.truth).encode()))
-            headers.append((HEADER_COUNTRY, sim.country.encode()))
-            if sim.attack_id:
-                headers.append((HEADER_ATTACK_ID, sim.attack_id.encode()))
+        value, headers = kafka_record(sim, fetch_format=self.fetch_format)
         if self.tracer is not None and (span := self.tracer.start(sim, headers)) is not None:
             self._produce(value, sim.key.encode(), headers, self._traced(span))
         else:
