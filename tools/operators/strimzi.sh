@@ -125,7 +125,13 @@ strimzi_maven() {
 }
 
 # strimzi_drop_test_dependencies SRC: remove from the modules' poms every <dependency> of scope test,
-# whether the module says so or the root pom's dependencyManagement does (io.strimzi:strimzi-test-container)
+# whether the module says so or the root pom's dependencyManagement does (io.strimzi:strimzi-test-container).
+# A managed entry is matched on groupId, artifactId, type and classifier, not on the artifactId alone: the
+# root pom manages io.strimzi:operator-common twice, as the compile dependency and as its test-jar
+# (classifier tests, scope test), and only the second is test-only (matching on the artifactId dropped the
+# compile dependency, and topic-operator then failed: "package io.strimzi.operator.common does not exist").
+# Each pom's pristine copy is kept as pom.xml.orig and the edit always starts from it: the edit is the same
+# on every run, and a changed rule applies to a tree an earlier run edited.
 strimzi_drop_test_dependencies() {
   python3 - "$1" <<'PY'
 import re, sys
@@ -133,23 +139,36 @@ from pathlib import Path
 
 root = Path(sys.argv[1])
 block = re.compile(r"[ \t]*<dependency>((?:(?!</dependency>).)*?)</dependency>[ \t]*\n?", re.S)
-artifact = re.compile(r"<artifactId>([^<]+)</artifactId>")
+
+
+def tag(body: str, name: str, default: str = "") -> str:
+    found = re.search(rf"<{name}>([^<]+)</{name}>", body)
+    return found[1].strip() if found else default
+
+
+def key(body: str) -> tuple[str, str, str, str]:
+    return (tag(body, "groupId"), tag(body, "artifactId"), tag(body, "type", "jar"), tag(body, "classifier"))
+
+
 managed = root.joinpath("pom.xml").read_text()
 managed = managed[managed.find("<dependencyManagement>"):managed.find("</dependencyManagement>")]
-test_only = {artifact.search(m[1])[1] for m in block.finditer(managed) if "<scope>test</scope>" in m[1]}
+test_only = {key(m[1]) for m in block.finditer(managed) if "<scope>test</scope>" in m[1]}
 
 
 def keep(match: re.Match[str]) -> str:
     body = match[1]
     if "<scope>test</scope>" in body:
         return ""
-    if "<scope>" not in body and artifact.search(body)[1] in test_only:
+    if "<scope>" not in body and key(body) in test_only:
         return ""
     return match[0]
 
 
 for pom in root.glob("*/pom.xml"):
-    pom.write_text(block.sub(keep, pom.read_text()))
+    orig = pom.with_name("pom.xml.orig")
+    if not orig.exists():
+        orig.write_text(pom.read_text())
+    pom.write_text(block.sub(keep, orig.read_text()))
 PY
 }
 
@@ -208,11 +227,12 @@ build_strimzi() {
   fi
   mkdir -p "$dir"
   if [[ ! -f "$dir/src/.built" ]]; then
-    # an unpacked tree is kept: a failed build resumes from it (and from Maven's target/ directories)
-    if [[ ! -f "$dir/src/.unpacked" ]]; then
+    # an unpacked tree is kept: a failed build resumes from it (and from Maven's target/ directories).
+    # .unpacked-2: a tree unpacked before the poms' pristine copies were kept (.unpacked) is unpacked again
+    if [[ ! -f "$dir/src/.unpacked-2" ]]; then
       rm -rf "$dir/src"
       strimzi_fetch "$dir/src"
-      touch "$dir/src/.unpacked"
+      touch "$dir/src/.unpacked-2"
     fi
     strimzi_maven "$dir/src"
     touch "$dir/src/.built"
