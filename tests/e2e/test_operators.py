@@ -49,7 +49,7 @@ def test_a_broker_pod_deleted_mid_stream_loses_nothing(api: Any, settings: Setti
 
     wait_for(f"Kafka {settings.kafka} Ready", lambda: kafka_condition(api, settings), 900, 10)
     pods = broker_pods(api, settings)
-    assert pods, f"no broker pod of Kafka {settings.kafka} (labels strimzi.io/cluster, strimzi.io/broker-role)"
+    assert pods, f"no broker pod of Kafka {settings.kafka} (strimzi.io/cluster, strimzi.io/broker-role)"
     victim = pods[0].metadata
     offsets = marked_offsets(api, settings)
     marker, n = f"e2e-broker-{uuid.uuid4().hex[:8]}", 3000
@@ -57,12 +57,8 @@ def test_a_broker_pod_deleted_mid_stream_loses_nothing(api: Any, settings: Setti
 
     def produce() -> None:
         # its own ApiClient: stream() swaps the request method of the client it is given
-        sent.update(
-            check(
-                client.ApiClient(), settings, "produce", f"--marker={marker}", f"--count={n}",
-                "--rate=50", "--flush-timeout=600", timeout=1200,
-            )  # fmt: skip
-        )
+        args = ("produce", f"--marker={marker}", f"--count={n}", "--rate=50", "--flush-timeout=600")
+        sent.update(check(client.ApiClient(), settings, *args, timeout=1200))
 
     producer = threading.Thread(target=produce, daemon=True)
     producer.start()
@@ -106,7 +102,7 @@ def test_keda_scales_the_consumer_on_lag_and_back(api: Any, settings: Settings) 
     so = wait_for("ScaledObject Ready (KEDA reaches Kafka with the consumer's credentials)", ready, 300, 5)
     low = int(so["spec"].get("minReplicaCount", 1))
     threshold = max(int(t["metadata"]["lagThreshold"]) for t in so["spec"]["triggers"])
-    assert KEDA_EVENTS >= 4 * threshold, f"E2E_KEDA_EVENTS={KEDA_EVENTS} must be well above {threshold}"
+    assert 4 * threshold <= KEDA_EVENTS, f"E2E_KEDA_EVENTS={KEDA_EVENTS} must be well above {threshold}"
     try:
         pause_keda(api, settings, 0)
         wait_for("consumer paused at 0 replicas", lambda: _replicas(api, settings) == 0, 300, 5)
@@ -129,8 +125,8 @@ def test_keda_scales_the_consumer_on_lag_and_back(api: Any, settings: Settings) 
         assert result["missing"] == 0, result
         assert result["result"] == "ok", result
         started = time.monotonic()
-        wait_for(f"KEDA back at {low} replica(s) once the lag drained", lambda: _replicas(api, settings) == low,
-                 900, 10)  # fmt: skip
+        back = f"KEDA back at {low} replica(s) once the lag drained"
+        wait_for(back, lambda: _replicas(api, settings) == low, 900, 10)
         print(f"keda: back to {low} replica(s) {time.monotonic() - started:.0f}s after the backlog drained")
     finally:
         pause_keda(api, settings, None)

@@ -55,7 +55,7 @@ def missing_parts() -> list[str]:
     if out.returncode:
         return [f"build.sh --print-dirs failed: {out.stderr.strip()[-300:]}"]
     dirs = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
-    return [part for part, inside in BUILT.items() if not (Path(dirs.get(part, "/nonexistent")) / inside).exists()]
+    return [part for part, inside in BUILT.items() if not (Path(dirs.get(part, "/none")) / inside).exists()]
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,8 @@ def cluster() -> Iterator[Cluster]:
     try:
         setup = _run("make", "--no-print-directory", *SETUP_TARGETS, timeout=3600)
         if setup.returncode:
-            pytest.fail(f"make {' '.join(SETUP_TARGETS)} failed:\n{setup.stdout[-3000:]}\n{setup.stderr[-3000:]}")
+            said = f"{setup.stdout[-3000:]}\n{setup.stderr[-3000:]}"
+            pytest.fail(f"make {' '.join(SETUP_TARGETS)} failed:\n{said}")
         yield Cluster(kubeconfig=kubeconfig)
     finally:
         if started and not os.environ.get("K8S_NODE_KEEP"):

@@ -20,7 +20,8 @@ APP_NS, MONITORING_NS, KEDA_NS, STRIMZI_NS = "login-stream", "monitoring", "keda
 
 
 def ready(obj: dict[str, Any]) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in obj.get("status", {}).get("conditions", []))
+    conditions = obj.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 def pod_images(cluster: Cluster, namespace: str, selector: str) -> dict[str, set[str]]:
@@ -38,15 +39,18 @@ def test_kafka_runs_kraft_in_the_image_built_here(cluster: Cluster) -> None:
     assert images, "no Kafka pod"
     assert all(i == {"localhost/strimzi/kafka:1.2.0-kafka-4.3.1"} for i in images.values()), images
     operator = pod_images(cluster, STRIMZI_NS, "name=strimzi-cluster-operator")
-    assert all(i == {"localhost/strimzi/operator:1.2.0"} for i in operator.values()) and operator, operator
+    assert operator, "no cluster operator pod"
+    assert all(i == {"localhost/strimzi/operator:1.2.0"} for i in operator.values()), operator
 
 
 def test_entity_operators_run_and_topics_and_users_are_ready(cluster: Cluster) -> None:
-    pods = cluster.get("pods", "-n", APP_NS, "-l", "strimzi.io/kind=Kafka,strimzi.io/name=login-stream-entity-operator")
-    statuses = {s["name"]: s["ready"] for p in pods["items"] for s in p["status"].get("containerStatuses", [])}
+    selector = "strimzi.io/kind=Kafka,strimzi.io/name=login-stream-entity-operator"
+    pods = cluster.get("pods", "-n", APP_NS, "-l", selector)["items"]
+    statuses = {s["name"]: s["ready"] for p in pods for s in p["status"].get("containerStatuses", [])}
     assert statuses == {"topic-operator": True, "user-operator": True}, statuses
     topics = cluster.get("kafkatopics", "-n", APP_NS)["items"]
-    assert topics and all(ready(t) for t in topics), [t["metadata"]["name"] for t in topics if not ready(t)]
+    assert topics, "no KafkaTopic"
+    assert all(ready(t) for t in topics), [t["metadata"]["name"] for t in topics if not ready(t)]
     users = cluster.get("kafkausers", "-n", APP_NS)["items"]
     names = {u["metadata"]["name"] for u in users}
     assert {"login-stream-producer", "login-stream-consumer"} <= names, names
@@ -81,4 +85,5 @@ def test_make_e2e_passes_on_the_node(cluster: Cluster) -> None:
     summary = out.stdout.strip().splitlines()[-1:] or [""]
     print(f"make e2e-node: {summary[0]}")
     assert out.returncode == 0, f"make e2e-node failed:\n{out.stdout[-5000:]}\n{out.stderr[-2000:]}"
-    assert re.search(r"\d+ passed", summary[0]) and "failed" not in summary[0], summary
+    assert re.search(r"\d+ passed", summary[0]), summary
+    assert "failed" not in summary[0], summary
