@@ -35,15 +35,16 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 args=(pull "$ref" --version "$version" --destination "$tmp")
 [[ -z "$repo" ]] || args+=(--repo "$repo")
+from="${repo:-$ref}"
 if timeout 120 "$HELM" "${args[@]}" >"$tmp/pull.log" 2>&1 && [[ -f "$tmp/$chart-$version.tgz" ]]; then
   mv "$tmp/$chart-$version.tgz" "$archive"
-  echo "charts: $chart $version from $ref" >&2
+  echo "charts: $chart $version from $from" >&2
   echo "$archive"
   exit 0
 fi
 fallback="${UPSTREAM_CHARTS:-$ROOT/../shared/upstream}/$chart-$version.tgz"
 if [[ ! -f "$fallback" ]]; then
-  echo "charts: cannot pull $chart $version from $ref ($(tail -n 1 "$tmp/pull.log")) and there is no" \
+  echo "charts: cannot pull $chart $version from $from ($(tail -n 1 "$tmp/pull.log")) and there is no" \
     "$fallback: set UPSTREAM_CHARTS to a directory holding $chart-$version.tgz" >&2
   exit 1
 fi
@@ -52,6 +53,6 @@ if [[ "$found" != "$version" ]]; then
   echo "charts: $fallback is version '$found', not $version" >&2
   exit 1
 fi
-echo "charts: $chart $version could not be pulled from $ref ($(tail -n 1 "$tmp/pull.log" | cut -c1-160));" \
+echo "charts: $chart $version could not be pulled from $from ($(tail -n 1 "$tmp/pull.log" | cut -c1-160));" \
   "using $fallback (UPSTREAM_CHARTS)" >&2
 echo "$fallback"
