@@ -25,16 +25,10 @@ from typing import Any
 
 import pytest
 
+from tests.operators.parts import missing_parts
+
 ROOT = Path(__file__).resolve().parents[2]
 NODE_SCRIPT = ROOT / "scripts" / "k8s_node.py"
-# what each built part must hold (tools/operators/build.sh --print-dirs names the directories)
-BUILT = {
-    "strimzi-operator": "opt/strimzi/lib",
-    "strimzi-kafka": "opt/kafka/libs",
-    "prometheus-operator": "prometheus-config-reloader",
-    "prometheus": "promtool",
-    "keda": "keda-admission-webhooks",
-}
 SETUP_TARGETS = ("operators-images-import", "images-import", "k8s-node-operators", "k8s-node-deploy")
 
 
@@ -47,15 +41,6 @@ def unavailable(reason: str) -> None:
 
 def _run(*cmd: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def missing_parts() -> list[str]:
-    """The operators' parts `make operators-build` has not finished (nothing is built here)."""
-    out = _run("bash", "tools/operators/build.sh", "--print-dirs", timeout=60)
-    if out.returncode:
-        return [f"build.sh --print-dirs failed: {out.stderr.strip()[-300:]}"]
-    dirs = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
-    return [part for part, inside in BUILT.items() if not (Path(dirs.get(part, "/none")) / inside).exists()]
 
 
 @dataclass(frozen=True)
