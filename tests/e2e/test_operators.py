@@ -6,8 +6,9 @@ ScaledObject (chart value keda.enabled, on in k8s/values/local-node/login-stream
 `make keda` and `--set keda.enabled=true`) and skips, naming that, without it. It pauses the ScaledObject
 at 0 replicas (annotation ``autoscaling.keda.sh/paused-replicas``, KEDA 2.20.2
 ``apis/keda/v1alpha1/scaledobject_types.go``, pinned in tests/chart/test_upstream_node_operators.py),
-builds a lag far above the trigger's lagThreshold, then unpauses it: KEDA must raise the Deployment above one replica,
-every event must arrive, and once the lag is gone it must come back to minReplicaCount.
+builds a lag far above the trigger's lagThreshold, then unpauses it: KEDA must raise the Deployment
+above one replica, every event must arrive, and once the lag is gone it must come back to
+minReplicaCount.
 E2E_KEDA_EVENTS (default 20000) sets the backlog.
 """
 
