@@ -116,7 +116,15 @@ strimzi_maven() {
     local clean=clean flags="${skip[*]} $javac_options"
     if [[ -f .maven-flags && "$(cat .maven-flags)" == "$flags" ]]; then clean=""; fi
     echo "$flags" >.maven-flags
-    niced mvn -B -T1 "${skip[@]}" -pl "$modules" -am $clean package
+    # Strimzi 1.2.0 pins fabric8's openshift-client, -client-api and -model at 7.8.0, which Maven Central
+    # does not serve (404; its newest is 7.7.0) while the kubernetes-client 7.8.0 it pins is there. The
+    # cluster operator uses the OpenShift client only on OpenShift (Routes, BuildConfigs, ImageStreams):
+    # STRIMZI_OPENSHIFT_CLIENT (default 7.7.0; empty: Strimzi's own pin) takes the newest served. Not part
+    # of .maven-flags: it changes what cluster-operator resolves, not how anything compiles.
+    local openshift=()
+    [[ -z "${STRIMZI_OPENSHIFT_CLIENT-7.7.0}" ]] ||
+      openshift=(-Dfabric8.openshift-client.version="${STRIMZI_OPENSHIFT_CLIENT-7.7.0}")
+    niced mvn -B -T1 "${skip[@]}" "${openshift[@]}" -pl "$modules" -am $clean package
   ) >"$src/build.log" 2>&1 || {
     echo "strimzi: the Maven build failed; the end of $src/build.log:" >&2
     grep -E '^\[(ERROR|FATAL)\]' "$src/build.log" | head -n 30 >&2 || tail -n 30 "$src/build.log" >&2
