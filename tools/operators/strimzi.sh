@@ -104,6 +104,7 @@ strimzi_maven() {
   # test jars a skipped test build does not make: the modules' test dependencies are dropped from this
   # build's copy of the poms (tests are not built here)
   strimzi_drop_test_dependencies "$src"
+  strimzi_openshift_client "$src"
   # build-config-models.sh runs a nested `mvn` in config-model-generator, which resolves io.strimzi's
   # parent pom and config-model from the local repository: install those two first
   (
@@ -116,15 +117,7 @@ strimzi_maven() {
     local clean=clean flags="${skip[*]} $javac_options"
     if [[ -f .maven-flags && "$(cat .maven-flags)" == "$flags" ]]; then clean=""; fi
     echo "$flags" >.maven-flags
-    # Strimzi 1.2.0 pins fabric8's openshift-client, -client-api and -model at 7.8.0, which Maven Central
-    # does not serve (404; its newest is 7.7.0) while the kubernetes-client 7.8.0 it pins is there. The
-    # cluster operator uses the OpenShift client only on OpenShift (Routes, BuildConfigs, ImageStreams):
-    # STRIMZI_OPENSHIFT_CLIENT (default 7.7.0; empty: Strimzi's own pin) takes the newest served. Not part
-    # of .maven-flags: it changes what cluster-operator resolves, not how anything compiles.
-    local openshift=()
-    [[ -z "${STRIMZI_OPENSHIFT_CLIENT-7.7.0}" ]] ||
-      openshift=(-Dfabric8.openshift-client.version="${STRIMZI_OPENSHIFT_CLIENT-7.7.0}")
-    niced mvn -B -T1 "${skip[@]}" "${openshift[@]}" -pl "$modules" -am $clean package
+    niced mvn -B -T1 "${skip[@]}" -pl "$modules" -am $clean package
   ) >"$src/build.log" 2>&1 || {
     echo "strimzi: the Maven build failed; the end of $src/build.log:" >&2
     grep -E '^\[(ERROR|FATAL)\]' "$src/build.log" | head -n 30 >&2 || tail -n 30 "$src/build.log" >&2
@@ -177,6 +170,35 @@ for pom in root.glob("*/pom.xml"):
     if not orig.exists():
         orig.write_text(pom.read_text())
     pom.write_text(block.sub(keep, orig.read_text()))
+PY
+}
+
+# strimzi_openshift_client SRC: Strimzi 1.2.0 pins fabric8's openshift-client-api and openshift-model at
+# 7.8.0 (through fabric8.kubernetes-client.version and fabric8.kubernetes-model.version, in the root pom's
+# dependencyManagement), which Maven Central does not serve (404; its newest is 7.7.0), while the
+# kubernetes-client 7.8.0 of the same properties is there. The cluster operator uses the OpenShift client
+# only on OpenShift (Routes, BuildConfigs, ImageStreams). STRIMZI_OPENSHIFT_CLIENT (default 7.7.0; empty
+# keeps Strimzi's pins) sets fabric8.openshift-client.version and both entries follow it. Edits the root
+# pom from its pristine copy (pom.xml.orig), as strimzi_drop_test_dependencies does the modules'.
+strimzi_openshift_client() {
+  python3 - "$1" "${STRIMZI_OPENSHIFT_CLIENT-7.7.0}" <<'PY'
+import re, sys
+from pathlib import Path
+
+pom, version = Path(sys.argv[1]) / "pom.xml", sys.argv[2]
+orig = pom.with_name("pom.xml.orig")
+if not orig.exists():
+    orig.write_text(pom.read_text())
+text = orig.read_text()
+if version:
+    text = re.sub(r"<fabric8\.openshift-client\.version>[^<]*<", f"<fabric8.openshift-client.version>{version}<", text)
+    for artifact in ("openshift-client-api", "openshift-model"):
+        text = re.sub(
+            rf"(<artifactId>{artifact}</artifactId>\s*<version>)\$\{{[^}}]+\}}",
+            r"\g<1>${fabric8.openshift-client.version}",
+            text,
+        )
+pom.write_text(text)
 PY
 }
 
