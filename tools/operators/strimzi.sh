@@ -207,8 +207,10 @@ strimzi_operator_root() {
   local src="$1" out="$2" zip tmp
   local home="$out/opt/strimzi"
   tmp="$(mktemp -d)"
+  # the modules' assembly writes each -dist.zip to docker-images/artifacts/binaries/ (their poms'
+  # make-dist-assembly outputDirectory), where docker-images/operator/Makefile takes them from
   for zip in cluster-operator topic-operator user-operator kafka-init; do
-    unzip -qo "$src/$zip/target/$zip-$STRIMZI_VERSION-dist.zip" -d "$tmp"
+    unzip -qo "$src/docker-images/artifacts/binaries/$zip-$STRIMZI_VERSION-dist.zip" -d "$tmp"
   done
   mkdir -p "$home/bin" "$home/lib"
   cp -a "$src/docker-images/operator/scripts/." "$home/bin/"
