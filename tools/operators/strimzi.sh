@@ -98,7 +98,12 @@ strimzi_maven() {
     skip+=(-Dmaven.compiler.fork=true -Dlombok.version=1.18.42)
     javac_options="-proc:full"
   fi
-  local modules=kafka-agent,tracing-agent,kafka-init,cluster-operator,topic-operator,user-operator
+  # config-model-generator: its build-config-models.sh writes cluster-operator/src/main/resources/
+  # kafka-<version>-config-model.json for each Kafka version (Strimzi's `make java_install` builds every
+  # module; cluster-operator does not depend on it, so -am alone leaves it out and the operator then stops
+  # at "Configuration model /kafka-4.3.1-config-model.json was not found"). The reactor builds it before
+  # cluster-operator (the root pom's module order).
+  local modules=kafka-agent,tracing-agent,kafka-init,config-model-generator,cluster-operator,topic-operator,user-operator
   # Maven resolves test-scoped dependencies even when tests are skipped (the compiler's testCompile and
   # surefire ask for them), and some are not on Maven Central (io.strimzi:strimzi-test-container) or are
   # test jars a skipped test build does not make: the modules' test dependencies are dropped from this
