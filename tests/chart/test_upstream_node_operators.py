@@ -11,7 +11,7 @@ read; re-read the files of a row when its pin moves):
   - Strimzi 1.2.0 operator-common/.../model/Labels.java (strimzi.io/broker-role), api/.../KafkaResources.java
     (<cluster>-entity-operator), cluster-operator/.../model/EntityTopicOperator.java and
     EntityUserOperator.java (containers topic-operator, user-operator), api/.../user/KafkaUserStatus.java
-    (status.secret);
+    (status.secret), api/.../nodepool/KafkaNodePoolStatus.java (status.labelSelector: the pool's pods);
   - prometheus-operator v0.93.0 pkg/operator/kubernetes.go (app.kubernetes.io/name) and
     pkg/prometheus/server/operator.go (its value "prometheus" on the Prometheus pods).
 
@@ -54,6 +54,8 @@ ROWS = [
      'TOPIC_OPERATOR_CONTAINER_NAME = "topic-operator"'),
     ("strimzi:1.2.0", MODEL + "EntityUserOperator.java",
      'USER_OPERATOR_CONTAINER_NAME = "user-operator"'),
+    ("strimzi:1.2.0", "api/src/main/java/io/strimzi/api/kafka/model/nodepool/KafkaNodePoolStatus.java",
+     "public String getLabelSelector()"),
     ("strimzi:1.2.0", "api/src/main/java/io/strimzi/api/kafka/model/user/KafkaUserStatus.java",
      "public String getSecret()"),
     ("go:github.com/prometheus-operator/prometheus-operator@v0.93.0", "pkg/operator/kubernetes.go",
@@ -124,7 +126,8 @@ def test_the_tests_use_the_names_of_the_table() -> None:
     source = Path(tier.__file__).read_text()
     for name in ("name=strimzi-cluster-operator", "app.kubernetes.io/part-of=keda-operator",
                  "strimzi.io/name=login-stream-entity-operator", '"topic-operator"', '"user-operator"',
-                 "app.kubernetes.io/name=prometheus", '["status"]["secret"]'):  # fmt: skip
+                 "app.kubernetes.io/name=prometheus", '["status"]["secret"]',
+                 '["status"]["labelSelector"]'):  # fmt: skip
         assert name in source, name
     e2e = (ROOT / "tests" / "e2e" / "test_operators.py").read_text()
     assert "strimzi.io/broker-role=true" in e2e

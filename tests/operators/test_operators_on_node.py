@@ -35,7 +35,8 @@ def test_kafka_runs_kraft_in_the_image_built_here(cluster: Cluster) -> None:
     pools = cluster.get("kafkanodepools", "-n", APP_NS)["items"]
     assert {p["metadata"]["name"] for p in pools} == {"dual-role"}
     assert sorted(pools[0]["status"]["roles"]) == ["broker", "controller"]
-    images = pod_images(cluster, APP_NS, "strimzi.io/cluster=login-stream,strimzi.io/kind=Kafka")
+    # the pool's own selector of its pods (the entity operator carries strimzi.io/kind=Kafka too)
+    images = pod_images(cluster, APP_NS, pools[0]["status"]["labelSelector"])
     assert images, "no Kafka pod"
     assert all(i == {"localhost/strimzi/kafka:1.2.0-kafka-4.3.1"} for i in images.values()), images
     operator = pod_images(cluster, STRIMZI_NS, "name=strimzi-cluster-operator")
