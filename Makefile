@@ -8,7 +8,14 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.init-stamp
 export KAFKA_PORT ?= 9092
+# 1: one combined broker+controller (the default: `make demo`, `make test`); 3: three brokers and three
+# KRaft controllers on ports from KAFKA_PORT on (scripts/kafka_cluster.py).
+export KAFKA_BROKERS ?= 1
+ifeq ($(KAFKA_BROKERS),1)
 export BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
+else
+export BOOTSTRAP_SERVERS ?= $(shell $(PYTHON) scripts/local_kafka.py bootstrap)
+endif
 DURATION ?=
 PYTEST_ARGS ?=
 
@@ -79,6 +86,14 @@ test-readme: init kafka-up ## Run every command the README shows, as written, an
 test-readme-long: init kafka-up ## The README tier with its long commands too (evaluate, bench, bench-producer): for CI
 	README_LONG=1 KAFKA_BOOTSTRAP=$${KAFKA_BOOTSTRAP:-$(BOOTSTRAP_SERVERS)} $(BIN)/pytest tests/readme $(PYTEST_ARGS)
 
+# The fault tests kill brokers of their own three-broker cluster on FAILOVER_KAFKA_PORT (KAFKA_PORT + 100:
+# beside the single broker), started for the run and stopped after it (docs/failover.md).
+FAILOVER_KAFKA_PORT ?= $(shell echo $$(( $(KAFKA_PORT) + 100 )))
+
+.PHONY: test-failover
+test-failover: init ## Fault tests on a real three-broker cluster: broker and controller kills, rolling restart (figures at the end)
+	FAILOVER_KAFKA_PORT=$(FAILOVER_KAFKA_PORT) $(BIN)/pytest tests/failover $(PYTEST_ARGS)
+
 .PHONY: clean-venv
 clean-venv: ## Remove .venv
 	rm -rf $(VENV)
@@ -130,15 +145,15 @@ clean: stop ## Stop the local pipeline and remove its state, logs and the tool c
 
 ##@ Local Kafka broker
 .PHONY: kafka-up
-kafka-up: init ## Start a local Kafka broker (KRaft) if none answers; KAFKA_SECURITY=sasl_ssl: SASL_SSL + ACLs
+kafka-up: init ## Start a local Kafka broker (KRaft) if none answers; KAFKA_BROKERS=3: a cluster; KAFKA_SECURITY=sasl_ssl: SASL_SSL + ACLs
 	$(PY) scripts/local_kafka.py up
 
 .PHONY: kafka-down
-kafka-down: ## Stop the local Kafka broker
+kafka-down: ## Stop the local Kafka broker (or every node of the cluster on KAFKA_PORT)
 	@$(PYTHON) scripts/local_kafka.py down
 
 .PHONY: kafka-status
-kafka-status: ## Show the local broker's state, address, log file (and client security settings)
+kafka-status: ## Show the local broker's (or each cluster node's) state, address, log file, security settings
 	@$(PYTHON) scripts/local_kafka.py status || true
 
 # every mk/*.mk is read; a file that cannot be read stops make (no silent skip)

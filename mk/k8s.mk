@@ -94,6 +94,13 @@ cluster: docker-answers tools ## Create the kind cluster: Strimzi, kube-promethe
 	$(K) -n $(APP_NS) wait kafkatopic --all --for=condition=Ready --timeout=5m
 	@echo "== cluster ready: next \`make deploy\` (or \`make up\` for Tilt)"
 
+# The production Kafka (k8s/kafka/production: 3 brokers from one value, 3 controllers, RF 3, min ISR 2,
+# rack awareness): kustomize renders it from the dev loop's files one folder up (docs/failover.md).
+.PHONY: kafka-production
+kafka-production: ## Print the production Kafka manifests (3 brokers): `make -s kafka-production | kubectl apply -f -`
+	$(call need,$(KUBECTL),install kubectl (kubernetes.io/docs/tasks/tools) or run `make tools`)
+	@$(KUBECTL) kustomize --load-restrictor=LoadRestrictionsNone k8s/kafka/production
+
 .PHONY: cluster-down
 cluster-down: TOOLS = kind
 cluster-down: docker-answers tools ## Delete the kind cluster

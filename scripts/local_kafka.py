@@ -12,6 +12,9 @@ Strimzi Metrics Reporter, as Strimzi's Kafka pods do, and serve Prometheus metri
 http://127.0.0.1:$KAFKA_METRICS_PORT/metrics (default KAFKA_PORT+4).
 A second ``up`` while the broker answers is a no-op. Only the standard library and confluent-kafka are used.
 KAFKA_SECURITY=sasl_ssl starts a SASL_SSL broker instead (scripts/kafka_security.py, docs/security.md).
+KAFKA_BROKERS=3 (default 1) starts a cluster instead: three brokers and three KRaft controllers, each its
+own process, on ports from KAFKA_PORT on (scripts/kafka_cluster.py says which and why); ``node start|stop|
+kill NAME`` acts on one of its nodes. ``down`` and ``status`` find a cluster on KAFKA_PORT by themselves.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import kafka_cluster
 import kafka_security
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,12 +94,13 @@ def metrics_url() -> str:
     return f"http://127.0.0.1:{metrics_port()}/metrics"
 
 
-def metrics_reporter_config() -> list[str]:
-    """server.properties lines that load and configure the reporter (Strimzi's keys and allow list)."""
+def metrics_reporter_config(port: int | None = None) -> list[str]:
+    """server.properties lines that load and configure the reporter (Strimzi's keys and allow list),
+    serving on ``port`` (default: KAFKA_METRICS_PORT)."""
     return [
         *(f"{key}={cls}" for key, cls in REPORTER_CLASSES.items()),
         "prometheus.metrics.reporter.listener.enable=true",
-        f"prometheus.metrics.reporter.listener=http://127.0.0.1:{metrics_port()}",
+        f"prometheus.metrics.reporter.listener=http://127.0.0.1:{port or metrics_port()}",
         "prometheus.metrics.reporter.allowlist=" + ",".join(METRICS_ALLOW_LIST),
     ]
 
@@ -166,7 +171,122 @@ def host() -> str:
 
 
 def local_bootstrap() -> str:
+    if brokers() > 1:
+        return cluster().bootstrap
     return f"{host()}:{port()}"
+
+
+# --- KAFKA_BROKERS > 1: a cluster (scripts/kafka_cluster.py) -------------------------------------------
+
+
+def brokers() -> int:
+    raw = os.environ.get("KAFKA_BROKERS", "").strip() or "1"
+    if not raw.isdigit() or not 1 <= int(raw) <= kafka_cluster.MAX_BROKERS:
+        raise KafkaSetupError(f"KAFKA_BROKERS={raw!r}: must be 1 to {kafka_cluster.MAX_BROKERS}")
+    return int(raw)
+
+
+def cluster(count: int | None = None) -> kafka_cluster.Cluster:
+    """The cluster on KAFKA_PORT (``count`` brokers, default KAFKA_BROKERS, at least 2)."""
+    return kafka_cluster.Cluster(
+        port(), max(2, count or brokers()), CACHE, secure=kafka_security.enabled(), host=host()
+    )
+
+
+def _running_cluster() -> kafka_cluster.Cluster | None:
+    """A cluster of ours with live nodes on KAFKA_PORT (whatever KAFKA_BROKERS says now), else None."""
+    try:
+        root = cluster(kafka_cluster.MAX_BROKERS)
+    except kafka_cluster.ClusterError:  # a KAFKA_PORT too high for nine slots
+        root = cluster()
+    live = [n for n in root.nodes if root.pid(n) is not None]
+    if not live:
+        return None
+    count = max((n.index for n in live if n.role == "broker"), default=brokers())
+    return cluster(max(count, brokers()))
+
+
+def runtime() -> kafka_cluster.Runtime:
+    """java, the jars and the metrics reporter, resolved as for the single broker."""
+    java = _java()
+    cp = _classpath()
+    reporter: Any = metrics_reporter_config
+    try:
+        cp = f"{cp}{os.pathsep}{metrics_reporter_classpath()}"
+    except KafkaSetupError as exc:
+        print(f"local_kafka: no Prometheus metrics for the cluster: {exc}", file=sys.stderr, flush=True)
+        reporter = None
+    heap = tuple(os.environ.get("KAFKA_HEAP_OPTS", "-Xms256m -Xmx1g").split())
+    return kafka_cluster.Runtime(java=java, classpath=cp, log4j=LOG4J2, reporter=reporter, broker_heap=heap)
+
+
+def cluster_up(timeout: float = 180.0, found: kafka_cluster.Cluster | None = None) -> str:
+    """Start (or find) the cluster on KAFKA_PORT; its bootstrap address once every broker is registered."""
+    if _pid() is not None:
+        raise KafkaSetupError(
+            f"a single broker runs on KAFKA_PORT={port()}: "
+            f"stop it first (`make kafka-down KAFKA_PORT={port()}`)"
+        )
+    if kafka_security.enabled() and not shutil.which("java"):
+        raise KafkaSetupError("KAFKA_SECURITY=sasl_ssl needs java (keytool, the broker); none found")
+    found = found or cluster()
+    started = [n for n in found.nodes if found.pid(n) is None]
+    if started:
+        run = runtime()
+        found.prepare(run)
+        for node in started:
+            found.start(node, run)
+    try:
+        found.wait_registered((b.node_id for b in found.brokers), timeout)
+    except kafka_cluster.ClusterError as exc:
+        dead = [n.name for n in found.nodes if found.pid(n) is None]
+        logs = ", ".join(str(found.log_file(found.node(name))) for name in dead) or f"{found.root}/*/node.log"
+        raise KafkaSetupError(f"{exc}; see {logs}") from exc
+    factor, min_isr = found.replication()
+    print(
+        f"Kafka {KAFKA_VERSION}: {found.count} brokers at {found.bootstrap}, {len(found.controllers)} KRaft "
+        f"controllers ({found.voters}); replication factor {factor}, min.insync.replicas {min_isr}"
+        + (" (already running)" if not started else ""),
+        flush=True,
+    )
+    print(f"logs: {found.root}/<node>/node.log", flush=True)
+    secure = found.secure_broker()
+    if secure is not None:
+        count = secure.grant(kafka_security.service_acls())
+        print(f"ACLs: {count} rules for the producer and consumer users\n{secure.describe()}", flush=True)
+        print(f"bootstrap for every broker: BOOTSTRAP_SERVERS={found.bootstrap}", flush=True)
+    return found.bootstrap
+
+
+def cluster_status(found: kafka_cluster.Cluster) -> int:
+    registered = found.registered()
+    print(f"bootstrap: {found.bootstrap}")
+    leader = found.quorum_leader()
+    for node in found.nodes:
+        pid = found.pid(node)
+        state = f"running (pid {pid})" if pid else "stopped"
+        if node.role == "broker" and pid:
+            state += ", registered" if node.node_id in registered else ", not registered"
+        if node is leader:
+            state += ", quorum leader"
+        print(f"{node.name:<13} node.id {node.node_id:<4} {node.address:<16} {state}")
+        print(f"{'':<13} log {found.log_file(node)}  metrics http://127.0.0.1:{node.metrics_port}/metrics")
+    secure = found.secure_broker()
+    if secure is not None and secure.ca_cert.exists():
+        print(secure.describe())
+    return 0 if registered >= {b.node_id for b in found.brokers} else 1
+
+
+def node_command(action: str, name: str) -> None:
+    found = _running_cluster() or cluster()
+    node = found.node(name)
+    if action == "start":
+        found.prepare(runtime())
+        print(f"{name}: started (pid {found.start(node, runtime())})")
+    elif action == "stop":
+        print(f"{name}: {'stopped' if found.stop(node) else 'was not running'}")
+    else:
+        print(f"{name}: {'killed (SIGKILL)' if found.kill(node) else 'was not running'}")
 
 
 def state_dir() -> Path:
@@ -274,6 +394,25 @@ def _classpath() -> str:
     return f"{libs}/*"
 
 
+LOG4J2 = "\n".join(
+    [
+        "appender.out.type=Console",
+        "appender.out.name=OUT",
+        "appender.out.layout.type=PatternLayout",
+        "appender.out.layout.pattern=[%d] %p %m (%c)%n",
+        "rootLogger.level=INFO",
+        "rootLogger.appenderRef.out.ref=OUT",
+        "logger.kafka.name=kafka",
+        "logger.kafka.level=WARN",
+        "logger.apache.name=org.apache.kafka",
+        "logger.apache.level=WARN",
+        "logger.started.name=kafka.server.KafkaRaftServer",
+        "logger.started.level=INFO",
+        "",
+    ]
+)
+
+
 def _write_config(data: Path) -> Path:
     p = port()
     cfg = state_dir() / "server.properties"
@@ -305,26 +444,7 @@ def _write_config(data: Path) -> Path:
             ]
         ),
     )
-    log4j = state_dir() / "log4j2.properties"
-    log4j.write_text(
-        "\n".join(
-            [
-                "appender.out.type=Console",
-                "appender.out.name=OUT",
-                "appender.out.layout.type=PatternLayout",
-                "appender.out.layout.pattern=[%d] %p %m (%c)%n",
-                "rootLogger.level=INFO",
-                "rootLogger.appenderRef.out.ref=OUT",
-                "logger.kafka.name=kafka",
-                "logger.kafka.level=WARN",
-                "logger.apache.name=org.apache.kafka",
-                "logger.apache.level=WARN",
-                "logger.started.name=kafka.server.KafkaRaftServer",
-                "logger.started.level=INFO",
-                "",
-            ]
-        )
-    )
+    (state_dir() / "log4j2.properties").write_text(LOG4J2)
     return cfg
 
 
@@ -406,10 +526,16 @@ def _start_docker() -> None:
 
 def up(timeout: float = 120.0) -> str:
     """Make sure a broker answers; return its bootstrap address."""
+    if brokers() > 1:
+        return cluster_up(max(timeout, 180.0))
     named = os.environ.get("BOOTSTRAP_SERVERS")
     if named and answers(named):
         print(f"using the broker at BOOTSTRAP_SERVERS={named}", flush=True)
         return named
+    running = _running_cluster()
+    if running is not None:
+        print(f"a {running.count}-broker cluster runs on KAFKA_PORT={port()}: using it", flush=True)
+        return cluster_up(max(timeout, 180.0), running)
     bootstrap = local_bootstrap()
     if answers(bootstrap) and not _restart_without_reporter():
         print(f"Kafka already running at {bootstrap}", flush=True)
@@ -448,6 +574,12 @@ def _grant() -> None:
 
 
 def down() -> None:
+    running = _running_cluster()
+    if running is not None:
+        stopped = running.down()
+        print(f"stopped the local cluster on port {port()} ({', '.join(n.name for n in stopped)})")
+        if _pid() is None:
+            return
     docker_marker = state_dir() / "docker"
     if docker_marker.exists():
         subprocess.run(["docker", "rm", "-f", DOCKER_NAME], capture_output=True, check=False)
@@ -469,6 +601,9 @@ def down() -> None:
 
 
 def status() -> int:
+    running = _running_cluster()
+    if running is not None or brokers() > 1:
+        return cluster_status(running or cluster())
     bootstrap = local_bootstrap()
     ok = answers(bootstrap)
     pid = _pid()
@@ -489,10 +624,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "node", "bootstrap"])
+    parser.add_argument("action", nargs="?", choices=["start", "stop", "kill"], help="node: what to do")
+    parser.add_argument("name", nargs="?", help="node: broker-1 .. broker-N, controller-1 .. controller-3")
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args(argv)
     try:
+        if args.command == "node":
+            if not args.action or not args.name:
+                parser.error("node needs an action (start, stop, kill) and a node name (e.g. broker-2)")
+            node_command(args.action, args.name)
+            return 0
+        if args.command == "bootstrap":  # the address list of KAFKA_PORT and KAFKA_BROKERS
+            print(local_bootstrap())
+            return 0
         if args.command == "up":
             up(args.timeout)
             return 0
@@ -500,7 +645,12 @@ def main(argv: list[str] | None = None) -> int:
             down()
             return 0
         return status()
-    except (KafkaSetupError, kafka_security.SecuritySetupError, subprocess.CalledProcessError) as exc:
+    except (
+        KafkaSetupError,
+        kafka_cluster.ClusterError,
+        kafka_security.SecuritySetupError,
+        subprocess.CalledProcessError,
+    ) as exc:
         print(f"local_kafka: {exc}", file=sys.stderr)
         return 1
 

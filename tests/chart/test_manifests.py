@@ -17,7 +17,11 @@ K8S = ROOT / "k8s"
 KIND_CONFIG = K8S / "kind-config.yaml"
 VALUES = K8S / "values"
 ALL_YAML = sorted(p for p in K8S.rglob("*") if p.suffix in (".yaml", ".yml"))
-MANIFESTS = [p for p in ALL_YAML if p != KIND_CONFIG and VALUES not in p.parents]
+# A kustomize folder's files are its inputs, not objects to apply: checked rendered (test_kafka_sizing.py).
+KUSTOMIZE = {p.parent for p in ALL_YAML if p.name == "kustomization.yaml"}
+MANIFESTS = [
+    p for p in ALL_YAML if p != KIND_CONFIG and VALUES not in p.parents and p.parent not in KUSTOMIZE
+]
 
 
 def rel(path: Path) -> str:

@@ -735,6 +735,58 @@ def test_make_e2e_pins_the_kind_context() -> None:
     )
 
 
+# --- Strimzi 1.2.0: the keys that size the Kafka (k8s/kafka, k8s/kafka/production; issue 23) ---------
+# strimzi-kafka-operator 1.2.0:
+#   api/.../model/common/template/PodDisruptionBudgetTemplate.java: `maxUnavailable`, default 1, under
+#     spec.kafka.template.podDisruptionBudget (KafkaClusterTemplate.java)
+#   cluster-operator/.../model/PodDisruptionBudgetUtils.java createCustomControllerPodDisruptionBudget:
+#     minAvailable = max(0, nodes - maxUnavailable), nodes = every node of every pool
+#     (KafkaCluster.generatePodDisruptionBudget: nodes().size())
+#   api/.../model/common/TopologyLabelRack.java: spec.kafka.rack.topologyKey (type topology-label, default);
+#     KafkaBrokerConfigurationBuilder.withRackId: broker.rack from the init container's rack.id, brokers only;
+#     kafka-init/.../InitWriter.java writeRack: a node without the label -> the init container exits 1
+#   api/.../model/topic/KafkaTopicSpec.java: replicas, when absent the broker's default.replication.factor
+#   cluster-operator/.../model/KafkaCluster.java generatePerBrokerConfiguration: spec.kafka.config goes to
+#     every node, controllers included (withUserConfiguration): with eligible leader replicas (Kafka 4) the
+#     controllers write their min.insync.replicas as the cluster-wide default, so it must be there
+#     (the local cluster does the same: scripts/kafka_cluster.py)
+#   packaging/examples/kafka/kafka-persistent.yaml: the production example: a `controller` pool of 3 and a
+#     `broker` pool of 3, replication factors 3, min.insync.replicas 2, transaction.state.log.min.isr 2
+STRIMZI_PDB_DEFAULT_MAX_UNAVAILABLE = 1
+STRIMZI_RACK_KEY = "topologyKey"
+STRIMZI_PRODUCTION_EXAMPLE_CONFIG = {
+    "offsets.topic.replication.factor": 3,
+    "transaction.state.log.replication.factor": 3,
+    "transaction.state.log.min.isr": 2,
+    "default.replication.factor": 3,
+    "min.insync.replicas": 2,
+}
+
+
+def strimzi_pdb_min_available(pools: list[Obj], kafka: Obj) -> int:
+    """minAvailable of the PodDisruptionBudget Strimzi 1.2.0 creates for these node pools."""
+    template = kafka["spec"]["kafka"].get("template", {}).get("podDisruptionBudget", {})
+    nodes = sum(p["spec"]["replicas"] for p in pools)
+    return max(0, nodes - template.get("maxUnavailable", STRIMZI_PDB_DEFAULT_MAX_UNAVAILABLE))
+
+
+def test_strimzi_sizing_keys_give_one_node_at_a_time_and_the_upstream_production_settings() -> None:
+    from tests.chart.test_kafka_sizing import production_objects
+
+    kafka, pools = kafka_objects()
+    assert strimzi_pdb_min_available(pools, kafka) == 0  # the single dev node may be drained
+    production = list(production_objects())
+    prod_kafka = next(o for o in production if o["kind"] == "Kafka")
+    prod_pools = [o for o in production if o["kind"] == "KafkaNodePool"]
+    nodes = sum(p["spec"]["replicas"] for p in prod_pools)
+    # a voluntary disruption (drain, upgrade) takes one node: a partition keeps 2 of its 3 replicas in sync
+    assert strimzi_pdb_min_available(prod_pools, prod_kafka) == nodes - 1
+    assert STRIMZI_RACK_KEY in prod_kafka["spec"]["kafka"]["rack"]
+    config = prod_kafka["spec"]["kafka"]["config"]
+    assert {k: config[k] for k in STRIMZI_PRODUCTION_EXAMPLE_CONFIG} == STRIMZI_PRODUCTION_EXAMPLE_CONFIG
+    assert sorted(p["metadata"]["name"] for p in prod_pools) == ["broker", "controller"]
+
+
 # --- 9. kube-prometheus-stack 88.2.0: how its Alertmanager selects AlertmanagerConfigs ----------------
 # kube-prometheus-stack 88.2.0 (appVersion v0.93.0):
 #   templates/alertmanager/alertmanager.yaml renders the Alertmanager's spec.alertmanagerConfigSelector from

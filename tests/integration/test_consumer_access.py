@@ -55,21 +55,18 @@ def _grant(secured: SecuredKafka, acls: list[Acl], producer_topic: str = "") -> 
 
 def _revoke(secured: SecuredKafka, acl: Acl) -> None:
     """Delete the consumer's ACLs of one rule set (as admin)."""
-    admin = AdminClient(secured.config("admin"))
-    filters: list[AclBindingFilter] = []
-    for rule in sorted(acl.rules()):
-        binding = kafka_security.acl_binding("consumer", rule)
-        filters.append(
-            AclBindingFilter(
-                binding.restype,
-                binding.name,
-                binding.resource_pattern_type,
-                binding.principal,
-                binding.host,
-                binding.operation,
-                binding.permission_type,
-            )
+    _delete(secured, [kafka_security.acl_binding("consumer", rule) for rule in sorted(acl.rules())])
+
+
+def _delete(secured: SecuredKafka, bindings: list[Any]) -> None:
+    """Delete exactly these ACL bindings (as admin)."""
+    filters = [
+        AclBindingFilter(
+            b.restype, b.name, b.resource_pattern_type, b.principal, b.host, b.operation, b.permission_type
         )
+        for b in bindings
+    ]
+    admin = AdminClient(secured.config("admin"))  # held until the futures are done
     for future in admin.delete_acls(filters, request_timeout=30).values():
         future.result(timeout=30)
 
@@ -220,21 +217,137 @@ def test_wrong_password_at_start_up_then_fixed_without_a_restart(
         _recovered(watched)
 
 
+def _right(names: Names, right: str) -> Acl:
+    """The consumer's ACL a test takes away: the output's Write, or the input's Read (with its Describe)."""
+    if right == "output-write":
+        return Acl("topic", names.output, "literal", (WRITE,))
+    read_input = consumer_acls(names.input, names.output, names.dlq, names.group)[0]
+    assert (read_input.resource, read_input.name) == ("topic", names.input)
+    return read_input
+
+
+@pytest.mark.parametrize("right", ["output-write", "input-read"])
 @pytest.mark.parametrize("guarantee", GUARANTEES)
-def test_output_write_revoked_mid_stream_then_granted(
-    secured_kafka: SecuredKafka, granted: Names, guarantee: str
+def test_right_revoked_mid_stream_then_granted(
+    secured_kafka: SecuredKafka, granted: Names, guarantee: str, right: str
 ) -> None:
-    write_output = Acl("topic", granted.output, "literal", (WRITE,))
+    acl = _right(granted, right)
     first = _send(secured_kafka, granted.input, 40)
     with consuming(_settings(secured_kafka, granted, guarantee)) as watched:
         _outputs(secured_kafka, granted, first, guarantee)
-        _revoke(secured_kafka, write_output)
+        _revoke(secured_kafka, acl)
         time.sleep(2.0)  # the broker applies the change from its metadata log
         second = _send(secured_kafka, granted.input, 40, start=40)
         watched.refused("authorization", "authorization failed")
-        _grant(secured_kafka, [write_output])
+        _grant(secured_kafka, [acl])
         _outputs(secured_kafka, granted, first + second, guarantee)
         _recovered(watched)
+
+
+def test_input_read_refused_while_idle_is_ready_again_once_granted(
+    secured_kafka: SecuredKafka, granted: Names
+) -> None:
+    """No event arrives after the grant: nothing but the consumer's probe of the refused partitions
+    (intake/refusals.py) can tell that reading works again."""
+    read_input = _right(granted, "input-read")
+    first = _send(secured_kafka, granted.input, 40)
+    with consuming(_settings(secured_kafka, granted, "at-least-once")) as watched:
+        _outputs(secured_kafka, granted, first, "at-least-once")
+        _revoke(secured_kafka, read_input)
+        watched.refused("authorization", "authorization failed")
+        time.sleep(35.0)  # past the refusal window: only the held read keeps /ready failed now
+        assert not watched.app.ready()[0], "a refused read is not ready while it lasts"
+        _grant(secured_kafka, [read_input])
+        _recovered(watched)
+
+
+@pytest.mark.parametrize("guarantee", GUARANTEES)
+def test_changelog_restore_refused_at_start_up_then_granted(
+    secured_kafka: SecuredKafka, granted: Names, guarantee: str
+) -> None:
+    """State to restore (a first run wrote its changelog), then the changelog's Read denied: the next
+    start cannot restore, says so, processes nothing (no state, no scoring), and carries on once allowed."""
+    first = _send(secured_kafka, granted.input, 40)
+    with consuming(_settings(secured_kafka, granted, guarantee)):
+        _outputs(secured_kafka, granted, first, guarantee)
+    changelog = f"{granted.group}-detector-state"  # ConsumerSettings: <GROUP_ID>-detector-state
+    denied = _deny(secured_kafka, changelog, "READ")
+    second = _send(secured_kafka, granted.input, 40, start=40)
+    try:
+        with consuming(_settings(secured_kafka, granted, guarantee)) as watched:
+            watched.refused("authorization", "authorization failed")
+            _undeny(secured_kafka, denied)
+            _outputs(secured_kafka, granted, first + second, guarantee)
+            _recovered(watched)
+    finally:
+        _undeny(secured_kafka, denied)
+
+
+def test_repartition_purge_refused_is_counted_and_processing_goes_on(
+    secured_kafka: SecuredKafka, granted: Names
+) -> None:
+    """Deleting consumed repartition records is housekeeping: refused, it is counted and logged, events
+    keep flowing, and once allowed again the records are purged (the topic's start moves on)."""
+    repartition = f"{granted.group}-network-repartition"  # ConsumerSettings.repartition_topic()
+    denied = _deny(secured_kafka, repartition, "DELETE")
+    try:
+        with consuming(_settings(secured_kafka, granted, "at-least-once")) as watched:
+            ids = _send(secured_kafka, granted.input, 40)
+            _outputs(secured_kafka, granted, ids, "at-least-once")
+            more = _send(secured_kafka, granted.input, 40, start=40)
+            # PURGE_SECONDS (30 s) after the first commit the consumer tries; the refusal is counted
+            wait_for(lambda: watched.errors("authorization") >= 1, 120, "the refused purge counted")
+            _outputs(secured_kafka, granted, ids + more, "at-least-once")
+            assert watched.thread is not None
+            assert watched.thread.is_alive()
+            _undeny(secured_kafka, denied)
+            wait_for(
+                lambda: _start_offsets(secured_kafka, repartition) > 0, 120, "the purge done once allowed"
+            )
+    finally:
+        _undeny(secured_kafka, denied)
+
+
+def _deny(secured: SecuredKafka, topic: str, operation: str) -> Any:
+    """A DENY binding for the consumer on one literal topic (a deny wins over the prefix's allow)."""
+    from confluent_kafka.admin import (
+        AclBinding,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    binding = AclBinding(
+        ResourceType.TOPIC,
+        topic,
+        ResourcePatternType.LITERAL,
+        "User:consumer",
+        "*",
+        AclOperation[operation],
+        AclPermissionType.DENY,
+    )
+    admin = AdminClient(secured.config("admin"))
+    for future in admin.create_acls([binding], request_timeout=30).values():
+        future.result(timeout=30)
+    time.sleep(2.0)  # the broker applies the change from its metadata log
+    return binding
+
+
+def _undeny(secured: SecuredKafka, binding: Any) -> None:
+    _delete(secured, [binding])
+
+
+def _start_offsets(secured: SecuredKafka, topic: str) -> int:
+    """Sum of the low watermarks of ``topic``'s partitions (as admin)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    probe = Consumer({**secured.config("admin"), "group.id": f"probe-{uuid.uuid4().hex[:6]}"})
+    try:
+        parts = probe.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[0] for p in parts)
+    finally:
+        probe.close()
 
 
 def test_refused_transactional_id_at_start_up_then_granted(

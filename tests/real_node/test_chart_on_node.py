@@ -80,12 +80,12 @@ def read_topic(bootstrap: str, topic: str, start: dict[int, int] | None = None) 
     return values
 
 
-def group_lag(bootstrap: str, group: str, topic: str) -> int:
+def behind(bootstrap: str, group: str, topic: str, ends: dict[int, int]) -> int:
+    """Records of ``topic`` below ``ends`` that the group has not committed yet."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
-        end = end_offsets(bootstrap, topic)
-        committed = consumer.committed([TopicPartition(topic, p) for p in end], timeout=15)
-        return sum(end[tp.partition] - max(tp.offset, 0) for tp in committed)
+        committed = consumer.committed([TopicPartition(topic, p) for p in ends], timeout=15)
+        return sum(max(0, ends[tp.partition] - max(tp.offset, 0)) for tp in committed)
     finally:
         consumer.close()
 
@@ -113,16 +113,23 @@ def set_producer_replicas(release: Release, replicas: int) -> None:
 
 
 def drained(release: Release, env: dict[str, str]) -> None:
-    """Waits until the consumer group has committed the end offsets of the input (user stage) and then
-    of its repartition topic (network stage, which writes the outputs): only then is every output out."""
-    bootstrap, group = release.node.bootstrap, env["GROUP_ID"]
-    for topic in (env["INPUT_TOPIC"], f"{group}-network-repartition"):
-        wait_for(
-            f"the consumer group to drain {topic}",
-            lambda t=topic: group_lag(bootstrap, group, t) == 0,
-            600,
-            2,
-        )
+    """Waits until the consumer group has committed the end offsets of the input (user stage), then the
+    end offsets its repartition topic had at that moment (network stage, which writes the outputs): only
+    then is every output out. Not "lag 0" on the repartition topic: each user stage keeps writing progress
+    records there while idle (stages/user.py), so its end moves on and a zero lag is only seen by luck."""
+    bootstrap, group, source = release.node.bootstrap, env["GROUP_ID"], env["INPUT_TOPIC"]
+    sent = end_offsets(bootstrap, source)  # no writer is left: the producer pods are scaled to 0
+    wait_for(
+        f"the consumer group to drain {source}", lambda: behind(bootstrap, group, source, sent) == 0, 600, 2
+    )
+    repartition = f"{group}-network-repartition"
+    routed = end_offsets(bootstrap, repartition)  # every event record is below these: the input was drained
+    wait_for(
+        f"the consumer group to drain {repartition}",
+        lambda: behind(bootstrap, group, repartition, routed) == 0,
+        600,
+        2,
+    )
 
 
 def assert_nothing_lost(
@@ -305,40 +312,51 @@ def test_a_consumer_pod_force_deleted_mid_stream_loses_nothing(release: Release)
 def test_upgrade_to_three_consumers_mid_stream_loses_nothing_and_still_detects_stuffing(
     release: Release,
 ) -> None:
+    """Credential-stuffing waves (40 accounts from one address, keyed by user, so spread over every input
+    partition and so over every replica's user stage; only the network stage sees them together) before,
+    during and after the 2 -> 3 rebalance. The first wave primes the address's window; every failing
+    account of the later waves must then be flagged, whatever order the network stage sees them in: the
+    window already holds at least STUFFING_ACCOUNTS accounts. A network stage whose new owner lost the
+    window in the handover (state not restored, or restored short) leaves the first accounts of the next
+    wave unflagged.
+
+    Not asserted on the priming wave: its events are backdated 0-20 s (``attack_round``) behind the live
+    traffic of their partitions, so the event-time merge cannot put them back in order across partitions
+    (stages/merge.py) and an account is counted against the accounts of its own event-time window applied
+    so far (stores/networks.py): how many of the first wave are flagged depends on arrival order. The same
+    happens with no rebalance at all (the local pipeline: 18 of its 36 failures flagged)."""
     env = release_env(release)
     start = marks(release, env)
     from confluent_kafka import Producer
 
     producer = Producer({"bootstrap.servers": release.node.bootstrap, "acks": "all"})
-    stuffed: set[str] = set()
     tag = f"rn{int(time.time())}"
+    waves: dict[str, set[str]] = {}
+
+    def send(wave: str) -> None:
+        waves[wave] = set()
+        for key, value in attack_round(f"{tag}-{wave}"):
+            if key.startswith("cs-user-"):
+                waves[wave].add(key)
+            producer.produce(env["INPUT_TOPIC"], value=value, key=key.encode())
+        producer.flush(30)
+
+    send("prime")
+    time.sleep(5)
     to_three = install_args(release.name, release.namespace, "--reuse-values", "--set", "consumer.replicas=3")
     upgrade = subprocess.Popen(
         [release.node.helm_binary(), *to_three],
         env=release.node.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    # crafted waves across the upgrade: 40 accounts from one address, keyed by user, so spread over every
-    # partition and so over every replica's user stage; only the network stage sees them together
-    for wave in range(3):
-        for key, value in attack_round(f"{tag}-{wave}"):
-            if key.startswith("cs-user-"):
-                stuffed.add(key)
-            producer.produce(env["INPUT_TOPIC"], value=value, key=key.encode())
-        producer.flush(30)
+    for wave in ("during-1", "during-2", "during-3"):
+        send(wave)
         time.sleep(5)
     _, err = upgrade.communicate(timeout=600)
     assert upgrade.returncode == 0, err[-2000:]
     wait_for("3 ready consumer pods", lambda: len(release.ready_pods("consumer")) == 3, 300, 3)
-    # and waves once the three replicas hold the partitions: the ones the detection check is about
-    settled: set[str] = set()
-    for wave in range(3, 5):
-        for key, value in attack_round(f"{tag}-{wave}"):
-            if key.startswith("cs-user-"):
-                settled.add(key)
-            producer.produce(env["INPUT_TOPIC"], value=value, key=key.encode())
-        producer.flush(30)
+    for wave in ("after-1", "after-2"):
+        send(wave)
         time.sleep(5)
-    stuffed |= settled
     set_producer_replicas(release, 0)
     try:
         drained(release, env)
@@ -349,25 +367,18 @@ def test_upgrade_to_three_consumers_mid_stream_loses_nothing_and_still_detects_s
         flagged = {
             o["user_id"]
             for o in outputs
-            if o["user_id"] in stuffed
-            and any(d["detector"] == "credential_stuffing" for d in o.get("detections", []))
+            if any(d["detector"] == "credential_stuffing" for d in o.get("detections", []))
         }
         pods = {p["spec"]["nodeName"] for p in release.pods("consumer")}
-        print(f"\nupgrade to 3: {figures}; stuffing flagged {len(flagged)}/{len(stuffed)} accounts")
         assert pods == {"login-stream-node"}
 
-        # within one wave alone the 10th failing account (index 11: 0, 10, 20, 30 succeed) reaches the
-        # detector's threshold (STUFFING_ACCOUNTS=10), so every failing account from there on must be
-        # flagged, whichever replica's user stage saw it. Asserted for the waves sent once the three
-        # replicas were Ready; the waves in flight during the rebalance are reported, not asserted: a run
-        # here saw 8 of their 27 such accounts unflagged (docs/kubernetes.md, a finding still open)
-        def must(keys: set[str]) -> set[str]:
-            return {k for k in keys if (i := int(k.rsplit("-", 1)[1])) >= 11 and i % 10}
+        def failing(keys: set[str]) -> set[str]:  # accounts 0, 10, 20, 30 of a wave log in successfully
+            return {k for k in keys if int(k.rsplit("-", 1)[1]) % 10}
 
-        during = must(stuffed - settled) - flagged
-        print(f"during the rebalance: {len(during)} accounts past the threshold unflagged")
-        missed = sorted(must(settled) - flagged)
-        assert not missed, f"not flagged: {missed[:10]} ({len(flagged)}/{len(stuffed)} flagged)"
+        report = {w: f"{len(failing(k) & flagged)}/{len(failing(k))}" for w, k in waves.items()}
+        print(f"\nupgrade to 3: {figures}; failing accounts flagged per wave: {report}")
+        missed = sorted(k for w, keys in waves.items() if w != "prime" for k in failing(keys) - flagged)
+        assert not missed, f"not flagged after the priming wave: {missed[:10]} ({report})"
     finally:
         set_producer_replicas(release, 1)
 

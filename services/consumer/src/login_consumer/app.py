@@ -17,7 +17,9 @@ of the process share the partitions of both, as Kafka Streams instances do. Each
 * the checkpoint (``delivery/checkpoint.py``): commits every ``COMMIT_INTERVAL_MS`` (at-least-once: the
   acknowledged offsets; exactly-once: one transaction), commit limits, rewind points, the repartition purge;
 * the state manager (``stores/manager.py``): restore on assignment, forget on revocation, rewind;
-* the internal topics (``topics.py``) and the access policy (``operations/access.py``).
+* the internal topics (``topics.py``) and the access policy (``operations/access.py``);
+* the probes (``operations/probes.py``): what ``/healthz`` and ``/ready`` answer, the cluster's health
+  (``delivery/cluster.py``) included.
 
 Refused, not crashed (docs/security.md): at start-up the input topic must exist, the internal topics must
 exist or be created, and (exactly-once) the transactional id must be granted; each step is retried with
@@ -47,7 +49,6 @@ from login_consumer.errors import CommitFailed
 from login_consumer.metrics import ConsumerMetrics
 from login_consumer.operations.access import AccessFailures, Backoff
 from login_consumer.operations.events import Events
-from login_consumer.operations.retry import Retrier
 from login_consumer.process import Processor
 from login_consumer.records import TP
 from login_consumer.topology import NETWORK, USER
@@ -56,7 +57,6 @@ from login_consumer.wiring import assemble, prepare
 log = structlog.get_logger("login_consumer")
 
 REFRESH_SECONDS: Final = 1.0  # lag and detector state sizes
-LIVENESS_SECONDS: Final = 60.0  # /healthz fails when the loop has not turned for this long
 
 
 class ConsumerApp:
@@ -85,37 +85,13 @@ class ConsumerApp:
         self.repartition_topic = self.user_stage.repartition_topic
         self._consumer, self.group, self.state = parts.consumer, parts.group, parts.state
         self.checkpoint, self.sender, self.topology = parts.checkpoint, parts.sender, parts.topology
-        self.parts, self.producers = parts, parts.producers
-        self.retrier = Retrier(self._access, self.events.warn, self._still_alive, parts.credentials.check)
+        self.parts, self.producers, self.health = parts, parts.producers, parts.health
+        self.probes, self.retrier = parts.probes, parts.retrier  # /healthz and /ready; start-up retries
+        self.alive, self.ready, self.assigned = self.probes.alive, self.probes.ready, self.probes.assigned
         self._backoff, self._restore_backoff, self._restore_due = Backoff(), Backoff(), 0.0
         self._resubscribe_backoff, self._resubscribe_due, self._topics = Backoff(), 0.0, list[str]()
         self._stop = threading.Event()
-        self.assigned = threading.Event()
-        self._alive_at = time.monotonic()
-        self._running = False
         self._refreshed_at = 0.0
-
-    # ------------------------------------------------------------------ health
-
-    def alive(self) -> tuple[bool, str]:
-        """False when the loop has not turned for LIVENESS_SECONDS (stuck), else True."""
-        idle = time.monotonic() - self._alive_at
-        if self._running and idle > LIVENESS_SECONDS:
-            return False, f"processing loop stalled for {idle:.0f}s"
-        return True, "ok"
-
-    def _still_alive(self) -> None:
-        self._alive_at = time.monotonic()
-
-    def ready(self) -> tuple[bool, str]:
-        refused = self._access.blocked() or self.retrier.waiting
-        if refused:
-            return False, refused
-        if self.state.pending:
-            return False, f"state of {len(self.state.pending)} partition(s) not restored yet"
-        if self._running and self.assigned.is_set():
-            return True, f"in group, {len(self.group.assignment)} partition(s)"
-        return False, "not in the group yet"
 
     # ------------------------------------------------------------------ rebalances
 
@@ -145,7 +121,7 @@ class ConsumerApp:
         self.metrics.rebalances.labels("lost").inc()
         gone = {(p.topic, p.partition) for p in partitions}
         self.checkpoint.forget(gone)
-        if self.exactly_once and self.checkpoint.in_transaction:
+        if self.exactly_once and self.checkpoint.transactions.open:
             self.checkpoint.abort()  # the open transaction may hold other partitions' records: redo them
             self._rewind()
         self._forget(gone, lost=True)
@@ -162,8 +138,8 @@ class ConsumerApp:
 
     def run(self, stop: threading.Event) -> None:
         settings = self.settings
-        self._running, self._stop = True, stop
-        self._alive_at = time.monotonic()
+        self.probes.running, self._stop = True, stop
+        self.probes.beat()
         topics = [settings.input_topic]
         if self.repartition_topic is not None and self.network_stage is not None:
             topics.append(self.repartition_topic)
@@ -173,11 +149,12 @@ class ConsumerApp:
             if ready:
                 self._topics = topics
                 self._subscribe()
+                self.health.start()
             if ready and self.exactly_once:
                 ready = self.retrier.until_done(stop, "init_transactions", self.producers.init_transactions)
         finally:
             if not ready:  # stopped while waiting, or a setting that can never work
-                self._running = False
+                self.probes.running = False
                 with suppress(KafkaException, RuntimeError):
                     self._consumer.close()
         if not ready:
@@ -212,7 +189,8 @@ class ConsumerApp:
     def _turn(self) -> None:
         """One turn of the loop: read, process, serve acknowledgements, commit when due."""
         messages = self.group.take(self.checkpoint.wait_left())
-        self._alive_at = time.monotonic()
+        self.probes.beat()
+        now = self.probes.alive_at
         inputs, repartitioned = self.group.split(
             messages, self.repartition_topic, self.events.on_consume_error
         )
@@ -223,13 +201,13 @@ class ConsumerApp:
         if self.checkpoint.is_due():
             self._commit()
         self.parts.credentials.check()
-        if self.group.refused and self._alive_at >= self._resubscribe_due:
+        if self.group.refused and now >= self._resubscribe_due:
             self._resubscribe()
-        if self.state.pending and self._alive_at >= self._restore_due:
+        if self.state.pending and now >= self._restore_due:
             self.group.release(self.state.retry())
             self._restore_due = time.monotonic() + (self._restore_backoff.next() if self.state.pending else 0)
-        if self._alive_at - self._refreshed_at >= REFRESH_SECONDS:
-            self._refreshed_at = self._alive_at
+        if now - self._refreshed_at >= REFRESH_SECONDS:
+            self._refreshed_at = now
             self.topology.refresh_metrics()
 
     # ------------------------------------------------------------------ commit and rewind
@@ -265,7 +243,8 @@ class ConsumerApp:
         self.group.rewind(points)
 
     def _close(self, stop: threading.Event) -> None:
-        self._running = False
+        self.probes.running = False
+        self.health.stop()
         self.assigned.clear()
         deadline = time.monotonic() + self.settings.shutdown_timeout * 0.6 if stop.is_set() else None
         try:

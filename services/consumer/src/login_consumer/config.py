@@ -6,6 +6,13 @@ chart and the docs write them, and are parsed once, when the model is loaded, by
 The detectors' own settings (``DETECTORS``, thresholds, bounds) are a part of this model defined with them
 (``detectors/settings.py``), as the privacy settings are (``privacy.py``). This module imports names and
 settings parts, never the detectors themselves: nothing below the settings imports them back.
+
+The consumer's other settings are typed groups, one class per concern, each naming the code it configures:
+``PipelineSettings`` (topics, group, metrics port), ``LoopSettings`` (batch, poll, commit interval,
+outputs in flight), ``InternalTopicSettings``, ``DeliverySettings`` (guarantee, client timeouts),
+``InputSettings`` (what an input must be), ``RiskSettings``, ``EnrichmentSettings`` and ``StateSettings``
+(changelog, restore, event-time alignment). ``ConsumerSettings`` inherits them all, so every setting is
+still one environment variable and one attribute (``settings.batch_size``): nothing outside changes.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from typing import Any, Literal
 
 from packaging.version import InvalidVersion, Version
 from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic_settings import BaseSettings
 
 from login_common.settings import CommonSettings
 from login_consumer.detectors.names import CREDENTIAL_STUFFING
@@ -25,31 +33,43 @@ from login_consumer.risk import DEFAULT_WEIGHTS, parse_weights
 Guarantee = Literal["at-least-once", "exactly-once"]
 
 
-class ConsumerSettings(CommonSettings, PrivacySettings, DetectorSettings):
-    _weights: dict[str, int] = PrivateAttr(default_factory=dict)  # RISK_WEIGHTS, parsed (_lists)
+class PipelineSettings(BaseSettings):
+    """Where the consumer reads, writes and answers: the output and dead-letter topics, the group, the
+    metrics port (the input topic and the cluster are the common settings, ``login_common.settings``)."""
 
     output_topic: str = Field(
         "processed-logins", min_length=1, max_length=249, description="Topic of processed events."
     )
+
     dlq_topic: str = Field(
         "user-login-dlq",
         min_length=1,
         max_length=249,
         description="Dead-letter topic for events that cannot be processed.",
     )
+
     group_id: str = Field("login-consumer", min_length=1, description="Kafka consumer group id.")
+
     metrics_port: int = Field(
         8000, ge=0, le=65535, description="Port of /metrics, /healthz and /ready (0 = any free port)."
     )
+
+
+class LoopSettings(BaseSettings):
+    """The loop's pace: the batch, the wait for one, how often progress is committed, and the outputs
+    in flight above which the input is paused (``intake/group.py``, ``delivery/checkpoint.py``)."""
+
     batch_size: int = Field(
         1000,
         ge=1,
         le=100_000,
         description="Most messages per batch: what is already fetched is taken at once, never waited for.",
     )
+
     poll_timeout: float = Field(
         0.5, gt=0, le=30, description="Longest wait for a message when none is fetched (seconds)."
     )
+
     commit_interval_ms: int = Field(
         1_000,
         ge=10,
@@ -59,12 +79,18 @@ class ConsumerSettings(CommonSettings, PrivacySettings, DetectorSettings):
             "offsets; exactly-once commits one transaction (as Kafka Streams' commit.interval.ms)."
         ),
     )
+
     max_in_flight: int = Field(
         20_000,
         ge=100,
         le=1_000_000,
         description="Outputs awaiting acknowledgement above which the input partitions are paused.",
     )
+
+
+class InternalTopicSettings(BaseSettings):
+    """The internal topics the consumer creates (``topics.py``): whether, and how replicated."""
+
     auto_create_internal_topics: bool = Field(
         True,
         description=(
@@ -72,85 +98,72 @@ class ConsumerSettings(CommonSettings, PrivacySettings, DetectorSettings):
             "state changelog) like the input topic; false = they must exist (e.g. KafkaTopic resources)."
         ),
     )
+
+    topic_replication_factor: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description=(
+            "Replication factor of the internal topics the consumer creates; 0 = as the cluster allows, "
+            "min(3, brokers), read once. min.insync.replicas is one less (at least 1)."
+        ),
+    )
+
+
+class DeliverySettings(BaseSettings):
+    """The processing guarantee and the Kafka clients' timeouts (``delivery/``, ``operations/clients.py``)."""
+
     processing_guarantee: Guarantee = Field(
         "at-least-once",
         description="at-least-once (commit after outputs are acknowledged) or exactly-once (transactions).",
     )
+
     transactional_id: str = Field(
         "",
         max_length=249,
         description="Transactional id in exactly-once mode; empty = GROUP_ID-<hostname> (stable per pod).",
     )
+
     transaction_timeout_ms: int = Field(
         60_000, ge=1_000, le=900_000, description="transaction.timeout.ms in exactly-once mode."
     )
+
     session_timeout_ms: int = Field(
         45_000, ge=6_000, le=300_000, description="Consumer group session timeout (session.timeout.ms)."
     )
+
     delivery_timeout: float = Field(
         30.0, gt=0, le=600, description="Seconds to wait for the broker to acknowledge a batch's outputs."
     )
+
     linger_ms: int = Field(5, ge=0, le=1_000, description="Output producer linger.ms (batching delay).")
+
     shutdown_timeout: float = Field(
         8.0, gt=0, le=60, description="Seconds allowed to drain and commit on SIGTERM/SIGINT."
     )
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.processing_guarantee == "exactly-once"
+
+
+class InputSettings(BaseSettings):
+    """What an input event must be, else it is dead-lettered (``validate.py``)."""
+
     max_event_bytes: int = Field(
         65_536, ge=256, le=10_485_760, description="Larger input messages are dead-lettered (too_large)."
     )
+
     timestamp_max_age_seconds: int = Field(
         30 * 86_400, ge=0, description="Events older than this (by their timestamp) are invalid."
     )
+
     timestamp_max_ahead_seconds: int = Field(
         300, ge=0, description="Events further in the future than this are invalid."
     )
+
     min_app_version: str = Field(
         "2.3.0", min_length=1, description="Oldest supported app version (PEP 440, e.g. 2.3.0)."
-    )
-    risk_weights: str = Field(
-        "",
-        description=(
-            "Overrides of risk factor weights, 'name=weight,...' (0-100). Factors: "
-            + ", ".join(DEFAULT_WEIGHTS)
-        ),
-    )
-    risk_medium_threshold: int = Field(30, ge=1, le=100, description="Scores from here on are medium.")
-    risk_high_threshold: int = Field(60, ge=1, le=100, description="Scores from here on are high.")
-    geo_cache_size: int = Field(
-        100_000, ge=0, le=10_000_000, description="Entries of the bounded per-IP enrichment cache."
-    )
-    geoip_data_file: str = Field(
-        "geoip2fast-ipv6.dat.gz",
-        min_length=1,
-        description="geoip2fast dataset: a file name bundled with geoip2fast, or a path.",
-    )
-
-    state_changelog: bool = Field(
-        True,
-        description=(
-            "Write detector state to a compacted changelog topic with each batch and restore it on "
-            "assignment (false: state starts empty after a restart or rebalance)."
-        ),
-    )
-    state_topic: str = Field(
-        "",
-        max_length=249,
-        description="Changelog topic of the detector state; empty = GROUP_ID-detector-state.",
-    )
-    event_time_alignment: bool = Field(
-        True,
-        description=(
-            "Release consumed events in event-time order across the assigned partitions (a consumer "
-            "catching up reads its partitions at different paces; network windows need one clock)."
-        ),
-    )
-    alignment_max_wait_ms: int = Field(
-        2_000, ge=0, le=60_000, description="Event-time alignment: longest wait for a silent partition."
-    )
-    alignment_max_buffered: int = Field(
-        100_000, ge=1_000, le=5_000_000, description="Event-time alignment: most messages held back."
-    )
-    state_restore_timeout: float = Field(
-        120.0, gt=0, le=3_600, description="Seconds allowed to read a partition assignment's changelog."
     )
 
     @field_validator("min_app_version")
@@ -162,8 +175,26 @@ class ConsumerSettings(CommonSettings, PrivacySettings, DetectorSettings):
             raise ValueError(f"{value!r} is not a PEP 440 version") from None
         return value
 
+
+class RiskSettings(BaseSettings):
+    """The risk model's weights and level thresholds (``risk.py``); ``RISK_WEIGHTS`` parsed once."""
+
+    _weights: dict[str, int] = PrivateAttr(default_factory=dict)  # RISK_WEIGHTS, parsed (_lists)
+
+    risk_weights: str = Field(
+        "",
+        description=(
+            "Overrides of risk factor weights, 'name=weight,...' (0-100). Factors: "
+            + ", ".join(DEFAULT_WEIGHTS)
+        ),
+    )
+
+    risk_medium_threshold: int = Field(30, ge=1, le=100, description="Scores from here on are medium.")
+
+    risk_high_threshold: int = Field(60, ge=1, le=100, description="Scores from here on are high.")
+
     @model_validator(mode="after")
-    def _lists(self) -> ConsumerSettings:
+    def _lists(self) -> RiskSettings:
         """Parse the list settings, once (``names.py``); a bad entry is named with its variable."""
         try:
             self._weights = {**DEFAULT_WEIGHTS, **parse_weights(self.risk_weights)}
@@ -172,7 +203,7 @@ class ConsumerSettings(CommonSettings, PrivacySettings, DetectorSettings):
         return self
 
     @model_validator(mode="after")
-    def _thresholds(self) -> ConsumerSettings:
+    def _thresholds(self) -> RiskSettings:
         if self.risk_medium_threshold >= self.risk_high_threshold:
             raise ValueError(
                 f"RISK_MEDIUM_THRESHOLD ({self.risk_medium_threshold}) must be below "
@@ -180,13 +211,80 @@ class ConsumerSettings(CommonSettings, PrivacySettings, DetectorSettings):
             )
         return self
 
-    @property
-    def exactly_once(self) -> bool:
-        return self.processing_guarantee == "exactly-once"
-
     def weights(self) -> dict[str, int]:
         """``RISK_WEIGHTS`` over the default weights: every risk factor's weight."""
         return dict(self._weights)
+
+
+class EnrichmentSettings(BaseSettings):
+    """The geo enrichment (``enrich/``): its cache and dataset."""
+
+    geo_cache_size: int = Field(
+        100_000, ge=0, le=10_000_000, description="Entries of the bounded per-IP enrichment cache."
+    )
+
+    geoip_data_file: str = Field(
+        "geoip2fast-ipv6.dat.gz",
+        min_length=1,
+        description="geoip2fast dataset: a file name bundled with geoip2fast, or a path.",
+    )
+
+
+class StateSettings(BaseSettings):
+    """The detectors' state (``stores/``): its changelog topic and restore, and the event-time alignment
+    that gives the windows one clock across partitions (``intake/align.py``)."""
+
+    state_changelog: bool = Field(
+        True,
+        description=(
+            "Write detector state to a compacted changelog topic with each batch and restore it on "
+            "assignment (false: state starts empty after a restart or rebalance)."
+        ),
+    )
+
+    state_topic: str = Field(
+        "",
+        max_length=249,
+        description="Changelog topic of the detector state; empty = GROUP_ID-detector-state.",
+    )
+
+    event_time_alignment: bool = Field(
+        True,
+        description=(
+            "Release consumed events in event-time order across the assigned partitions (a consumer "
+            "catching up reads its partitions at different paces; network windows need one clock)."
+        ),
+    )
+
+    alignment_max_wait_ms: int = Field(
+        2_000, ge=0, le=60_000, description="Event-time alignment: longest wait for a silent partition."
+    )
+
+    alignment_max_buffered: int = Field(
+        100_000, ge=1_000, le=5_000_000, description="Event-time alignment: most messages held back."
+    )
+
+    state_restore_timeout: float = Field(
+        120.0, gt=0, le=3_600, description="Seconds allowed to read a partition assignment's changelog."
+    )
+
+
+class ConsumerSettings(
+    StateSettings,
+    EnrichmentSettings,
+    RiskSettings,
+    InputSettings,
+    DeliverySettings,
+    InternalTopicSettings,
+    LoopSettings,
+    PipelineSettings,
+    CommonSettings,
+    PrivacySettings,
+    DetectorSettings,
+):
+    # The consumer's one settings model: the common settings and every group above, in one environment.
+    # (No docstring: it would become the JSON schema's description.) The groups are listed last first:
+    # pydantic orders the fields base by base from the last one, so ``--help`` lists them in file order.
 
     def changelog_topic(self) -> str:
         return self.state_topic or f"{self.group_id}-detector-state"
@@ -220,6 +318,9 @@ class ConsumerSettings(CommonSettings, PrivacySettings, DetectorSettings):
         }
 
     def producer_config(self) -> dict[str, Any]:
+        """The output producer: idempotent with acks=all (an acknowledged output is on min.insync.replicas
+        replicas, and a retry after a leader change never writes it twice); transactional in exactly-once
+        mode. tests/unit/test_durability.py pins it."""
         config: dict[str, Any] = {
             **self.kafka_common(),
             "enable.idempotence": True,

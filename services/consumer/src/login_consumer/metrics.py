@@ -64,7 +64,54 @@ ERROR_KINDS: Final = (
 )
 REBALANCE_EVENTS: Final = ("assign", "revoke", "lost")
 STAGES: Final = ("user", "network")  # the topology's stages (stages/)
+# Detections count from 0 (ConsumerMetrics.create), so that the first ones count: increase()
+# (LoginStreamBruteForceBurst) cannot see what a series already holds in its first sample.
+PARTITION_PROBLEMS: Final = ("offline", "under_replicated", "under_min_isr")  # delivery/cluster.py
 MAX_APP_VERSION_LABELS: Final = 50
+
+
+@dataclass(frozen=True)
+class KafkaHealthMetrics:
+    """The Kafka cluster's health as the consumer sees it (``login_consumer_kafka_*``, cluster.py)."""
+
+    degraded: Gauge
+    brokers: Gauge
+    partitions: Gauge
+    refusals: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> KafkaHealthMetrics:
+        metrics = cls(
+            degraded=Gauge(
+                "login_consumer_kafka_degraded",
+                "Kafka cluster health as the consumer sees it: 0 healthy, 1 degraded (a broker down, "
+                "partitions under-replicated; writes go through), 2 writes refused (below "
+                "min.insync.replicas, no leader, or refusals just seen).",
+                registry=registry,
+            ),
+            brokers=Gauge(
+                "login_consumer_kafka_brokers", "Brokers the cluster's metadata lists.", registry=registry
+            ),
+            partitions=Gauge(
+                "login_consumer_kafka_partitions",
+                "Partitions of the consumer's topics (and the offsets and transaction state topics) by "
+                "problem: offline, under_replicated, under_min_isr.",
+                ["state"],
+                registry=registry,
+            ),
+            refusals=Counter(
+                "login_consumer_kafka_refusals",
+                "Writes or transactions the cluster refused or timed out (after librdkafka's retries), by "
+                "error code.",
+                ["code"],
+                registry=registry,
+            ),
+        )
+        for state in PARTITION_PROBLEMS:
+            metrics.partitions.labels(state)
+        for code in ("NOT_ENOUGH_REPLICAS", "NOT_LEADER_FOR_PARTITION", "_MSG_TIMED_OUT"):
+            metrics.refusals.labels(code)  # the usual ones exist at 0 (rate() needs a start)
+        return metrics
 
 
 @dataclass(frozen=True)
@@ -88,6 +135,7 @@ class ConsumerMetrics:
     assigned_partitions: Gauge
     state_entries: Gauge
     info: Gauge
+    kafka: KafkaHealthMetrics  # delivery/cluster.py
     lag: LagCollector
     stuffing: StuffingCollector
     flagged_users: TopCounter
@@ -216,6 +264,7 @@ class ConsumerMetrics:
                 ["version", "guarantee"],
                 registry=registry,
             ),
+            kafka=KafkaHealthMetrics.create(registry),
             lag=lag,
             stuffing=stuffing,
             flagged_users=flagged_users,
@@ -234,8 +283,6 @@ class ConsumerMetrics:
             metrics.rebalances.labels(event)
         for stage in STAGES:
             metrics.stage_events.labels(stage)
-        # From 0, so that the first detections count: increase() (LoginStreamBruteForceBurst) cannot see
-        # what a series already holds in its first sample.
         for detector in DETECTOR_NAMES:
             metrics.detections.labels(detector)
         return metrics

@@ -30,6 +30,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from login_common.kafka import replication
 from login_consumer.errors import InternalTopicError
 
 log = structlog.get_logger("login_consumer")
@@ -43,11 +44,29 @@ CHANGELOG_CONFIG: Final = {
 }
 METADATA_WAIT_SECONDS: Final = 10.0
 TIMEOUT: Final = 10.0
+CREATE_SECONDS: Final = 30.0  # topic creation retried through leader/controller changes this long
+# Creating a topic can fail for a moment while a broker or the controller changes: tried again.
+_CREATE_RETRIED: Final = frozenset(
+    {
+        KafkaError.NOT_CONTROLLER,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_ENOUGH_REPLICAS,
+        KafkaError.INVALID_REPLICATION_FACTOR,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+    }
+)
 
 
 def _error_of(exc: KafkaException) -> KafkaError | None:
     err = exc.args[0] if exc.args else None
     return err if isinstance(err, KafkaError) else None
+
+
+def _retried(err: KafkaError) -> bool:
+    return bool(err.retriable()) or err.code() in _CREATE_RETRIED
 
 
 class InternalTopics:
@@ -58,16 +77,20 @@ class InternalTopics:
         client_config: Mapping[str, Any],
         *,
         auto_create: bool = True,
+        replication_factor: int | None = None,
         on_error: Callable[[KafkaError], None] | None = None,
     ) -> None:
         """``on_error``: the clients' error callback (an authentication failure is reported through it:
-        the calls themselves only time out)."""
+        the calls themselves only time out); ``replication_factor``: of the topics created (None or 0: as
+        the cluster allows, ``min(3, brokers)``; ``login_common.kafka.replication``), with
+        min.insync.replicas one less."""
         self.client_config = dict(client_config)
         if on_error is not None:
             self.client_config["error_cb"] = on_error
         # a refusal of a housekeeping call (purge): reported by the access policy, not just logged
         self.on_refusal: Callable[[KafkaError | None, str], bool] = lambda _err, _where: False
         self.auto_create = auto_create
+        self.replication_factor = replication_factor or None
         self._admin: AdminClient | None = None
 
     @property
@@ -104,16 +127,25 @@ class InternalTopics:
         return found.error if found is not None else None
 
     def _create(self, topic: str, partitions: int, config: Mapping[str, str]) -> None:
-        new = NewTopic(topic, num_partitions=partitions, replication_factor=-1, config=dict(config))
-        for future in self.admin.create_topics([new], operation_timeout=TIMEOUT).values():
+        """Create ``topic`` replicated as the cluster allows; tried again through a leader or controller
+        change (a broker restarting leaves too few for a while) until ``CREATE_SECONDS``."""
+        factor, min_isr = replication(self.client_config, self.replication_factor, TIMEOUT)
+        settings = {"min.insync.replicas": str(min_isr), **config}
+        deadline = time.monotonic() + CREATE_SECONDS
+        while True:
+            new = NewTopic(topic, num_partitions=partitions, replication_factor=factor, config=settings)
             try:
-                future.result(timeout=TIMEOUT * 3)
+                for future in self.admin.create_topics([new], operation_timeout=TIMEOUT).values():
+                    future.result(timeout=TIMEOUT * 3)
             except KafkaException as exc:
                 err = _error_of(exc)
-                if err is None or err.code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                    raise InternalTopicError(
-                        f"internal topic {topic!r} cannot be created: {exc}", err
-                    ) from exc
+                if err is not None and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    return
+                if err is not None and _retried(err) and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    continue
+                raise InternalTopicError(f"internal topic {topic!r} cannot be created: {exc}", err) from exc
+            return
 
     def ensure(
         self, topic: str, *, like: str, like_setting: str, config: Mapping[str, str], how: str

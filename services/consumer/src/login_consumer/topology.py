@@ -7,8 +7,8 @@
 ``Topology.handle`` takes what the intake read (``intake/group.py``), runs the user stage on the input
 messages (in event-time order), writes the progress records the network stage's merges need, runs the
 network stage on the repartition records, and hands every output, dead letter and changelog record to the
-sender (``delivery/sender.py``); then it tells the checkpoint which offsets are processed
-(``delivery/checkpoint.py``). Without credential_stuffing there is no network stage and the user stage
+sender (``delivery/sender.py``); then it tells the checkpoint's progress which offsets are processed
+(``delivery/progress.py``). Without credential_stuffing there is no network stage and the user stage
 writes to the output topic.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from login_consumer.delivery.checkpoint import Checkpoint
+from login_consumer.delivery.progress import Progress
 from login_consumer.delivery.sender import Sender
 from login_consumer.intake.group import PartitionGroup
 from login_consumer.metrics import ConsumerMetrics
@@ -54,7 +54,7 @@ class Topology:
         *,
         group: PartitionGroup,
         sender: Sender,
-        checkpoint: Checkpoint,
+        progress: Progress,
         state: StateManager,
         metrics: ConsumerMetrics,
         log: Any,
@@ -63,7 +63,7 @@ class Topology:
         self.network_stage = network_stage
         self.group = group
         self.sender = sender
-        self.checkpoint = checkpoint
+        self.progress = progress
         self.state = state
         self.metrics = metrics
         self._log = log
@@ -81,7 +81,7 @@ class Topology:
 
     def _processed(self, messages: Sequence[Message]) -> None:
         for tp, (first, following) in spans(messages).items():
-            self.checkpoint.processed(tp, first, following)
+            self.progress.processed(tp, first, following)
 
     def run_user_stage(self, messages: list[Message]) -> None:
         result = self.user_stage.process(messages)

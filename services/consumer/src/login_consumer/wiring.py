@@ -16,6 +16,7 @@ from confluent_kafka import Consumer
 
 from login_consumer.config import ConsumerSettings
 from login_consumer.delivery.checkpoint import Checkpoint, Purge
+from login_consumer.delivery.cluster import ClusterHealth
 from login_consumer.delivery.producer import ProducerKeeper
 from login_consumer.delivery.sender import Sender
 from login_consumer.detectors.base import Detectors, NoDetectors
@@ -27,6 +28,8 @@ from login_consumer.intake.group import PartitionGroup
 from login_consumer.operations.clients import Credentials, clients
 from login_consumer.operations.clients import producer as new_producer
 from login_consumer.operations.events import Events
+from login_consumer.operations.probes import Probes
+from login_consumer.operations.retry import Retrier
 from login_consumer.privacy import evidence_privacy
 from login_consumer.process import Processor
 from login_consumer.stages.network import NetworkStage
@@ -58,6 +61,7 @@ def internal_topics(settings: ConsumerSettings, events: Events | None = None) ->
     topics = InternalTopics(
         settings.kafka_common(),
         auto_create=settings.auto_create_internal_topics,
+        replication_factor=settings.topic_replication_factor or None,
         on_error=events.on_error if events is not None else None,
     )
     if events is not None:
@@ -170,6 +174,9 @@ class Parts:
     changelogs: list[Changelog]
     producers: ProducerKeeper
     credentials: Credentials
+    health: ClusterHealth  # the Kafka cluster as the consumer sees it: /ready and login_consumer_kafka_*
+    probes: Probes  # /healthz and /ready
+    retrier: Retrier  # start-up steps and init_transactions, retried with backoff
 
 
 def assemble(
@@ -201,6 +208,8 @@ def assemble(
         aligner=aligner,
         warn=events.warn,
     )
+    # a read refused and then granted heals by a probe of its own group (the consumer's ACLs: <GROUP_ID>-*)
+    group.refused.probe_config = {**topics.client_config, "group.id": f"{settings.group_id}-probe"}
     stages: dict[str, Any] = {USER: (settings.input_topic, detectors)}
     repartition = user_stage.repartition_topic
     purge = None
@@ -208,6 +217,7 @@ def assemble(
         stages[NETWORK] = (repartition, found)
         purge = Purge(topics, repartition, lambda: group.assignment)
     state = StateManager(stages, on_error=events.detector_failed)
+    health = ClusterHealth(settings, events.metrics)
     checkpoint = Checkpoint(
         consumer,
         producer,
@@ -217,6 +227,7 @@ def assemble(
         warn=events.warn,
         purge=purge,
         report=events.access.check,
+        saw=health.saw,
     )
     events.delivery_failed = checkpoint.delivery_failed
     events.produce_failed = checkpoint.produce_failed
@@ -226,12 +237,12 @@ def assemble(
         network_stage,
         group=group,
         sender=sender,
-        checkpoint=checkpoint,
+        progress=checkpoint.progress,
         state=state,
         metrics=events.metrics,
         log=events.log,
     )
-    checkpoint.limit = topology.first_held  # a partition is done up to its first record still held
+    checkpoint.progress.limit = topology.first_held  # a partition is done up to its first record still held
     changelogs = [
         source
         for detector in (detectors, found)
@@ -248,9 +259,18 @@ def assemble(
         exactly_once=settings.exactly_once,
         log=events.log,
     )
+    probes = Probes(
+        events.access,
+        cluster=health.state,
+        unrestored=lambda: len(state.pending),
+        partitions=lambda: len(group.assignment),
+        reading=lambda: bool(group.refused.holding),
+    )
+    checkpoint.heartbeat = probes.beat  # waiting on Kafka (delivery/checkpoint.py), not stuck
+    probes.retrier = retrier = Retrier(events.access, events.warn, probes.beat, credentials.check)
     return Parts(
         topics, detectors, processor, found, user_stage, network_stage, consumer, group, state, checkpoint,
-        sender, topology, changelogs, producers, credentials,
+        sender, topology, changelogs, producers, credentials, health, probes, retrier,
     )  # fmt: skip
 
 

@@ -2,6 +2,12 @@
 
 Refused access (ACL missing, wrong password, topic missing) is waited out, never raised: see access.py.
 A setting the Kafka client rejects outright raises ``SinkSettingsError`` (exit 2: it can never work).
+
+``DURABILITY`` is applied after every other setting (``kafka_config``): an event the broker acknowledged is
+on every in-sync replica (at least min.insync.replicas of them), and a retry after a leader change never
+writes it twice. While too few replicas are in sync the broker refuses the write (NOT_ENOUGH_REPLICAS):
+librdkafka retries it until message.timeout.ms, the local queue fills and ``send`` blocks; an event that
+still fails is counted in ``login_producer_send_errors_total`` (never silently dropped).
 """
 
 from __future__ import annotations
@@ -59,6 +65,22 @@ class _SentCounters:
         if child is None:
             child = self._children[scenario] = self._metric.labels(scenario)
         child.inc(amount)
+
+
+# What no configuration may weaken (tests/unit/test_durability.py pins it).
+DURABILITY: Final = {"enable.idempotence": True, "acks": "all"}
+
+
+def kafka_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The producer's librdkafka settings: batching defaults, then ``config``, then ``DURABILITY``."""
+    return {
+        "compression.type": "lz4",
+        "linger.ms": 20,
+        "batch.num.messages": 10000,
+        "queue.buffering.max.messages": 500000,
+        **config,
+        **DURABILITY,
+    }
 
 
 class KafkaLogs:
@@ -126,16 +148,14 @@ class KafkaSink:
         self._fatal: KafkaError | None = None
         self._warned: dict[str, float] = {}
         self._config = {
-            "enable.idempotence": True,
-            "acks": "all",
-            "compression.type": "lz4",
-            "linger.ms": 20,
-            "batch.num.messages": 10000,
-            "queue.buffering.max.messages": 500000,
-            # a topic the broker says does not exist fails its events after this long (default 30 s):
-            # they are held and sent again anyway, and the refusal shows sooner
-            "topic.metadata.propagation.max.ms": 10000,
-            **config,
+            **kafka_config(
+                {
+                    # a topic the broker says does not exist fails its events after this long (default
+                    # 30 s): they are held and sent again anyway, and the refusal shows sooner
+                    "topic.metadata.propagation.max.ms": 10000,
+                    **config,
+                }
+            ),  # DURABILITY last: no setting weakens acks=all + idempotence
             "error_cb": self._on_error,
             "logger": KafkaLogs(self._log),
         }

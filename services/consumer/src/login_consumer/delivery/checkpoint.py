@@ -16,32 +16,46 @@ offset processed since the last commit (``base``: where to go back to) and the n
 This is the checkpoint model of Kafka Streams (``commit.interval.ms``) and Quix Streams: the CPU idles for
 the tail of one round trip per interval, not per batch.
 
-The checkpoint also owns what bounds a commit and what follows one:
+The checkpoint also owns what bounds a commit and what follows one, each in a part of its own:
 
-* commit limits (``limit``): a partition is committed no further than its first record still held (the
-  network stage's merges hold records until their turn, ``stages/merge.py``);
-* rewind (``rewind``): after a failed commit, where each assigned partition starts again (its first offset
-  processed since the last commit, or its first held record if earlier); the conductor restores the state
-  of those partitions (``stores/manager.py``) and seeks there (``intake/group.py``);
+* commit limits and rewind (``progress.py``, ``Progress``): a partition is committed no further than its
+  first record still held (the network stage's merges hold records until their turn, ``stages/merge.py``);
+  after a failed commit, each assigned partition starts again at its first offset processed since the last
+  commit (or its first held record if earlier); the conductor restores the state of those partitions
+  (``stores/manager.py``) and seeks there (``intake/group.py``);
+* the transactions (``transactions.py``, ``Transactions``): leader and coordinator changes, pending aborts
+  and a fenced producer;
 * purge (``Purge``): every ``PURGE_SECONDS``, the repartition records the group has committed are deleted.
+
+``saw`` gets every error of the delivery path (``cluster.py`` counts the refusals), ``heartbeat`` is called
+while waiting so the liveness check knows the loop is waiting on Kafka, not stuck.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
-from contextlib import suppress
 from typing import Final
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from login_consumer.delivery.progress import Progress
+from login_consumer.delivery.transactions import ABORT_TRY_SECONDS, Transactions
 from login_consumer.errors import CommitFailed
 from login_consumer.records import TP
 from login_consumer.topics import InternalTopics
 
 PURGE_SECONDS: Final = 30.0  # how often consumed repartition records are deleted
 
-__all__ = ["PURGE_SECONDS", "Checkpoint", "CommitFailed", "Purge"]
+__all__ = ["ABORT_TRY_SECONDS", "PURGE_SECONDS", "Checkpoint", "CommitFailed", "Purge"]
+
+
+def _ignore(_err: KafkaError | None) -> object:
+    return None
+
+
+def _nothing() -> None:
+    return None
 
 
 class Purge:
@@ -93,26 +107,36 @@ class Checkpoint:
         limit: Callable[[TP], int | None] | None = None,
         purge: Purge | None = None,
         report: Callable[[KafkaError, str], bool] = lambda _err, _where: False,
+        saw: Callable[[KafkaError | None], object] = _ignore,
+        heartbeat: Callable[[], None] = _nothing,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``limit``: the first offset of a partition not done yet (or None); ``purge``: what to purge
-        after each commit; ``report``: the access policy, told of a refused transaction."""
+        after each commit; ``report``: the access policy, told of a refused transaction; ``saw``: every
+        error of the delivery path (the cluster's health); ``heartbeat``: called while waiting on Kafka."""
         self.consumer = consumer
         self.producer = producer
         self.exactly_once = exactly_once
         self.interval = interval
         self.delivery_timeout = delivery_timeout
         self._warn = warn
-        self.limit = limit
+        self.progress = Progress(limit)
         self.purge = purge
-        self._report = report
+        self.saw = saw
+        self.heartbeat = heartbeat
         self._clock = clock
-        self.base: dict[TP, int] = {}  # first offset processed since the last commit
-        self.position: dict[TP, int] = {}  # next offset to commit
+        self.transactions = Transactions(
+            producer,
+            exactly_once=exactly_once,
+            timeout=delivery_timeout,
+            warn=warn,
+            report=report,
+            saw=saw,
+            heartbeat=lambda: self.heartbeat(),  # noqa: PLW0108 - the conductor sets it later
+            clock=clock,
+        )
         self.failures = 0  # delivery failures reported since the last commit
         self.last_error = ""
-        self.in_transaction = False
-        self.broken: KafkaError | None = None  # the producer's fatal error: it must be replaced
         self.unsent = 0  # records the producer refused to take in this interval
         self.due = clock() + interval
         self.commits = 0
@@ -121,39 +145,26 @@ class Checkpoint:
     # ------------------------------------------------------------------ bookkeeping
 
     def begin(self) -> None:
-        """Before producing: open the interval's transaction (exactly-once) if none is open (raises what the
-        producer raises: the sender reports it through ``produce_failed``)."""
-        if self.exactly_once and not self.in_transaction:
-            self.producer.begin_transaction()
-            self.in_transaction = True
+        """Before producing: open the interval's transaction (exactly-once) if none is open, after
+        finishing an abort that is still pending (raises what the producer raises: the sender reports it
+        through ``produce_failed``)."""
+        self.transactions.begin()
 
     def produce_failed(self, err: KafkaError) -> None:
         """The producer refused a record (or the transaction) when it was handed over: the interval cannot
         be committed. (Exactly-once counts only these: a record that fails later fails its transaction,
         and the records of an aborted transaction report failures of their own that are no news.)"""
-        self.delivery_failed(err.name())
+        self.delivery_failed(err)
         self.unsent += 1
         if err.fatal():
-            self.broken = err
+            self.transactions.broken = err
 
-    def processed(self, tp: TP, first: int, following: int) -> None:
-        """Offsets ``first`` .. ``following - 1`` of ``tp`` were processed (their records are produced)."""
-        if tp not in self.base:
-            self.base[tp] = first
-        self.position[tp] = following
-
-    def cap(self, tp: TP, offset: int) -> None:
-        """Commit ``tp`` no further than ``offset`` (what lies beyond is not done yet)."""
-        if tp in self.position:
-            self.position[tp] = min(self.position[tp], offset)
-
-    def delivery_failed(self, error: str) -> None:
+    def delivery_failed(self, error: KafkaError | str) -> None:
         self.failures += 1
+        if isinstance(error, KafkaError):
+            self.saw(error)
+            error = error.name()
         self.last_error = error
-
-    @property
-    def pending(self) -> bool:
-        return bool(self.position)
 
     def is_due(self) -> bool:
         return self._clock() >= self.due
@@ -164,9 +175,7 @@ class Checkpoint:
     def forget(self, gone: Iterable[TP]) -> None:
         """Partitions went away without a commit (lost): their progress is their new owner's to redo."""
         gone = list(gone)
-        for tp in gone:
-            self.base.pop(tp, None)
-            self.position.pop(tp, None)
+        self.progress.forget(gone)
         if self.purge is not None:
             self.purge.forget(gone)
 
@@ -174,11 +183,7 @@ class Checkpoint:
 
     def commit(self, *, deadline: float | None = None, sync: bool = False) -> int:
         """Commit the interval; the number of partitions committed. Raises CommitFailed (rewind first)."""
-        if self.limit is not None:  # a partition is done only up to its first record still held
-            for tp in list(self.position):
-                held = self.limit(tp)
-                if held is not None:
-                    self.cap(tp, held)
+        self.progress.apply_limits()  # a partition is done only up to its first record still held
         committed = self._commit(deadline=deadline, sync=sync)
         if committed and self.purge is not None:
             self.purge.committed(self.last_committed)
@@ -186,19 +191,22 @@ class Checkpoint:
 
     def _commit(self, *, deadline: float | None, sync: bool) -> int:
         self.due = self._clock() + self.interval
-        self.last_committed = dict(self.position)
-        if not self.position:
-            if self.exactly_once and self.in_transaction:
-                self._commit_transaction({}, deadline)
+        position = self.progress.position
+        self.last_committed = dict(position)
+        if not position:
+            if self.exactly_once and self.transactions.open:
+                self.transactions.commit([], self.consumer.consumer_group_metadata, deadline)
             return 0
-        offsets = dict(self.position)
+        offsets = dict(position)
         if self.exactly_once:
-            if self.unsent or self.broken is not None:  # a record never reached the transaction
+            if self.unsent or self.transactions.broken is not None:  # a record never reached the transaction
                 failed, error = self.unsent, self.last_error
                 self.failures = self.unsent = 0
                 self.abort()
                 raise CommitFailed(f"{failed} record(s) refused by the producer ({error})")
-            self._commit_transaction(offsets, deadline)
+            self.transactions.commit(
+                topic_partitions(offsets), self.consumer.consumer_group_metadata, deadline
+            )
         else:
             left = self._flush(deadline)
             if left or self.failures:
@@ -215,8 +223,7 @@ class Checkpoint:
                 # the outputs are delivered: the offsets go with the next commit (or are redone: duplicates)
                 self._warn("commit.failed", error=str(exc), sync=sync)
                 return 0
-        self.base.clear()
-        self.position.clear()
+        self.progress.committed()
         self.unsent = 0
         if self.exactly_once:
             self.failures = 0  # the transaction's own records are committed: earlier reports are old news
@@ -231,61 +238,24 @@ class Checkpoint:
         remaining = len(self.producer)
         while remaining and self._clock() < end:
             remaining = self.producer.flush(max(0.0, min(0.5, end - self._clock())))
+            self.heartbeat()
         return remaining
 
-    def _commit_transaction(self, offsets: dict[TP, int], deadline: float | None) -> None:
-        producer = self.producer
-        timeout = self.delivery_timeout
-        if deadline is not None:
-            timeout = max(1.0, min(timeout, deadline - self._clock()))
-        try:
-            if offsets:
-                producer.send_offsets_to_transaction(
-                    topic_partitions(offsets), self.consumer.consumer_group_metadata(), timeout
-                )
-            producer.commit_transaction(timeout)
-        except KafkaException as exc:
-            err: KafkaError = exc.args[0]
-            if not self._report(err, "commit_transaction"):
-                self._warn("transaction.failed", error=err.str(), code=err.name(), fatal=err.fatal())
-            if err.fatal():  # the producer is unusable: the conductor replaces it
-                self.broken = err
-            self.abort()
-            raise CommitFailed(f"transaction failed: {err.name()}") from exc
-        self.in_transaction = False
-
     def abort(self) -> None:
-        """Abort the open transaction (exactly-once); its records are never visible to read_committed."""
-        if self.exactly_once and self.in_transaction:
-            with suppress(KafkaException):
-                self.producer.abort_transaction(self.delivery_timeout)
-            self.in_transaction = False
+        """Abort the open transaction (exactly-once): ``Transactions.abort``."""
+        self.transactions.abort()
 
     def replace_producer(self, producer: Producer) -> None:
         """A new producer instead of a broken one (its transactions initialised by the caller)."""
         self.producer = producer
-        self.in_transaction = False
-        self.broken = None
+        self.transactions.replace(producer)
         self.failures = self.unsent = 0
 
     def rewind(self, assigned: Collection[TP]) -> dict[TP, int]:
-        """Where each assigned partition processed since the last commit starts again: its first offset
-        processed since then, or its first record still held if earlier. Resets the interval."""
-        points = {tp: o for tp, o in self.rewind_points().items() if tp in assigned}
-        if self.limit is not None:  # held records of a rewound partition are read again too
-            for tp, point in list(points.items()):
-                held = self.limit(tp)
-                if held is not None:
-                    points[tp] = min(point, held)
-        return points
-
-    def rewind_points(self) -> dict[TP, int]:
-        """Where each partition processed since the last commit must start again; resets the interval."""
-        points = dict(self.base)
-        self.base.clear()
-        self.position.clear()
+        """Where each assigned partition processed since the last commit starts again (``Progress.rewind``);
+        resets the interval."""
         self.failures = self.unsent = 0
-        return points
+        return self.progress.rewind(assigned)
 
 
 def topic_partitions(offsets: dict[TP, int]) -> list[TopicPartition]:

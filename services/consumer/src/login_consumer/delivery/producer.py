@@ -40,23 +40,23 @@ class ProducerKeeper:
 
     def init_transactions(self) -> None:
         """init_transactions (a producer it failed on is unusable: the next attempt gets a new one)."""
-        if self.checkpoint.broken is not None:
+        if self.checkpoint.transactions.broken is not None:
             self.replace()
         try:
             self.sender.producer.init_transactions(30)
         except KafkaException as exc:
-            self.checkpoint.broken = exc.args[0]
+            self.checkpoint.transactions.broken = exc.args[0]
             raise
 
     def replace(self) -> None:
-        self._log.warning("producer.replaced", error=str(self.checkpoint.broken))
+        self._log.warning("producer.replaced", error=str(self.checkpoint.transactions.broken))
         producer = self._make()
         self.checkpoint.replace_producer(producer)
         self.sender.producer = producer
 
     def recover(self, stop: threading.Event, retry: Retry) -> None:
         """Replace a broken producer (exactly-once: and initialise its transactions, retried)."""
-        if self.checkpoint.broken is None or stop.is_set():
+        if self.checkpoint.transactions.broken is None or stop.is_set():
             return
         if self.exactly_once:
             retry(stop, "init_transactions", self.init_transactions)

@@ -10,7 +10,8 @@ input topic and decides what the loop gets:
   paused until the others catch up;
 * back-pressure (``backpressure``): above ``MAX_IN_FLIGHT`` unacknowledged outputs every partition is
   paused until half of them are acknowledged (partitions assigned meanwhile start paused too);
-* where each partition is (``at_end``, ``lag``): from cached watermarks, no broker round trip.
+* where each partition is (``at_end``, ``lag``): from cached watermarks, no broker round trip;
+* which partitions the broker refused to let it read (``intake/refusals.py``).
 
 It knows nothing of stages or outputs: the conductor (``app.py``) hands what it reads to the stages.
 """
@@ -24,6 +25,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from login_consumer.intake.align import Aligner
+from login_consumer.intake.refusals import Refusals
 from login_consumer.records import TP
 
 Warn = Callable[..., None]
@@ -54,7 +56,7 @@ class PartitionGroup:
         self._starts: dict[TP, int] = {}  # committed offsets of the input partitions at assignment
         self._paused: set[TP] = set()  # paused by the aligner
         self.held: set[TP] = set()  # paused until their state is restored (hold/release)
-        self.refused: set[TP] = set()  # partitions a consume error refused (see stuck)
+        self.refused = Refusals()  # partitions a consume error refused
         self.throttled = False  # every partition paused: too many records in flight
 
     # ------------------------------------------------------------------ assignment
@@ -98,17 +100,8 @@ class PartitionGroup:
             self._warn("pause.failed", error=str(exc))
 
     def stuck(self) -> set[TP]:
-        """Refused partitions that never got a position: librdkafka stops fetching a partition whose start
-        offset it could not look up (a refused ListOffsets) until it is assigned again."""
-        tps = self.refused & self.assignment
-        self.refused.clear()
-        if not tps:
-            return set()
-        try:
-            positions = self.consumer.position(_tps(tps))
-        except KafkaException:
-            return set()
-        return {(tp.topic, tp.partition) for tp in positions if tp.offset < 0}
+        """Refused partitions that never got a position (``Refusals.stuck``)."""
+        return self.refused.stuck(self.consumer, self.assignment)
 
     def forget(self, gone: set[TP]) -> None:
         """Partitions went away: drop what is held of them and their bookkeeping."""
@@ -116,7 +109,7 @@ class PartitionGroup:
             self.aligner.drop(gone)
         self._paused -= gone
         self.held -= gone
-        self.refused -= gone
+        self.refused.forget(gone)
         self.assignment -= gone
         for tp in gone:
             self._starts.pop(tp, None)
@@ -159,18 +152,22 @@ class PartitionGroup:
         repartition_topic: str | None,
         on_error: Callable[[KafkaError], bool],
     ) -> tuple[list[Message], list[Message]]:
-        """(input messages, repartition messages) of a read; errors other than a partition's end go to
-        ``on_error``, which says whether it was a refusal: the partition it names is then watched
-        (``stuck``)."""
+        """(input messages, repartition messages) of a read; other errors go to ``on_error``, which says
+        whether it was a refusal (then ``Refusals`` keeps the partition it names)."""
         inputs: list[Message] = []
         repartitioned: list[Message] = []
         input_topic = self.input_topic
+        refused = self.refused
         for msg in messages:
             err = msg.error()
             if err is None:
                 (inputs if msg.topic() == input_topic else repartitioned).append(msg)
-            elif err.code() != KafkaError._PARTITION_EOF and on_error(err) and msg.topic():
-                self.refused.add((msg.topic() or "", msg.partition() or 0))
+                if refused.holding:
+                    refused.read((msg.topic() or "", msg.partition() or 0))
+            elif err.code() == KafkaError._PARTITION_EOF:
+                refused.read((msg.topic() or "", msg.partition() or 0))
+            elif on_error(err) and msg.topic():
+                refused.add((msg.topic() or "", msg.partition() or 0))
         return inputs, repartitioned
 
     def align(self, messages: list[Message], *, busy: bool) -> list[Message]:

@@ -14,7 +14,9 @@ produce, transactions, internal topics, changelog restore):
   transaction is aborted; at-least-once: its events are processed again);
 * a grant, a fixed password file or a created topic is picked up without a restart: the next attempt
   succeeds, the next checkpoint clears the refusal (``clear``), and ``/ready`` answers 200 again (or, with
-  no traffic to commit, once no refusal was seen for ``WINDOW_SECONDS``).
+  no traffic to commit, once no refusal was seen for ``WINDOW_SECONDS``). A refused *read* is the
+  exception: the network stage's partitions may go on committing while the input stays refused, so it
+  holds ``/ready`` until every refused partition delivers again (``intake/group.py``, ``Refusals``).
 
 Only settings that can never work exit (code 2, one line: ``cli.py``).
 """
@@ -61,6 +63,7 @@ class AccessFailures:
         self._logged: dict[str, float] = {}
         self._detail = ""
         self._at = -1e9
+        self._reading = ""  # a refused read: holds until the partitions deliver again (``reading_resumed``)
 
     def check(self, err: KafkaError | None, where: str, resource: str = "") -> bool:
         """Count and report ``err`` if it is a refusal (access or a missing topic); False for any other
@@ -75,6 +78,8 @@ class AccessFailures:
         label = "topic missing" if kind == MISSING_TOPIC else f"{kind} failed"
         on = f" on {resource}" if resource else ""
         self._detail = f"{label}: {err.name()} ({where}{on}, user {self._user})"
+        if where == "consume":
+            self._reading = self._detail
         if now - self._logged.get(kind, -1e9) >= LOG_EVERY_SECONDS:
             self._logged[kind] = now
             self._log.error(
@@ -90,11 +95,15 @@ class AccessFailures:
             )
         return True
 
-    def blocked(self) -> str | None:
-        """What was refused recently (for /ready), or None."""
+    def blocked(self, *, reading: bool | None = None) -> str | None:
+        """What was refused recently, or a read still refused, for /ready; or None. ``reading``: whether
+        partitions whose read was refused have delivered nothing since (None: not known here)."""
+        if self._reading and reading is False:  # every refused partition delivered again
+            self._log.info("kafka.access_restored", was=self._reading, user=self._user)
+            self._reading = ""
         if time.monotonic() - self._at <= WINDOW_SECONDS:
             return self._detail
-        return None
+        return self._reading or None
 
     def clear(self) -> None:
         """Progress was made (a checkpoint committed, a start-up step done): access works (again)."""

@@ -26,7 +26,9 @@ class Events:
         self.metrics = metrics
         self.log = log
         self.access = access
-        self.delivery_failed: Callable[[str], None] = lambda _name: None  # the checkpoint's, once built
+        self.delivery_failed: Callable[[KafkaError | str], None] = lambda _err: (
+            None
+        )  # the checkpoint's, once built
         self.produce_failed: Callable[[KafkaError], None] = lambda _err: None  # the checkpoint's, once built
         self.authentication_failed = False  # since the credentials were last looked at
         self._warned: dict[str, float] = {}
@@ -41,7 +43,7 @@ class Events:
     def on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:  # delivery.report.only.error: called for failures only
             self.access.check(err, "produce")
-            self.delivery_failed(err.name())
+            self.delivery_failed(err)
             self.metrics.errors.labels("delivery").inc()
 
     def on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:

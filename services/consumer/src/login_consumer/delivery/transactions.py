@@ -1,0 +1,171 @@
+"""Transaction calls through leader and coordinator changes (a broker restarting or killed, three brokers
+with min.insync.replicas=2), for the checkpoint (``checkpoint.py``).
+
+librdkafka retries produce requests itself (NOT_LEADER_FOR_PARTITION, NOT_ENOUGH_REPLICAS, ...). A
+transaction call that fails with a retriable error (the coordinator moving, a timeout) is called again, as
+librdkafka documents, until DELIVERY_TIMEOUT (``retrying``); an error that needs an abort aborts and
+rewinds. An abort the cluster did not confirm (it cannot write the abort markers while too few replicas are
+in sync) stays pending and is finished before the next transaction begins, tried again until it is
+(``abort_once``): nothing is produced outside a transaction, nothing is dead-lettered, the process does not
+crash. A fatal error (the producer fenced, as a coordinator move can leave it) marks the producer broken:
+the conductor replaces it with a new one of the same transactional id (``producer.py``: init_transactions
+fences the old one and aborts its transaction) after rewinding, as Kafka Streams does on a fenced producer.
+
+``Transactions`` is that lifecycle for the checkpoint's producer: ``begin`` (after finishing a pending
+abort), ``commit`` (the interval's offsets sent to the transaction, then committed, each retried), ``abort``
+(one bounded try, then pending) and ``broken``, the producer's fatal error in either guarantee (a fenced
+transactional producer, or an idempotent one's fatal error): the conductor replaces the producer then.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Final
+
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+
+from login_consumer.errors import CommitFailed
+
+ABORT_TRY_SECONDS: Final = 10.0  # one try of an abort; a pending abort is tried again until it is done
+
+
+def retrying(
+    call: Callable[[float], object],
+    end: float,
+    clock: Callable[[], float],
+    on_retry: Callable[[KafkaError], None],
+) -> None:
+    """``call(seconds left)``, called again while it fails with a retriable error and time is left (each
+    such error handed to ``on_retry``); an error that is fatal, needs an abort, or comes after ``end`` is
+    raised."""
+    while True:
+        try:
+            call(max(1.0, end - clock()))
+            return
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            if err.fatal() or err.txn_requires_abort() or not err.retriable() or clock() >= end:
+                raise
+            on_retry(err)
+
+
+def abort_once(producer: Producer, timeout: float) -> KafkaError | None:
+    """One bounded try of ``abort_transaction``: None when done, else the producer's error (fatal: the
+    producer must be replaced; retriable: not confirmed yet; anything else: nothing left to abort)."""
+    try:
+        producer.abort_transaction(timeout)
+    except KafkaException as exc:
+        err: KafkaError = exc.args[0]
+        return err
+    return None
+
+
+class Transactions:
+    def __init__(
+        self,
+        producer: Producer,
+        *,
+        exactly_once: bool,
+        timeout: float,
+        warn: Callable[..., None],
+        report: Callable[[KafkaError, str], bool],
+        saw: Callable[[KafkaError | None], object],
+        heartbeat: Callable[[], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``timeout``: DELIVERY_TIMEOUT, the longest a commit is retried; ``report``: the access policy, told
+        of a refused transaction; ``saw``: every error (the cluster's health); ``heartbeat``: called while
+        waiting on Kafka."""
+        self.producer = producer
+        self.exactly_once = exactly_once
+        self.timeout = timeout
+        self._warn = warn
+        self._report = report
+        self._saw = saw
+        self._heartbeat = heartbeat
+        self._clock = clock
+        self.open = False  # a transaction is open (exactly-once)
+        self.abort_pending = False  # an abort not confirmed yet: finished before the next transaction
+        self.broken: KafkaError | None = None  # the producer's fatal error: it must be replaced
+
+    def begin(self) -> None:
+        """Before producing: open the interval's transaction (exactly-once) if none is open, after
+        finishing an abort that is still pending (raises what the producer raises)."""
+        if self.exactly_once and not self.open:
+            while self.abort_pending and self.broken is None:
+                self._try_abort(ABORT_TRY_SECONDS)
+            self.producer.begin_transaction()
+            self.open = True
+
+    def commit(
+        self, offsets: list[TopicPartition], group: Callable[[], object], deadline: float | None
+    ) -> None:
+        """Send ``offsets`` (of the consumer group ``group()``) to the transaction and commit it, retried
+        until DELIVERY_TIMEOUT (or ``deadline``); raises CommitFailed after aborting (or marking it
+        broken)."""
+        producer = self.producer
+        end = self._clock() + self.timeout
+        if deadline is not None:
+            end = min(end, max(deadline, self._clock() + 1.0))
+        try:
+            if offsets:
+                metadata = group()
+                retrying(
+                    lambda left: producer.send_offsets_to_transaction(offsets, metadata, left),
+                    end,
+                    self._clock,
+                    lambda err: self.waiting("transaction.retrying", err, what="send_offsets"),
+                )
+            retrying(
+                producer.commit_transaction,
+                end,
+                self._clock,
+                lambda err: self.waiting("transaction.retrying", err, what="commit_transaction"),
+            )
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            self._saw(err)
+            if not self._report(err, "commit_transaction"):
+                self._warn("transaction.failed", error=err.str(), code=err.name(), fatal=err.fatal())
+            if err.fatal():  # the producer is unusable (fenced): the conductor replaces it
+                self.broken = err
+                self.open = False
+            else:
+                self.abort()
+            raise CommitFailed(f"transaction failed: {err.name()}") from exc
+        self.open = False
+
+    def waiting(self, event: str, err: KafkaError, **fields: object) -> None:
+        """A retriable error while waiting on Kafka: seen, warned, the loop still alive."""
+        self._saw(err)
+        self._warn(event, error=err.str(), code=err.name(), **fields)
+        self._heartbeat()
+
+    def abort(self) -> None:
+        """Abort the open transaction (exactly-once); its records are never visible to read_committed.
+        One bounded try: if the cluster does not confirm it, it stays pending (``begin`` finishes it)."""
+        if self.exactly_once and self.open:
+            self.open = False
+            if self.broken is not None:  # a broken producer cannot abort: its replacement fences it
+                return
+            self.abort_pending = True
+            self._try_abort(min(ABORT_TRY_SECONDS, self.timeout))
+
+    def _try_abort(self, timeout: float) -> None:
+        err = abort_once(self.producer, timeout)
+        if err is not None and err.fatal():  # fenced: the replacement producer aborts what this one left
+            self.broken = err
+        elif err is not None and err.retriable():  # not confirmed yet (coordinator away): again later
+            self.waiting("transaction.abort_pending", err)
+            return
+        elif err is not None:  # anything else (no transaction left to abort): nothing is pending
+            self._warn("transaction.abort_failed", error=err.str(), code=err.name())
+        self.abort_pending = False
+
+    def replace(self, producer: Producer) -> None:
+        """A new producer instead of a broken one (its transactions initialised by the caller)."""
+        self.producer = producer
+        self.open = False
+        self.abort_pending = False
+        self.broken = None
