@@ -49,8 +49,7 @@ operators-images-list: ## The operators' images: spec, context directory, image 
 # mk/images.mk): one OCI archive per image into $(OPERATOR_IMAGES_DIR), then `ctr images import` into the
 # node's containerd. The Debian trixie base is debootstrapped once per user (the builder's cache).
 IMAGE_BUILDER        ?= PYTHONPATH=$(CURDIR)/tools/images/src $(PYTHON) -m login_images
-CONTAINERD_ADDRESS   ?= $(CURDIR)/.cache/k8s/node/containerd/containerd.sock
-CONTAINERD_NAMESPACE ?= k8s.io
+# CONTAINERD_ADDRESS, CONTAINERD_NAMESPACE: mk/images.mk's (the node's containerd)
 OPERATOR_IMAGES_DIR  ?= .cache/images/operators
 
 .PHONY: operators-images
@@ -66,3 +65,50 @@ operators-images: operators-build ## Pack the operators' images as OCI archives 
 operators-images-import: operators-images ## Pack, then import the operators' images into the node's containerd (CONTAINERD_ADDRESS)
 	$(IMAGE_BUILDER) import --address $(CONTAINERD_ADDRESS) --namespace $(CONTAINERD_NAMESPACE) \
 	  $(OPERATOR_IMAGES_DIR)/*.tar
+
+# The operators on the local node (make k8s-node-up first; docs/kubernetes.md, "Operators on the local
+# node"). The kind path's charts, versions and values, plus k8s/values/local-node/ (the images above,
+# never pulled; what is off and why). Charts: tools/operators/charts.sh pulls each from its repository
+# once per user, else takes it from UPSTREAM_CHARTS (default ../shared/upstream beside the checkout).
+# k8s-node-operators: Strimzi, kube-prometheus-stack, KEDA, then the Kafka CR + node pools, topics and
+# PodMonitors of k8s/ until Kafka and its topics are Ready; k8s-node-deploy: the chart
+# (k8s/values/login-stream.yaml + k8s/values/local-node/login-stream.yaml); e2e-node: `make e2e` there.
+NODE_KUBECTL  := $(KUBECTL) --kubeconfig $(NODE_KUBECONFIG)
+NODE_HELM     := $(HELM) --kubeconfig $(NODE_KUBECONFIG)
+NODE_CONTEXT  ?= login-stream-k8s-api
+CHART_ENV     := HELM="$(HELM)" STRIMZI_VERSION=$(STRIMZI_VERSION) STRIMZI_CHART=$(STRIMZI_CHART) \
+  KPS_VERSION=$(KPS_VERSION) PROM_CHARTS=$(PROM_CHARTS) KEDA_CHART_VERSION=$(KEDA_VERSION) KEDA_CHARTS=$(KEDA_CHARTS)
+
+.PHONY: k8s-node-operators
+k8s-node-operators: TOOLS = helm
+k8s-node-operators: tools ## On the local node: Strimzi, prometheus-operator + Prometheus, KEDA (built images), Kafka + topics Ready
+	@test -f $(NODE_KUBECONFIG) || { echo "make $@: no node ($(NODE_KUBECONFIG) missing): make k8s-node-up first" >&2; exit 1; }
+	$(NODE_KUBECTL) apply -f k8s/namespaces.yaml
+	@echo "== Strimzi $(STRIMZI_VERSION) (watching $(APP_NS))"
+	chart=$$($(CHART_ENV) bash tools/operators/charts.sh strimzi) && \
+	$(NODE_HELM) upgrade --install strimzi-cluster-operator $$chart --namespace $(STRIMZI_NS) \
+	  --values k8s/values/strimzi-operator.yaml --values k8s/values/local-node/strimzi-operator.yaml --wait --timeout 10m
+	@echo "== kube-prometheus-stack $(KPS_VERSION) (prometheus-operator + Prometheus)"
+	chart=$$($(CHART_ENV) bash tools/operators/charts.sh kube-prometheus-stack) && \
+	$(NODE_HELM) upgrade --install kube-prometheus-stack $$chart --namespace $(MONITORING_NS) \
+	  --values k8s/values/kube-prometheus-stack.yaml --values k8s/values/local-node/kube-prometheus-stack.yaml \
+	  --wait --timeout 15m
+	@echo "== KEDA $(KEDA_VERSION)"
+	chart=$$($(CHART_ENV) bash tools/operators/charts.sh keda) && \
+	$(NODE_HELM) upgrade --install keda $$chart --namespace $(KEDA_NS) --create-namespace \
+	  --values k8s/values/keda.yaml --values k8s/values/local-node/keda.yaml --wait --timeout 10m
+	@echo "== Kafka $(KAFKA_CLUSTER), topics, PodMonitors"
+	$(NODE_KUBECTL) apply -f k8s/kafka/ -f k8s/monitoring/
+	$(NODE_KUBECTL) -n $(APP_NS) wait kafka/$(KAFKA_CLUSTER) --for=condition=Ready --timeout=15m
+	$(NODE_KUBECTL) -n $(APP_NS) wait kafkatopic --all --for=condition=Ready --timeout=5m
+
+.PHONY: k8s-node-deploy
+k8s-node-deploy: TOOLS = helm
+k8s-node-deploy: tools ## On the local node: the chart against the Strimzi Kafka, KEDA on (images: make images-oci images-import)
+	$(NODE_HELM) upgrade --install $(RELEASE) charts/login-stream --namespace $(APP_NS) \
+	  --values k8s/values/login-stream.yaml --values k8s/values/local-node/login-stream.yaml $(HELM_ARGS) \
+	  --wait --timeout 10m
+
+.PHONY: e2e-node
+e2e-node: ## make e2e against the local node (its kubeconfig and context; after k8s-node-operators and k8s-node-deploy)
+	KUBECONFIG=$(CURDIR)/$(NODE_KUBECONFIG) $(MAKE) --no-print-directory e2e E2E_CONTEXT=$(NODE_CONTEXT)

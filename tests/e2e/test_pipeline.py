@@ -64,6 +64,44 @@ def scale(api: Any, s: Settings, component: str, replicas: int) -> None:
     )
 
 
+PAUSED_REPLICAS = "autoscaling.keda.sh/paused-replicas"
+
+
+def scaled_object(api: Any, s: Settings) -> dict[str, Any] | None:
+    """The release's ScaledObject (chart value keda.enabled), or None."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        found: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
+            "keda.sh", "v1alpha1", s.namespace, "scaledobjects", f"{s.release}-consumer"
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return found
+
+
+def pause_keda(api: Any, s: Settings, replicas: int | None) -> None:
+    """Hold the consumer at ``replicas`` through KEDA's pause annotation (None: autoscale again)."""
+    from kubernetes import client
+
+    client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        "keda.sh", "v1alpha1", s.namespace, "scaledobjects", f"{s.release}-consumer",
+        {"metadata": {"annotations": {PAUSED_REPLICAS: None if replicas is None else str(replicas)}}},
+    )  # fmt: skip
+
+
+def hold_consumer(api: Any, s: Settings, replicas: int | None, original: int | None = None) -> None:
+    """Set the consumer's replicas by hand; where KEDA scales it, through KEDA (its HPA would undo a
+    manual scale). ``replicas`` None: give it back (KEDA autoscales; else ``original`` replicas)."""
+    if scaled_object(api, s) is not None:
+        pause_keda(api, s, replicas)
+    elif replicas is not None or original is not None:
+        scale(api, s, "consumer", replicas if replicas is not None else int(original or 1))
+
+
 def consumer_env(api: Any, s: Settings) -> dict[str, str]:
     container = deployment(api, s, "consumer").spec.template.spec.containers[0]
     return {e.name: e.value for e in container.env or [] if e.value is not None}
@@ -265,7 +303,7 @@ def test_scaling_the_consumer_from_one_to_three_loses_no_event(api: Any, setting
     n = settings.events
     marker = f"e2e-{uuid.uuid4().hex[:10]}"
     try:
-        scale(api, settings, "consumer", 1)
+        hold_consumer(api, settings, 1)
         wait_for("consumer at 1 replica", lambda: available(api, settings, "consumer", 1), 300, 5)
         offsets = check(api, settings, "mark")
         offsets.pop("_returncode"), offsets.pop("_stderr")
@@ -273,7 +311,7 @@ def test_scaling_the_consumer_from_one_to_three_loses_no_event(api: Any, setting
         sent = check(api, settings, "produce", f"--marker={marker}", f"--count={half}", "--rate=200")
         assert sent["sent"] == half, sent
         # scale up while the consumer works through the backlog, and keep producing during the rebalance
-        scale(api, settings, "consumer", 3)
+        hold_consumer(api, settings, 3)
         sent = check(
             api,
             settings,
@@ -298,4 +336,4 @@ def test_scaling_the_consumer_from_one_to_three_loses_no_event(api: Any, setting
         assert result["processed"] == n, result
         assert result["result"] == "ok", result
     finally:
-        scale(api, settings, "consumer", original)
+        hold_consumer(api, settings, None, original)

@@ -158,10 +158,22 @@ def test_trace_lists_flagged_logins_and_prints_one_as_a_tree(started: Ran) -> No
     assert ran is not None, "no high-risk login's trace reached Jaeger"
     trace_id = re.search(r"^  ([0-9a-f]{32})  \d+ spans, reasons: \S", ran.stdout, re.M)
     assert trace_id, ran.stdout
-    tree = run(f"make trace ID={trace_id.group(1)}", timeout=60)
-    assert tree.returncode == 0, tree.tail()
+    producer_send = re.compile(r"^  login-producer: send user-login ", re.M)
+
+    def tree_of_trace() -> Ran:
+        tree = run(f"make trace ID={trace_id.group(1)}", timeout=60)
+        assert tree.returncode == 0, tree.tail()
+        return tree
+
+    # each process exports its spans in its own batches (the SDK's schedule delay): the consumer's may be
+    # in Jaeger before the producer's send span of the same trace; wait for that one, with a deadline
+    deadline = time.monotonic() + 60
+    tree = tree_of_trace()
+    while not producer_send.search(tree.stdout) and time.monotonic() < deadline:
+        time.sleep(2)
+        tree = tree_of_trace()
     assert f"trace {trace_id.group(1)} (" in tree.stdout
-    assert re.search(r"^  login-producer: send user-login ", tree.stdout, re.M), tree.stdout
+    assert producer_send.search(tree.stdout), tree.stdout
     assert re.search(r"^    login-consumer: receive user-login ", tree.stdout, re.M), tree.stdout
     assert "level=high" in tree.stdout or "detection=credential_stuffing" in tree.stdout, tree.stdout
 

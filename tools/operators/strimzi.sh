@@ -98,12 +98,18 @@ strimzi_maven() {
     skip+=(-Dmaven.compiler.fork=true -Dlombok.version=1.18.42)
     javac_options="-proc:full"
   fi
-  local modules=kafka-agent,tracing-agent,kafka-init,cluster-operator,topic-operator,user-operator
+  # config-model-generator: its build-config-models.sh writes cluster-operator/src/main/resources/
+  # kafka-<version>-config-model.json for each Kafka version (Strimzi's `make java_install` builds every
+  # module; cluster-operator does not depend on it, so -am alone leaves it out and the operator then stops
+  # at "Configuration model /kafka-4.3.1-config-model.json was not found"). The reactor builds it before
+  # cluster-operator (the root pom's module order).
+  local modules=kafka-agent,tracing-agent,kafka-init,config-model-generator,cluster-operator,topic-operator,user-operator
   # Maven resolves test-scoped dependencies even when tests are skipped (the compiler's testCompile and
   # surefire ask for them), and some are not on Maven Central (io.strimzi:strimzi-test-container) or are
   # test jars a skipped test build does not make: the modules' test dependencies are dropped from this
   # build's copy of the poms (tests are not built here)
   strimzi_drop_test_dependencies "$src"
+  strimzi_openshift_client "$src"
   # build-config-models.sh runs a nested `mvn` in config-model-generator, which resolves io.strimzi's
   # parent pom and config-model from the local repository: install those two first
   (
@@ -125,7 +131,13 @@ strimzi_maven() {
 }
 
 # strimzi_drop_test_dependencies SRC: remove from the modules' poms every <dependency> of scope test,
-# whether the module says so or the root pom's dependencyManagement does (io.strimzi:strimzi-test-container)
+# whether the module says so or the root pom's dependencyManagement does (io.strimzi:strimzi-test-container).
+# A managed entry is matched on groupId, artifactId, type and classifier, not on the artifactId alone: the
+# root pom manages io.strimzi:operator-common twice, as the compile dependency and as its test-jar
+# (classifier tests, scope test), and only the second is test-only (matching on the artifactId dropped the
+# compile dependency, and topic-operator then failed: "package io.strimzi.operator.common does not exist").
+# Each pom's pristine copy is kept as pom.xml.orig and the edit always starts from it: the edit is the same
+# on every run, and a changed rule applies to a tree an earlier run edited.
 strimzi_drop_test_dependencies() {
   python3 - "$1" <<'PY'
 import re, sys
@@ -133,23 +145,65 @@ from pathlib import Path
 
 root = Path(sys.argv[1])
 block = re.compile(r"[ \t]*<dependency>((?:(?!</dependency>).)*?)</dependency>[ \t]*\n?", re.S)
-artifact = re.compile(r"<artifactId>([^<]+)</artifactId>")
+
+
+def tag(body: str, name: str, default: str = "") -> str:
+    found = re.search(rf"<{name}>([^<]+)</{name}>", body)
+    return found[1].strip() if found else default
+
+
+def key(body: str) -> tuple[str, str, str, str]:
+    return (tag(body, "groupId"), tag(body, "artifactId"), tag(body, "type", "jar"), tag(body, "classifier"))
+
+
 managed = root.joinpath("pom.xml").read_text()
 managed = managed[managed.find("<dependencyManagement>"):managed.find("</dependencyManagement>")]
-test_only = {artifact.search(m[1])[1] for m in block.finditer(managed) if "<scope>test</scope>" in m[1]}
+test_only = {key(m[1]) for m in block.finditer(managed) if "<scope>test</scope>" in m[1]}
 
 
 def keep(match: re.Match[str]) -> str:
     body = match[1]
     if "<scope>test</scope>" in body:
         return ""
-    if "<scope>" not in body and artifact.search(body)[1] in test_only:
+    if "<scope>" not in body and key(body) in test_only:
         return ""
     return match[0]
 
 
 for pom in root.glob("*/pom.xml"):
-    pom.write_text(block.sub(keep, pom.read_text()))
+    orig = pom.with_name("pom.xml.orig")
+    if not orig.exists():
+        orig.write_text(pom.read_text())
+    pom.write_text(block.sub(keep, orig.read_text()))
+PY
+}
+
+# strimzi_openshift_client SRC: Strimzi 1.2.0 pins fabric8's openshift-client-api and openshift-model at
+# 7.8.0 (through fabric8.kubernetes-client.version and fabric8.kubernetes-model.version, in the root pom's
+# dependencyManagement), which Maven Central does not serve (404; its newest is 7.7.0), while the
+# kubernetes-client 7.8.0 of the same properties is there. The cluster operator uses the OpenShift client
+# only on OpenShift (Routes, BuildConfigs, ImageStreams). STRIMZI_OPENSHIFT_CLIENT (default 7.7.0; empty
+# keeps Strimzi's pins) sets fabric8.openshift-client.version and both entries follow it. Edits the root
+# pom from its pristine copy (pom.xml.orig), as strimzi_drop_test_dependencies does the modules'.
+strimzi_openshift_client() {
+  python3 - "$1" "${STRIMZI_OPENSHIFT_CLIENT-7.7.0}" <<'PY'
+import re, sys
+from pathlib import Path
+
+pom, version = Path(sys.argv[1]) / "pom.xml", sys.argv[2]
+orig = pom.with_name("pom.xml.orig")
+if not orig.exists():
+    orig.write_text(pom.read_text())
+text = orig.read_text()
+if version:
+    text = re.sub(r"<fabric8\.openshift-client\.version>[^<]*<", f"<fabric8.openshift-client.version>{version}<", text)
+    for artifact in ("openshift-client-api", "openshift-model"):
+        text = re.sub(
+            rf"(<artifactId>{artifact}</artifactId>\s*<version>)\$\{{[^}}]+\}}",
+            r"\g<1>${fabric8.openshift-client.version}",
+            text,
+        )
+pom.write_text(text)
 PY
 }
 
@@ -158,8 +212,10 @@ strimzi_operator_root() {
   local src="$1" out="$2" zip tmp
   local home="$out/opt/strimzi"
   tmp="$(mktemp -d)"
+  # the modules' assembly writes each -dist.zip to docker-images/artifacts/binaries/ (their poms'
+  # make-dist-assembly outputDirectory), where docker-images/operator/Makefile takes them from
   for zip in cluster-operator topic-operator user-operator kafka-init; do
-    unzip -qo "$src/$zip/target/$zip-$STRIMZI_VERSION-dist.zip" -d "$tmp"
+    unzip -qo "$src/docker-images/artifacts/binaries/$zip-$STRIMZI_VERSION-dist.zip" -d "$tmp"
   done
   mkdir -p "$home/bin" "$home/lib"
   cp -a "$src/docker-images/operator/scripts/." "$home/bin/"
@@ -208,11 +264,12 @@ build_strimzi() {
   fi
   mkdir -p "$dir"
   if [[ ! -f "$dir/src/.built" ]]; then
-    # an unpacked tree is kept: a failed build resumes from it (and from Maven's target/ directories)
-    if [[ ! -f "$dir/src/.unpacked" ]]; then
+    # an unpacked tree is kept: a failed build resumes from it (and from Maven's target/ directories).
+    # .unpacked-2: a tree unpacked before the poms' pristine copies were kept (.unpacked) is unpacked again
+    if [[ ! -f "$dir/src/.unpacked-2" ]]; then
       rm -rf "$dir/src"
       strimzi_fetch "$dir/src"
-      touch "$dir/src/.unpacked"
+      touch "$dir/src/.unpacked-2"
     fi
     strimzi_maven "$dir/src"
     touch "$dir/src/.built"

@@ -126,7 +126,7 @@ def produce(args: argparse.Namespace) -> int:
                 time.sleep(delay)
     if args.dlq:
         producer.produce(args.input_topic, key=f"{args.marker}-dlq".encode(), value=bad_message(args.marker))
-    remaining = producer.flush(60)
+    remaining = producer.flush(args.flush_timeout)
     if remaining or failed:
         raise KafkaException(f"{remaining} undelivered, {len(failed)} failed: {failed[:3]}")
     return args.count
@@ -223,6 +223,10 @@ def parser() -> argparse.ArgumentParser:
         cmd.add_argument("--marker", required=True)
     for cmd in (check, prod):
         cmd.add_argument("--rate", type=float, default=0.0, help="events per second (0 = no limit)")
+        cmd.add_argument(
+            "--flush-timeout", type=float, default=60.0,
+            help="seconds to wait for the last deliveries (longer while a broker restarts)",
+        )  # fmt: skip
     prod.add_argument("--start", type=int, default=0, help="number of the first event")
     for cmd in (check, ver):
         cmd.add_argument("--timeout", type=float, default=120.0)

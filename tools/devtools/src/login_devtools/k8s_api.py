@@ -130,24 +130,52 @@ def _openssl(*args: str) -> None:
         raise ControlPlaneError(f"openssl {args[0]} failed: {out.stderr.strip()[-500:]}")
 
 
-def _sign(name: str, subject: str, ext: str) -> None:
+def _sign(name: str, subject: str, ext: str, ca: str = "ca") -> None:
     key, csr, crt = PKI / f"{name}.key", PKI / f"{name}.csr", PKI / f"{name}.crt"
     _openssl("genrsa", "-out", str(key), "2048")
     _openssl("req", "-new", "-key", str(key), "-subj", subject, "-out", str(csr))
     extfile = PKI / f"{name}.ext"
     extfile.write_text(ext)
     _openssl(
-        "x509", "-req", "-in", str(csr), "-CA", str(PKI / "ca.crt"), "-CAkey", str(PKI / "ca.key"),
+        "x509", "-req", "-in", str(csr), "-CA", str(PKI / f"{ca}.crt"), "-CAkey", str(PKI / f"{ca}.key"),
         "-CAcreateserial", "-days", "3650", "-sha256", "-extfile", str(extfile), "-out", str(crt),
     )  # fmt: skip
     csr.unlink()
     extfile.unlink()
 
 
+FRONT_PROXY_CLIENT = "front-proxy-client"
+
+
+def ensure_front_proxy() -> None:
+    """Node mode: the aggregation layer's front proxy, so that API services (KEDA's metrics API server,
+    external.metrics.k8s.io, read by the HPA controller) get requests they can authenticate. A CA of
+    its own (not the client CA: a certificate it signs is trusted only to vouch for the X-Remote-*
+    headers) and the API server's proxy client certificate, CN front-proxy-client. Made once, beside a
+    PKI made before it existed."""
+    if (PKI / f"{FRONT_PROXY_CLIENT}.crt").exists():
+        return
+    _openssl("genrsa", "-out", str(PKI / "front-proxy-ca.key"), "2048")
+    _openssl(
+        "req", "-x509", "-new", "-key", str(PKI / "front-proxy-ca.key"),
+        "-subj", "/CN=login-stream-front-proxy-ca", "-days", "3650", "-sha256",
+        "-out", str(PKI / "front-proxy-ca.crt"),
+    )  # fmt: skip
+    _sign(
+        FRONT_PROXY_CLIENT,
+        f"/CN={FRONT_PROXY_CLIENT}",
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n",
+        ca="front-proxy-ca",
+    )
+
+
 def ensure_pki() -> None:
     """A CA, the API server's serving certificate, one client certificate per component, the
-    service-account signing key. Made once; a PKI without its last file is made again."""
+    service-account signing key; in node mode also the front proxy's (``ensure_front_proxy``). Made
+    once; a PKI without its last file is made again."""
     if (PKI / "done").exists():
+        if node_ip():
+            ensure_front_proxy()
         return
     shutil.rmtree(PKI, ignore_errors=True)
     PKI.mkdir(parents=True)
@@ -187,6 +215,7 @@ def ensure_pki() -> None:
             "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
             f"extendedKeyUsage=serverAuth\nsubjectAltName=IP:{node_ip()},DNS:{NODE_NAME}\n",
         )
+        ensure_front_proxy()
     _openssl("genrsa", "-out", str(PKI / "sa.key"), "2048")
     _openssl("rsa", "-in", str(PKI / "sa.key"), "-pubout", "-out", str(PKI / "sa.pub"))
     (PKI / "done").write_text("ok\n")
@@ -272,6 +301,11 @@ class Component:
     def pid_file(self) -> Path:
         return RUN / f"{self.name}.pid"
 
+    @property
+    def args_file(self) -> Path:
+        """The arguments it was started with: ``up`` restarts a running one whose arguments changed."""
+        return RUN / f"{self.name}.args"
+
 
 def _etcd_args() -> list[str]:
     p = api_port()
@@ -322,6 +356,17 @@ def _apiserver_args() -> list[str]:
         "--kubelet-client-key": str(PKI / "apiserver-kubelet-client.key"),
         "--kubelet-certificate-authority": str(PKI / "ca.crt"),
         "--kubelet-preferred-address-types": "InternalIP,Hostname",
+        # the aggregation layer (ensure_front_proxy): the API server forwards requests for API services
+        # with its proxy client certificate and the caller in X-Remote-* headers, which the service
+        # trusts through kube-system/extension-apiserver-authentication; without it KEDA's metrics API
+        # server answers 403 and the HPA KEDA makes never gets a metric (FailedGetExternalMetric)
+        "--requestheader-client-ca-file": str(PKI / "front-proxy-ca.crt"),
+        "--requestheader-allowed-names": FRONT_PROXY_CLIENT,
+        "--requestheader-username-headers": "X-Remote-User",
+        "--requestheader-group-headers": "X-Remote-Group",
+        "--requestheader-extra-headers-prefix": "X-Remote-Extra-",
+        "--proxy-client-cert-file": str(PKI / f"{FRONT_PROXY_CLIENT}.crt"),
+        "--proxy-client-key-file": str(PKI / f"{FRONT_PROXY_CLIENT}.key"),
     }
     kept = [a for a in args if a.split("=", 1)[0] not in node_args]
     return kept + [f"{key}={value}" for key, value in node_args.items()]
@@ -477,6 +522,7 @@ def _start(component: Component, timeout: float) -> None:
             start_new_session=True,  # outlives `make k8s-api-up`; stopped by `down`
         )
     component.pid_file.write_text(f"{proc.pid}\n")
+    component.args_file.write_text("\n".join(component.args()) + "\n")
     deadline = time.monotonic() + timeout
     while not component.healthy():
         if proc.poll() is not None:
@@ -557,8 +603,12 @@ def up(timeout: float) -> None:
     write_kubeconfig(KUBECONFIG, "admin")
     deadline = time.monotonic() + timeout
     for component in components():
-        if running(component) is not None:
-            continue
+        if (pid := running(component)) is not None:
+            started_with = component.args_file.read_text() if component.args_file.exists() else None
+            if started_with in (None, "\n".join(component.args()) + "\n"):
+                continue  # (None: started before the arguments were recorded)
+            print(f"k8s-api: {component.name}'s arguments changed: restarting it", flush=True)
+            _stop_pid(pid, 15.0)
         remaining = max(deadline - time.monotonic(), 5.0)
         print(f"k8s-api: starting {component.name} (log: {component.log})", flush=True)
         _start(component, remaining)
@@ -594,6 +644,7 @@ def down(purge: bool) -> None:
             print(f"k8s-api: stopping {component.name} (pid {pid})")
             _stop_pid(pid, 15.0)
         component.pid_file.unlink(missing_ok=True)
+        component.args_file.unlink(missing_ok=True)
     if purge:
         shutil.rmtree(STATE / "etcd", ignore_errors=True)
         print("k8s-api: etcd data deleted")

@@ -453,7 +453,11 @@ def write_kube_proxy_config() -> Path:
         "conntrack": {"maxPerCore": 0, "min": 0},
     }
     path = NODE_DIR / "kube-proxy.yaml"
-    path.write_text(json.dumps(config, indent=2) + "\n")
+    text = json.dumps(config, indent=2) + "\n"
+    # kube-proxy watches its configuration file and exits when it is written at all ("content of the
+    # proxy server's configuration file was updated"): a second `up` must leave an unchanged one alone
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
     return path
 
 
