@@ -1,5 +1,5 @@
 """Fixtures of the operators tier: Strimzi, prometheus-operator + Prometheus and KEDA, built here
-(`make operators-build`), reconciling on the local real node (scripts/k8s_node.py), the chart on top.
+(`make operators-build`), reconciling on the local real node (login_devtools/k8s_node.py), the chart on top.
 
 The session brings the node up unless one runs already, then runs, through make as a person would:
 `operators-images-import` (the operators' images packed by the daemon-free builder and imported),
@@ -28,7 +28,7 @@ import pytest
 from tests.operators.parts import missing_parts
 
 ROOT = Path(__file__).resolve().parents[2]
-NODE_SCRIPT = ROOT / "scripts" / "k8s_node.py"
+NODE_SCRIPT = ("-m", "login_devtools.k8s_node")
 SETUP_TARGETS = ("operators-images-import", "images-import", "k8s-node-operators", "k8s-node-deploy")
 
 
@@ -70,16 +70,16 @@ def cluster() -> Iterator[Cluster]:
         unavailable(f"missing commands {missing}: `make setup` installs them (apt-get)")
     if missing := missing_parts():
         unavailable(f"the operators are not built ({', '.join(missing)}): run `make operators-build`")
-    if _run(sys.executable, str(NODE_SCRIPT), "built", timeout=120).returncode:
+    if _run(sys.executable, *NODE_SCRIPT, "built", timeout=120).returncode:
         unavailable("the node's binaries are not built yet: `make k8s-node-up` builds them")
-    started = _run(sys.executable, str(NODE_SCRIPT), "status", timeout=60).returncode != 0
+    started = _run(sys.executable, *NODE_SCRIPT, "status", timeout=60).returncode != 0
     if started:
-        up = _run(sys.executable, str(NODE_SCRIPT), "up")
+        up = _run(sys.executable, *NODE_SCRIPT, "up")
         if "another node runs on this machine" in up.stderr:
             unavailable(up.stderr.strip().splitlines()[-1])  # one kubelet per machine: take turns
         if up.returncode:
             pytest.fail(f"k8s_node.py up failed:\n{up.stdout[-2000:]}\n{up.stderr[-3000:]}")
-    kubeconfig = Path(_run(sys.executable, str(NODE_SCRIPT), "kubeconfig").stdout.strip())
+    kubeconfig = Path(_run(sys.executable, *NODE_SCRIPT, "kubeconfig").stdout.strip())
     try:
         setup = _run("make", "--no-print-directory", *SETUP_TARGETS, timeout=3600)
         if setup.returncode:
@@ -88,4 +88,4 @@ def cluster() -> Iterator[Cluster]:
         yield Cluster(kubeconfig=kubeconfig)
     finally:
         if started and not os.environ.get("K8S_NODE_KEEP"):
-            _run(sys.executable, str(NODE_SCRIPT), "down", timeout=300)
+            _run(sys.executable, *NODE_SCRIPT, "down", timeout=300)
