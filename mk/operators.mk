@@ -109,6 +109,12 @@ k8s-node-deploy: tools ## On the local node: the chart against the Strimzi Kafka
 	  --values k8s/values/login-stream.yaml --values k8s/values/local-node/login-stream.yaml $(HELM_ARGS) \
 	  --wait --timeout 10m
 
+# tests/operators needs the operators built (`make operators-build`: hours cold on two shared cores) and the
+# node: `make test` does not collect it (pyproject's norecursedirs, like tests/failover); this runs it.
+.PHONY: test-operators
+test-operators: init ## The operators tier (tests/operators): builds imported, operators and chart on the node, make e2e there
+	$(BIN)/pytest tests/operators $(PYTEST_ARGS)
+
 .PHONY: e2e-node
 e2e-node: ## make e2e against the local node (its kubeconfig and context; after k8s-node-operators and k8s-node-deploy)
 	KUBECONFIG=$(CURDIR)/$(NODE_KUBECONFIG) $(MAKE) --no-print-directory e2e E2E_CONTEXT=$(NODE_CONTEXT)

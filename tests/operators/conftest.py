@@ -7,8 +7,9 @@ The session brings the node up unless one runs already, then runs, through make 
 k8s/values/local-node/, then the Kafka CR, node pools, topics and PodMonitors of k8s/ until Ready) and
 `k8s-node-deploy` (the chart against that Kafka, KEDA on). What it started it stops at the end
 (K8S_NODE_KEEP=1 keeps it). A machine that cannot host it (not root, packages missing, the node's
-binaries or the operators not built: `make operators-build` takes hours on two shared cores, so `make
-test` does not start it) skips the tier naming the reason; under CI (CI=true) it fails instead.
+binaries or the operators not built: `make operators-build` takes hours on two shared cores) skips the
+tier naming the reason; under CI (CI=true) it fails instead. `make test` does not collect this tier
+(pyproject's norecursedirs): `make test-operators` runs it.
 """
 
 from __future__ import annotations

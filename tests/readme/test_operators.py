@@ -3,8 +3,9 @@
 Strimzi, prometheus-operator + Prometheus and KEDA up with Kafka and its topics Ready, `make k8s-node-deploy`
 installs the chart against that Kafka and `make e2e-node` passes there.
 
-The cold build takes hours on two shared cores, so `make test` does not start it: without the built parts
-(or without root) the test skips naming why, and fails under CI. It uses this clone's node when it runs
+The cold build takes hours on two shared cores, so it runs only in the long README tier (README_LONG=1,
+`make test-readme-long`); there, without the built parts (or without root) the test skips naming why, and
+fails under CI. It uses this clone's node when it runs
 (`make k8s-node-up`), starts one when none does and stops what it started; another clone's node is left
 alone (skipped: one kubelet per machine).
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.operators.parts import missing_parts
-from tests.readme.conftest import ROOT, run
+from tests.readme.conftest import ROOT, only_long, run
 from tests.readme.registry import runs
 
 pytestmark = [pytest.mark.usefixtures("readme_tier"), pytest.mark.timeout(7200)]
@@ -39,6 +40,7 @@ def _our_node() -> bool | None:
     return True if Path(str(record.get("root", ""))).resolve() == ROOT.resolve() else None
 
 
+@only_long()
 @runs(
     "make operators-build",
     "make operators-images-import",
