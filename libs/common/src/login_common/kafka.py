@@ -61,7 +61,7 @@ def wait_for_broker(bootstrap: Brokers, timeout: float = 60.0) -> None:
 MAX_REPLICATION_FACTOR = 3
 # Creating a topic can fail for a moment while a broker or the controller changes: tried again until the
 # deadline. INVALID_REPLICATION_FACTOR too: a broker that is down (restarting) leaves too few for a while.
-_CREATE_RETRIED = frozenset(
+CREATE_RETRIED = frozenset(
     {
         KafkaError.NOT_CONTROLLER,
         KafkaError.REQUEST_TIMED_OUT,
@@ -103,7 +103,7 @@ def replication(bootstrap: Brokers, factor: int | None = None, timeout: float = 
 
 def _retried(exc: KafkaException) -> bool:
     err = exc.args[0] if exc.args else None
-    return isinstance(err, KafkaError) and (err.retriable() or err.code() in _CREATE_RETRIED)
+    return isinstance(err, KafkaError) and (err.retriable() or err.code() in CREATE_RETRIED)
 
 
 def ensure_topics(

@@ -30,7 +30,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from login_common.kafka import replication
+from login_common.kafka import CREATE_RETRIED, replication
 from login_consumer.errors import InternalTopicError
 
 log = structlog.get_logger("login_consumer")
@@ -45,19 +45,6 @@ CHANGELOG_CONFIG: Final = {
 METADATA_WAIT_SECONDS: Final = 10.0
 TIMEOUT: Final = 10.0
 CREATE_SECONDS: Final = 30.0  # topic creation retried through leader/controller changes this long
-# Creating a topic can fail for a moment while a broker or the controller changes: tried again.
-_CREATE_RETRIED: Final = frozenset(
-    {
-        KafkaError.NOT_CONTROLLER,
-        KafkaError.REQUEST_TIMED_OUT,
-        KafkaError.LEADER_NOT_AVAILABLE,
-        KafkaError.NOT_ENOUGH_REPLICAS,
-        KafkaError.INVALID_REPLICATION_FACTOR,
-        KafkaError._TIMED_OUT,
-        KafkaError._TRANSPORT,
-        KafkaError._ALL_BROKERS_DOWN,
-    }
-)
 
 
 def _error_of(exc: KafkaException) -> KafkaError | None:
@@ -66,7 +53,7 @@ def _error_of(exc: KafkaException) -> KafkaError | None:
 
 
 def _retried(err: KafkaError) -> bool:
-    return bool(err.retriable()) or err.code() in _CREATE_RETRIED
+    return bool(err.retriable()) or err.code() in CREATE_RETRIED  # login_common.kafka: through leader changes
 
 
 class InternalTopics:
