@@ -158,11 +158,12 @@ class PartitionGroup:
         repartitioned: list[Message] = []
         input_topic = self.input_topic
         refused = self.refused
+        holding = refused.holding  # the set itself (``read`` empties it): one truth test per message
         for msg in messages:
             err = msg.error()
             if err is None:
                 (inputs if msg.topic() == input_topic else repartitioned).append(msg)
-                if refused.holding:
+                if holding:
                     refused.read((msg.topic() or "", msg.partition() or 0))
             elif err.code() == KafkaError._PARTITION_EOF:
                 refused.read((msg.topic() or "", msg.partition() or 0))
