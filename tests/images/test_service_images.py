@@ -87,6 +87,13 @@ def test_the_dependency_and_code_layers_hold_the_virtualenv_only_root_owned(
     deps_names = {m.name for m in deps}
     assert "opt/venv/pyvenv.cfg" in deps_names
     assert not any("/site-packages/pip/" in n for n in deps_names), "the runtime virtualenv has no pip"
+    # The Dockerfile drops pycountry's translations (the consumer reads English names only); the tracing
+    # exporters stay, both of the protocols the chart's tracing.protocol offers.
+    assert not any("/site-packages/pycountry/locales" in n for n in deps_names)
+    for exporter in ("grpc", "http"):
+        assert any(f"/opentelemetry/exporter/otlp/proto/{exporter}/" in n for n in deps_names), exporter
+    if service == "consumer":
+        assert any("/site-packages/pycountry/databases/" in n for n in deps_names)
     code_names = {m.name for m in code}
     assert f"opt/venv/bin/login-{service}" in code_names
     assert any(f"site-packages/login_{service}/" in n for n in code_names)
@@ -185,3 +192,20 @@ def test_byte_code_is_used_although_every_mtime_is_fixed(
     assert any(f"/site-packages/login_{service}/" in p for p in matched)
     compiled_from_source = re.findall(r"^# code object from '?(\S+\.py)'?$", out.stderr, re.MULTILINE)
     assert not compiled_from_source, compiled_from_source[:5]
+
+
+def test_the_consumer_names_countries_and_states_without_pycountrys_translations(
+    imported: dict[str, str], containerd: Containerd
+) -> None:
+    """What the trimmed pycountry still has to do in the image: every country and US state by name."""
+    script = (
+        "from login_consumer.enrich.loaders import countries, us_states; "
+        "c, s = countries(), us_states(); "
+        "print(len(c), c['DE'].name, c['DE'].continent_name, len(s), s['CA'][0])"
+    )
+    out = containerd.run(imported["consumer"], "python", "-c", script, read_only=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    count, *rest = out.stdout.split()
+    assert int(count) >= 240, out.stdout
+    assert " ".join(rest).startswith("Germany Europe "), out.stdout
+    assert out.stdout.strip().endswith("California"), out.stdout
