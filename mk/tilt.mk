@@ -51,3 +51,6 @@ up-node: tilt tools ## On the local node: `tilt up`, the dev loop with live upda
 tilt-down-node: TOOLS = helm
 tilt-down-node: tilt tools ## On the local node: remove what Tilt deployed (`tilt down`); Kafka and the operators stay
 	$(TILT_NODE) down
+
+# tests/chart/test_tilt_binary.py evaluates the Tiltfile with the Tilt built here: `make test` builds it first.
+test-prereqs: tilt
