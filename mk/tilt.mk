@@ -32,7 +32,9 @@ tilt-node-image: ## (Tilt's custom_build, node mode) Build TILT_SERVICE's dev im
 # first, or both would own the same objects. `make k8s-node-deploy` puts the helm release back.
 define tilt_node_take_release
 @test -f $(NODE_KUBECONFIG) || { echo "make $@: no node ($(NODE_KUBECONFIG) missing): make k8s-node-up first" >&2; exit 1; }
-$(NODE_HELM) uninstall $(RELEASE) --namespace $(APP_NS) --ignore-not-found --wait
+@if $(NODE_HELM) status $(RELEASE) --namespace $(APP_NS) >/dev/null 2>&1; then \
+  echo "tilt: the helm release $(RELEASE) becomes Tilt's: uninstalling it (make k8s-node-deploy brings it back)"; \
+  $(NODE_HELM) uninstall $(RELEASE) --namespace $(APP_NS) --wait; fi
 endef
 
 .PHONY: tilt-ci-node
