@@ -217,6 +217,9 @@ def test_both_images_build_the_dev_target_with_live_update(tilt: Tilt) -> None:
             assert build["disable_push"] is True
             assert all(any(p == d or p.startswith(d + "/") for d in build["deps"]) for p in syncs)
             assert "services/Dockerfile" in build["deps"]
+            # what the image leaves out (.dockerignore's patterns anywhere in the tree) triggers no build
+            dockerignore = (ROOT / ".dockerignore").read_text().splitlines()
+            assert {p for p in dockerignore if p.startswith("**/")} <= set(build["ignore"])
             dockerfile = "services/Dockerfile"
         else:
             assert build["target"] == "dev"
