@@ -191,7 +191,7 @@ def test_live_update_syncs_into_the_running_consumers_and_restarts_the_process(
 ) -> None:
     assert tilt_ci.result.returncode == 0
     tilt, port = tilt_binary(), str(free_port())
-    env = {**node.env(), "LOGIN_STREAM_CLUSTER": "node"}
+    env = {**node.env(), "LOGIN_STREAM_CLUSTER": "node", "PATH": tools_path()}  # helm: make tools
     log = ROOT / ".cache" / "tilt-up-node.log"
     log.parent.mkdir(exist_ok=True)
     with log.open("w") as sink:
