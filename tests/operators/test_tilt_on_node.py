@@ -186,6 +186,29 @@ def test_the_consumer_processes_events_under_tilt(node: Cluster, tilt_ci: TiltCi
     wait_for("the consumers' processed count to grow", lambda: processed(node) > first + 20, 180, 5)
 
 
+def test_the_kubelets_sigterm_reaches_the_service_through_the_restart_loop(
+    node: Cluster, tilt_ci: TiltCi
+) -> None:
+    """The container's command is the Tiltfile's shell loop: a deleted pod's consumer still closes cleanly
+    (its `consumer.closed` line is written only on SIGTERM's path, never after the kubelet's SIGKILL)."""
+    assert tilt_ci.result.returncode == 0
+    pod = next(p for p in consumer_pods(node) if ready_pod(p))["metadata"]["name"]
+    follow = subprocess.Popen(
+        ["kubectl", "-n", APP_NS, "logs", "-f", pod], env=node.env(), stdout=subprocess.PIPE, text=True
+    )
+    try:
+        wait_for(
+            "the log to be followed",
+            lambda: "consumer.running" in node.kubectl("-n", APP_NS, "logs", pod),
+            60,
+        )
+        node.kubectl("-n", APP_NS, "delete", "pod", pod, "--wait=true", timeout=120)
+        logged, _ = follow.communicate(timeout=60)
+    finally:
+        follow.kill()
+    assert "consumer.closed" in logged, logged[-3000:]
+
+
 def test_live_update_syncs_into_the_running_consumers_and_restarts_the_process(
     node: Cluster, tilt_ci: TiltCi
 ) -> None:
