@@ -177,4 +177,4 @@ test-operators: init ## The operators tier (tests/operators): builds imported, o
 
 .PHONY: e2e-node
 e2e-node: ## make e2e against the local node (its kubeconfig and context; after k8s-node-operators and k8s-node-deploy)
-	KUBECONFIG=$(CURDIR)/$(NODE_KUBECONFIG) $(MAKE) --no-print-directory e2e E2E_CONTEXT=$(NODE_CONTEXT)
+	KUBECONFIG=$(NODE_KUBECONFIG) $(MAKE) --no-print-directory e2e E2E_CONTEXT=$(NODE_CONTEXT)
