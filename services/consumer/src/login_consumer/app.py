@@ -183,6 +183,7 @@ class ConsumerApp:
         if not stuck:
             return
         self._log.warning("consumer.rejoining", stuck=sorted(f"{t}/{p}" for t, p in stuck))
+        self.group.refused.rejoin()
         self._consumer.unsubscribe()
         self._subscribe()
 

@@ -58,6 +58,7 @@ class PartitionGroup:
     def assign(self, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
         self.assignment.update(tps)
+        self.refused.assigned(set(tps))
         inputs = [tp for tp in tps if tp[0] == self.input_topic]
         if inputs:
             self._starts_of(inputs)
