@@ -136,6 +136,8 @@ k8s-node-plaintext: tools ## On the local node: a plaintext Kafka and the releas
 k8s-node-plaintext-down: TOOLS = helm
 k8s-node-plaintext-down: tools ## On the local node: remove the release login-stream-plain and the plaintext Kafka
 	$(NODE_HELM) uninstall $(PLAIN_RELEASE) --namespace $(APP_NS) --ignore-not-found --wait --timeout 5m
+	@# the KafkaTopics first, while their Kafka's topic operator runs to remove its finalizer
+	$(NODE_KUBECTL) -n $(APP_NS) delete kafkatopic -l strimzi.io/cluster=$(PLAIN_KAFKA) --wait --timeout=5m
 	$(KUBECTL) kustomize --load-restrictor=LoadRestrictionsNone k8s/kafka/plaintext | \
 	  $(NODE_KUBECTL) delete --ignore-not-found --wait --timeout=5m -f -
 
@@ -166,6 +168,8 @@ k8s-node-ha: tools ## On the local node: a three-broker Kafka (min ISR 2) and th
 k8s-node-ha-down: TOOLS = helm
 k8s-node-ha-down: tools ## On the local node: remove the release login-stream-ha and the three-broker Kafka
 	$(NODE_HELM) uninstall $(HA_RELEASE) --namespace $(APP_NS) --ignore-not-found --wait --timeout 5m
+	@# the KafkaTopics first, while their Kafka's topic operator runs to remove its finalizer
+	$(NODE_KUBECTL) -n $(APP_NS) delete kafkatopic -l strimzi.io/cluster=$(HA_KAFKA) --wait --timeout=5m
 	$(KUBECTL) kustomize --load-restrictor=LoadRestrictionsNone k8s/kafka/node-ha | \
 	  $(NODE_KUBECTL) delete --ignore-not-found --wait --timeout=5m -f -
 
