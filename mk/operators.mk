@@ -140,7 +140,8 @@ k8s-node-plaintext-down: tools ## On the local node: remove the release login-st
 	$(NODE_KUBECTL) -n $(APP_NS) delete kafkatopic -l strimzi.io/cluster=$(PLAIN_KAFKA) --wait --timeout=5m
 	$(KUBECTL) kustomize --load-restrictor=LoadRestrictionsNone k8s/kafka/plaintext | \
 	  $(NODE_KUBECTL) delete --ignore-not-found --wait --timeout=5m -f -
-	@# its volumes' claims are gone with it: offer the volumes again (the node has a fixed number)
+	@# Strimzi deletes its claims (deleteClaim) once the pods are gone: then offer the volumes again
+	$(NODE_KUBECTL) -n $(APP_NS) wait pvc -l strimzi.io/cluster=$(PLAIN_KAFKA) --for=delete --timeout=5m
 	$(K8S_NODE) recycle
 
 # Three brokers on the node (issue 23; docs/failover.md, "Strimzi"): k8s/kafka/node-ha, the production
@@ -174,7 +175,8 @@ k8s-node-ha-down: tools ## On the local node: remove the release login-stream-ha
 	$(NODE_KUBECTL) -n $(APP_NS) delete kafkatopic -l strimzi.io/cluster=$(HA_KAFKA) --wait --timeout=5m
 	$(KUBECTL) kustomize --load-restrictor=LoadRestrictionsNone k8s/kafka/node-ha | \
 	  $(NODE_KUBECTL) delete --ignore-not-found --wait --timeout=5m -f -
-	@# its volumes' claims are gone with it: offer the volumes again (the node has a fixed number)
+	@# Strimzi deletes its claims (deleteClaim) once the pods are gone: then offer the volumes again
+	$(NODE_KUBECTL) -n $(APP_NS) wait pvc -l strimzi.io/cluster=$(HA_KAFKA) --for=delete --timeout=5m
 	$(K8S_NODE) recycle
 
 # tests/operators needs the operators built (`make operators-build`: hours cold on two shared cores) and the
