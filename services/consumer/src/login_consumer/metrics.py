@@ -66,6 +66,8 @@ ERROR_KINDS: Final = (
 )
 REBALANCE_EVENTS: Final = ("assign", "revoke", "lost")
 STAGES: Final = ("user", "network")  # the topology's stages (stages/)
+# Why the event-time ordering released without waiting for every source (intake/align.py, stages/merge.py)
+OUT_OF_ORDER_CAUSES: Final = ("silent_source", "too_many_held")
 # Detections count from 0 (ConsumerMetrics.create), so that the first ones count: increase()
 # (LoginStreamBruteForceBurst) cannot see what a series already holds in its first sample.
 
@@ -86,6 +88,7 @@ class ConsumerMetrics:
     commit_failures: Counter
     commits: Counter
     stage_events: Counter
+    out_of_order: Counter
     assigned_partitions: Gauge
     state_entries: Gauge
     info: Gauge
@@ -188,6 +191,15 @@ class ConsumerMetrics:
                 ["stage"],
                 registry=registry,
             ),
+            out_of_order=Counter(
+                "login_consumer_out_of_order_releases",
+                "Releases of the event-time ordering that did not wait for every source, by stage and cause: "
+                "silent_source (release rounds that stopped waiting for a source silent past its max wait), "
+                "too_many_held (events released early: more held than allowed). Windows spanning them may "
+                "detect differently from one in-order pass.",
+                ["stage", "cause"],
+                registry=registry,
+            ),
             assigned_partitions=Gauge(
                 "login_consumer_assigned_partitions", "Partitions currently assigned.", registry=registry
             ),
@@ -218,6 +230,8 @@ class ConsumerMetrics:
             metrics.rebalances.labels(event)
         for stage in STAGES:
             metrics.stage_events.labels(stage)
+            for cause in OUT_OF_ORDER_CAUSES:
+                metrics.out_of_order.labels(stage, cause)
         for detector in DETECTOR_NAMES:
             metrics.detections.labels(detector)
         return metrics
@@ -241,6 +255,8 @@ class ConsumerMetrics:
             inc(self.dlq, (reason,), count)
         for kind, count in stats.errors.items():
             inc(self.errors, (kind,), count)
+        for stage_cause, count in stats.out_of_order.items():
+            inc(self.out_of_order, stage_cause, count)
         self.processing.observe_repeated(stats.seconds / max(1, stats.consumed), stats.consumed)
         self.risk_score.observe_counts(collections.Counter(stats.risk_scores))
         for level, count in stats.levels.items():

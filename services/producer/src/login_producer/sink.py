@@ -22,6 +22,7 @@ import structlog
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import Counter
 
+from login_common.access import Backoff
 from login_common.contract import (
     HEADER_ATTACK_ID,
     HEADER_CONTENT_TYPE,
@@ -34,7 +35,7 @@ from login_common.contract import (
 )
 from login_common.logs import Warnings
 from login_common.security import read_secret_file
-from login_producer.access import Backoff, Refusals
+from login_producer.access import Refusals
 from login_producer.errors import SinkSettingsError
 from login_producer.metrics import ProducerMetrics
 from login_producer.simulate import SimEvent

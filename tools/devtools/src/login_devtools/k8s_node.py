@@ -815,6 +815,7 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("archives", nargs="+", type=Path)
     sub.add_parser("kubeconfig", help="print the admin kubeconfig's path")
     sub.add_parser("built", help="exit 0 when every binary is built (links them; builds nothing)")
+    sub.add_parser("recycle", help="wipe the Released volumes and offer them again (what `up` does)")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
@@ -829,6 +830,8 @@ def main(argv: list[str] | None = None) -> int:
             print(k8s_api.KUBECONFIG)
         elif args.command == "built":
             return 0 if built() else 3
+        elif args.command == "recycle":
+            recycle_released_volumes()
     except (NodeError, k8s_api.ControlPlaneError) as exc:
         print(f"k8s-node: {exc}", file=sys.stderr)
         return 1

@@ -41,13 +41,16 @@ class PartitionGroup:
         poll_timeout: float,
         aligner: Aligner | None,
         warn: Warn,
+        out_of_order: Callable[[str, int], None] = lambda _cause, _count: None,
     ) -> None:
+        """``out_of_order(cause, count)``: the aligner released without waiting (counted in the metrics)."""
         self.consumer = consumer
         self.input_topic = input_topic
         self.batch_size = batch_size
         self.poll_timeout = poll_timeout
         self.aligner = aligner
         self._warn = warn
+        self._out_of_order = out_of_order
         self.assignment: set[TP] = set()
         self._starts: dict[TP, int] = {}  # committed offsets of the input partitions at assignment
         self.pauses = Pauses(consumer, warn)  # crowded (aligner), held (restore), throttled (in flight)
@@ -58,6 +61,7 @@ class PartitionGroup:
     def assign(self, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
         self.assignment.update(tps)
+        self.refused.assigned(set(tps))
         inputs = [tp for tp in tps if tp[0] == self.input_topic]
         if inputs:
             self._starts_of(inputs)
@@ -158,10 +162,12 @@ class PartitionGroup:
         if aligner is None or not (aligner.buffered or len(self.inputs()) > 1):
             return messages
         aligner.add(messages)
-        before = (aligner.forced, aligner.timeouts)
+        forced, timeouts = aligner.forced, aligner.timeouts
         assignment = sorted(self.inputs())
         released = aligner.release(assignment, self.at_end, busy=busy, limit=self.batch_size)
-        if (aligner.forced, aligner.timeouts) != before:
+        if (aligner.forced, aligner.timeouts) != (forced, timeouts):
+            self._out_of_order("silent_source", aligner.timeouts - timeouts)
+            self._out_of_order("too_many_held", aligner.forced - forced)
             self._warn("alignment.out_of_order", **aligner.snapshot())
         pauses = self.pauses
         pauses.crowd(set(aligner.crowded(assignment)))
