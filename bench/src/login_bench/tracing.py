@@ -110,7 +110,8 @@ def _median(values: list[float | None]) -> float | None:
 
 def pipeline(args: argparse.Namespace) -> dict[str, Any]:
     kafka = Kafka(args.bootstrap)
-    jaeger = Jaeger.start(binary=find_binary(build=True))
+    # JAEGER_PORT / JAEGER_OTLP_PORT: ports away from the defaults on a shared machine (else free ones)
+    jaeger = Jaeger.start(binary=find_binary(build=True), port=int(os.environ.get("JAEGER_PORT") or 0))
     plan = Plan({"P": args.events}, args.runs, {}, {}, 1, False, ("pipeline",), max_drain_seconds=args.cap)
     bench = Bench(kafka, plan)
     producer_cpu: dict[str, float] = {}
