@@ -39,6 +39,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -330,6 +331,13 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
     for sampled, label in ((0.01, "1%"), (1.0, "100%")):
         tr, provider = tracer(sampled)
         runners[f"both stages: per event, {label}"] = (pipeline_runner(tr), sampled, provider)
+    if args.only:  # a subset, with the first row of each group it touches (the ratios' base)
+        wanted = re.compile(args.only)
+        kept = {name for name in runners if wanted.search(name)}
+        for base in ("before tracing (processor + routing)", "both stages: tracing off"):
+            if any(name.startswith("both") == base.startswith("both") for name in kept):
+                kept.add(base)
+        runners = {name: runner for name, runner in runners.items() if name in kept}
     timings: dict[str, list[float]] = {name: [] for name in runners}
     tune_gc()  # as login-consumer does
     for run, sampling, provider in runners.values():  # warm the caches of each stage
@@ -387,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spans", action="store_true", help="per event vs per batch, in process")
     parser.add_argument("--batch", type=int, default=5000, help="--spans: events per batch")
     parser.add_argument("--repeats", type=int, default=40, help="--spans: batches per figure")
+    parser.add_argument("--only", help="--spans: only the ways whose name matches this regular expression")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
     doc = spans(args) if args.spans else pipeline(args)
