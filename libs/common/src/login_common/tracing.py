@@ -24,8 +24,9 @@ header's bytes before any OpenTelemetry call: an event whose context is not samp
 context goes on exactly as it came (``forwardable``, the fast path: one regular-expression match on the last
 header; ``incoming`` for whatever that leaves: sampled, ``tracestate``, a later version, a missing or
 invalid context), so the next hop, and ``replay-dlq``, continue the same trace id with the same decision.
-That is what keeps 1 % sampling cheap: the SDK's own route (extract, a non-recording span, inject) costs
-tens of microseconds per event on this project's machine, for nothing that is exported.
+That is what keeps 1 % sampling cheap: the SDK's own route (extract, a non-recording span, inject) cost
+14 CPU µs per event and stage on this project's shared 2-core machine, for nothing that is exported;
+``forwardable`` 0.8 µs (medians of 9 x 20,000 calls, load 14-18).
 
 Logs: ``add_trace_ids`` is a structlog processor (``configure_logging(tracing=True)`` installs it) that adds
 ``trace_id`` and ``span_id`` (hex, as Jaeger shows them) of the current span to each log line, so logs and
