@@ -23,9 +23,9 @@ batch linking the sampled events, at 1 % and 100 %. Then both stages as the cons
 stage with every user detector, its repartition records read by the network stage): tracing off; on with
 the 1 % sampler but no event sampled (every ``traceparent`` flagged 00: the unsampled path alone); 1 %;
 100 %. CPU microseconds per event (the process's CPU time, the span processor's export thread included,
-over the batch and the export flush), the median of the repeats (the minimum beside it), the ways
-interleaved repeat by repeat, each with its own stages and provider; ratios against the first row of each
-group.
+over the batch and the export flush, each batch started after a full collection), the median of the
+repeats (the minimum beside it), the ways interleaved repeat by repeat, each with its own stages and
+provider; ratios against the first row of each group. ``--only <regex>`` runs a subset.
 
 Writes bench/results/tracing.{json,md} (``--out``) and prints the table. Exit 0 whatever the figures.
 
@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import json
 import os
 import re
@@ -348,6 +349,11 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
         events = values(size)
         for name, (run, sampling, provider) in runners.items():
             messages = batch(events, sampling)
+            # each batch from the same collector state: the cyclic collector runs when allocations
+            # pass a count (50,000 after tune_gc), whoever allocates; without this one way's garbage was
+            # collected in the next way's time (one collection a batch, 7-10 µs/event, always charged to
+            # the traced ways, never to "off", the first of its group)
+            gc.collect()
             started = time.process_time()  # every thread's CPU: the export thread's work counts
             run(messages)
             if provider is not None:
