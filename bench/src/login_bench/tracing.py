@@ -29,7 +29,7 @@ provider; ratios against the first row of each group. ``--only <regex>`` runs a 
 
 Writes bench/results/tracing.{json,md} (``--out``) and prints the table. Exit 0 whatever the figures.
 
-    python -m login_bench.tracing --bootstrap 127.0.0.1:9092 [--events N] [--runs N]
+    python -m login_bench.tracing --bootstrap 127.0.0.1:9092 [--events N] [--runs N] [--modes off,1%]
     python -m login_bench.tracing --spans
 """
 
@@ -120,22 +120,26 @@ def pipeline(args: argparse.Namespace) -> dict[str, Any]:
     plan = Plan({"P": args.events}, args.runs, {}, {}, 1, False, ("pipeline",), max_drain_seconds=args.cap)
     bench = Bench(kafka, plan)
     producer_cpu: dict[str, float] = {}
-    runs: dict[str, list[RunResult]] = {m: [] for m in MODES}
+    modes = [m for m in MODES if m in args.modes]
+    if "off" not in modes:
+        raise SystemExit("bench: --modes must include off (the ratios' base)")
+    runs: dict[str, list[RunResult]] = {m: [] for m in modes}
     started = time.monotonic()
     try:
-        for mode in MODES:
+        for mode in modes:
             producer_cpu[mode] = preload(bench, mode, jaeger, args.events)
             settle(jaeger)
             cpu = producer_cpu[mode]
             say(f"preloaded {mode}: {bench.expected[mode]:,} events, producer {cpu:.1f} cpu s/M")
-        order = list(MODES)
+        order = modes
         for i in range(args.runs):
-            for mode in order[i % 3 :] + order[: i % 3]:  # each mode first, middle and last once per 3 runs
+            turn = i % len(order)
+            for mode in order[turn:] + order[:turn]:  # each mode first, middle and last in turn
                 say(f"run {i + 1}/{args.runs}: tracing {mode}")
                 runs[mode].append(bench.drain("pipeline", mode, extra_env=mode_env(mode, jaeger)))
                 settle(jaeger)
     finally:
-        for mode in MODES:
+        for mode in modes:
             if mode in bench.inputs:
                 kafka.delete_matching(bench.inputs[mode])
         jaeger.stop()
@@ -398,6 +402,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=100_000, help="events per mode (default 100,000)")
     parser.add_argument("--runs", type=int, default=3, help="drains per mode (default 3)")
     parser.add_argument("--cap", type=float, default=120.0, help="seconds a drain may take (then partial)")
+    parser.add_argument(
+        "--modes",
+        type=lambda text: [m.strip() for m in text.split(",") if m.strip()],
+        default=list(MODES),
+        help="pipeline: the modes to run, comma-separated (default off,1%%,100%%)",
+    )
     parser.add_argument("--spans", action="store_true", help="per event vs per batch, in process")
     parser.add_argument("--batch", type=int, default=5000, help="--spans: events per batch")
     parser.add_argument("--repeats", type=int, default=40, help="--spans: batches per figure")
