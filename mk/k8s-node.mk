@@ -7,7 +7,11 @@
 K8S_NODE         := $(call devtool,k8s_node)
 NODE_KAFKA_HOST  ?= 10.250.0.1
 NODE_KAFKA_PORT  ?= 9292
-NODE_KUBECONFIG  := .cache/k8s-node/api/kubeconfig
+# Where the node keeps its state; the node another clone of this machine runs is used by pointing here at
+# that clone's folder (make k8s-node-status names it).
+K8S_NODE_DIR     ?= $(CURDIR)/.cache/k8s-node
+export K8S_NODE_DIR
+NODE_KUBECONFIG  := $(K8S_NODE_DIR)/api/kubeconfig
 
 .PHONY: k8s-node-up
 k8s-node-up: k8s-api-build ## Start the real node: control plane, containerd, kubelet, kube-proxy, CoreDNS, storage

@@ -109,6 +109,76 @@ k8s-node-deploy: tools ## On the local node: the chart against the Strimzi Kafka
 	  --values k8s/values/login-stream.yaml --values k8s/values/local-node/login-stream.yaml $(HELM_ARGS) \
 	  --wait --timeout 10m
 
+# Security off (issue 18: KEDA "with security on and off"): a plaintext Kafka `login-stream-plain`
+# (k8s/kafka/plaintext: k8s/kafka/ with one listener, no TLS, authentication or authorization) beside the
+# secured one, in the namespace Strimzi watches, and the release $(PLAIN_RELEASE) against it
+# (k8s/values/local-node/plaintext.yaml, KEDA on). tests/operators/test_security_off.py runs tests/e2e's
+# KEDA and pipeline tests on it, then removes both (k8s-node-plaintext-down).
+PLAIN_RELEASE ?= login-stream-plain
+PLAIN_KAFKA   ?= login-stream-plain
+
+.PHONY: kafka-plaintext
+kafka-plaintext: ## Print the plaintext test Kafka (k8s/kafka/plaintext): `make -s kafka-plaintext`
+	@$(KUBECTL) kustomize --load-restrictor=LoadRestrictionsNone k8s/kafka/plaintext
+
+.PHONY: k8s-node-plaintext
+k8s-node-plaintext: TOOLS = helm
+k8s-node-plaintext: tools ## On the local node: a plaintext Kafka and the release login-stream-plain against it (security off)
+	@test -f $(NODE_KUBECONFIG) || { echo "make $@: no node ($(NODE_KUBECONFIG) missing): make k8s-node-up first" >&2; exit 1; }
+	$(KUBECTL) kustomize --load-restrictor=LoadRestrictionsNone k8s/kafka/plaintext | $(NODE_KUBECTL) apply -f -
+	$(NODE_KUBECTL) -n $(APP_NS) wait kafka/$(PLAIN_KAFKA) --for=condition=Ready --timeout=15m
+	$(NODE_KUBECTL) -n $(APP_NS) wait kafkatopic -l strimzi.io/cluster=$(PLAIN_KAFKA) --for=condition=Ready --timeout=5m
+	$(NODE_HELM) upgrade --install $(PLAIN_RELEASE) charts/login-stream --namespace $(APP_NS) \
+	  --values k8s/values/login-stream.yaml --values k8s/values/local-node/login-stream.yaml \
+	  --values k8s/values/local-node/plaintext.yaml $(HELM_ARGS) --wait --timeout 10m
+
+.PHONY: k8s-node-plaintext-down
+k8s-node-plaintext-down: TOOLS = helm
+k8s-node-plaintext-down: tools ## On the local node: remove the release login-stream-plain and the plaintext Kafka
+	$(NODE_HELM) uninstall $(PLAIN_RELEASE) --namespace $(APP_NS) --ignore-not-found --wait --timeout 5m
+	@# the KafkaTopics first, while their Kafka's topic operator runs to remove its finalizer
+	$(NODE_KUBECTL) -n $(APP_NS) delete kafkatopic -l strimzi.io/cluster=$(PLAIN_KAFKA) --wait --timeout=5m
+	$(KUBECTL) kustomize --load-restrictor=LoadRestrictionsNone k8s/kafka/plaintext | \
+	  $(NODE_KUBECTL) delete --ignore-not-found --wait --timeout=5m -f -
+	@# Strimzi deletes its claims (deleteClaim) once the pods are gone: then offer the volumes again
+	$(NODE_KUBECTL) -n $(APP_NS) wait pvc -l strimzi.io/cluster=$(PLAIN_KAFKA) --for=delete --timeout=5m
+	$(K8S_NODE) recycle
+
+# Three brokers on the node (issue 23; docs/failover.md, "Strimzi"): k8s/kafka/node-ha, the production
+# Kafka (three brokers from production/sizing.yaml's one value, three controllers, min ISR 2) sized down
+# for the node, as Kafka `login-stream-ha` beside the dev loop's, and the release $(HA_RELEASE) against it
+# (k8s/values/local-node/ha.yaml: exactly-once). tests/operators/test_three_brokers.py deletes a broker
+# pod under load there, then removes both (k8s-node-ha-down).
+HA_RELEASE ?= login-stream-ha
+HA_KAFKA   ?= login-stream-ha
+
+.PHONY: kafka-node-ha
+kafka-node-ha: ## Print the node's three-broker test Kafka (k8s/kafka/node-ha): `make -s kafka-node-ha`
+	@$(KUBECTL) kustomize --load-restrictor=LoadRestrictionsNone k8s/kafka/node-ha
+
+.PHONY: k8s-node-ha
+k8s-node-ha: TOOLS = helm
+k8s-node-ha: tools ## On the local node: a three-broker Kafka (min ISR 2) and the release login-stream-ha (exactly-once)
+	@test -f $(NODE_KUBECONFIG) || { echo "make $@: no node ($(NODE_KUBECONFIG) missing): make k8s-node-up first" >&2; exit 1; }
+	$(KUBECTL) kustomize --load-restrictor=LoadRestrictionsNone k8s/kafka/node-ha | $(NODE_KUBECTL) apply -f -
+	$(NODE_KUBECTL) -n $(APP_NS) wait kafka/$(HA_KAFKA) --for=condition=Ready --timeout=20m
+	$(NODE_KUBECTL) -n $(APP_NS) wait kafkatopic -l strimzi.io/cluster=$(HA_KAFKA) --for=condition=Ready --timeout=5m
+	$(NODE_HELM) upgrade --install $(HA_RELEASE) charts/login-stream --namespace $(APP_NS) \
+	  --values k8s/values/login-stream.yaml --values k8s/values/local-node/login-stream.yaml \
+	  --values k8s/values/local-node/ha.yaml $(HELM_ARGS) --wait --timeout 10m
+
+.PHONY: k8s-node-ha-down
+k8s-node-ha-down: TOOLS = helm
+k8s-node-ha-down: tools ## On the local node: remove the release login-stream-ha and the three-broker Kafka
+	$(NODE_HELM) uninstall $(HA_RELEASE) --namespace $(APP_NS) --ignore-not-found --wait --timeout 5m
+	@# the KafkaTopics first, while their Kafka's topic operator runs to remove its finalizer
+	$(NODE_KUBECTL) -n $(APP_NS) delete kafkatopic -l strimzi.io/cluster=$(HA_KAFKA) --wait --timeout=5m
+	$(KUBECTL) kustomize --load-restrictor=LoadRestrictionsNone k8s/kafka/node-ha | \
+	  $(NODE_KUBECTL) delete --ignore-not-found --wait --timeout=5m -f -
+	@# Strimzi deletes its claims (deleteClaim) once the pods are gone: then offer the volumes again
+	$(NODE_KUBECTL) -n $(APP_NS) wait pvc -l strimzi.io/cluster=$(HA_KAFKA) --for=delete --timeout=5m
+	$(K8S_NODE) recycle
+
 # tests/operators needs the operators built (`make operators-build`: hours cold on two shared cores) and the
 # node: `make test` does not collect it (pyproject's norecursedirs, like tests/failover); this runs it.
 .PHONY: test-operators
@@ -117,4 +187,4 @@ test-operators: init ## The operators tier (tests/operators): builds imported, o
 
 .PHONY: e2e-node
 e2e-node: ## make e2e against the local node (its kubeconfig and context; after k8s-node-operators and k8s-node-deploy)
-	KUBECONFIG=$(CURDIR)/$(NODE_KUBECONFIG) $(MAKE) --no-print-directory e2e E2E_CONTEXT=$(NODE_CONTEXT)
+	KUBECONFIG=$(NODE_KUBECONFIG) $(MAKE) --no-print-directory e2e E2E_CONTEXT=$(NODE_CONTEXT)

@@ -30,10 +30,10 @@ def dev_objects() -> list[Obj]:
 
 
 @cache
-def production_objects() -> tuple[Obj, ...]:
-    """`make -s kafka-production`'s output: what production applies."""
+def rendered(target: str) -> tuple[Obj, ...]:
+    """`make -s <target>`'s output (kafka-production, kafka-node-ha, kafka-plaintext)."""
     done = subprocess.run(
-        ["make", "-s", "--no-print-directory", "kafka-production", f"KUBECTL={tool('kubectl')}"],
+        ["make", "-s", "--no-print-directory", target, f"KUBECTL={tool('kubectl')}"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -42,6 +42,11 @@ def production_objects() -> tuple[Obj, ...]:
     )
     assert done.returncode == 0, done.stderr
     return tuple(o for o in yaml.safe_load_all(done.stdout) if o)
+
+
+def production_objects() -> tuple[Obj, ...]:
+    """`make -s kafka-production`'s output: what production applies."""
+    return rendered("kafka-production")
 
 
 def kinds(objs: Any, kind: str) -> list[Obj]:
@@ -114,4 +119,51 @@ def test_production_has_its_own_controllers_rack_awareness_and_no_kind_node_port
 
 def test_production_manifests_are_schema_valid(validator: Validator, crd_dir: Any) -> None:
     problems = schema_problems(list(production_objects()), validator)
+    assert not problems, "\n".join(problems)
+
+
+# --- the local node's test clusters (docs/failover.md "Strimzi", docs/kubernetes.md "Security off") ---
+
+
+def by_cluster(objs: Any, cluster: str) -> bool:
+    return all(o["metadata"]["labels"]["strimzi.io/cluster"] == cluster for o in objs)
+
+
+def topic_names(objs: Any) -> set[str]:
+    return {t["spec"].get("topicName", t["metadata"]["name"]) for t in kinds(objs, "KafkaTopic")}
+
+
+def test_the_node_ha_cluster_is_production_sized_down_with_the_same_topics() -> None:
+    """k8s/kafka/node-ha: production's broker count and replication, small enough for the 2-core node."""
+    objs = rendered("kafka-node-ha")
+    prod = production_objects()
+    assert by_cluster(objs, "login-stream-ha")
+    (kafka,) = kinds(objs, "Kafka")
+    (prod_kafka,) = kinds(prod, "Kafka")
+    assert kafka["metadata"]["name"] == "login-stream-ha"
+    assert brokers_of(objs) == brokers_of(prod) == 3
+    assert kafka["spec"]["kafka"]["config"] == prod_kafka["spec"]["kafka"]["config"]
+    assert kafka["spec"]["kafka"]["listeners"] == prod_kafka["spec"]["kafka"]["listeners"]
+    assert "rack" not in kafka["spec"]["kafka"], "the node has no zone label: kafka-init would fail"
+    assert topic_names(objs) == topic_names(prod)
+    assert {t["spec"]["replicas"] for t in kinds(objs, "KafkaTopic")} == {3}
+    cpu = {"50m": 0.05, "100m": 0.1}
+    pools = kinds(objs, "KafkaNodePool")
+    requested = sum(p["spec"]["replicas"] * cpu[p["spec"]["resources"]["requests"]["cpu"]] for p in pools)
+    assert requested <= 0.5, f"{requested} CPUs requested: the node has 2 for everything"
+
+
+def test_the_plaintext_cluster_is_the_dev_cluster_without_security() -> None:
+    objs = rendered("kafka-plaintext")
+    assert by_cluster(objs, "login-stream-plain")
+    (kafka,) = kinds(objs, "Kafka")
+    plain = {"name": "plain", "port": 9092, "type": "internal", "tls": False}
+    assert kafka["spec"]["kafka"]["listeners"] == [plain]
+    assert "authorization" not in kafka["spec"]["kafka"]
+    assert topic_names(objs) == topic_names(dev_objects())
+
+
+@pytest.mark.parametrize("target", ["kafka-node-ha", "kafka-plaintext"])
+def test_the_node_test_clusters_are_schema_valid(target: str, validator: Validator, crd_dir: Any) -> None:
+    problems = schema_problems(list(rendered(target)), validator)
     assert not problems, "\n".join(problems)

@@ -214,7 +214,13 @@ def test_kafka_is_ready(api: Any, settings: Settings) -> None:
     topics = client.CustomObjectsApi(api).list_namespaced_custom_object(
         "kafka.strimzi.io", "v1", settings.namespace, "kafkatopics"
     )["items"]
-    by_name = {t["metadata"]["name"]: t for t in topics}
+    # the topics of this Kafka (a namespace may hold another cluster's: k8s/kafka/plaintext), by the
+    # topic's name in Kafka (spec.topicName, else the resource's name: Strimzi's KafkaTopic spec)
+    by_name = {
+        t["spec"].get("topicName") or t["metadata"]["name"]: t
+        for t in topics
+        if t["metadata"].get("labels", {}).get("strimzi.io/cluster") == settings.kafka
+    }
     env = consumer_env(api, settings)
     for name in (env["INPUT_TOPIC"], env["OUTPUT_TOPIC"], env["DLQ_TOPIC"]):
         assert name in by_name, f"KafkaTopic {name} missing"

@@ -42,7 +42,7 @@ import pytest
 import yaml
 from confluent_kafka import Producer
 
-from login_devtools import local_alertmanager, local_prometheus
+from login_devtools import daemons, local_alertmanager, local_prometheus
 from tests.observability import traffic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -219,7 +219,7 @@ def run(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     ensure_topics(kafka, {topics["input"]: 3, topics["output"]: 3, topics["dlq"]: 1})
     group = f"alerts-group-{suffix}"
     work = tmp_path_factory.mktemp("alert-routing")
-    ports = {"consumer": lp.free_port(), "producer": lp.free_port()}
+    ports = {"consumer": daemons.free_port(), "producer": daemons.free_port()}
     base = {
         **os.environ,
         "BOOTSTRAP_SERVERS": kafka,

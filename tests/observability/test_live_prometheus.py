@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from login_devtools import build_dashboards, local_kafka, local_prometheus
+from login_devtools import build_dashboards, daemons, local_kafka, local_prometheus
 from tests.observability import queries, traffic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -132,7 +132,7 @@ def live(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]
     topics = {"input": f"obs-in-{suffix}", "output": f"obs-out-{suffix}", "dlq": f"obs-dlq-{suffix}"}
     ensure_topics(kafka, {topics["input"]: 3, topics["output"]: 3, topics["dlq"]: 1})
     work = tmp_path_factory.mktemp("obs-live")
-    ports = {"consumer": lp.free_port(), "producer": lp.free_port()}
+    ports = {"consumer": daemons.free_port(), "producer": daemons.free_port()}
     base = {
         **os.environ,
         "BOOTSTRAP_SERVERS": kafka,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaError
 
-from login_common.access import AUTHENTICATION, AUTHORIZATION, MISSING_TOPIC, classify
-from login_producer.access import Backoff
+from login_common.access import AUTHENTICATION, AUTHORIZATION, MISSING_TOPIC, Backoff, classify
 
 
 @pytest.mark.parametrize(
@@ -61,3 +60,14 @@ def test_backoff_doubles_to_its_cap_and_resets() -> None:
     assert backoff.ready(now)
     backoff.wait(now)
     assert backoff.due - now == 0.5
+
+
+def test_an_attempt_that_failed_waits_and_one_that_succeeded_starts_over() -> None:
+    backoff = Backoff(first=0.5, most=30.0)
+    backoff.attempted(10.0, failed=True)
+    backoff.attempted(10.5, failed=True)
+    assert (backoff.due, backoff.delay) == (11.5, 2.0)
+    assert not backoff.ready(11.4)
+    backoff.attempted(11.5, failed=False)
+    assert backoff.ready(11.5)
+    assert backoff.next() == 0.5

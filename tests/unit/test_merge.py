@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 import random
 
-from login_consumer.stages.merge import SourceMerge
+from login_consumer.stages.merge import LAST_OF_SECOND, SourceMerge
+from login_consumer.stages.network import read_progress
+from login_consumer.stages.user import PROGRESS_CREATED_HEADER, PROGRESS_HEADER
 
 
 class Clock:
@@ -90,3 +92,64 @@ def test_a_random_interleaving_of_six_sources_comes_out_sorted() -> None:
     assert out == sorted(out)
     assert len(out) == 3000
     assert merge.first_held() is None
+
+
+def _arrive(streams: dict[int, list[tuple[int, int]]], seed: int) -> list[tuple[int, int, int]]:
+    """Feed the sources' events in a random interleaving (seed), each batch followed by its source's
+    progress record with the create time of its last event, as the user stage writes them; what comes out."""
+    rng = random.Random(seed)
+    merge: SourceMerge[tuple[int, int, int]] = SourceMerge(len(streams), clock=Clock())
+    position = dict.fromkeys(streams, 0)
+    offset = 0
+    out: list[tuple[int, int, int]] = []
+    while any(position[s] < len(streams[s]) for s in streams):
+        s = rng.choice([s for s in streams if position[s] < len(streams[s])])
+        for _ in range(rng.randint(1, 15)):
+            if position[s] == len(streams[s]):
+                break
+            ts, created = streams[s][position[s]]
+            merge.add(s, ts, offset, (ts, created, s), created)
+            offset += 1
+            position[s] += 1
+        ts, created = streams[s][position[s] - 1]
+        merge.progress(s, ts, idle=position[s] == len(streams[s]), created=created)
+        out.extend(merge.release())
+    return out
+
+
+def test_events_of_one_second_come_out_in_the_same_order_whatever_the_arrival() -> None:
+    """Event times are whole seconds: the order within one is (create time, source), the same for every
+    interleaving of the sources (one process, or several writing at their own pace)."""
+    rng = random.Random(11)
+    streams = {
+        s: sorted((rng.randint(0, 20), rng.randint(0, 50)) for _ in range(300)) for s in range(6)
+    }  # 1,800 events in 21 seconds and 51 create milliseconds: ties everywhere
+    runs = [_arrive(streams, seed) for seed in range(5)]
+    assert all(run == runs[0] for run in runs[1:])
+    assert runs[0] == sorted(runs[0])  # (event time, create ms, source)
+    assert len(runs[0]) == 1800
+
+
+def test_a_progress_record_without_a_create_time_bounds_its_whole_second() -> None:
+    """An older user stage's progress record (no create-time header): its second is done."""
+    old: SourceMerge[str] = SourceMerge(2, clock=Clock())
+    old.progress(1, 100, idle=False)
+    old.add(0, 100, 0, "a", created=5_000)
+    assert old.release() == ["a"]
+    new: SourceMerge[str] = SourceMerge(2, clock=Clock())
+    new.progress(1, 100, idle=False, created=5_500)  # a newer one says where in the second it is
+    new.add(0, 100, 0, "a", created=5_000)
+    new.add(0, 100, 1, "b", created=6_000)
+    assert new.release() == ["a"]  # b waits: source 1 may still write an event of 100 s created before it
+    new.progress(1, 101, idle=False, created=0)
+    assert new.release() == ["b"]
+
+
+def test_progress_records_carry_the_create_time_in_a_header_an_older_reader_ignores() -> None:
+    new = [(PROGRESS_HEADER, b"3 1700000000 0"), (PROGRESS_CREATED_HEADER, b"1700000000123")]
+    assert read_progress(new) == (3, 1700000000.0, 1700000000123, False)
+    # what an older network stage reads: the first header's three fields, unchanged
+    assert new[0][1].split(b" ") == [b"3", b"1700000000", b"0"]
+    # what an older user stage wrote: its whole second
+    assert read_progress([(PROGRESS_HEADER, b"3 1700000000 1")]) == (3, 1700000000.0, LAST_OF_SECOND, True)
+    assert read_progress([("x-other", b"1")]) is None

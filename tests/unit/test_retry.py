@@ -10,9 +10,10 @@ from confluent_kafka import KafkaError
 from prometheus_client import CollectorRegistry
 from structlog.testing import CapturingLogger
 
+from login_common.access import Backoff
 from login_consumer.errors import InternalTopicError, StateRestoreError
 from login_consumer.metrics import ConsumerMetrics
-from login_consumer.operations.access import AccessFailures, Backoff
+from login_consumer.operations.access import AccessFailures
 from login_consumer.operations.retry import Retrier
 
 

@@ -21,6 +21,7 @@ The last line printed is a JSON summary.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -156,9 +157,16 @@ def read_from(
         consumer.close()
 
 
+def longest_gap(stamps_ms: list[int]) -> float:
+    """The longest time (s) between two consecutive outputs, by their record timestamps: the stall."""
+    ordered = sorted(stamps_ms)
+    return round(max((b - a for a, b in itertools.pairwise(ordered)), default=0) / 1000, 1)
+
+
 def verify(args: argparse.Namespace, offsets: Offsets) -> dict[str, Any]:
     prefix = f"{args.marker}-"
     seen: dict[str, int] = {}
+    stamps: list[int] = []  # the outputs' record timestamps (ms), for the longest time without output
 
     def on_output(msg: Any) -> bool:
         try:
@@ -167,6 +175,9 @@ def verify(args: argparse.Namespace, offsets: Offsets) -> dict[str, Any]:
             return False
         if isinstance(event_id, str) and event_id.startswith(prefix):
             seen[event_id] = seen.get(event_id, 0) + 1
+            kind, ms = msg.timestamp()
+            if kind != 0:  # TIMESTAMP_NOT_AVAILABLE
+                stamps.append(ms)
         return len(seen) >= args.count
 
     complete, seconds = read_from(
@@ -182,6 +193,7 @@ def verify(args: argparse.Namespace, offsets: Offsets) -> dict[str, Any]:
         "missing": len(missing),
         "missing_sample": missing[:5],
         "seconds": round(seconds, 1),
+        "max_gap_s": longest_gap(stamps),
     }
     ok = complete and not missing
     if args.dlq:

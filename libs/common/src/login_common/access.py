@@ -11,7 +11,7 @@ up without a restart. Any other error is not an access failure (``None``).
 
 Design: one table for both services, keyed by the librdkafka error code, so that the consumer and the
 producer call the same failure by the same name; the hint says what to grant, in the words of
-docs/security.md.
+docs/security.md. ``Backoff`` is the retry pace both services wait between attempts while a refusal lasts.
 """
 
 from __future__ import annotations
@@ -67,3 +67,44 @@ def classify(err: KafkaError | None) -> Refusal | None:
         # a mutual-TLS listener that refused the client's certificate (or its absence): TLS alert 42
         return Refusal(AUTHENTICATION, "the client certificate (SSL_CERTIFICATE_LOCATION, SSL_KEY_LOCATION)")
     return found
+
+
+BACKOFF_FIRST_SECONDS: Final = 0.5
+BACKOFF_MAX_SECONDS: Final = 30.0
+
+
+class Backoff:
+    """Exponential delays between retries: 0.5 s, 1 s, 2 s, ... up to 30 s; ``reset`` after a success.
+
+    Two ways to use it: ``next()`` for a caller that sleeps the delay itself; ``ready(now)``/``wait(now)``
+    for a loop that must not block (the retry is due once ``ready``; ``wait`` records an attempt)."""
+
+    def __init__(self, first: float = BACKOFF_FIRST_SECONDS, most: float = BACKOFF_MAX_SECONDS) -> None:
+        self.first = first
+        self.most = most
+        self.delay = first
+        self.due = 0.0
+
+    def next(self) -> float:
+        """The delay before the next retry (then doubled, up to ``most``)."""
+        delay = self.delay
+        self.delay = min(self.most, self.delay * 2)
+        return delay
+
+    def ready(self, now: float) -> bool:
+        return now >= self.due
+
+    def wait(self, now: float) -> None:
+        """A retry happened at ``now``: the next one is due after the current delay, which then doubles."""
+        self.due = now + self.next()
+
+    def attempted(self, now: float, *, failed: bool) -> None:
+        """An attempt at ``now``: failed, the next is due after a backoff; succeeded, start over."""
+        if failed:
+            self.wait(now)
+        else:
+            self.reset()
+
+    def reset(self) -> None:
+        self.delay = self.first
+        self.due = 0.0

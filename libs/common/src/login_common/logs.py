@@ -1,9 +1,11 @@
-"""structlog set-up: JSON lines in containers, a readable console on a TTY."""
+"""structlog set-up: JSON lines in containers, a readable console on a TTY; ``Warnings``, rate-limited."""
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -36,3 +38,20 @@ def configure_logging(fmt: str = "auto", level: str = "INFO", *, tracing: bool =
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=numeric, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+
+
+class Warnings:
+    """Warnings of one kind at most every ``every`` seconds: Kafka errors repeat many times a second while
+    a broker is down or a right is missing, and a log flooded with one line hides the next kind."""
+
+    def __init__(self, log: Any, every: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.log = log
+        self.every = every
+        self._clock = clock
+        self._last: dict[str, float] = {}
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        now = self._clock()
+        if now - self._last.get(event, -1e9) >= self.every:
+            self._last[event] = now
+            self.log.warning(event, **fields)

@@ -42,12 +42,13 @@ from typing import Final
 import structlog
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from login_common.access import Backoff
 from login_consumer.config import ConsumerSettings
 from login_consumer.detectors.base import Detectors
 from login_consumer.detectors.networks import NetworkDetector
 from login_consumer.errors import CommitFailed
 from login_consumer.metrics import ConsumerMetrics
-from login_consumer.operations.access import AccessFailures, Backoff
+from login_consumer.operations.access import AccessFailures
 from login_consumer.operations.events import Events
 from login_consumer.process import Processor
 from login_consumer.records import TP
@@ -88,8 +89,8 @@ class ConsumerApp:
         self.parts, self.producers, self.health = parts, parts.producers, parts.health
         self.probes, self.retrier = parts.probes, parts.retrier  # /healthz and /ready; start-up retries
         self.alive, self.ready, self.assigned = self.probes.alive, self.probes.ready, self.probes.assigned
-        self._backoff, self._restore_backoff, self._restore_due = Backoff(), Backoff(), 0.0
-        self._resubscribe_backoff, self._resubscribe_due, self._topics = Backoff(), 0.0, list[str]()
+        self._backoff, self._restore_backoff = Backoff(), Backoff()
+        self._resubscribe_backoff, self._topics = Backoff(), list[str]()
         self._stop = threading.Event()
         self._refreshed_at = 0.0
 
@@ -179,10 +180,11 @@ class ConsumerApp:
     def _resubscribe(self) -> None:
         """Join again when refused partitions are stuck (``PartitionGroup.stuck``): offsets looked up anew."""
         stuck = self.group.stuck()
-        self._resubscribe_due = time.monotonic() + self._resubscribe_backoff.next()
+        self._resubscribe_backoff.wait(time.monotonic())
         if not stuck:
             return
         self._log.warning("consumer.rejoining", stuck=sorted(f"{t}/{p}" for t, p in stuck))
+        self.group.refused.rejoin()
         self._consumer.unsubscribe()
         self._subscribe()
 
@@ -201,11 +203,11 @@ class ConsumerApp:
         if self.checkpoint.is_due():
             self._commit()
         self.parts.credentials.check()
-        if self.group.refused and now >= self._resubscribe_due:
+        if self.group.refused and self._resubscribe_backoff.ready(now):
             self._resubscribe()
-        if self.state.pending and now >= self._restore_due:
+        if self.state.pending and self._restore_backoff.ready(now):
             self.group.release(self.state.retry())
-            self._restore_due = time.monotonic() + (self._restore_backoff.next() if self.state.pending else 0)
+            self._restore_backoff.attempted(time.monotonic(), failed=bool(self.state.pending))
         if now - self._refreshed_at >= REFRESH_SECONDS:
             self._refreshed_at = now
             self.topology.refresh_metrics()

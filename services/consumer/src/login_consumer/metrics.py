@@ -3,7 +3,8 @@
 The hot path never touches a metric per event: ``Processor`` aggregates a batch into ``BatchStats`` and
 ``ConsumerMetrics.record_batch`` applies it with one update per distinct label set. Histograms that get
 many observations per batch are ``BatchHistogram``s (bucket counts added in bulk). Lag and the top-20
-flagged users/IPs are collected at scrape time from snapshots the consumer loop keeps.
+flagged users/IPs are collected at scrape time from snapshots the consumer loop keeps. Groups that change
+for one reason each (the cluster's health, the logins' audience) are ``metric_groups.py``'s.
 
 ``login_consumer_stuffing_network_accounts`` is what the credential-stuffing alert groups by: one series
 per network with a detection within the stuffing window (wall clock), its value the most failing
@@ -30,6 +31,7 @@ from login_consumer.collectors import (
     _TopCollector,
 )
 from login_consumer.detectors.names import DETECTOR_NAMES
+from login_consumer.metric_groups import KafkaHealthMetrics, LoginMetrics
 from login_consumer.validate import ERROR_TYPES
 
 if TYPE_CHECKING:
@@ -64,54 +66,10 @@ ERROR_KINDS: Final = (
 )
 REBALANCE_EVENTS: Final = ("assign", "revoke", "lost")
 STAGES: Final = ("user", "network")  # the topology's stages (stages/)
+# Why the event-time ordering released without waiting for every source (intake/align.py, stages/merge.py)
+OUT_OF_ORDER_CAUSES: Final = ("silent_source", "too_many_held")
 # Detections count from 0 (ConsumerMetrics.create), so that the first ones count: increase()
 # (LoginStreamBruteForceBurst) cannot see what a series already holds in its first sample.
-PARTITION_PROBLEMS: Final = ("offline", "under_replicated", "under_min_isr")  # delivery/cluster.py
-MAX_APP_VERSION_LABELS: Final = 50
-
-
-@dataclass(frozen=True)
-class KafkaHealthMetrics:
-    """The Kafka cluster's health as the consumer sees it (``login_consumer_kafka_*``, cluster.py)."""
-
-    degraded: Gauge
-    brokers: Gauge
-    partitions: Gauge
-    refusals: Counter
-
-    @classmethod
-    def create(cls, registry: CollectorRegistry) -> KafkaHealthMetrics:
-        metrics = cls(
-            degraded=Gauge(
-                "login_consumer_kafka_degraded",
-                "Kafka cluster health as the consumer sees it: 0 healthy, 1 degraded (a broker down, "
-                "partitions under-replicated; writes go through), 2 writes refused (below "
-                "min.insync.replicas, no leader, or refusals just seen).",
-                registry=registry,
-            ),
-            brokers=Gauge(
-                "login_consumer_kafka_brokers", "Brokers the cluster's metadata lists.", registry=registry
-            ),
-            partitions=Gauge(
-                "login_consumer_kafka_partitions",
-                "Partitions of the consumer's topics (and the offsets and transaction state topics) by "
-                "problem: offline, under_replicated, under_min_isr.",
-                ["state"],
-                registry=registry,
-            ),
-            refusals=Counter(
-                "login_consumer_kafka_refusals",
-                "Writes or transactions the cluster refused or timed out (after librdkafka's retries), by "
-                "error code.",
-                ["code"],
-                registry=registry,
-            ),
-        )
-        for state in PARTITION_PROBLEMS:
-            metrics.partitions.labels(state)
-        for code in ("NOT_ENOUGH_REPLICAS", "NOT_LEADER_FOR_PARTITION", "_MSG_TIMED_OUT"):
-            metrics.refusals.labels(code)  # the usual ones exist at 0 (rate() needs a start)
-        return metrics
 
 
 @dataclass(frozen=True)
@@ -125,13 +83,12 @@ class ConsumerMetrics:
     risk_score: BatchHistogram
     risk_level: Counter
     detections: Counter
-    logins: Counter
-    logins_by_time: Counter
-    logins_by_platform: Counter
+    logins: LoginMetrics
     rebalances: Counter
     commit_failures: Counter
     commits: Counter
     stage_events: Counter
+    out_of_order: Counter
     assigned_partitions: Gauge
     state_entries: Gauge
     info: Gauge
@@ -140,7 +97,6 @@ class ConsumerMetrics:
     stuffing: StuffingCollector
     flagged_users: TopCounter
     flagged_ips: TopCounter
-    app_version_labels: set[str]
     children: dict[tuple[str, tuple[str, ...]], Any]  # (metric, label values) -> labelled child
 
     @classmethod
@@ -216,24 +172,7 @@ class ConsumerMetrics:
                 ["detector"],
                 registry=registry,
             ),
-            logins=Counter(
-                "login_consumer_logins",
-                "Processed logins by country, continent and US census region ('-' when unknown).",
-                ["country", "continent", "region"],
-                registry=registry,
-            ),
-            logins_by_time=Counter(
-                "login_consumer_logins_by_time",
-                "Processed logins by UTC weekday (0=Monday) and hour.",
-                ["weekday", "hour"],
-                registry=registry,
-            ),
-            logins_by_platform=Counter(
-                "login_consumer_logins_by_platform",
-                "Processed logins by platform and app version (major.minor).",
-                ["platform", "app_version"],
-                registry=registry,
-            ),
+            logins=LoginMetrics.create(registry),
             rebalances=Counter(
                 "login_consumer_rebalances", "Rebalance callbacks by event.", ["event"], registry=registry
             ),
@@ -250,6 +189,15 @@ class ConsumerMetrics:
                 "Events each stage of the topology took in (user: the input topic; network: the repartition "
                 "topic).",
                 ["stage"],
+                registry=registry,
+            ),
+            out_of_order=Counter(
+                "login_consumer_out_of_order_releases",
+                "Releases of the event-time ordering that did not wait for every source, by stage and cause: "
+                "silent_source (release rounds that stopped waiting for a source silent past its max wait), "
+                "too_many_held (events released early: more held than allowed). Windows spanning them may "
+                "detect differently from one in-order pass.",
+                ["stage", "cause"],
                 registry=registry,
             ),
             assigned_partitions=Gauge(
@@ -269,7 +217,6 @@ class ConsumerMetrics:
             stuffing=stuffing,
             flagged_users=flagged_users,
             flagged_ips=flagged_ips,
-            app_version_labels=set(),
             children={},
         )
         metrics.info.labels(__version__, guarantee).set(1)
@@ -283,19 +230,11 @@ class ConsumerMetrics:
             metrics.rebalances.labels(event)
         for stage in STAGES:
             metrics.stage_events.labels(stage)
+            for cause in OUT_OF_ORDER_CAUSES:
+                metrics.out_of_order.labels(stage, cause)
         for detector in DETECTOR_NAMES:
             metrics.detections.labels(detector)
         return metrics
-
-    def _app_label(self, version: str) -> str:
-        """Bounded label values: the first MAX_APP_VERSION_LABELS versions seen, then ``other``."""
-        seen = self.app_version_labels
-        if version in seen:
-            return version
-        if len(seen) < MAX_APP_VERSION_LABELS:
-            seen.add(version)
-            return version
-        return "other"
 
     def _inc(self, metric: Counter, labels: tuple[str, ...], count: float) -> None:
         """``metric.labels(*labels).inc(count)``, with the labelled child cached."""
@@ -316,18 +255,15 @@ class ConsumerMetrics:
             inc(self.dlq, (reason,), count)
         for kind, count in stats.errors.items():
             inc(self.errors, (kind,), count)
+        for stage_cause, count in stats.out_of_order.items():
+            inc(self.out_of_order, stage_cause, count)
         self.processing.observe_repeated(stats.seconds / max(1, stats.consumed), stats.consumed)
         self.risk_score.observe_counts(collections.Counter(stats.risk_scores))
         for level, count in stats.levels.items():
             inc(self.risk_level, (level,), count)
         for detector, count in stats.detections.items():
             inc(self.detections, (detector,), count)
-        for geo, count in stats.geo.items():
-            inc(self.logins, geo, count)
-        for (weekday, hour), count in stats.times.items():
-            inc(self.logins_by_time, (str(weekday), str(hour)), count)
-        for (platform, version), count in stats.platforms.items():
-            inc(self.logins_by_platform, (platform, self._app_label(version)), count)
+        self.logins.record(stats, inc)
         self.flagged_users.update(stats.flagged_users)
         self.flagged_ips.update(stats.flagged_ips)
         self.stuffing.record(stats.stuffing)

@@ -59,6 +59,7 @@ class BatchStats:
     flagged_ips: Counter[str] = field(default_factory=Counter)
     stuffing: dict[str, int] = field(default_factory=dict)  # network -> most failing accounts seen
     errors: Counter[str] = field(default_factory=Counter)
+    out_of_order: Counter[tuple[str, str]] = field(default_factory=Counter)  # (stage, cause) -> count
 
 
 # (source message, key, value, headers)

@@ -21,6 +21,7 @@ from typing import Any
 
 from confluent_kafka import Message
 
+from login_common.logs import Warnings
 from login_consumer.delivery.progress import Progress
 from login_consumer.delivery.sender import Sender
 from login_consumer.intake.group import PartitionGroup
@@ -67,6 +68,7 @@ class Topology:
         self.state = state
         self.metrics = metrics
         self._log = log
+        self._warn = Warnings(log)
         self._progress_at: dict[int, float] = {}  # input partition -> when its progress was last written
         self._progress_all_at = 0.0
 
@@ -136,6 +138,8 @@ class Topology:
         else:
             self.sender.send(result.records, result.dead, self.state.changes(NETWORK))
             self.metrics.record_batch(result.stats, len(result.records))
+            if result.stats.out_of_order:
+                self._warn("merge.out_of_order", **{c: n for (_, c), n in result.stats.out_of_order.items()})
             if result.latencies:
                 self.metrics.latency.observe_counts(result.latencies)
         self._processed(messages)

@@ -210,6 +210,7 @@ def assemble(
         poll_timeout=settings.poll_timeout,
         aligner=aligner,
         warn=events.warn,
+        out_of_order=lambda cause, count: events.metrics.out_of_order.labels("user", cause).inc(count),
     )
     # a read refused and then granted heals by a probe of its own group (the consumer's ACLs: <GROUP_ID>-*)
     group.refused.probe_config = {**topics.client_config, "group.id": f"{settings.group_id}-probe"}

@@ -22,30 +22,6 @@ from login_common.access import HINTS, MISSING_TOPIC, classify
 from login_producer.metrics import ProducerMetrics
 
 LOG_EVERY_SECONDS: Final = 10.0
-BACKOFF_FIRST_SECONDS: Final = 0.5
-BACKOFF_MAX_SECONDS: Final = 30.0
-
-
-class Backoff:
-    """Exponential delays between retries: 0.5 s, 1 s, 2 s, ... up to 30 s; ``reset`` after a success."""
-
-    def __init__(self, first: float = BACKOFF_FIRST_SECONDS, most: float = BACKOFF_MAX_SECONDS) -> None:
-        self.first = first
-        self.most = most
-        self.delay = first
-        self.due = 0.0
-
-    def ready(self, now: float) -> bool:
-        return now >= self.due
-
-    def wait(self, now: float) -> None:
-        """A retry happened at ``now``: the next one after the current delay, which then doubles."""
-        self.due = now + self.delay
-        self.delay = min(self.most, self.delay * 2)
-
-    def reset(self) -> None:
-        self.delay = self.first
-        self.due = 0.0
 
 
 class Refusals:

@@ -143,6 +143,39 @@ class SimEvent(NamedTuple):
         }
 
 
+def plan_steps(
+    rules: TruthRules, mix: ScenarioMix, rate: float, logins_per_day: float
+) -> tuple[list[str], list[float], float]:
+    """Per-step scenario probabilities such that each scenario's share of *events* is its ratio: (the
+    scenarios that can start, their cumulative probabilities, steps per second). ``rate`` 0 is simulated
+    time, where the benign logins' natural rate (``logins_per_day`` of the whole population) sets the pace."""
+    k, m = rules.brute_force_failures, rules.stuffing_accounts
+    lengths = {  # events per episode
+        BENIGN: 1.0,
+        BRUTE_FORCE: k + 20.0,
+        CREDENTIAL_STUFFING: 4.0 * m,
+        IMPOSSIBLE_TRAVEL: 2.0,
+        ACCOUNT_TAKEOVER: (1 + max(1, k - 1)) / 2 + 2.0,
+        BENIGN_TRAVEL: 4.0,
+        NEW_PHONE: 1.0,
+        FORGETFUL: (1 + max(1, min(3, k - 2))) / 2 + 1.0,
+    }
+    ratios = mix.ratios()
+    ratios[BENIGN] = 1.0 - sum(ratios.values())
+    simulated = rate <= 0
+    # In simulated time a rejected candidate (rhythm thinning) consumes a step; in wall-clock mode the
+    # candidate is redrawn, so every step yields its events.
+    accept = {s: (RHYTHM_MEAN if simulated and s in (BENIGN, *LOOKALIKES) else 1.0) for s in lengths}
+    weights = {s: ratios[s] / (lengths[s] * accept[s]) for s in lengths}
+    total = sum(weights.values())
+    names = [s for s in lengths if weights[s] > 0]
+    cum = list(accumulate(weights[s] / total for s in names))
+    if simulated:
+        return names, cum, logins_per_day / 86400 / (weights[BENIGN] / total * RHYTHM_MEAN)
+    per_step = sum(weights[s] / total * lengths[s] * accept[s] for s in lengths)
+    return names, cum, rate / per_step
+
+
 @dataclass
 class Simulation(Lookalikes, Attacks):
     seed: int = 42
@@ -174,39 +207,9 @@ class Simulation(Lookalikes, Attacks):
         self._attack_cum = list(accumulate(c.attack_weight for c in COUNTRIES))
         self._travel_cum = list(accumulate(c.travel_weight for c in COUNTRIES))
         self._state_cum = list(accumulate(w for _, _, w in US_STATES))
-        self._plan()
-
-    # --- step weights ---------------------------------------------------------------------------------
-    def _plan(self) -> None:
-        """Per-step scenario probabilities such that each scenario's share of events is its ratio."""
-        rules = self.rules
-        k, m = rules.brute_force_failures, rules.stuffing_accounts
-        lengths = {
-            BENIGN: 1.0,
-            BRUTE_FORCE: k + 20.0,
-            CREDENTIAL_STUFFING: 4.0 * m,
-            IMPOSSIBLE_TRAVEL: 2.0,
-            ACCOUNT_TAKEOVER: (1 + max(1, k - 1)) / 2 + 2.0,
-            BENIGN_TRAVEL: 4.0,
-            NEW_PHONE: 1.0,
-            FORGETFUL: (1 + max(1, min(3, k - 2))) / 2 + 1.0,
-        }
-        ratios = self.mix.ratios()
-        ratios[BENIGN] = 1.0 - sum(ratios.values())
-        simulated = self.rate <= 0
-        # In simulated time a rejected candidate (rhythm thinning) consumes a step; in wall-clock mode
-        # the candidate is redrawn, so every step yields its events.
-        accept = {s: (RHYTHM_MEAN if simulated and s in (BENIGN, *LOOKALIKES) else 1.0) for s in lengths}
-        weights = {s: ratios[s] / (lengths[s] * accept[s]) for s in lengths}
-        total = sum(weights.values())
-        self._step_names = [s for s in lengths if weights[s] > 0]
-        self._step_cum = list(accumulate(weights[s] / total for s in self._step_names))
-        per_step = sum(weights[s] / total * lengths[s] * accept[s] for s in lengths)
-        if simulated:
-            natural = self.users * self.logins_per_user_day / 86400  # benign logins per second
-            self._step_rate = natural / (weights[BENIGN] / total * RHYTHM_MEAN)
-        else:
-            self._step_rate = self.rate / per_step
+        self._step_names, self._step_cum, self._step_rate = plan_steps(
+            self.rules, self.mix, self.rate, self.users * self.logins_per_user_day
+        )
 
     # --- helpers --------------------------------------------------------------------------------------
     def _pick_index(self) -> int:

@@ -22,6 +22,7 @@ import structlog
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import Counter
 
+from login_common.access import Backoff
 from login_common.contract import (
     HEADER_ATTACK_ID,
     HEADER_CONTENT_TYPE,
@@ -32,8 +33,9 @@ from login_common.contract import (
     HEADER_TRUTH,
     SCHEMA_VERSION,
 )
+from login_common.logs import Warnings
 from login_common.security import read_secret_file
-from login_producer.access import Backoff, Refusals
+from login_producer.access import Refusals
 from login_producer.errors import SinkSettingsError
 from login_producer.metrics import ProducerMetrics
 from login_producer.simulate import SimEvent
@@ -157,6 +159,25 @@ def kafka_record(sim: SimEvent, *, fetch_format: bool) -> tuple[bytes, list[tupl
     return _dumps(sim.event).encode(), headers
 
 
+def client_config(
+    config: dict[str, Any], on_error: Callable[[KafkaError], None], logs: KafkaLogs
+) -> dict[str, Any]:
+    """The producer client's settings: the service's, then DURABILITY (kafka_config: no setting weakens
+    acks=all + idempotence), then the callbacks."""
+    return {
+        **kafka_config(
+            {
+                # a topic the broker says does not exist fails its events after this long (default 30 s):
+                # they are held and sent again anyway, and the refusal shows sooner
+                "topic.metadata.propagation.max.ms": 10000,
+                **config,
+            }
+        ),
+        "error_cb": on_error,
+        "logger": logs,
+    }
+
+
 class KafkaSink:
     """Idempotent (acks=all) producer, batched by linger.ms, keyed by user_id; labels in headers.
 
@@ -186,6 +207,7 @@ class KafkaSink:
         self.failed = 0
         self.stop = stop or threading.Event()
         self._log = log or structlog.get_logger("login_producer")
+        self._warn = Warnings(self._log)
         self._sent = _SentCounters(metrics)
         self._delivered_count = metrics.delivered
         self._latency = metrics.delivery_latency
@@ -196,19 +218,7 @@ class KafkaSink:
         self._held: list[Held] = []
         self._backoff = Backoff()
         self._fatal: KafkaError | None = None
-        self._warned: dict[str, float] = {}
-        self._config = {
-            **kafka_config(
-                {
-                    # a topic the broker says does not exist fails its events after this long (default
-                    # 30 s): they are held and sent again anyway, and the refusal shows sooner
-                    "topic.metadata.propagation.max.ms": 10000,
-                    **config,
-                }
-            ),  # DURABILITY last: no setting weakens acks=all + idempotence
-            "error_cb": self._on_error,
-            "logger": KafkaLogs(self._log),
-        }
+        self._config = client_config(config, self._on_error, KafkaLogs(self._log))
         self._producer = self._new_producer()
 
     def _new_producer(self) -> Producer:
@@ -305,12 +315,6 @@ class KafkaSink:
         self.metrics.errors.labels("kafka").inc()
         self._warn("kafka.error", error=err.str(), code=err.name(), fatal=err.fatal())
 
-    def _warn(self, event: str, **fields: Any) -> None:
-        now = time.monotonic()
-        if now - self._warned.get(event, -1e9) >= 10.0:
-            self._warned[event] = now
-            self._log.warning(event, **fields)
-
     def _reload_password(self) -> None:
         """A rotated password file (a Secret updated in place) is used for the next connection."""
         password = self._password.changed()
@@ -355,9 +359,7 @@ class KafkaSink:
 
     def ready(self) -> tuple[bool, str] | None:
         """(False, reason) while refused; None when nothing is refused (the caller checks the broker)."""
-        if self.refusals.blocked:
-            return False, self.refusals.reason
-        return None
+        return (False, self.refusals.reason) if self.refusals.blocked else None
 
     def close(self, timeout: float = 30.0) -> int:
         """Flush; while the broker refuses, keep retrying until acknowledged or ``stop``. Returns the

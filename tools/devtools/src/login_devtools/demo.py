@@ -6,10 +6,11 @@ both (local_pipeline.py; the alert rules loaded, alerts sent to the Alertmanager
 prometheus binary the demo runs on and says so; --no-prometheus skips both),
 prints links into Prometheus' graph UI for throughput, lag and risk, and shows the live view of
 live_view.py once a second. On Ctrl-C (which reaches the demo only: the services run in sessions
-of their own) or after --duration seconds it stops the producer, waits
-until the consumer has drained the input topic (bounded), reads the figures once more and prints a
-summary whose ``processed: N`` line scripts can read. ``produced`` is what this run appended to the
-input topic, so ``processed`` + ``dead-lettered`` = ``produced`` (+ any backlog the group had).
+of their own) or after --duration seconds it stops the producer, waits until every event of the run
+is out, processed or dead-lettered (bounded: --drain-timeout; the network stage can still be reading
+when the input is), reads the figures once more and prints a summary whose ``processed: N`` line
+scripts can read. ``produced`` is what this run appended to the input topic, so ``processed`` +
+``dead-lettered`` = ``produced`` (+ any backlog the group had).
 """
 
 from __future__ import annotations
@@ -156,7 +157,16 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 producer.kill()
             deadline = time.monotonic() + args.drain_timeout
-            while time.monotonic() < deadline and (offsets.lag() or 0) > 0 and consumer.poll() is None:
+
+            def drained() -> bool:
+                """The input read, and every event of this run out (processed or dead-lettered): the
+                network stage may still hold or be reading what the user stage wrote."""
+                if (offsets.lag() or 0) > 0:
+                    return False
+                seen = view.tick()
+                return seen.processed + seen.dead_lettered >= offsets.end() - start_end
+
+            while time.monotonic() < deadline and not drained() and consumer.poll() is None:
                 live.update(frame("draining"))
                 time.sleep(0.5)
             final = view.tick()

@@ -670,14 +670,11 @@ def _owner() -> dict[str, Any] | None:
 
 
 def _claim_machine() -> None:
-    owner = _owner()
-    if owner and owner.get("dir") != str(NODE_DIR):
-        pid = owner.get("kubelet_pid")
-        if pid and Path(f"/proc/{pid}").exists():
-            raise NodeError(
-                f"another node runs on this machine (state {owner['dir']}): one kubelet per machine; "
-                f"stop it there with `make k8s-node-down` first"
-            )
+    if (other := _elsewhere()) is not None:
+        raise NodeError(
+            f"another node runs on this machine (state {other}): one kubelet per machine; "
+            f"stop it there with `make k8s-node-down` first, or use it with K8S_NODE_DIR={other}"
+        )
     RUNTIME.mkdir(parents=True, exist_ok=True)
 
 
@@ -778,7 +775,22 @@ def down() -> None:
     OWNER.unlink(missing_ok=True)
 
 
+def _elsewhere() -> str | None:
+    """The state folder of a node another clone runs on this machine, if one does."""
+    owner = _owner()
+    if owner and owner.get("dir") != str(NODE_DIR):
+        pid = owner.get("kubelet_pid")
+        if pid and Path(f"/proc/{pid}").exists():
+            return str(owner["dir"])
+    return None
+
+
 def status() -> bool:
+    if (other := _elsewhere()) is not None:
+        print(
+            f"  the machine's node runs from another clone: K8S_NODE_DIR={other} "
+            f"(kubeconfig {other}/api/kubeconfig); this clone's node is not started"
+        )
     all_up = True
     for process in PROCESSES:
         pid = process.pid()
@@ -803,6 +815,7 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("archives", nargs="+", type=Path)
     sub.add_parser("kubeconfig", help="print the admin kubeconfig's path")
     sub.add_parser("built", help="exit 0 when every binary is built (links them; builds nothing)")
+    sub.add_parser("recycle", help="wipe the Released volumes and offer them again (what `up` does)")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
@@ -817,6 +830,8 @@ def main(argv: list[str] | None = None) -> int:
             print(k8s_api.KUBECONFIG)
         elif args.command == "built":
             return 0 if built() else 3
+        elif args.command == "recycle":
+            recycle_released_volumes()
     except (NodeError, k8s_api.ControlPlaneError) as exc:
         print(f"k8s-node: {exc}", file=sys.stderr)
         return 1

@@ -35,22 +35,19 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, ClassVar
 
 import yaml
 
 from login_devtools import ROOT
+from login_devtools.daemons import Daemon, free_port, spawn
 
 TREE = ROOT / "monitoring" / "alertmanager" / "alertmanager.yml"
 ROUTE_CASES = ROOT / "monitoring" / "alertmanager" / "routes.test.yaml"
@@ -206,23 +203,12 @@ def find_amtool() -> str:
     return found
 
 
-def free_port(preferred: int = 0) -> int:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", preferred))
-        except OSError:
-            s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
-class Alertmanager:
+class Alertmanager(Daemon):
     """A running Alertmanager child process and a small client for its API v2."""
 
-    process: subprocess.Popen[bytes]
-    url: str
-    workdir: Path
-    log: Path
+    name: ClassVar[str] = "alertmanager"
+    error: ClassVar[type[RuntimeError]] = AlertmanagerError
 
     @classmethod
     def start(
@@ -244,22 +230,18 @@ class Alertmanager:
         config_file.write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8")
         port = free_port(port)
         log = workdir / "alertmanager.log"
-        out: IO[bytes]
-        with open(log, "wb") as out:
-            process = subprocess.Popen(
-                [
-                    exe,
-                    f"--config.file={config_file}",
-                    f"--storage.path={workdir / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                    f"--web.external-url=http://127.0.0.1:{port}",
-                    "--cluster.listen-address=",
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=detach,
-            )
+        process = spawn(
+            [
+                exe,
+                f"--config.file={config_file}",
+                f"--storage.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                f"--web.external-url=http://127.0.0.1:{port}",
+                "--cluster.listen-address=",
+            ],
+            log,
+            detach=detach,
+        )
         am = cls(process, f"http://127.0.0.1:{port}", workdir, log)
         am.wait_ready(ready_timeout)
         return am
@@ -268,34 +250,8 @@ class Alertmanager:
     def address(self) -> str:
         return self.url.removeprefix("http://")
 
-    def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                tail = self.log.read_text(errors="replace")[-2000:]
-                raise AlertmanagerError(f"alertmanager exited with {self.process.returncode}:\n{tail}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:  # noqa: S310
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise AlertmanagerError(
-            f"alertmanager at {self.url} not ready within {timeout:.0f}s (log: {self.log})"
-        )
-
     def api(self, path: str) -> Any:
         return api_get(self.url, path)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
 
 
 def api_get(base_url: str, path: str, timeout: float = 5.0) -> Any:
@@ -370,18 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"alertmanager: {am.url}  (routing tree {TREE.relative_to(ROOT)}; log {am.log})")
     print("point Prometheus at it: `make prometheus ALERTMANAGER=" + am.address + "`; Ctrl-C stops it.")
-    stopping = False
-
-    def on_signal(_signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    while not stopping and am.process.poll() is None:
-        time.sleep(0.5)
-    am.stop()
-    return 0 if stopping else 1
+    return am.serve()
 
 
 if __name__ == "__main__":

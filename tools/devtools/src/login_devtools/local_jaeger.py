@@ -27,22 +27,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, ClassVar
 
 import yaml
 
 from login_devtools import ROOT
-from login_devtools.local_alertmanager import free_port
+from login_devtools.daemons import Daemon, free_port, spawn
 
 BUILD = ROOT / "tools" / "jaeger" / "build.sh"
 
@@ -114,15 +112,14 @@ def build_config(
 
 
 @dataclass
-class Jaeger:
-    """A running Jaeger child process and a small client for its query API."""
+class Jaeger(Daemon):
+    """A running Jaeger child process (``url``: its query API and UI) and a small client for that API."""
 
-    process: subprocess.Popen[bytes]
-    url: str  # query API and UI
-    otlp_http: str  # OTEL_EXPORTER_OTLP_ENDPOINT for http/protobuf
-    otlp_grpc: str
-    workdir: Path
-    log: Path
+    name: ClassVar[str] = "jaeger"
+    error: ClassVar[type[RuntimeError]] = JaegerError
+
+    otlp_http: str = ""  # OTEL_EXPORTER_OTLP_ENDPOINT for http/protobuf
+    otlp_grpc: str = ""
 
     @classmethod
     def start(
@@ -147,50 +144,27 @@ class Jaeger:
         config = workdir / "jaeger.yaml"
         config.write_text(yaml.safe_dump(build_config(**ports), sort_keys=False), encoding="utf-8")
         log = workdir / "jaeger.log"
-        out: IO[bytes]
-        with open(log, "wb") as out:
-            process = subprocess.Popen(
-                [exe, f"--config={config}"],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=detach,
-            )
+        process = spawn([exe, f"--config={config}"], log, detach=detach)
         jaeger = cls(
             process,
             f"http://127.0.0.1:{ports['query_port']}",
-            f"http://127.0.0.1:{ports['otlp_http_port']}",
-            f"http://127.0.0.1:{ports['otlp_grpc_port']}",
             workdir,
             log,
+            otlp_http=f"http://127.0.0.1:{ports['otlp_http_port']}",
+            otlp_grpc=f"http://127.0.0.1:{ports['otlp_grpc_port']}",
         )
         jaeger.wait_ready(ready_timeout)
         return jaeger
 
-    def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                tail = self.log.read_text(errors="replace")[-2000:]
-                raise JaegerError(f"jaeger exited with {self.process.returncode}:\n{tail}")
-            try:
-                api_get(self.url, "/api/services", timeout=2)
-                return
-            except JaegerError:
-                time.sleep(0.3)
-        raise JaegerError(f"jaeger at {self.url} not ready within {timeout:.0f}s (log: {self.log})")
+    def ready(self) -> bool:
+        try:
+            api_get(self.url, "/api/services", timeout=2)
+        except JaegerError:
+            return False
+        return True
 
     def trace(self, trace_id: str) -> dict[str, Any] | None:
         return get_trace(self.url, trace_id)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
 
 
 def api_get(base_url: str, path: str, timeout: float = 5.0) -> Any:
@@ -310,11 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Jaeger query API/UI {jaeger.url}; OTLP/HTTP {jaeger.otlp_http}, OTLP/gRPC {jaeger.otlp_grpc}",
         flush=True,
     )
-    try:
-        jaeger.process.wait()
-    except KeyboardInterrupt:
-        jaeger.stop()
-    return 0
+    return jaeger.serve()
 
 
 if __name__ == "__main__":

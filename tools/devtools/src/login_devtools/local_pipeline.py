@@ -31,7 +31,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -43,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from login_devtools import ROOT, local_kafka, service_env
+from login_devtools.daemons import free_port
 from login_devtools.local_alertmanager import (
     AlertingSettings,
     Alertmanager,
@@ -84,16 +84,6 @@ def graph_link(base_url: str, exprs: list[str], minutes: int = 15) -> str:
 
 def graph_links(base_url: str) -> dict[str, str]:
     return {title: graph_link(base_url, exprs) for title, exprs in GRAPHS.items()}
-
-
-def free_port(preferred: int) -> int:
-    """``preferred`` when it can be bound on every interface (as the services bind), else any free one."""
-    with socket.socket() as s:
-        try:
-            s.bind(("0.0.0.0", preferred))  # noqa: S104 - probing the port a service will bind
-        except OSError:
-            s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(url: str, timeout: float = 3.0) -> tuple[int, str]:
@@ -244,8 +234,9 @@ def start(
     jaeger = start_jaeger(directory, detach=detach) if os.environ.get("TRACING", "1") != "0" else None
     if jaeger is not None:
         env.update(tracing_env(jaeger.otlp_http, os.environ.get("OTEL_TRACES_SAMPLER_ARG", "1")))
-    cport = free_port(int(os.environ.get("CONSUMER_PORT", "8000")))
-    pport = free_port(int(os.environ.get("PRODUCER_PORT", "8001")))
+    every = "0.0.0.0"  # noqa: S104 - probing the ports the services bind on every interface
+    cport = free_port(int(os.environ.get("CONSUMER_PORT", "8000")), host=every)
+    pport = free_port(int(os.environ.get("PRODUCER_PORT", "8001")), host=every)
     if pport == cport:
         pport = free_port(0)
     directory.mkdir(parents=True, exist_ok=True)

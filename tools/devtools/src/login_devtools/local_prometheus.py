@@ -17,21 +17,18 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, ClassVar
 
 from login_devtools import ROOT
+from login_devtools.daemons import Daemon, free_port, spawn
 
 RULES = ROOT / "monitoring" / "rules" / "login-stream.rules.yaml"
 CONSUMER_JOB = "login-consumer"
@@ -71,15 +68,6 @@ def find_binary() -> str:
     return found
 
 
-def free_port(preferred: int = 0) -> int:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", preferred))
-        except OSError:
-            s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def config_yaml(
     jobs: Mapping[str, Iterable[str]],
     rules: Iterable[Path],
@@ -117,13 +105,11 @@ def config_yaml(
 
 
 @dataclass
-class Prometheus:
+class Prometheus(Daemon):
     """A running Prometheus child process and a tiny client for its HTTP API."""
 
-    process: subprocess.Popen[bytes]
-    url: str
-    workdir: Path
-    log: Path
+    name: ClassVar[str] = "prometheus"
+    error: ClassVar[type[RuntimeError]] = PrometheusError
 
     @classmethod
     def start(
@@ -152,40 +138,21 @@ class Prometheus:
         )
         port = free_port(port)
         log = workdir / "prometheus.log"
-        out: IO[bytes]
-        with open(log, "wb") as out:
-            process = subprocess.Popen(
-                [
-                    exe,
-                    f"--config.file={workdir / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={workdir / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                    "--storage.tsdb.retention.time=1d",
-                    "--web.enable-lifecycle",
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=detach,
-            )
+        process = spawn(
+            [
+                exe,
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--storage.tsdb.retention.time=1d",
+                "--web.enable-lifecycle",
+            ],
+            log,
+            detach=detach,
+        )
         prom = cls(process, f"http://127.0.0.1:{port}", workdir, log)
         prom.wait_ready(ready_timeout)
         return prom
-
-    def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                tail = self.log.read_text(errors="replace")[-2000:]
-                raise PrometheusError(f"prometheus exited with {self.process.returncode}:\n{tail}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:  # noqa: S310
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise PrometheusError(f"prometheus at {self.url} not ready within {timeout:.0f}s (log: {self.log})")
 
     def api(self, path: str, **params: str | float) -> Any:
         """GET /api/v1/<path>; returns ``data`` or raises PrometheusError with Prometheus' message."""
@@ -198,15 +165,6 @@ class Prometheus:
         if body.get("status") != "success":
             raise PrometheusError(f"{body.get('errorType', '?')}: {body.get('error', body)}")
         return body["data"]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -258,18 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"prometheus: {prom.url}  (scraping {jobs}; rules {RULES.relative_to(ROOT)}; log {prom.log})")
     print("Ctrl-C stops it.")
-    stopping = False
-
-    def on_signal(_signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    while not stopping and prom.process.poll() is None:
-        time.sleep(0.5)
-    prom.stop()
-    return 0 if stopping else 1
+    return prom.serve()
 
 
 if __name__ == "__main__":

@@ -109,6 +109,10 @@ class Transactions:
         if deadline is not None:
             end = min(end, max(deadline, self._clock() + 1.0))
         try:
+            if offsets and not self.open:
+                # an interval that read records and wrote none (progress records, or records completed
+                # before): its offsets still go through a transaction of their own
+                self.begin()
             if offsets:
                 metadata = group()
                 retrying(

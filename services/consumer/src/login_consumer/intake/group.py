@@ -10,6 +10,7 @@ input topic and decides what the loop gets:
   paused until the others catch up;
 * back-pressure (``backpressure``): above ``MAX_IN_FLIGHT`` unacknowledged outputs every partition is
   paused until half of them are acknowledged (partitions assigned meanwhile start paused too);
+* pausing itself, for any of these reasons or a restore's hold: ``intake/pauses.py`` (one rule resumes);
 * where each partition is (``at_end``, ``lag``): from cached watermarks, no broker round trip;
 * which partitions the broker refused to let it read (``intake/refusals.py``).
 
@@ -18,21 +19,16 @@ It knows nothing of stages or outputs: the conductor (``app.py``) hands what it 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from contextlib import suppress
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from login_consumer.intake.align import Aligner
+from login_consumer.intake.pauses import Pauses, Warn
+from login_consumer.intake.pauses import tps_of as _tps
 from login_consumer.intake.refusals import Refusals
 from login_consumer.records import TP
-
-Warn = Callable[..., None]
-
-
-def _tps(tps: Iterable[TP]) -> list[TopicPartition]:
-    return [TopicPartition(t, p) for t, p in tps]
 
 
 class PartitionGroup:
@@ -45,31 +41,31 @@ class PartitionGroup:
         poll_timeout: float,
         aligner: Aligner | None,
         warn: Warn,
+        out_of_order: Callable[[str, int], None] = lambda _cause, _count: None,
     ) -> None:
+        """``out_of_order(cause, count)``: the aligner released without waiting (counted in the metrics)."""
         self.consumer = consumer
         self.input_topic = input_topic
         self.batch_size = batch_size
         self.poll_timeout = poll_timeout
         self.aligner = aligner
         self._warn = warn
+        self._out_of_order = out_of_order
         self.assignment: set[TP] = set()
         self._starts: dict[TP, int] = {}  # committed offsets of the input partitions at assignment
-        self._paused: set[TP] = set()  # paused by the aligner
-        self.held: set[TP] = set()  # paused until their state is restored (hold/release)
+        self.pauses = Pauses(consumer, warn)  # crowded (aligner), held (restore), throttled (in flight)
         self.refused = Refusals()  # partitions a consume error refused
-        self.throttled = False  # every partition paused: too many records in flight
 
     # ------------------------------------------------------------------ assignment
 
     def assign(self, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
         self.assignment.update(tps)
+        self.refused.assigned(set(tps))
         inputs = [tp for tp in tps if tp[0] == self.input_topic]
         if inputs:
             self._starts_of(inputs)
-        if self.throttled:  # the new partitions start paused like the others
-            with suppress(KafkaException):
-                self.consumer.pause(partitions)
+        self.pauses.assigned(set(tps))
 
     def _starts_of(self, tps: list[TP]) -> None:
         """Where newly assigned input partitions start (their committed offsets): a partition with nothing
@@ -84,20 +80,10 @@ class PartitionGroup:
 
     def hold(self, tps: set[TP]) -> None:
         """Read nothing more of these partitions until ``release`` (their state could not be restored)."""
-        try:
-            self.consumer.pause(_tps(tps - self.held))
-        except KafkaException as exc:
-            self._warn("pause.failed", error=str(exc))
-        self.held |= tps
+        self.pauses.hold(tps)
 
     def release(self, tps: set[TP]) -> None:
-        tps &= self.held
-        self.held -= tps
-        try:
-            if not self.throttled and tps - self._paused:
-                self.consumer.resume(_tps(tps - self._paused))
-        except KafkaException as exc:
-            self._warn("pause.failed", error=str(exc))
+        self.pauses.release(tps)
 
     def stuck(self) -> set[TP]:
         """Refused partitions that never got a position (``Refusals.stuck``)."""
@@ -107,8 +93,7 @@ class PartitionGroup:
         """Partitions went away: drop what is held of them and their bookkeeping."""
         if self.aligner is not None:
             self.aligner.drop(gone)
-        self._paused -= gone
-        self.held -= gone
+        self.pauses.forget(gone)
         self.refused.forget(gone)
         self.assignment -= gone
         for tp in gone:
@@ -177,24 +162,17 @@ class PartitionGroup:
         if aligner is None or not (aligner.buffered or len(self.inputs()) > 1):
             return messages
         aligner.add(messages)
-        before = (aligner.forced, aligner.timeouts)
+        forced, timeouts = aligner.forced, aligner.timeouts
         assignment = sorted(self.inputs())
         released = aligner.release(assignment, self.at_end, busy=busy, limit=self.batch_size)
-        if (aligner.forced, aligner.timeouts) != before:
+        if (aligner.forced, aligner.timeouts) != (forced, timeouts):
+            self._out_of_order("silent_source", aligner.timeouts - timeouts)
+            self._out_of_order("too_many_held", aligner.forced - forced)
             self._warn("alignment.out_of_order", **aligner.snapshot())
-        crowded = set(aligner.crowded(assignment))
+        pauses = self.pauses
+        pauses.crowd(set(aligner.crowded(assignment)))
         share = aligner.max_buffered // max(1, len(assignment))
-        calm = {tp for tp in self._paused if aligner.holding(tp) <= share // 2}
-        try:
-            if crowded - self._paused:
-                self.consumer.pause(_tps(crowded - self._paused))
-                self._paused |= crowded
-            if calm:
-                if not self.throttled and calm - self.held:
-                    self.consumer.resume(_tps(calm - self.held))
-                self._paused -= calm
-        except KafkaException as exc:
-            self._warn("pause.failed", error=str(exc))
+        pauses.calm({tp for tp in pauses.crowded if aligner.holding(tp) <= share // 2})
         return released
 
     def idle(self, tp: TP) -> bool:
@@ -220,17 +198,13 @@ class PartitionGroup:
     def backpressure(self, in_flight: int, limit: int) -> bool:
         """Pause every partition while ``limit`` records await acknowledgement; resume at half. True while
         paused."""
-        try:
-            if not self.throttled and in_flight >= limit:
-                self.consumer.pause(_tps(self.assignment))
-                self.throttled = True
-                self._warn("backpressure.paused", in_flight=in_flight, max_in_flight=limit)
-            elif self.throttled and in_flight < limit // 2:
-                self.consumer.resume(_tps(self.assignment - self._paused - self.held))
-                self.throttled = False
-        except KafkaException as exc:
-            self._warn("pause.failed", error=str(exc))
-        return self.throttled
+        pauses = self.pauses
+        if not pauses.throttled and in_flight >= limit:
+            pauses.throttle(self.assignment)
+            self._warn("backpressure.paused", in_flight=in_flight, max_in_flight=limit)
+        elif pauses.throttled and in_flight < limit // 2:
+            pauses.unthrottle(self.assignment)
+        return pauses.throttled
 
     def lag(self) -> dict[TP, int]:
         """Records left per assigned partition (cached watermarks, no broker round trip)."""
@@ -247,4 +221,9 @@ class PartitionGroup:
         return lag
 
     def snapshot(self) -> dict[str, Any]:
-        return {"partitions": len(self.assignment), "paused": len(self._paused), "throttled": self.throttled}
+        pauses = self.pauses
+        return {
+            "partitions": len(self.assignment),
+            "paused": len(pauses.crowded),
+            "throttled": pauses.throttled,
+        }

@@ -5,6 +5,12 @@ refused ListOffsets) until it is assigned again, so refused partitions are *watc
 stuck; and a refused read must keep ``/ready`` failed until the partition delivers again, not only until
 the next checkpoint: the network stage's partitions may go on committing while the input stays refused.
 
+Rejoining to unstick them (``rejoin``) revokes every partition and assigns them again: the held ones
+stay held through it (``forget`` keeps them), and the next assignment drops those that went to another
+member. Without that, ``/ready`` answered 200 between two refusals ("in group, 0 partition(s)") and the
+log said ``kafka.access_restored`` after every rejoin, while the read was still refused (seen on
+Kubernetes: a KafkaUser without its Read, tests/e2e/test_access.py).
+
 A held partition heals when it delivers a message. One that has nothing new to deliver would never heal
 that way, so while any is held, each ``stuck`` check (the conductor's rejoin backoff: 0.5 s doubling to
 30 s) also *probes* them: a client of its own assigned at their ends, with partition-end events, which a
@@ -40,6 +46,7 @@ class Refusals:
     def __init__(self, probe_config: Mapping[str, Any] | None = None) -> None:
         self.watched: set[TP] = set()
         self.holding: set[TP] = set()
+        self.rejoining: set[TP] = set()  # held when we left the group to rejoin: held until reassigned
         self.probe_config = probe_config  # the probe's client settings (group.id included); None: no probe
 
     def __bool__(self) -> bool:
@@ -55,10 +62,22 @@ class Refusals:
 
     def forget(self, gone: set[TP]) -> None:
         self.watched -= gone
-        self.holding -= gone
+        self.holding -= gone - self.rejoining
+
+    def rejoin(self) -> None:
+        """We leave the group to join again (``stuck`` partitions): what is held stays held through it."""
+        self.rejoining = set(self.holding)
+
+    def assigned(self, tps: set[TP]) -> None:
+        """A new assignment: after our rejoin, the held partitions it does not hold are not ours to hold."""
+        if self.rejoining:
+            self.holding -= self.rejoining - tps
+            self.rejoining = set()
 
     def stuck(self, consumer: Consumer, assignment: set[TP]) -> set[TP]:
         """Watched partitions still assigned that never got a position (then no longer watched)."""
+        if self.rejoining:  # between our leaving and the new assignment: nothing is known yet
+            return set()
         self.holding &= assignment
         if self.holding and self.probe_config is not None:
             self.probe(self.probe_config)

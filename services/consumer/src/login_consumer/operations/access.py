@@ -33,26 +33,6 @@ from login_consumer.metrics import ConsumerMetrics
 
 WINDOW_SECONDS: Final = 30.0  # /ready stays failed this long after the last refusal (unless cleared)
 LOG_EVERY_SECONDS: Final = 10.0
-BACKOFF_FIRST_SECONDS: Final = 0.5
-BACKOFF_MAX_SECONDS: Final = 30.0
-
-
-class Backoff:
-    """Delays between retries: 0.5 s, 1 s, 2 s, ... up to 30 s; ``reset`` after a success."""
-
-    def __init__(self, first: float = BACKOFF_FIRST_SECONDS, most: float = BACKOFF_MAX_SECONDS) -> None:
-        self.first = first
-        self.most = most
-        self.delay = first
-
-    def next(self) -> float:
-        """The delay before the next retry (then doubled, up to ``most``)."""
-        delay = self.delay
-        self.delay = min(self.most, self.delay * 2)
-        return delay
-
-    def reset(self) -> None:
-        self.delay = self.first
 
 
 class AccessFailures:

@@ -6,13 +6,13 @@ kind, and an access failure (authentication, authorization) handed to the access
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any, Final
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from login_common.access import AUTHENTICATION, classify
+from login_common.logs import Warnings
 from login_consumer.metrics import ConsumerMetrics
 from login_consumer.operations.access import AccessFailures
 
@@ -31,14 +31,7 @@ class Events:
         )  # the checkpoint's, once built
         self.produce_failed: Callable[[KafkaError], None] = lambda _err: None  # the checkpoint's, once built
         self.authentication_failed = False  # since the credentials were last looked at
-        self._warned: dict[str, float] = {}
-
-    def warn(self, event: str, **fields: Any) -> None:
-        """Log a warning, at most once per WARN_EVERY_SECONDS per event name."""
-        now = time.monotonic()
-        if now - self._warned.get(event, -1e9) >= WARN_EVERY_SECONDS:
-            self._warned[event] = now
-            self.log.warning(event, **fields)
+        self.warn = Warnings(log, WARN_EVERY_SECONDS)  # at most once per WARN_EVERY_SECONDS per event name
 
     def on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:  # delivery.report.only.error: called for failures only

@@ -18,8 +18,9 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
+from login_common.access import Backoff
 from login_consumer.errors import ConsumerError
-from login_consumer.operations.access import AccessFailures, Backoff
+from login_consumer.operations.access import AccessFailures
 
 
 def broker_answer(exc: Exception) -> KafkaError | None:

@@ -13,8 +13,15 @@ merges its sources by event time before detecting, as a single process would hav
   held back: what it writes next is newer than anything so far, as align.py assumes for a partition at
   its end);
 * here each source has a FIFO queue (its events stay in their order) and a bound: an event is released
-  when its key is at or before every other source's bound, where a source with queued events is bounded
+  when its key is before every other source's bound, where a source with queued events is bounded
   by its first event, an idle source not at all, and any other source by its last progress record;
+* the order is total and the same whatever the arrival: (event time, input create time ms, source), and
+  within a source its own order. Event times are whole seconds, so many events share one; a progress
+  record therefore carries the create time of the source's last event too (its own header, read as "the
+  whole second" when absent: an older user stage), and an event waits for a source that may still write
+  an event of the same second created earlier. A bound of event time alone (before) released such an event
+  as soon as the other source reached its second, and the count a network had at a given event then
+  depended on which process wrote first: a rescaled run flagged other events of a wave than one process;
 * a source that has not moved on for ``max_wait`` seconds (no event and no higher bound: its process died,
   the group is rebalancing, or its owner is stuck) stops holding the others back, like align.py's silent
   partitions and Kafka Streams' ``max.task.idle.ms``; more than ``max_buffered`` held events release the
@@ -41,13 +48,18 @@ from typing import Final, Generic, TypeVar
 T = TypeVar("T")
 
 PROGRESS_SECONDS: Final = 0.5  # the longest a user-stage process stays silent about a source it owns
-Key = tuple[float, int, int]  # (event time, input create time ms, repartition offset): the order of release
+LAST_OF_SECOND: Final = 1 << 62  # a bound's create time when its progress record has none: the whole second
+# (event time, input create time ms, source, repartition offset): the order of release; the offset is
+# bookkeeping only (no two sources share a key's first three, and a source's own queue is FIFO)
+Key = tuple[float, int, int, int]
+NEVER: Final[Key] = (-math.inf, 0, -1, -1)
+OPEN: Final[Key] = (math.inf, 0, -1, -1)  # no bound at all
 
 
 @dataclass(slots=True)
 class _Source(Generic[T]):
     queue: deque[tuple[Key, T]] = field(default_factory=deque)
-    bound: float = -math.inf  # the key its owner said it has written up to
+    bound: Key = NEVER  # the key its owner said it has written up to (offset: unused)
     idle: bool = False
     heard: float = 0.0  # when it last moved on: a higher bound, or an event (monotonic seconds)
     last: tuple[float, int] = (-math.inf, 0)  # the newest key queued (non-decreasing per source)
@@ -81,12 +93,14 @@ class SourceMerge(Generic[T]):
             found = self.sources[source] = _Source(heard=self._clock())
         return found
 
-    def progress(self, source: int, bound: float, *, idle: bool) -> None:
-        """A progress record: ``source``'s owner has written everything up to ``bound``."""
+    def progress(self, source: int, bound: float, *, idle: bool, created: int = LAST_OF_SECOND) -> None:
+        """A progress record: ``source``'s owner has written everything up to event time ``bound`` and,
+        within that second, input create time ``created``."""
         src = self._source(source)
-        if bound > src.bound or idle != src.idle:
+        key = (bound, created, source, -1)
+        if key > src.bound or idle != src.idle:
             src.heard = self._clock()
-        src.bound = max(src.bound, bound)
+            src.bound = max(src.bound, key)
         src.idle = idle
 
     def add(self, source: int, ts: float, offset: int, item: T, created: int = 0) -> None:
@@ -95,7 +109,7 @@ class SourceMerge(Generic[T]):
         src = self._source(source)
         order = max((ts, created), src.last)
         src.last = order
-        key = (order[0], order[1], offset)
+        key = (order[0], order[1], source, offset)
         src.queue.append((key, item))
         src.heard = self._clock()
         self._offsets.append(offset)
@@ -114,14 +128,13 @@ class SourceMerge(Generic[T]):
             return []
         now = self._clock()
         heads: list[tuple[Key, int]] = []
-        bound = math.inf
+        bound: Key = OPEN
         for number, src in self.sources.items():
             if src.queue:
                 heads.append((src.queue[0][0], number))
             elif not src.idle:
                 if now - src.heard > self.max_wait:
-                    if src.bound != math.inf:
-                        self.timeouts += 1
+                    self.timeouts += 1
                     continue  # silent too long: stop waiting for it
                 bound = min(bound, src.bound)
         heapq.heapify(heads)
@@ -129,18 +142,18 @@ class SourceMerge(Generic[T]):
         released = self._released
         while heads:
             key, number = heads[0]
-            if key[0] > bound:
+            if key > bound:  # never equal: the bound is another source's (its third field differs)
                 break
             src = self.sources[number]
             _, item = src.queue.popleft()
             out.append(item)
-            released.add(key[2])
+            released.add(key[3])
             if src.queue:
                 heapq.heapreplace(heads, (src.queue[0][0], number))
             else:
                 heapq.heappop(heads)
                 if not src.idle and now - src.heard <= self.max_wait:
-                    bound = min(bound, max(src.bound, key[0]))  # it may still send from here on
+                    bound = min(bound, max(src.bound, key))  # it may still send from here on
         self.buffered -= len(out)
         if self.buffered > self.max_buffered:
             out.extend(self._oldest(self.buffered - self.max_buffered // 2))
@@ -160,7 +173,7 @@ class SourceMerge(Generic[T]):
             src = self.sources[number]
             _, item = src.queue.popleft()
             out.append(item)
-            self._released.add(key[2])
+            self._released.add(key[3])
             if src.queue:
                 heapq.heapreplace(heads, (src.queue[0][0], number))
             else:

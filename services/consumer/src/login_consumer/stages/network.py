@@ -32,8 +32,8 @@ from login_consumer.detectors.networks import NetEvent, NetworkDetector
 from login_consumer.process import ROUTE_TRACED, BatchStats
 from login_consumer.records import Header, Record
 from login_consumer.risk import RiskModel
-from login_consumer.stages.merge import SourceMerge
-from login_consumer.stages.user import PROGRESS_HEADER, ROUTE_HEADER
+from login_consumer.stages.merge import LAST_OF_SECOND, SourceMerge
+from login_consumer.stages.user import PROGRESS_CREATED_HEADER, PROGRESS_HEADER, ROUTE_HEADER
 from login_consumer.tracing import StageTracer
 from login_consumer.validate import Invalid
 
@@ -50,16 +50,21 @@ class NetworkStageResult:
 
 def read_progress(
     headers: Sequence[tuple[str, Any]] | dict[str, Any] | None,
-) -> tuple[int, float, bool] | None:
-    """(source, event time, idle) of a progress record, or None for any other record."""
+) -> tuple[int, float, int, bool] | None:
+    """(source, event time, create ms, idle) of a progress record, or None for any other record. A record
+    of an older user stage has no create time: ``LAST_OF_SECOND``, the bound it meant (its whole second)."""
     if not headers:
         return None
     items = headers.items() if isinstance(headers, dict) else headers
+    found: tuple[int, float, bool] | None = None
+    created = LAST_OF_SECOND
     for name, value in items:
         if name == PROGRESS_HEADER and isinstance(value, bytes):
             source, ts, idle = value.split(b" ")
-            return int(source), float(ts), idle == b"1"
-    return None
+            found = int(source), float(ts), idle == b"1"
+        elif name == PROGRESS_CREATED_HEADER and isinstance(value, bytes):
+            created = int(value)
+    return None if found is None else (found[0], found[1], created, found[2])
 
 
 def read_route(
@@ -159,7 +164,7 @@ class NetworkStage:
             try:
                 progress = read_progress(raw_headers)
                 if progress is not None:
-                    merge.progress(progress[0], progress[1], idle=progress[2])
+                    merge.progress(progress[0], progress[1], idle=progress[3], created=progress[2])
                     continue
                 headers, route = read_route(raw_headers) or ([], b"")
                 source, source_offset, created_ms, ts, raw_flags, raw_score, ip, user = route.split(b" ", 7)
@@ -180,9 +185,15 @@ class NetworkStage:
                     (msg, Invalid("processing_error", f"network stage: unreadable record: {exc}"))
                 )
         held: list[Held] = []
+        disorder = stats.out_of_order
         for merge in self.merges.values():
             if merge.buffered:
+                timeouts, forced = merge.timeouts, merge.forced
                 held.extend(merge.release() if self.ordered and not flush else merge.flush())
+                if merge.timeouts != timeouts:
+                    disorder["network", "silent_source"] += merge.timeouts - timeouts
+                if merge.forced != forced:
+                    disorder["network", "too_many_held"] += merge.forced - forced
         found, traced = self._complete(held, result)
         if self.tracer is not None:
             self.tracer.network_stage(

@@ -36,6 +36,11 @@ from login_consumer.tracing import StageTracer
 
 ROUTE_HEADER: Final = "x-login-stream-route"
 PROGRESS_HEADER: Final = "x-login-stream-progress"
+# The create time (ms) of the last input record written from the source, beside PROGRESS_HEADER's event
+# time: a header of its own, so that a network stage of an older version (reading three fields of the
+# first) keeps working through a rolling upgrade (stages/merge.py: ties within one second).
+PROGRESS_CREATED_HEADER: Final = "x-login-stream-progress-created"
+UNWRITTEN: Final = (-(1 << 62), 0)  # the order key of a source nothing was written from
 _NET_CACHE_SIZE: Final = 65_536
 
 
@@ -67,9 +72,8 @@ class UserStage:
         processor.final = repartition_topic is None
         self._tracer: StageTracer | None = None
         self._nets: dict[str, tuple[bytes, int] | None] = {}
-        self.sent: dict[
-            int, int
-        ] = {}  # input partition -> latest event time written to the repartition topic
+        # input partition -> the order key (event time, create ms) of the latest event written
+        self.sent: dict[int, tuple[int, int]] = {}
 
     def _network(self, ip: str) -> tuple[bytes, int] | None:
         """(network, repartition partition) of an address, cached (cleared when full: O(1) amortised)."""
@@ -132,13 +136,14 @@ class UserStage:
                 continue
             net, partition = found
             kind, created = msg.timestamp()
+            created = created if kind else 0
             source = msg.partition() or 0
-            if ts > sent.get(source, -(1 << 62)):
-                sent[source] = ts
+            if (ts, created) > sent.get(source, UNWRITTEN):
+                sent[source] = (ts, created)
             route = b"%d %d %d %d %d %d %s %s" % (
                 source,
                 msg.offset() or 0,
-                created if kind else 0,
+                created,
                 ts,
                 flags,
                 score,
@@ -152,8 +157,11 @@ class UserStage:
         """Progress records of one input partition, one per repartition partition (see module doc)."""
         if self.repartition_topic is None:
             return []
-        value = b"%d %d %d" % (source, self.sent.get(source, -(1 << 62)), idle)
-        headers: list[Header] = [(PROGRESS_HEADER, value)]
+        ts, created = self.sent.get(source, UNWRITTEN)
+        headers: list[Header] = [
+            (PROGRESS_HEADER, b"%d %d %d" % (source, ts, idle)),
+            (PROGRESS_CREATED_HEADER, b"%d" % created),
+        ]
         topic = self.repartition_topic
         return [(topic, q, b"", b"", headers) for q in range(self.partitions)]
 
