@@ -7,7 +7,8 @@ trace is read back from Jaeger's query API.
   a flagged login's consumer log line carries that trace's id;
 * a dead-lettered event's trace shows the error, the dead letter carries it on, and ``replay-dlq``
   continues it;
-* sampling off (ratio 0): no span reaches Jaeger, and the records say "not sampled".
+* sampling off (ratio 0): no span reaches Jaeger, the records say "not sampled", and outputs, the dead
+  letter and its replay carry their input's context on byte for byte.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import orjson
 import pytest
 from confluent_kafka import Message, Producer
 
+from login_common.contract import HEADER_DLQ_REPLAYED_FROM
 from login_common.tracing import TRACEPARENT, is_sampled, read_context
 from login_devtools import local_jaeger
 from tests.integration.conftest import wait_for
@@ -274,30 +276,62 @@ def test_a_dead_letters_trace_shows_the_error_and_replay_continues_it(
     assert read_context(again.headers())[0][36:52].decode() == replay["spanID"]  # type: ignore[index]
 
 
-def test_sampling_off_exports_no_span(
+def test_sampling_off_exports_no_span_and_every_record_carries_its_context_on(
     kafka: str,
     jaeger: Any,
     topic_factory: Callable[..., str],
     group_factory: Callable[[str], str],
     tmp_path: Path,
 ) -> None:
+    """Ratio 0: nothing is recorded, yet every output and dead letter carries its input's context byte for
+    byte (same trace id, parent id and flags: the consumer forwards an unsampled context as it came), and
+    ``replay-dlq`` carries the dead letter's on, so the event's records still join on one trace id."""
     topics = _topics(topic_factory)
     run = uuid.uuid4().hex[:6]
     names = {f"login-consumer-{run}", f"login-producer-{run}"}
-    consumer = Consumer(
-        _env(kafka, jaeger, f"login-consumer-{run}", "0", GROUP_ID=group_factory("unsampled"), **topics),
-        tmp_path / "consumer.log",
+    bad_context = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-02".encode()  # random-id flag, unsampled
+    producer = Producer({"bootstrap.servers": kafka})
+    producer.produce(
+        topics["INPUT_TOPIC"],
+        b'{"user_id": 42, "not": "an event"}',
+        b"u1",
+        headers=[(TRACEPARENT, bad_context)],
     )
+    assert producer.flush(10) == 0
+    env = _env(kafka, jaeger, f"login-consumer-{run}", "0", GROUP_ID=group_factory("unsampled"), **topics)
+    consumer = Consumer(env, tmp_path / "consumer.log")
     try:
         _produce(kafka, topics["INPUT_TOPIC"], _env(kafka, jaeger, f"login-producer-{run}", "0"), 100)
         outputs = drain(kafka, topics["OUTPUT_TOPIC"], expected=100, timeout=120)
+        (letter,) = drain(kafka, topics["DLQ_TOPIC"], expected=1, timeout=60)
     finally:
         consumer.stop()  # the exporter flushes on the way out: anything recorded would be sent now
     assert len(outputs) == 100
     contexts = [read_context(m.headers())[0] for m in outputs]
     assert all(c is not None and not is_sampled(c) for c in contexts)  # "not sampled" travels on
-    # the producer's unsampled contexts go through both stages untouched
-    assert len({c[3:35] for c in contexts if c is not None}) == 100
+    # the producer's unsampled contexts go through both stages untouched, byte for byte
+    inputs = drain(kafka, topics["INPUT_TOPIC"], expected=101, timeout=30)
+    sent = {read_context(m.headers())[0] for m in inputs}
+    assert set(contexts) == sent - {bad_context}
+    assert len(set(contexts)) == 100
+    assert read_context(letter.headers())[0] == bad_context  # the dead letter keeps the event's context
+
+    replayed = subprocess.run(
+        [sys.executable, "-m", "login_consumer", "replay-dlq", "--timeout", "20"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert replayed.returncode == 0, replayed.stderr[-2000:]
+    (again,) = [
+        m
+        for m in drain(kafka, topics["INPUT_TOPIC"], expected=102, timeout=30)
+        if HEADER_DLQ_REPLAYED_FROM in dict(m.headers() or [])
+    ]
+    assert read_context(again.headers())[0] == bad_context  # replay-dlq joins the same trace
+
     # (the first test of this module shows the same backend taking spans)
     services = set(jaeger_script.api_get(jaeger.url, "/api/services").get("data") or [])
     assert not names & services, f"spans were exported with sampling off: {names & services}"

@@ -5,6 +5,7 @@ reads whole traces back from a real Jaeger)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import subprocess
@@ -14,12 +15,21 @@ from typing import Any
 
 import orjson
 import pytest
+import structlog
+import structlog.testing
 from confluent_kafka import Message
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ParentBased,
+    ParentBasedTraceIdRatio,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from login_common.settings import load_settings
 from login_common.tracing import (
@@ -30,16 +40,22 @@ from login_common.tracing import (
     TracingError,
     context_headers,
     exporters_from_env,
+    follows_parent,
+    forwardable,
+    incoming,
     is_sampled,
     parent_context,
     read_context,
     replace_context,
+    setup_tracing,
 )
 from login_consumer.config import ConsumerSettings
 from login_consumer.delivery.sender import dlq_headers
-from login_consumer.process import Processor
+from login_consumer.process import ROUTE_TRACED, Processor
+from login_consumer.stages.network import read_route
 from login_consumer.stages.user import ROUTE_HEADER, UserStage
 from login_consumer.tracing import StageTracer, trace_replay
+from login_consumer.wiring import build_detectors, build_network_detector, build_stages
 from login_producer.simulate import SimEvent
 from login_producer.tracing import EventTracer
 
@@ -125,6 +141,126 @@ def test_replace_context_swaps_any_trace_headers_in_place() -> None:
     same = headers
     replace_context(headers, [(TRACEPARENT, SAMPLED)])
     assert same == [("a", b"1"), ("b", b"2"), (TRACEPARENT, SAMPLED)]
+
+
+# --- what the stages read without the SDK, pinned against the SDK (opentelemetry-api/-sdk 1.45.2) -----------
+
+RANDOM_UNSAMPLED = UNSAMPLED[:-2] + b"02"  # W3C level 2's random-trace-id flag, not sampled
+TRACEPARENTS = [
+    SAMPLED,
+    UNSAMPLED,
+    RANDOM_UNSAMPLED,
+    SAMPLED[:-2] + b"03",
+    SAMPLED[:-2] + b"ff",
+    UNSAMPLED[:-2] + b"fe",
+    b"00-00000000000000000000000000000000-b7ad6b7169203331-00",  # trace id all zeros
+    b"00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",  # parent id all zeros
+    b"00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-00",  # uppercase
+    UNSAMPLED[:-2] + b"0A",
+    b"ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",  # version ff
+    b"01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00-later",  # a later version, longer
+    b"01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    UNSAMPLED + b"-more",  # version 00 is exactly 55 characters
+    b" " + SAMPLED,  # leading whitespace: the SDK accepts it
+    UNSAMPLED + b"\t",
+    UNSAMPLED[:-1],
+    b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b716920333-01",
+    b"garbage",
+]
+
+
+@pytest.mark.parametrize("value", TRACEPARENTS)
+def test_a_traceparent_is_read_as_the_sdk_propagator_reads_it(value: bytes) -> None:
+    """What the stages decide from the header's bytes (``forwardable``, ``incoming``, ``is_sampled``) is what
+    opentelemetry-api 1.45.2's TraceContextTextMapPropagator.extract (opentelemetry/trace/propagation/
+    tracecontext.py: the W3C grammar, version ff and all-zero ids invalid, version 00 exactly 55
+    characters) reads: the same span context, and "no span, forward as it came" exactly for a valid one
+    without the sampled flag; the fast path takes only canonical ones."""
+    carrier = {TRACEPARENT: value.decode()}
+    expected = trace.get_current_span(TraceContextTextMapPropagator().extract(carrier)).get_span_context()
+    headers: list[tuple[str, Any]] = [("x", b"1"), (TRACEPARENT, value)]
+    ctx, came = incoming(headers)
+    unsampled = expected.is_valid and not expected.trace_flags.sampled
+    assert (ctx is None) == unsampled
+    assert forwardable(headers) is None or unsampled
+    assert is_sampled(value) == (expected.is_valid and expected.trace_flags.sampled)
+    assert came == ([(TRACEPARENT, value)] if expected.is_valid else [])
+    if ctx is not None:
+        got = trace.get_current_span(ctx).get_span_context()
+        assert (got.is_valid, got.trace_id, got.span_id, got.trace_flags, got.is_remote) == (
+            expected.is_valid,
+            expected.trace_id,
+            expected.span_id,
+            expected.trace_flags,
+            expected.is_remote,
+        )
+
+
+@pytest.mark.parametrize("flags", [b"00", b"02", b"fe"])
+def test_a_canonical_unsampled_context_takes_the_fast_path_whole(flags: bytes) -> None:
+    value = UNSAMPLED[:-2] + flags
+    headers: list[tuple[str, Any]] = [("x-correlation-id", b"c"), (TRACEPARENT, value)]
+    assert forwardable(headers) == (TRACEPARENT, value)
+    # not when a tracestate travels with it, wherever it is (the whole context goes on: incoming), nor
+    # when the traceparent is not the last header, nor when sampled
+    assert forwardable([(TRACESTATE, b"k=v"), *headers]) is None
+    assert incoming([(TRACESTATE, b"k=v"), *headers]) == (None, [(TRACEPARENT, value), (TRACESTATE, b"k=v")])
+    assert forwardable([*headers, ("x", b"1")]) is None
+    assert forwardable([(TRACEPARENT, SAMPLED)]) is None
+    assert forwardable(None) is None
+    assert forwardable({TRACEPARENT: value}) is None
+
+
+@pytest.mark.parametrize(
+    ("sampler", "follows"),
+    [
+        (ParentBased(ALWAYS_ON), True),
+        (ParentBased(ALWAYS_OFF), True),
+        (ParentBasedTraceIdRatio(0.01), True),
+        (ParentBasedTraceIdRatio(1.0), True),
+        (ALWAYS_ON, False),
+        (ALWAYS_OFF, False),
+        (TraceIdRatioBased(0.5), False),
+        (ParentBased(ALWAYS_ON, remote_parent_not_sampled=TraceIdRatioBased(0.5)), False),
+        (ParentBased(ALWAYS_ON, remote_parent_sampled=TraceIdRatioBased(0.999)), False),
+        (ParentBased(ALWAYS_ON, remote_parent_sampled=ALWAYS_OFF), False),
+        (None, False),
+    ],
+)
+def test_the_header_decides_only_under_a_sampler_that_follows_the_parents_flag(
+    sampler: Any, follows: bool
+) -> None:
+    assert follows_parent(sampler) is follows
+
+
+@pytest.mark.parametrize(
+    ("name", "follows"),
+    [
+        (None, True),
+        ("parentbased_always_on", True),
+        ("parentbased_always_off", True),
+        ("parentbased_traceidratio", True),
+        ("always_on", False),
+        ("traceidratio", False),
+    ],
+)
+def test_the_sdks_samplers_by_name(name: str | None, follows: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """opentelemetry-sdk 1.45.2 (sdk/trace/sampling.py, _KNOWN_SAMPLERS): the ``parentbased_*`` samplers,
+    and the default, are ParentBased with remote delegates ALWAYS_ON and ALWAYS_OFF; its Tracer keeps the
+    sampler as ``sampler`` (sdk/trace/__init__.py), which StageTracer asks."""
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.01")
+    if name is None:
+        monkeypatch.delenv("OTEL_TRACES_SAMPLER", raising=False)
+    else:
+        monkeypatch.setenv("OTEL_TRACES_SAMPLER", name)
+    tracing = setup_tracing("t", "0")
+    assert tracing is not None
+    try:
+        assert tracing.tracer.sampler is tracing.sampler
+        assert StageTracer(tracing.tracer, group="g", dlq_topic="d").follows_parent is follows
+    finally:
+        tracing.shutdown()
 
 
 # --- the user stage ---------------------------------------------------------------------------------
@@ -258,6 +394,174 @@ def test_replay_continues_a_sampled_dead_letter_and_leaves_the_others(
     other = Message(topic="dlq", partition=0, offset=4, value=b"{}", headers=list(unsampled))
     trace_replay(tracer, other, unsampled, target="user-login", error_type="schema_invalid")
     assert unsampled == [(TRACEPARENT, UNSAMPLED)]
+
+
+# --- both stages: what goes on, and what is recorded ---------------------------------------------------
+
+
+def _both(tracer: Any) -> tuple[UserStage, Any]:
+    """The user stage (every user detector) and the network stage, as the consumer wires them."""
+    settings = load_settings(ConsumerSettings, metrics_port=0, state_changelog=False)
+    processor = Processor.from_settings(settings, build_detectors(settings))
+    user, network = build_stages(settings, processor, build_network_detector(settings))
+    assert network is not None
+    network.ordered = False  # complete at once (one writer)
+    user.tracer = network.tracer = StageTracer(tracer, group="g", dlq_topic="dlq")
+    return user, network
+
+
+def _through(user: UserStage, network: Any, batch: list[Message]) -> tuple[list[Any], list[Any]]:
+    """(repartition records, output records) of a batch through both stages."""
+    hop = user.process(batch).records
+    assert all(r[0].endswith("-network-repartition") for r in hop)
+    stamp = (1, int(time.time() * 1000))
+    messages = [
+        Message(topic=r[0], partition=r[1], offset=i, key=r[2], value=r[3], headers=r[4], timestamp=stamp)
+        for i, r in enumerate(hop)
+    ]
+    return hop, network.process(messages, flush=True).records
+
+
+def _route_flags(record: Any) -> int:
+    found = read_route(record[4])
+    assert found is not None
+    return int(found[1].split(b" ")[4])
+
+
+def test_an_unsampled_event_crosses_both_stages_with_its_context_as_it_came_and_no_sdk_call(
+    spans: tuple[Any, InMemorySpanExporter], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracer, exporter = spans
+
+    def no_span(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("an unsampled event reached the SDK")
+
+    monkeypatch.setattr(tracer, "start_span", no_span)
+    user, network = _both(tracer)
+    batch = [
+        _msg(20 + n, _event(f"u{n}"), [("x-correlation-id", b"c%d" % n), (TRACEPARENT, RANDOM_UNSAMPLED)])
+        for n in range(3)
+    ]
+    hop, outputs = _through(user, network, batch)
+    assert [dict(r[4])[TRACEPARENT] for r in hop] == [RANDOM_UNSAMPLED] * 3
+    assert not any(_route_flags(r) & ROUTE_TRACED for r in hop)  # the network stage does not look
+    # same trace id, same parent id, flags (02: random trace id, not sampled) as they came
+    assert [dict(r[4])[TRACEPARENT] for r in outputs] == [RANDOM_UNSAMPLED] * 3
+    assert [[h[0] for h in r[4]].count(TRACEPARENT) for r in outputs] == [1, 1, 1]
+    assert exporter.get_finished_spans() == ()
+
+
+def test_a_sampled_event_gets_receive_process_send_in_each_stage(
+    spans: tuple[Any, InMemorySpanExporter],
+) -> None:
+    tracer, exporter = spans
+    user, network = _both(tracer)
+    hop, (output,) = _through(user, network, [_msg(30, _event("u1"), [(TRACEPARENT, SAMPLED)])])
+    assert _route_flags(hop[0]) & ROUTE_TRACED
+    finished = exporter.get_finished_spans()
+    names = [s.name for s in finished]
+    repartition = hop[0][0]
+    assert sorted(names) == sorted(
+        [
+            "receive user-login",
+            "process user-login",
+            f"send {repartition}",
+            f"receive {repartition}",
+            f"process {repartition}",
+            "send processed-logins",
+        ]
+    ), names
+    by_name = {s.name: s for s in finished}
+    chain = [
+        by_name[n]
+        for n in (
+            "receive user-login",
+            "process user-login",
+            f"send {repartition}",
+            f"receive {repartition}",
+            f"process {repartition}",
+            "send processed-logins",
+        )
+    ]
+    assert {s.context.trace_id for s in chain} == {int(SAMPLED[3:35], 16)}
+    assert chain[0].parent.span_id == int(SAMPLED[36:52], 16)
+    for parent, child in itertools.pairwise(chain):
+        assert child.parent.span_id == parent.context.span_id
+    assert chain[4].attributes["login.network.detection"] in ("none", "credential_stuffing")
+    send = chain[-1]
+    assert dict(output[4])[TRACEPARENT] == b"00-%032x-%016x-%02x" % (
+        send.context.trace_id,
+        send.context.span_id,
+        int(send.context.trace_flags),
+    )
+
+
+def test_a_tracestate_travels_with_an_unsampled_context_wherever_it_is(
+    spans: tuple[Any, InMemorySpanExporter],
+) -> None:
+    tracer, exporter = spans
+    user, network = _both(tracer)
+    headers: list[tuple[str, Any]] = [
+        (TRACESTATE, b"vendor=1"),
+        ("x-correlation-id", b"c"),
+        (TRACEPARENT, UNSAMPLED),
+    ]
+    _hop, (output,) = _through(user, network, [_msg(40, _event("u1"), headers)])
+    assert read_context(output[4]) == (UNSAMPLED, b"vendor=1")
+    assert exporter.get_finished_spans() == ()
+
+
+def test_an_invalid_context_is_not_carried_on_a_new_trace_starts(
+    spans: tuple[Any, InMemorySpanExporter],
+) -> None:
+    """W3C: a traceparent with an invalid trace id is ignored; the stage starts a trace (the sampler decides
+    as for a root span: here never) and the output carries that one, valid and not sampled."""
+    _, exporter = spans
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.0)))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    user, network = _both(provider.get_tracer("root-never"))
+    invalid = b"00-00000000000000000000000000000000-b7ad6b7169203331-00"
+    _hop, (output,) = _through(user, network, [_msg(50, _event("u1"), [(TRACEPARENT, invalid)])])
+    carried = dict(output[4])[TRACEPARENT]
+    assert carried != invalid
+    assert forwardable([(TRACEPARENT, carried)]) is not None  # canonical, valid, not sampled
+    assert exporter.get_finished_spans() == ()
+
+
+def test_a_sampler_that_decides_for_itself_is_asked_for_an_unsampled_parent(
+    spans: tuple[Any, InMemorySpanExporter],
+) -> None:
+    """OTEL_TRACES_SAMPLER=always_on (not parent-based) records every event, whatever the flag says."""
+    _, exporter = spans
+    provider = TracerProvider(sampler=ALWAYS_ON)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    stage = _stage(provider.get_tracer("always"))
+    (record,) = stage.process([_msg(60, _event("u1"), [(TRACEPARENT, UNSAMPLED)])]).records
+    finished = exporter.get_finished_spans()
+    assert {s.name for s in finished} == {"receive user-login", "process user-login", "send out"}
+    assert {s.context.trace_id for s in finished} == {int(UNSAMPLED[3:35], 16)}
+    assert is_sampled(dict(record[4])[TRACEPARENT])  # type: ignore[arg-type]
+
+
+def test_an_unsampled_dead_letter_keeps_the_inputs_context(spans: tuple[Any, InMemorySpanExporter]) -> None:
+    tracer, exporter = spans
+    stage = _stage(tracer)
+    result = stage.process([_msg(70, b'{"user_id": 5}', [(TRACEPARENT, RANDOM_UNSAMPLED)])])
+    ((msg, why),) = result.batch.dead
+    assert why.trace == ()
+    assert dict(dlq_headers(msg, why, 0))[TRACEPARENT] == RANDOM_UNSAMPLED
+    assert exporter.get_finished_spans() == ()
+
+
+def test_a_sampled_events_log_line_names_its_trace(spans: tuple[Any, InMemorySpanExporter]) -> None:
+    tracer, exporter = spans
+    stage = _stage(tracer)
+    with structlog.testing.capture_logs() as logs:
+        stage.process([_msg(80, b'{"user_id": 5}', [(TRACEPARENT, SAMPLED)])])
+    (line,) = [entry for entry in logs if entry["event"] == "event.dead_lettered"]
+    process = next(s for s in exporter.get_finished_spans() if s.name == "process user-login")
+    assert line["trace_id"] == f"{process.context.trace_id:032x}" == SAMPLED[3:35].decode()
+    assert line["span_id"] == f"{process.context.span_id:016x}"
 
 
 # --- the producer -----------------------------------------------------------------------------------

@@ -16,17 +16,20 @@ Modes: off; 1 % (``OTEL_TRACES_SAMPLER=parentbased_traceidratio``, ``OTEL_TRACES
 producer decides, the consumer follows); 100 % (ratio 1). At 100 % the SDK's batch span processor drops
 what its queue cannot hold (``OTEL_BSP_MAX_QUEUE_SIZE``, 2048): the spans are made and paid for either way.
 
-``--spans``: the per-event versus per-batch choice (login_consumer/tracing.py), in process, no broker:
+``--spans``: in process, no broker. First the per-event versus per-batch choice (login_consumer/tracing.py):
 the user stage on 5,000-event batches without tracing (the code path before tracing existed, and with
 the tracer unset), then with one span chain per sampled event (what the stages do) and with one span per
-batch linking the sampled events, at 1 % and 100 %; then both stages as the consumer runs them (user
-stage with every user detector, its repartition records read by the network stage), tracing off, 1 % and
-100 %. Microseconds per event, the minimum of the repeats (the median beside it), each way with its own
-stages and provider, the span export flushed in its time; ratios against the first row of each group.
+batch linking the sampled events, at 1 % and 100 %. Then both stages as the consumer runs them (user
+stage with every user detector, its repartition records read by the network stage): tracing off; on with
+the 1 % sampler but no event sampled (every ``traceparent`` flagged 00: the unsampled path alone); 1 %;
+100 %. CPU microseconds per event (the process's CPU time, the span processor's export thread included,
+over the batch and the export flush, each batch started after a full collection), the median of the
+repeats (the minimum beside it), the ways interleaved repeat by repeat, each with its own stages and
+provider; ratios against the first row of each group. ``--only <regex>`` runs a subset.
 
 Writes bench/results/tracing.{json,md} (``--out``) and prints the table. Exit 0 whatever the figures.
 
-    python -m login_bench.tracing --bootstrap 127.0.0.1:9092 [--events N] [--runs N]
+    python -m login_bench.tracing --bootstrap 127.0.0.1:9092 [--events N] [--runs N] [--modes off,1%]
     python -m login_bench.tracing --spans
 """
 
@@ -34,8 +37,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -110,26 +115,31 @@ def _median(values: list[float | None]) -> float | None:
 
 def pipeline(args: argparse.Namespace) -> dict[str, Any]:
     kafka = Kafka(args.bootstrap)
-    jaeger = Jaeger.start(binary=find_binary(build=True))
+    # JAEGER_PORT / JAEGER_OTLP_PORT: ports away from the defaults on a shared machine (else free ones)
+    jaeger = Jaeger.start(binary=find_binary(build=True), port=int(os.environ.get("JAEGER_PORT") or 0))
     plan = Plan({"P": args.events}, args.runs, {}, {}, 1, False, ("pipeline",), max_drain_seconds=args.cap)
     bench = Bench(kafka, plan)
     producer_cpu: dict[str, float] = {}
-    runs: dict[str, list[RunResult]] = {m: [] for m in MODES}
+    modes = [m for m in MODES if m in args.modes]
+    if "off" not in modes:
+        raise SystemExit("bench: --modes must include off (the ratios' base)")
+    runs: dict[str, list[RunResult]] = {m: [] for m in modes}
     started = time.monotonic()
     try:
-        for mode in MODES:
+        for mode in modes:
             producer_cpu[mode] = preload(bench, mode, jaeger, args.events)
             settle(jaeger)
             cpu = producer_cpu[mode]
             say(f"preloaded {mode}: {bench.expected[mode]:,} events, producer {cpu:.1f} cpu s/M")
-        order = list(MODES)
+        order = modes
         for i in range(args.runs):
-            for mode in order[i % 3 :] + order[: i % 3]:  # each mode first, middle and last once per 3 runs
+            turn = i % len(order)
+            for mode in order[turn:] + order[:turn]:  # each mode first, middle and last in turn
                 say(f"run {i + 1}/{args.runs}: tracing {mode}")
                 runs[mode].append(bench.drain("pipeline", mode, extra_env=mode_env(mode, jaeger)))
                 settle(jaeger)
     finally:
-        for mode in MODES:
+        for mode in modes:
             if mode in bench.inputs:
                 kafka.delete_matching(bench.inputs[mode])
         jaeger.stop()
@@ -321,9 +331,18 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
         return run
 
     runners["both stages: tracing off"] = (pipeline_runner(), 0.01, None)
+    tr, provider = tracer(0.01)
+    runners["both stages: 1% sampler, none sampled"] = (pipeline_runner(tr), 0.0, provider)
     for sampled, label in ((0.01, "1%"), (1.0, "100%")):
         tr, provider = tracer(sampled)
         runners[f"both stages: per event, {label}"] = (pipeline_runner(tr), sampled, provider)
+    if args.only:  # a subset, with the first row of each group it touches (the ratios' base)
+        wanted = re.compile(args.only)
+        kept = {name for name in runners if wanted.search(name)}
+        for base in ("before tracing (processor + routing)", "both stages: tracing off"):
+            if any(name.startswith("both") == base.startswith("both") for name in kept):
+                kept.add(base)
+        runners = {name: runner for name, runner in runners.items() if name in kept}
     timings: dict[str, list[float]] = {name: [] for name in runners}
     tune_gc()  # as login-consumer does
     for run, sampling, provider in runners.values():  # warm the caches of each stage
@@ -334,38 +353,44 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
         events = values(size)
         for name, (run, sampling, provider) in runners.items():
             messages = batch(events, sampling)
-            started = time.perf_counter()
+            # each batch from the same collector state: the cyclic collector runs when allocations
+            # pass a count (50,000 after tune_gc), whoever allocates; without this one way's garbage was
+            # collected in the next way's time (one collection a batch, 7-10 µs/event, always charged to
+            # the traced ways, never to "off", the first of its group)
+            gc.collect()
+            started = time.process_time()  # every thread's CPU: the export thread's work counts
             run(messages)
             if provider is not None:
                 provider.force_flush()
-            timings[name].append((time.perf_counter() - started) / size * 1e6)
-    # the minimum: on a shared machine the other processes only ever add time; the median is kept too
-    results = {name: round(min(values), 2) for name, values in timings.items()}
-    medians = {name: round(statistics.median(values), 2) for name, values in timings.items()}
+            timings[name].append((time.process_time() - started) / size * 1e6)
+    # CPU time, not wall time: the other processes of a shared machine take the cores, not this CPU time
+    # (they still slow it through the caches: the median of the interleaved repeats, the minimum beside it)
+    results = {name: round(statistics.median(values), 2) for name, values in timings.items()}
+    minima = {name: round(min(values), 2) for name, values in timings.items()}
     for name, value in results.items():
-        say(f"{name}: {value:.2f} µs/event (median {medians[name]:.2f})")
+        say(f"{name}: {value:.2f} CPU µs/event (min {minima[name]:.2f})")
     return {
         "kind": "spans",
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "commit": _commit(), "loadavg": os.getloadavg()},
-        "config": {"batch": size, "repeats": args.repeats, "loadavg_start": load},
-        "us_per_event": results,
-        "us_per_event_median": medians,
+        "config": {"batch": size, "repeats": args.repeats, "loadavg_start": load, "measure": "cpu"},
+        "cpu_us_per_event": results,
+        "cpu_us_per_event_min": minima,
     }
 
 
 def spans_table(doc: dict[str, Any]) -> str:
-    medians = doc["us_per_event_median"]
+    minima = doc["cpu_us_per_event_min"]
+    values = doc["cpu_us_per_event"]
     lines = [
-        f"| user stage, {doc['config']['batch']:,}-event batches | µs/event (min) | vs before | median |",
+        f"| {doc['config']['batch']:,}-event batches | CPU µs/event (median) | vs first | min |",
         "|---|---:|---:|---:|",
     ]
-    for name, value in doc["us_per_event"].items():
+    for name, value in values.items():
         first = (
             "both stages: tracing off" if name.startswith("both") else "before tracing (processor + routing)"
         )
-        base = doc["us_per_event"][first]
-        lines.append(f"| {name} | {value:.2f} | {value / base:.3f} | {medians[name]:.2f} |")
+        lines.append(f"| {name} | {value:.2f} | {value / values[first]:.3f} | {minima[name]:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -377,9 +402,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=100_000, help="events per mode (default 100,000)")
     parser.add_argument("--runs", type=int, default=3, help="drains per mode (default 3)")
     parser.add_argument("--cap", type=float, default=120.0, help="seconds a drain may take (then partial)")
+    parser.add_argument(
+        "--modes",
+        type=lambda text: [m.strip() for m in text.split(",") if m.strip()],
+        default=list(MODES),
+        help="pipeline: the modes to run, comma-separated (default off,1%%,100%%)",
+    )
     parser.add_argument("--spans", action="store_true", help="per event vs per batch, in process")
     parser.add_argument("--batch", type=int, default=5000, help="--spans: events per batch")
     parser.add_argument("--repeats", type=int, default=40, help="--spans: batches per figure")
+    parser.add_argument("--only", help="--spans: only the ways whose name matches this regular expression")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
     doc = spans(args) if args.spans else pipeline(args)

@@ -66,12 +66,17 @@ class BatchStats:
 Output = tuple[Message, bytes, bytes, list[Header]]
 
 
+# Route flag: the event's trace context is for the stages' tracer to read (sampled, or a context the fast
+# path does not read: login_consumer/tracing.py); carried to the network stage in the route header.
+ROUTE_TRACED: Final = 4
+
+
 class Route(NamedTuple):
     """What routing needs of one output (``stages/user.py``), so that it never parses the JSON again."""
 
     ip: str  # the real address: the network stage keys by it, whatever the output shows
     ts: int  # event time (epoch seconds)
-    flags: int  # 1: a failed login; 2: flagged by a user-stage detector
+    flags: int  # 1: a failed login; 2: flagged by a user-stage detector; 4: ROUTE_TRACED
     score: int  # risk score so far
     level: str  # risk level so far
     shown: str  # the address as the output shows it (OUTPUT_PRIVACY)
@@ -83,6 +88,8 @@ class BatchResult:
     dead: list[tuple[Message, Invalid]]
     stats: BatchStats
     routes: list[Route] = field(default_factory=list)  # one per output
+    # tracing on: indexes of the outputs whose trace context the stage's tracer reads (ROUTE_TRACED)
+    traced: list[int] = field(default_factory=list)
 
 
 class Processor:
@@ -102,6 +109,11 @@ class Processor:
         # may still change, so they are counted there, not here
         self.final = True
         self.privacy = privacy  # OUTPUT_PRIVACY: rewrites IP and device id of each output (privacy.py)
+        # tracing on (set with the user stage's tracer, tracing.StageTracer.fast_path): given an input's
+        # headers, the trace context header its output carries on as it came (an unsampled event: no
+        # span, no OpenTelemetry call), or None: the output's index goes to ``BatchResult.traced`` and
+        # its route gets ROUTE_TRACED, for the tracer. None here: tracing off, nothing read.
+        self.trace_context: Callable[[Any], Header | None] | None = None
 
     @classmethod
     def from_settings(cls, settings: ConsumerSettings, detectors: Detectors | None = None) -> Processor:
@@ -172,6 +184,8 @@ class Processor:
 
         outputs: list[Output] = []
         routes: list[Route] = []
+        traced: list[int] = []
+        trace_context = self.trace_context
         final = self.final
         assess = self.risk.assess
         protect = self.privacy
@@ -217,12 +231,20 @@ class Processor:
             elif type(correlation) is not bytes:
                 correlation = str(correlation).encode()
             out_headers = [_SCHEMA_HEADER, _JSON_HEADER, (HEADER_CORRELATION_ID, correlation)]
+            flags = (doc["outcome"] == "failure") | (2 if dets else 0)
+            if trace_context is not None:
+                context = trace_context(headers)
+                if context is None:
+                    traced.append(len(outputs))
+                    flags |= ROUTE_TRACED
+                else:
+                    out_headers.append(context)
             outputs.append((msg, key, value, out_headers))
             routes.append(
                 Route(
                     ip,
                     doc["timestamp"],
-                    (doc["outcome"] == "failure") | (2 if dets else 0),
+                    flags,
                     risk_score,
                     level,
                     doc["ip"],
@@ -255,7 +277,7 @@ class Processor:
             stats.flagged_users[doc["user_id"]] += 1
             stats.flagged_ips[doc["ip"]] += 1
         stats.seconds = time.perf_counter() - started
-        return BatchResult(outputs, dead, stats, routes)
+        return BatchResult(outputs, dead, stats, routes, traced)
 
 
 def tune_gc() -> None:

@@ -14,10 +14,20 @@ Per stage, for each event whose trace is sampled, three spans in a chain, each t
 * ``send <topic>`` (PRODUCER): the hand-over to the producer; its context is what the produced record
   (output, repartition or dead letter) carries on, so the next hop, and ``replay-dlq``, continue from it.
 
-An event whose trace is not sampled gets no span, and its context goes on as it came (the input's
-``traceparent``/``tracestate`` copied to the output or repartition record), so a later hop sees the same
-decision. An input without a trace context (a producer without tracing) starts a trace here: the
-sampler (``OTEL_TRACES_SAMPLER``) decides as for a root span.
+An event whose trace is not sampled gets no span and costs no OpenTelemetry call: the decision is read
+from the ``traceparent``'s flags (``login_common.tracing``: parent-based sampling, the producer's flag
+decides) while the user stage's processor reads the headers anyway (``Processor.trace_context``, set with
+the stage's tracer), and its context goes on as it came: the input's ``traceparent`` (and ``tracestate``)
+copied to the output or repartition record, the dead letter keeping the input's headers, so a later hop and
+``replay-dlq`` see the same trace id and the same decision. Only the events the fast path leaves (sampled,
+or a context it does not read: ``incoming``) reach this module, by index (``traced``), and the user stage
+marks them in the route's flags (``ROUTE_TRACED``), so that the network stage hands this module only those
+too. An input without a trace context (a producer without tracing), or with an invalid one, starts a trace
+here: the sampler (``OTEL_TRACES_SAMPLER``) decides as for a root span. A sampler that does not follow the
+parent's flag (``always_on``, ``traceidratio``: ``follows_parent``) sends every event through the SDK.
+
+Log lines of a sampled event (``event.flagged``, ``event.dead_lettered``) name its process span's
+``trace_id`` and ``span_id`` directly, not through the current context: no per-event attach and detach.
 
 Batching: one span chain per sampled event, not one span per batch with a link per event. Both were
 measured (``python -m login_bench.tracing --spans``: the user stage on 5,000-event batches, each way
@@ -46,12 +56,10 @@ import structlog
 from confluent_kafka import Message
 
 from login_common.tracing import (
-    SAMPLED_DIGITS,
-    TRACEPARENT,
     context_headers,
-    is_sampled,
-    parent_context,
-    read_context,
+    follows_parent,
+    forwardable,
+    incoming,
     replace_context,
 )
 from login_consumer.records import Header, Record
@@ -60,6 +68,10 @@ from login_consumer.validate import Invalid
 log = structlog.get_logger("login_consumer")
 
 Output = tuple[Message, bytes, bytes, list[Header]]  # process.Output: (source message, key, value, headers)
+
+
+def _no_fast_path(_headers: Any) -> Header | None:
+    return None
 
 
 class StageTracer:
@@ -71,7 +83,13 @@ class StageTracer:
         self.tracer = tracer
         self.group = group
         self.dlq_topic = dlq_topic
+        # the SDK's Tracer keeps its sampler as ``sampler`` (opentelemetry-sdk 1.45.2, sdk/trace/__init__.py)
+        self.follows_parent = follows_parent(getattr(tracer, "sampler", None))
+        # what the user stage's processor asks of each input's headers (Processor.trace_context)
+        self.fast_path = forwardable if self.follows_parent else _no_fast_path
         self._trace = trace
+        self._consumer = trace.SpanKind.CONSUMER
+        self._producer = trace.SpanKind.PRODUCER
 
     # ------------------------------------------------------------------ the stages
 
@@ -80,37 +98,37 @@ class StageTracer:
         outputs: Sequence[Output],
         records: Sequence[Record],
         dead: list[tuple[Message, Invalid]],
+        traced: Sequence[int],
         *,
         started_ns: int,
     ) -> None:
-        """After the user stage: spans of its sampled events; every record carries its event's context.
-        ``records`` are the outputs' records, one each, in order (to the output or the repartition
-        topic); ``dead`` entries of sampled events get their send span's context (``Invalid.trace``)."""
+        """After the user stage: the events the fast path left (``traced``: indexes into ``outputs`` and
+        ``records``, one record per output, to the output or the repartition topic) get their spans or
+        their context; ``dead`` entries of sampled events get their send span's context
+        (``Invalid.trace``)."""
         ended_ns = time.time_ns()
-        sampled_digits = SAMPLED_DIGITS
-        for (msg, _key, value, _headers), record in zip(outputs, records, strict=True):
-            raw = msg.headers()
-            if raw and isinstance(raw, list):  # the 99 % at 1 %, inline (unsampled_tail): forwarded as is
-                last = raw[-1]
-                if last[0] == TRACEPARENT and type(last[1]) is bytes and last[1][54:55] not in sampled_digits:
-                    record[4].append(last)
-                    continue
-            parent, state = read_context(raw)
-            if parent is not None and not is_sampled(parent):
-                record[4].extend(_forward(parent, state))
+        for at in traced:
+            msg, _key, value, _headers = outputs[at]
+            record = records[at]
+            ctx, came = incoming(msg.headers(), follows_parent=self.follows_parent)
+            if ctx is None:  # not sampled: the context goes on as it came
+                record[4].extend(came)
                 continue
-            receive, process = self._receive_process(
-                msg, parent, state, stage="user", started_ns=started_ns, ended_ns=ended_ns
-            )
-            if process is None:  # a new trace, not sampled: its context goes on, flagged so
-                record[4].extend(context_headers(receive))
+            receive, recording = self._receive(msg, ctx, "user", started_ns)
+            if not recording:  # the sampler said no: the input's context, or the new trace's, goes on
+                record[4].extend(came or context_headers(receive))
                 continue
             verdicts = _user_verdicts(value)
-            process.set_attributes(verdicts)
-            self._send(process, record, ended_ns)
+            process = self._process(receive, msg, "user", started_ns, verdicts)
+            self._send(process, record[0], record[4], record[1], ended_ns)
             if verdicts.get("login.risk.level") == "high" or verdicts.get("login.detections"):
-                with self._trace.use_span(process, end_on_exit=False):
-                    log.info("event.flagged", stage="user", **_where(msg), reasons=verdicts["login.reasons"])
+                log.info(
+                    "event.flagged",
+                    stage="user",
+                    **_where(msg),
+                    reasons=verdicts["login.reasons"],
+                    **_ids(process),
+                )
             process.end(ended_ns)
         self._dead(dead, "user", started_ns, ended_ns)
 
@@ -118,74 +136,64 @@ class StageTracer:
         self,
         held: Sequence[Any],
         found: Mapping[int, Any],
-        records: Sequence[Record],
+        traced: Sequence[int],
         dead: list[tuple[Message, Invalid]],
         *,
+        output_topic: str,
         started_ns: int,
     ) -> None:
         """After the network stage's completion: ``held`` (stages/network.Held, in the order they were
-        completed), the detector's verdicts by index, the output records of those not dead-lettered (in
-        the same order) and the stage's dead letters."""
+        completed), the detector's verdicts by index, the indexes of those the user stage marked
+        (``ROUTE_TRACED``) and the stage's dead letters. An output record's headers are its Held's
+        ``headers`` (the same list), so a send span's context is written there."""
         ended_ns = time.time_ns()
         dead_ids = {id(msg) for msg, _ in dead}
-        sampled_digits = SAMPLED_DIGITS
-        out = iter(records)
-        for i, item in enumerate(held):
+        for i in traced:
+            item = held[i]
             msg = item.msg
             if dead_ids and id(msg) in dead_ids:
                 continue
-            record = next(out)
-            headers = item.headers
-            if headers:  # the record's headers carry the user stage's context on, as they came
-                last = headers[-1]
-                if last[0] == TRACEPARENT and type(last[1]) is bytes and last[1][54:55] not in sampled_digits:
-                    continue
-            parent, state = read_context(headers)
-            if parent is not None and not is_sampled(parent):
-                continue  # the record's headers carry the user stage's context on, as they came
-            process = self._receive_process(
-                msg, parent, state, stage="network", started_ns=started_ns, ended_ns=ended_ns
-            )[1]
-            if process is None:
+            ctx, came = incoming(item.headers, follows_parent=self.follows_parent)
+            if ctx is None:  # not sampled: the record's headers carry the context on, as they came
+                continue
+            receive, recording = self._receive(msg, ctx, "network", started_ns)
+            if not recording:
+                if not came:
+                    replace_context(item.headers, context_headers(receive))
                 continue
             det = found.get(i)
-            process.set_attributes(
+            process = self._process(
+                receive,
+                msg,
+                "network",
+                started_ns,
                 {
                     "login.network": (msg.key() or b"").decode("utf-8", "replace"),
                     "login.network.detection": det.detector if det is not None else "none",
                     "login.network.risk": det.risk if det is not None else 0,
                     "login.network.accounts": det.count if det is not None else 0,
                     "login.risk.score.user_stage": item.score,
-                }
+                },
             )
-            self._send(process, record, ended_ns)
+            self._send(process, output_topic, item.headers, -1, ended_ns)
             if det is not None:
-                with self._trace.use_span(process, end_on_exit=False):
-                    log.info("event.flagged", stage="network", **_where(msg), detector=det.detector)
+                log.info(
+                    "event.flagged", stage="network", **_where(msg), detector=det.detector, **_ids(process)
+                )
             process.end(ended_ns)
         self._dead(dead, "network", started_ns, ended_ns)
 
     # ------------------------------------------------------------------ spans
 
-    def _receive_process(
-        self,
-        msg: Message,
-        parent: bytes | None,
-        state: bytes | None,
-        *,
-        stage: str,
-        started_ns: int,
-        ended_ns: int,
-    ) -> tuple[Any, Any | None]:
-        """The receive span (ended) and the process span (open, None when the trace is not sampled)."""
-        trace = self._trace
+    def _receive(self, msg: Message, ctx: Any, stage: str, started_ns: int) -> tuple[Any, bool]:
+        """The receive span (ended: from the record's creation to the read), and whether it records."""
         topic = msg.topic() or ""
         kind, created_ms = msg.timestamp()
         start = created_ms * 1_000_000 if kind and 0 < created_ms * 1_000_000 <= started_ns else started_ns
         receive = self.tracer.start_span(
             f"receive {topic}",
-            context=parent_context(parent, state),
-            kind=trace.SpanKind.CONSUMER,
+            context=ctx,
+            kind=self._consumer,
             start_time=start,
             attributes={
                 "messaging.system": "kafka",
@@ -198,74 +206,85 @@ class StageTracer:
                 "login.stage": stage,
             },
         )
-        recording = receive.is_recording()  # (False once ended)
+        recording: bool = receive.is_recording()  # (False once ended)
         receive.end(started_ns)
-        if not recording:
-            return receive, None
-        return receive, self.tracer.start_span(
-            f"process {topic}",
-            context=trace.set_span_in_context(receive),
+        return receive, recording
+
+    def _process(
+        self, receive: Any, msg: Message, stage: str, started_ns: int, attributes: dict[str, Any]
+    ) -> Any:
+        """The process span (open), child of ``receive``, its attributes given at its start (one pass of
+        the SDK's attribute checks, not one per ``set_attribute``)."""
+        return self.tracer.start_span(
+            f"process {msg.topic() or ''}",
+            context=self._trace.set_span_in_context(receive),
             start_time=started_ns,
-            attributes={"messaging.operation.type": "process", "login.stage": stage},
+            attributes={"messaging.operation.type": "process", "login.stage": stage, **attributes},
         )
 
-    def _send(self, process: Any, record: Record | None, ended_ns: int, topic: str | None = None) -> Any:
-        trace = self._trace
-        destination = topic if topic is not None else record[0] if record is not None else ""
+    def _send(
+        self, process: Any, destination: str, headers: list[Header] | None, partition: int, ended_ns: int
+    ) -> Any:
+        """The send span (ended), child of ``process``; its context replaces any in ``headers``."""
+        attributes: dict[str, Any] = {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": destination,
+        }
+        if partition >= 0:
+            attributes["messaging.destination.partition.id"] = str(partition)
         send = self.tracer.start_span(
             f"send {destination}",
-            context=trace.set_span_in_context(process),
-            kind=trace.SpanKind.PRODUCER,
+            context=self._trace.set_span_in_context(process),
+            kind=self._producer,
             start_time=ended_ns,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.operation.type": "send",
-                "messaging.destination.name": destination,
-            },
+            attributes=attributes,
         )
-        if record is not None:
-            if record[1] >= 0:
-                send.set_attribute("messaging.destination.partition.id", str(record[1]))
-            replace_context(record[4], context_headers(send))
+        if headers is not None:
+            replace_context(headers, context_headers(send))
         send.end()
         return send
 
     def _dead(self, dead: list[tuple[Message, Invalid]], stage: str, started_ns: int, ended_ns: int) -> None:
         """Spans of sampled dead letters: the process span in error, and the send to the DLQ, whose context
-        the dead letter carries (``Invalid.trace``, used by delivery/sender.dlq_headers)."""
+        the dead letter carries (``Invalid.trace``, used by delivery/sender.dlq_headers). An unsampled
+        letter keeps the input's headers, its context with them."""
+        trace = self._trace
         for at, (msg, why) in enumerate(dead):
-            parent, state = read_context(msg.headers())
-            if parent is not None and not is_sampled(parent):
-                continue  # the dead letter keeps the input's headers, its context with them
-            process = self._receive_process(
-                msg, parent, state, stage=stage, started_ns=started_ns, ended_ns=ended_ns
-            )[1]
-            if process is None:
+            headers = msg.headers()
+            if self.fast_path(headers) is not None:
                 continue
-            trace = self._trace
-            process.set_attribute("error.type", why.error_type)
+            ctx, _came = incoming(headers, follows_parent=self.follows_parent)
+            if ctx is None:
+                continue
+            receive, recording = self._receive(msg, ctx, stage, started_ns)
+            if not recording:
+                continue
+            process = self._process(receive, msg, stage, started_ns, {"error.type": why.error_type})
             process.add_event(
                 "exception", {"exception.type": why.error_type, "exception.message": why.detail[:500]}
             )
             process.set_status(trace.Status(trace.StatusCode.ERROR, f"{why.error_type}: {why.detail[:200]}"))
-            send = self._send(process, None, ended_ns, topic=self.dlq_topic)
+            send = self._send(process, self.dlq_topic, None, -1, ended_ns)
             dead[at] = (msg, replace(why, trace=tuple(context_headers(send))))
-            with trace.use_span(process, end_on_exit=False):
-                log.info("event.dead_lettered", stage=stage, **_where(msg), error_type=why.error_type)
+            log.info(
+                "event.dead_lettered", stage=stage, **_where(msg), error_type=why.error_type, **_ids(process)
+            )
             process.end(ended_ns)
 
 
 def trace_replay(tracer: Any, msg: Message, headers: list[Header], *, target: str, error_type: str) -> None:
     """``replay-dlq``: a ``send <target>`` span for a dead letter whose trace is sampled, child of the
-    letter's context, which the replayed record then carries (``headers``, changed in place)."""
+    letter's context, which the replayed record then carries (``headers``, changed in place). A letter
+    whose context is not sampled, or that has none, is replayed with its headers as they are."""
     from opentelemetry import trace
 
-    parent, state = read_context(msg.headers())
-    if parent is None or not is_sampled(parent):
+    ctx, came = incoming(msg.headers(), follows_parent=follows_parent(getattr(tracer, "sampler", None)))
+    if ctx is None or not came:
         return
     span = tracer.start_span(
         f"send {target}",
-        context=parent_context(parent, state),
+        context=ctx,
         kind=trace.SpanKind.PRODUCER,
         attributes={
             "messaging.system": "kafka",
@@ -275,14 +294,18 @@ def trace_replay(tracer: Any, msg: Message, headers: list[Header], *, target: st
             "login.replay.error_type": error_type,
         },
     )
+    if not span.is_recording():
+        return
     replace_context(headers, context_headers(span))
-    with trace.use_span(span, end_on_exit=True):
-        log.info("event.replayed", **_where(msg), target=target, error_type=error_type)
+    log.info("event.replayed", **_where(msg), target=target, error_type=error_type, **_ids(span))
+    span.end()
 
 
-def _forward(parent: bytes, state: bytes | None) -> list[Header]:
-    """An unsampled event's context, as it came."""
-    return [("traceparent", parent)] if state is None else [("traceparent", parent), ("tracestate", state)]
+def _ids(span: Any) -> dict[str, str]:
+    """``trace_id`` and ``span_id`` of a span for its log line (hex, as Jaeger shows them; the same keys
+    ``login_common.tracing.add_trace_ids`` writes)."""
+    ctx = span.get_span_context()
+    return {"trace_id": f"{ctx.trace_id:032x}", "span_id": f"{ctx.span_id:016x}"}
 
 
 def _where(msg: Message) -> dict[str, Any]:

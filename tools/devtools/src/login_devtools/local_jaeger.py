@@ -17,7 +17,9 @@ holding a built jaeger-ui (Jaeger's ``assets_path``). ``trace`` below prints a t
     python -m login_devtools.local_jaeger trace TRACE_ID [--url]  # a trace as a tree (make trace ID=...)
 
 JAEGER_BIN overrides the binary. Ports: the query API/UI on ``--port`` (JAEGER_PORT, default 16686),
-OTLP/HTTP on the next free port from 4318, OTLP/gRPC from 4317 (printed; all on 127.0.0.1).
+OTLP/HTTP on 4318 and OTLP/gRPC on 4317 when free, else any free port (printed; all on 127.0.0.1);
+JAEGER_OTLP_PORT=<p> (or ``Jaeger.start(otlp_port=p)``) asks for OTLP/HTTP on p and OTLP/gRPC on p+1
+instead, so that runs beside other people's Jaegers on a shared machine keep away from the defaults.
 """
 
 from __future__ import annotations
@@ -128,12 +130,16 @@ class Jaeger(Daemon):
         binary: str | None = None,
         ready_timeout: float = 60.0,
         detach: bool = False,
+        otlp_port: int | None = None,
     ) -> Jaeger:
         exe = binary or find_binary()
         workdir = workdir or Path(tempfile.mkdtemp(prefix="jaeger-"))
         workdir.mkdir(parents=True, exist_ok=True)
-        ports = {"query_port": free_port(port), "otlp_http_port": free_port(4318)}
-        ports["otlp_grpc_port"] = free_port(4317)
+        if otlp_port is None:
+            otlp_port = int(os.environ.get("JAEGER_OTLP_PORT") or 0)
+        http, grpc = (otlp_port, otlp_port + 1) if otlp_port else (4318, 4317)
+        ports = {"query_port": free_port(port), "otlp_http_port": free_port(http)}
+        ports["otlp_grpc_port"] = free_port(grpc)
         ports["health_port"] = free_port(0)
         config = workdir / "jaeger.yaml"
         config.write_text(yaml.safe_dump(build_config(**ports), sort_keys=False), encoding="utf-8")

@@ -29,7 +29,7 @@ from confluent_kafka import Message
 
 from login_consumer.detectors.base import Detection
 from login_consumer.detectors.networks import NetEvent, NetworkDetector
-from login_consumer.process import BatchStats
+from login_consumer.process import ROUTE_TRACED, BatchStats
 from login_consumer.records import Header, Record
 from login_consumer.risk import RiskModel
 from login_consumer.stages.merge import LAST_OF_SECOND, SourceMerge
@@ -87,7 +87,7 @@ class Held(NamedTuple):
 
     msg: Message
     headers: list[Header]  # the output headers (the route header removed)
-    flags: int  # 1: a failed login; 2: flagged by a user-stage detector
+    flags: int  # 1: a failed login; 2: flagged by a user-stage detector; 4: process.ROUTE_TRACED
     score: int  # risk score from the user stage
     ip: bytes  # the address as the output shows it
     user: bytes  # user_id: the output key
@@ -171,13 +171,14 @@ class NetworkStage:
                 net = (msg.key() or b"").decode()
                 if not net or not user or msg.value() is None:
                     raise ValueError("empty network, user or value")
+                flags = int(raw_flags)
                 event = NetEvent(
-                    q, int(source), int(source_offset), net, user.decode(), int(ts), int(raw_flags) & 1 == 1
+                    q, int(source), int(source_offset), net, user.decode(), int(ts), flags & 1 == 1
                 )
                 if skip_done and done(q, event.source, event.source_offset):
                     self.skipped += 1  # completed (and committed) before: its output is out already
                     continue
-                item = Held(msg, headers, int(raw_flags), int(raw_score), ip, user, int(created_ms), event)
+                item = Held(msg, headers, flags, int(raw_score), ip, user, int(created_ms), event)
                 merge.add(event.source, event.ts, msg.offset() or 0, item, int(created_ms))
             except (ValueError, UnicodeDecodeError) as exc:
                 result.dead.append(
@@ -193,15 +194,20 @@ class NetworkStage:
                     disorder["network", "silent_source"] += merge.timeouts - timeouts
                 if merge.forced != forced:
                     disorder["network", "too_many_held"] += merge.forced - forced
-        found = self._complete(held, result)
+        found, traced = self._complete(held, result)
         if self.tracer is not None:
-            self.tracer.network_stage(held, found, result.records, result.dead, started_ns=started_ns)
+            self.tracer.network_stage(
+                held, found, traced, result.dead, output_topic=self.output_topic, started_ns=started_ns
+            )
         stats.dlq.update(why.error_type for _, why in result.dead)
         stats.seconds = time.perf_counter() - started
         return result
 
-    def _complete(self, held: list[Held], result: NetworkStageResult) -> Mapping[int, Detection]:
-        """Detect over the released events (in order) and build their output records; the verdicts."""
+    def _complete(
+        self, held: list[Held], result: NetworkStageResult
+    ) -> tuple[Mapping[int, Detection], list[int]]:
+        """Detect over the released events (in order) and build their output records; the verdicts, and
+        the indexes of the events the user stage marked ROUTE_TRACED (for the tracer)."""
         stats = result.stats
         found = self.detector.detect([item.event for item in held]) if held else {}
         output = self.output_topic
@@ -210,7 +216,10 @@ class NetworkStage:
         scores = stats.risk_scores
         levels = stats.levels
         created: Counter[int] = Counter()
+        traced: list[int] = []
         for i, (msg, headers, flags, score, ip, user, created_ms, _event) in enumerate(held):
+            if flags & ROUTE_TRACED:
+                traced.append(i)
             value: bytes = msg.value()  # type: ignore[assignment] # checked on arrival
             created[created_ms] += 1
             det = found.get(i)
@@ -252,4 +261,4 @@ class NetworkStage:
         for ms, count in created.items():
             if ms > 0:
                 result.latencies[max(0.0, (now_ms - ms) / 1000.0)] += count
-        return found
+        return found, traced

@@ -10,12 +10,13 @@ A repartition record is the event's processed document as this stage left it (co
 detector's verdict), keyed by the network, in the partition ``crc32(network) % partitions`` (stable across
 processes and versions), with the output headers plus one internal header, ``x-login-stream-route``: ``<input
 partition> <input offset> <input create time ms> <event time> <flags> <risk score> <ip as the output shows it>
-<user_id>`` (flags: 1 = a failed login, 2 = already flagged by a user detector), so the network stage needs no
-JSON parsing for events it does not flag. After its batches (and at least every ``PROGRESS_SECONDS``) the
-process also writes a *progress* record per input partition it owns to every repartition partition (header
-``x-login-stream-progress``: ``<input partition> <event time> <idle 0/1>``), which the network stage needs to
-merge its sources in event-time order (``stages/merge.py``). An event whose address has no network (none after
-validation, but never assumed) goes straight to the output topic.
+<user_id>`` (flags: 1 = a failed login, 2 = already flagged by a user detector, 4 = its trace context is for
+the stages' tracer: ``process.ROUTE_TRACED``), so the network stage needs no JSON parsing for events it does
+not flag, nor a look at the headers of events whose trace is not sampled. After its batches (and at least
+every ``PROGRESS_SECONDS``) the process also writes a *progress* record per input partition it owns to every
+repartition partition (header ``x-login-stream-progress``: ``<input partition> <event time> <idle 0/1>``),
+which the network stage needs to merge its sources in event-time order (``stages/merge.py``). An event whose
+address has no network (none after validation, but never assumed) goes straight to the output topic.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class UserStage:
         self.partitions = max(1, partitions)
         self.prefix = stuffing_prefix
         processor.final = repartition_topic is None
-        self.tracer: StageTracer | None = None  # set when tracing is on (wiring.py)
+        self._tracer: StageTracer | None = None
         self._nets: dict[str, tuple[bytes, int] | None] = {}
         # input partition -> the order key (event time, create ms) of the latest event written
         self.sent: dict[int, tuple[int, int]] = {}
@@ -85,13 +86,25 @@ class UserStage:
             found = self._nets[ip] = None if raw is None else (raw, network_partition(raw, self.partitions))
         return found  # type: ignore[return-value] # False was replaced above
 
+    @property
+    def tracer(self) -> StageTracer | None:
+        """Set when tracing is on (wiring.py); setting it tells the processor to read each input's trace
+        context on its way (``Processor.trace_context``)."""
+        return self._tracer
+
+    @tracer.setter
+    def tracer(self, tracer: StageTracer | None) -> None:
+        self._tracer = tracer
+        self.processor.trace_context = tracer.fast_path if tracer is not None else None
+
     def process(self, messages: Sequence[Message], now: float | None = None) -> UserStageResult:
-        tracer = self.tracer
+        tracer = self._tracer
         if tracer is None:
             return self._route(self.processor.process(messages, now))
         started_ns = time.time_ns()
         result = self._route(self.processor.process(messages, now))
-        tracer.user_stage(result.batch.outputs, result.records, result.batch.dead, started_ns=started_ns)
+        batch = result.batch
+        tracer.user_stage(batch.outputs, result.records, batch.dead, batch.traced, started_ns=started_ns)
         return result
 
     def _route(self, batch: BatchResult) -> UserStageResult:
