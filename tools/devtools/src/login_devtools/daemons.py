@@ -10,15 +10,17 @@ module keeps what differs: where its binary comes from, its configuration, its p
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, ClassVar
+from typing import IO, Any, ClassVar
 
 
 def free_port(preferred: int = 0, host: str = "127.0.0.1") -> int:
@@ -44,6 +46,18 @@ def spawn(argv: Sequence[str], log: Path, *, detach: bool) -> subprocess.Popen[b
             stdin=subprocess.DEVNULL,
             start_new_session=detach,
         )
+
+
+def get_json(url: str, error: type[RuntimeError], timeout: float = 5.0) -> Any:
+    """GET ``url``; the decoded JSON, or ``error`` naming the URL and what went wrong (HTTP status and the
+    start of the body, or the connection's or the decoder's complaint)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback, our own URL
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        raise error(f"{url}: HTTP {exc.code} {exc.read()[:200]!r}") from exc
+    except (OSError, ValueError) as exc:
+        raise error(f"{url}: {exc}") from exc
 
 
 def answers(url: str) -> bool:

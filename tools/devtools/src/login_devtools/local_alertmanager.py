@@ -32,13 +32,10 @@ port opened beyond the web one, on loopback.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +44,7 @@ from typing import Any, ClassVar
 import yaml
 
 from login_devtools import ROOT
-from login_devtools.daemons import Daemon, free_port, spawn
+from login_devtools.daemons import Daemon, free_port, get_json, spawn
 
 TREE = ROOT / "monitoring" / "alertmanager" / "alertmanager.yml"
 ROUTE_CASES = ROOT / "monitoring" / "alertmanager" / "routes.test.yaml"
@@ -256,13 +253,7 @@ class Alertmanager(Daemon):
 
 def api_get(base_url: str, path: str, timeout: float = 5.0) -> Any:
     """GET /api/v2/<path> of the Alertmanager at ``base_url``; the decoded JSON or AlertmanagerError."""
-    try:
-        with urllib.request.urlopen(f"{base_url}/api/v2/{path}", timeout=timeout) as resp:  # noqa: S310
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        raise AlertmanagerError(f"{base_url}/api/v2/{path}: HTTP {exc.code} {exc.read()[:200]!r}") from exc
-    except (OSError, ValueError) as exc:
-        raise AlertmanagerError(f"{base_url}/api/v2/{path}: {exc}") from exc
+    return get_json(f"{base_url}/api/v2/{path}", AlertmanagerError, timeout)
 
 
 @dataclass(frozen=True)

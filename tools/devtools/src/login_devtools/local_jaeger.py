@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 import yaml
 
 from login_devtools import ROOT
-from login_devtools.daemons import Daemon, free_port, spawn
+from login_devtools.daemons import Daemon, free_port, get_json, spawn
 
 BUILD = ROOT / "tools" / "jaeger" / "build.sh"
 
@@ -169,13 +169,7 @@ class Jaeger(Daemon):
 
 def api_get(base_url: str, path: str, timeout: float = 5.0) -> Any:
     """GET ``path`` of Jaeger's query API at ``base_url``; the decoded JSON or JaegerError."""
-    try:
-        with urllib.request.urlopen(f"{base_url}{path}", timeout=timeout) as resp:  # noqa: S310
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        raise JaegerError(f"{base_url}{path}: HTTP {exc.code} {exc.read()[:200]!r}") from exc
-    except (OSError, ValueError) as exc:
-        raise JaegerError(f"{base_url}{path}: {exc}") from exc
+    return get_json(f"{base_url}{path}", JaegerError, timeout)
 
 
 def get_trace(base_url: str, trace_id: str) -> dict[str, Any] | None:
