@@ -32,7 +32,6 @@ broker may be lost without losing an acknowledged write or refusing one.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
 import signal
@@ -40,7 +39,6 @@ import socket
 import subprocess
 import time
 import urllib.request
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -243,7 +241,7 @@ class Cluster:
         path = self.root / "cluster.id"
         if not path.exists():
             self.root.mkdir(parents=True, exist_ok=True)
-            path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+            path.write_text(kafka_security.new_cluster_id())
         return path.read_text().strip()
 
     def prepare(self, runtime: Runtime) -> None:
@@ -262,7 +260,7 @@ class Cluster:
             format_args = secure.format_args() if secure is not None else []
             subprocess.run(
                 [runtime.java, "-cp", runtime.classpath, "kafka.tools.StorageTool", "format",
-                 "-t", cluster_id, "-c", str(cfg), *format_args],
+                 f"--cluster-id={cluster_id}", f"--config={cfg}", *format_args],
                 check=True,
                 stdout=subprocess.DEVNULL,
             )  # fmt: skip

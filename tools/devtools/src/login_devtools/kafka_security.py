@@ -20,11 +20,13 @@ from ``keytool`` (shipped with every JDK; a JVM start per step) where openssl is
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any, Final
 
@@ -450,3 +452,13 @@ def make_ca(java: str, folder: Path, name: str, store_password: str) -> Path:
             "-ext", "bc:c", "-validity", str(CERT_DAYS), *store, env=env)  # fmt: skip
     keytool(java, "-exportcert", "-rfc", "-alias", "ca", "-file", str(folder / "ca.crt"), *store, env=env)
     return folder / "ca.crt"
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id: a random UUID, base64url without padding, never starting with "-" (as Kafka's
+    own ``Uuid.randomUuid`` draws again then): one in 64 would otherwise start with "-", which
+    kafka-storage's option parser takes for an option after ``-t``."""
+    while True:
+        found = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not found.startswith("-"):
+            return found

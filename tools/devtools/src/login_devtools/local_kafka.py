@@ -20,7 +20,6 @@ kill NAME`` acts on one of its nodes. ``down`` and ``status`` find a cluster on 
 from __future__ import annotations
 
 import argparse
-import base64
 import ipaddress
 import os
 import shutil
@@ -29,7 +28,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -469,7 +467,7 @@ def _start_java() -> None:
     cfg = _write_config(data)
     cp = _with_metrics_reporter(cp, cfg)
     if not (data / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = kafka_security.new_cluster_id()
         # the SCRAM users' passwords travel in a 0600 argument file, not on the command line
         # (--cluster-id=: an id may start with "-", which the option parser would take for an option)
         args = [f"--cluster-id={cluster_id}", f"--config={cfg}", "--standalone"]
