@@ -349,9 +349,12 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
         run(batch(values(size), sampling))
         if provider is not None:
             provider.force_flush()
-    for _ in range(args.repeats):  # interleaved: a change of load hits every way alike
+    names = list(runners)
+    for repeat in range(args.repeats):  # interleaved: a change of load hits every way alike
         events = values(size)
-        for name, (run, sampling, provider) in runners.items():
+        turn = repeat % len(names)  # and each way first, middle and last in turn (no place's bias)
+        for name in names[turn:] + names[:turn]:
+            run, sampling, provider = runners[name]
             messages = batch(events, sampling)
             # each batch from the same collector state: the cyclic collector runs when allocations
             # pass a count (50,000 after tune_gc), whoever allocates; without this one way's garbage was
@@ -367,8 +370,15 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
     # (they still slow it through the caches: the median of the interleaved repeats, the minimum beside it)
     results = {name: round(statistics.median(values), 2) for name, values in timings.items()}
     minima = {name: round(min(values), 2) for name, values in timings.items()}
+    # paired: each repeat's figure over its group's first in the same repeat (the same events, the same
+    # minute's load), the median of those ratios; steadier than a ratio of medians on a loaded machine
+    paired: dict[str, float] = {}
+    for name, figures in timings.items():
+        firsts = timings[_group_base(name)]
+        if firsts:
+            paired[name] = round(statistics.median(f / b for f, b in zip(figures, firsts, strict=True)), 4)
     for name, value in results.items():
-        say(f"{name}: {value:.2f} CPU µs/event (min {minima[name]:.2f})")
+        say(f"{name}: {value:.2f} CPU µs/event (min {minima[name]:.2f}, paired {paired.get(name, 0):.3f})")
     return {
         "kind": "spans",
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -376,21 +386,29 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
         "config": {"batch": size, "repeats": args.repeats, "loadavg_start": load, "measure": "cpu"},
         "cpu_us_per_event": results,
         "cpu_us_per_event_min": minima,
+        "paired_ratio_median": paired,
     }
+
+
+def _group_base(name: str) -> str:
+    """The first row of ``name``'s group: the base of its ratios."""
+    return "both stages: tracing off" if name.startswith("both") else "before tracing (processor + routing)"
 
 
 def spans_table(doc: dict[str, Any]) -> str:
     minima = doc["cpu_us_per_event_min"]
     values = doc["cpu_us_per_event"]
+    paired = doc.get("paired_ratio_median", {})
     lines = [
-        f"| {doc['config']['batch']:,}-event batches | CPU µs/event (median) | vs first | min |",
-        "|---|---:|---:|---:|",
+        f"| {doc['config']['batch']:,}-event batches | CPU µs/event (median) | vs first | min "
+        "| paired ratio (median) |",
+        "|---|---:|---:|---:|---:|",
     ]
     for name, value in values.items():
-        first = (
-            "both stages: tracing off" if name.startswith("both") else "before tracing (processor + routing)"
-        )
-        lines.append(f"| {name} | {value:.2f} | {value / values[first]:.3f} | {minima[name]:.2f} |")
+        first = values.get(_group_base(name))
+        ratio = f"{value / first:.3f}" if first else "-"
+        pair = f"{paired[name]:.3f}" if name in paired else "-"
+        lines.append(f"| {name} | {value:.2f} | {ratio} | {minima[name]:.2f} | {pair} |")
     return "\n".join(lines) + "\n"
 
 

@@ -35,6 +35,7 @@ traces join.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import socket
@@ -67,6 +68,7 @@ __all__ = [
     "read_context",
     "replace_context",
     "setup_tracing",
+    "unsampled_traceparent",
 ]
 
 
@@ -191,6 +193,9 @@ def setup_tracing(service: str, version: str) -> Tracing | None:
 # (``parent_context``). tests/unit/test_tracing.py pins both against opentelemetry-api 1.45.2's
 # TraceContextTextMapPropagator.extract.
 _UNSAMPLED = re.compile(rb"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f][02468ace]").fullmatch
+# the fast path's test, for a hot loop that inlines ``forwardable`` (login_consumer/process.py): a match
+# object for a canonical, valid version-00 ``traceparent`` without the sampled flag, else None
+unsampled_traceparent: Final = _UNSAMPLED
 _SAMPLED = re.compile(rb"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f][13579bdf]").fullmatch
 _NAME = itemgetter(0)
 
@@ -266,11 +271,20 @@ def parent_context(traceparent: bytes | None, tracestate: bytes | None = None) -
     return TraceContextTextMapPropagator().extract(carrier)
 
 
+@functools.cache
+def _otel() -> tuple[Any, Any]:
+    """``opentelemetry.context`` and ``opentelemetry.trace``, imported at the first sampled event (not at
+    this module's import: tracing off imports no OpenTelemetry module), then looked up once per call
+    instead of an import statement's machinery twice per sampled event and stage."""
+    from opentelemetry import context, trace
+
+    return context, trace
+
+
 def _remote_context(traceparent: bytes) -> Any:
     """The context the SDK's propagator extracts from a canonical ``traceparent`` without ``tracestate``,
     built directly (a quarter of the propagator's cost: no text carrier, no regular expression)."""
-    from opentelemetry import context, trace
-
+    context, trace = _otel()
     span_context = trace.SpanContext(
         int(traceparent[3:35], 16),
         int(traceparent[36:52], 16),
@@ -288,8 +302,7 @@ def incoming(headers: Any, *, follows_parent: bool = True) -> tuple[Any | None, 
     on unchanged. Else it is the context to start the event's spans in, the sampler deciding as the SDK
     does: a valid parent's (sampled, or a sampler that decides for itself), or an empty one when the
     context is missing or invalid (W3C: the trace restarts; the sampler decides as for a root span)."""
-    from opentelemetry import context, trace
-
+    context, trace = _otel()
     parent, state = read_context(headers)
     if parent is None:
         return context.Context(), []
