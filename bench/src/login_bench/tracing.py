@@ -206,7 +206,14 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
 
     from login_common.logs import configure_logging
     from login_common.settings import load_settings
-    from login_common.tracing import TRACEPARENT, context_headers, is_sampled, parent_context, read_context
+    from login_common.tracing import (
+        TRACEPARENT,
+        context_headers,
+        is_sampled,
+        parent_context,
+        read_context,
+        replace_context,
+    )
     from login_consumer.config import ConsumerSettings
     from login_consumer.process import Processor, tune_gc
     from login_consumer.stages.user import UserStage
@@ -306,7 +313,35 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
 
     # both stages, as the consumer runs them without Kafka: the user stage (all user detectors) writes
     # repartition records, read back as messages by the network stage (credential_stuffing)
-    def pipeline_runner(tr: Any = None) -> Any:
+    class OneSpanPerStage(StageTracer):
+        """Measured beside the stages' chain, not used by them: per sampled event and stage one span
+        (``process``, with the receive span's messaging attributes), whose context the produced record
+        carries; no receive and no send span (login_consumer/tracing.py: why the chain)."""
+
+        pending: dict[str, Any] = {}  # noqa: RUF012 - the receive attributes, until the process span
+
+        def _receive(self, msg: Message, ctx: Any, started_ns: int) -> tuple[Any, bool]:
+            self.pending = {
+                "messaging.system": "kafka",
+                "messaging.destination.name": msg.topic() or "",
+                "messaging.destination.partition.id": str(msg.partition()),
+                "messaging.kafka.offset": msg.offset() or 0,
+                "messaging.consumer.group.name": self.group,
+                "messaging.kafka.message.key": (msg.key() or b"").decode("utf-8", "replace"),
+            }
+            return trace.get_current_span(ctx), True
+
+        def _process(
+            self, receive: Any, msg: Message, stage: str, started_ns: int, attributes: dict[str, Any]
+        ) -> Any:
+            return super()._process(receive, msg, stage, started_ns, {**self.pending, **attributes})
+
+        def _send(self, process: Any, destination: str, headers: Any, partition: int, ended_ns: int) -> Any:
+            if headers is not None:
+                replace_context(headers, context_headers(process))
+            return process
+
+    def pipeline_runner(tr: Any = None, way: type[StageTracer] = StageTracer) -> Any:
         full = load_settings(ConsumerSettings, metrics_port=0, state_changelog=False)
         processor = Processor.from_settings(full, build_detectors(full))
         network = build_network_detector(full)
@@ -315,7 +350,7 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
             raise SystemExit("bench: DETECTORS leaves out credential_stuffing: no network stage to measure")
         user.partitions, net.ordered = 6, False
         if tr is not None:
-            user.tracer = net.tracer = StageTracer(tr, group="g", dlq_topic="dlq")
+            user.tracer = net.tracer = way(tr, group="g", dlq_topic="dlq")
         stamp = (1, now * 1000)
 
         def run(messages: list[Message]) -> None:
@@ -336,6 +371,13 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
     for sampled, label in ((0.01, "1%"), (1.0, "100%")):
         tr, provider = tracer(sampled)
         runners[f"both stages: per event, {label}"] = (pipeline_runner(tr), sampled, provider)
+    for sampled, label in ((0.01, "1%"), (1.0, "100%")):
+        tr, provider = tracer(sampled)
+        runners[f"both stages: one span per stage (not used), {label}"] = (
+            pipeline_runner(tr, OneSpanPerStage),
+            sampled,
+            provider,
+        )
     if args.only:  # a subset, with the first row of each group it touches (the ratios' base)
         wanted = re.compile(args.only)
         kept = {name for name in runners if wanted.search(name)}
