@@ -22,10 +22,16 @@ the tracer unset), then with one span chain per sampled event (what the stages d
 batch linking the sampled events, at 1 % and 100 %. Then both stages as the consumer runs them (user
 stage with every user detector, its repartition records read by the network stage): tracing off; on with
 the 1 % sampler but no event sampled (every ``traceparent`` flagged 00: the unsampled path alone); 1 %;
-100 %. CPU microseconds per event (the process's CPU time, the span processor's export thread included,
+100 %; and, measured beside them but not what the stages do, one span per stage instead of the chain
+(``OneSpanPerStage``) at 1 % and 100 %. CPU microseconds per event (the process's CPU time, the span processor's export thread included,
 over the batch and the export flush, each batch started after a full collection), the median of the
 repeats (the minimum beside it), the ways interleaved repeat by repeat, each with its own stages and
-provider; ratios against the first row of each group. ``--only <regex>`` runs a subset.
+provider; ratios against the first row of each group, and the median of each repeat's own ratio (paired:
+the same events, the same minute's load), the ways' order rotated repeat by repeat. ``--only <regex>``
+runs a subset. Instructions instead of CPU time (a count the machine's load does not change): ``--untimed``
+runs only the ``--only`` ways, ``--repeats`` batches after one warm-up batch, and writes nothing; under
+``valgrind --tool=callgrind``, (instructions at ``--repeats 5`` - at ``--repeats 1``) / (4 x ``--batch``)
+is one way's count per event (docs/observability.md, "Cost").
 
 Writes bench/results/tracing.{json,md} (``--out``) and prints the table. Exit 0 whatever the figures.
 
@@ -58,6 +64,7 @@ from login_devtools.local_jaeger import Jaeger, find_binary, tracing_env
 from login_devtools.service_env import service_env
 
 MODES: dict[str, str | None] = {"off": None, "1%": "0.01", "100%": "1"}
+Runner = tuple[Any, float | None, Any]  # --spans: (run a batch, the sampled share of its inputs, provider)
 
 
 def mode_env(mode: str, jaeger: Jaeger) -> dict[str, str]:
@@ -282,7 +289,7 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
             span.end()
 
     size = args.batch
-    runners: dict[str, tuple[Any, float | None, Any]] = {}
+    makers: dict[str, Any] = {}  # name -> a function that builds its Runner (only the ways that run)
 
     def stage(tr: Any = None) -> UserStage:
         made = UserStage(Processor.from_settings(settings), output_topic="out", repartition_topic="rep")
@@ -293,23 +300,24 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
 
     # each way its own stage (caches) and, traced, its own provider, flushed inside the timed window: the
     # export thread's work is part of the cost, and no way's backlog runs in another's window
-    before, off = stage(), stage()
-    runners["before tracing (processor + routing)"] = (
-        lambda m: before._route(before.processor.process(m)),
-        None,
-        None,
-    )
-    runners["tracing off (tracer unset)"] = (off.process, 0.01, None)
-    for ratio, label in ((0.01, "1%"), (1.0, "100%")):
+    def unchanged() -> Runner:
+        before = stage()
+        return (lambda m: before._route(before.processor.process(m)), None, None)
+
+    def per_event(ratio: float) -> Runner:
         tr, provider = tracer(ratio)
-        runners[f"per event, {label}"] = (stage(tr).process, ratio, provider)
+        return (stage(tr).process, ratio, provider)
+
+    def linked(ratio: float) -> Runner:
         tr, provider = tracer(ratio)
         alt = stage()
-        runners[f"per batch with links, {label}"] = (
-            lambda m, s=alt, t=tr: per_batch(s, m, t),
-            ratio,
-            provider,
-        )
+        return (lambda m: per_batch(alt, m, tr), ratio, provider)
+
+    makers["before tracing (processor + routing)"] = unchanged
+    makers["tracing off (tracer unset)"] = lambda: (stage().process, 0.01, None)
+    for ratio, label in ((0.01, "1%"), (1.0, "100%")):
+        makers[f"per event, {label}"] = lambda r=ratio: per_event(r)
+        makers[f"per batch with links, {label}"] = lambda r=ratio: linked(r)
 
     # both stages, as the consumer runs them without Kafka: the user stage (all user detectors) writes
     # repartition records, read back as messages by the network stage (credential_stuffing)
@@ -365,32 +373,40 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
 
         return run
 
-    runners["both stages: tracing off"] = (pipeline_runner(), 0.01, None)
-    tr, provider = tracer(0.01)
-    runners["both stages: 1% sampler, none sampled"] = (pipeline_runner(tr), 0.0, provider)
+    def both(ratio: float, sampled: float, way: type[StageTracer] = StageTracer) -> Runner:
+        tr, provider = tracer(ratio)
+        return (pipeline_runner(tr, way), sampled, provider)
+
+    makers["both stages: tracing off"] = lambda: (pipeline_runner(), 0.01, None)
+    makers["both stages: 1% sampler, none sampled"] = lambda: both(0.01, 0.0)
     for sampled, label in ((0.01, "1%"), (1.0, "100%")):
-        tr, provider = tracer(sampled)
-        runners[f"both stages: per event, {label}"] = (pipeline_runner(tr), sampled, provider)
+        makers[f"both stages: per event, {label}"] = lambda r=sampled: both(r, r)
     for sampled, label in ((0.01, "1%"), (1.0, "100%")):
-        tr, provider = tracer(sampled)
-        runners[f"both stages: one span per stage (not used), {label}"] = (
-            pipeline_runner(tr, OneSpanPerStage),
-            sampled,
-            provider,
+        makers[f"both stages: one span per stage (not used), {label}"] = lambda r=sampled: both(
+            r, r, OneSpanPerStage
         )
+    kept = set(makers)
     if args.only:  # a subset, with the first row of each group it touches (the ratios' base)
         wanted = re.compile(args.only)
-        kept = {name for name in runners if wanted.search(name)}
+        kept = {name for name in makers if wanted.search(name)}
         for base in ("before tracing (processor + routing)", "both stages: tracing off"):
-            if any(name.startswith("both") == base.startswith("both") for name in kept):
+            if not args.untimed and any(name.startswith("both") == base.startswith("both") for name in kept):
                 kept.add(base)
-        runners = {name: runner for name, runner in runners.items() if name in kept}
+    runners: dict[str, Runner] = {name: make() for name, make in makers.items() if name in kept}
     timings: dict[str, list[float]] = {name: [] for name in runners}
     tune_gc()  # as login-consumer does
     for run, sampling, provider in runners.values():  # warm the caches of each stage
         run(batch(values(size), sampling))
         if provider is not None:
             provider.force_flush()
+    if args.untimed:  # for an instruction counter (see the module doc): the batches, nothing else
+        for _ in range(args.repeats):
+            events = values(size)
+            for run, sampling, provider in runners.values():
+                run(batch(events, sampling))
+                if provider is not None:
+                    provider.force_flush()
+        return {"kind": "untimed", "ways": list(runners)}
     names = list(runners)
     for repeat in range(args.repeats):  # interleaved: a change of load hits every way alike
         events = values(size)
@@ -472,9 +488,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=5000, help="--spans: events per batch")
     parser.add_argument("--repeats", type=int, default=40, help="--spans: batches per figure")
     parser.add_argument("--only", help="--spans: only the ways whose name matches this regular expression")
+    parser.add_argument(
+        "--untimed",
+        action="store_true",
+        help="--spans: run the --only ways (no base added) for --repeats batches; no timing, no files",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
     doc = spans(args) if args.spans else pipeline(args)
+    if doc["kind"] == "untimed":
+        return 0
     table = spans_table(doc) if args.spans else pipeline_table(doc)
     name = "tracing-spans" if args.spans else "tracing"
     args.out.mkdir(parents=True, exist_ok=True)
