@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
@@ -219,8 +219,15 @@ def test_rescaling_1_3_1_in_exactly_once_loses_nothing_duplicates_nothing_and_de
     admin = AdminClient({"bootstrap.servers": kafka})
 
     def members() -> int:
+        """The group's member count, -1 while its coordinator is not known yet (NOT_COORDINATOR and the
+        like are retriable: a fresh broker moves or loads the group's coordinator)."""
         (described,) = admin.describe_consumer_groups([group]).values()
-        return len(described.result(10).members)
+        try:
+            return len(described.result(10).members)
+        except KafkaException as exc:
+            if not exc.args[0].retriable():
+                raise
+            return -1
 
     procs = [_launch({**env, "TRANSACTIONAL_ID": f"{group}-a"}, log)]
     try:
@@ -269,17 +276,24 @@ def test_rescaling_1_3_1_in_exactly_once_loses_nothing_duplicates_nothing_and_de
     differ = [e for e in expected if expected[e] != got[e]]
     assert sum(1 for v in got.values() if v) > 50, "the traffic should hold detections"
     detail = [(expected[e], got[e], by_id[e]["detections"]) for e in differ[:5]]
-    # The user stage's detectors (keyed by account, state moving with its input partition) must agree
-    # exactly, unless the consumer reported that its input ordering stopped waiting. The network stage's
-    # credential_stuffing does NOT always agree across a handover under exactly-once: runs here gave 0, 3
-    # and 156 differing verdicts of 12,000 events (60 before the merge's total order) — a known limit,
-    # stated in docs/detection.md and reported here, not asserted.
+    # Every detector must agree exactly, unless the consumer reported an out-of-order release: its user
+    # stage's alignment stopped waiting (alignment.out_of_order: the user stage's order feeds its
+    # detectors), or the network stage's merge released out of event-time order (merge.out_of_order:
+    # silent_source, too_many_held, or late_arrival — an event reached the merge behind one already
+    # released, its input partition having been taken as idle while its producer's batch was still on the
+    # way: docs/detection.md), which changes credential_stuffing and nothing else.
     logged = log.read_text(errors="replace")
-    allowed: set[str] = {"credential_stuffing"}
+    merge_disorder = [ln for ln in logged.splitlines() if '"merge.out_of_order"' in ln]
+    allowed: set[str] = set()
     if '"alignment.out_of_order"' in logged:
-        allowed |= set(DETECTOR_NAMES)  # the user stage's order feeds both stages
+        allowed |= set(DETECTOR_NAMES) - {"credential_stuffing"}
+    if merge_disorder:
+        allowed.add("credential_stuffing")
     changed = {d for e in differ for d in expected[e] ^ got[e]}
+    stuffing = sum(1 for v in expected.values() if "credential_stuffing" in v)
+    print(
+        f"\n{len(differ)} event(s) differ ({sorted(changed)}) of {stuffing} stuffing detections; "
+        f"out-of-order reported: {merge_disorder[:3] or 'none by the merge'}"
+        f"{', alignment' if 'alignment.out_of_order' in logged else ''}"
+    )
     assert changed <= allowed, f"{len(differ)} event(s) differ, e.g. {detail}"
-    if differ:
-        stuffing = sum(1 for v in expected.values() if "credential_stuffing" in v)
-        print(f"\n{len(differ)} event(s) differ ({sorted(changed)}) of {stuffing} stuffing detections")
