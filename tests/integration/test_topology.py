@@ -19,13 +19,14 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
 from login_consumer.app import ConsumerApp
 from login_consumer.detectors.names import DETECTOR_NAMES
 from login_consumer.metrics import ConsumerMetrics
+from login_consumer.stages.network import read_progress
 from tests.integration.conftest import Pipeline, wait_for
 from tests.kafka_utils import drain, running
 
@@ -131,6 +132,50 @@ def test_an_ordering_that_stops_waiting_is_counted_by_stage_and_cause(
     assert (counted["network", "silent_source"] or 0) > 0, counted
     assert counted["network", "too_many_held"] == 0, counted
     assert counted["user", "too_many_held"] == 0, counted
+
+
+def _claims(kafka: str, topic: str) -> dict[int, bool]:
+    """Per source (input partition): whether its last committed progress record in the repartition topic's
+    partition 0 says idle."""
+    reader = Consumer(
+        {
+            "bootstrap.servers": kafka,
+            "group.id": f"claims-{uuid.uuid4().hex[:8]}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
+    part = TopicPartition(topic, 0, OFFSET_BEGINNING)
+    last: dict[int, bool] = {}
+    try:
+        _, end = reader.get_watermark_offsets(part, timeout=10)
+        reader.assign([part])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for msg in reader.consume(500, 0.5):
+                if msg.error() is None and (found := read_progress(msg.headers())) is not None:
+                    last[found[0]] = found[3]
+            if reader.position([part])[0].offset >= end:  # read what was there when asked
+                break
+    finally:
+        reader.close()
+    return last
+
+
+def test_a_process_giving_up_its_input_partitions_withdraws_their_idle_claims(
+    pipeline: Callable[..., Pipeline],
+) -> None:
+    """An idle claim says what its writer will write next; it must not outlive the writer's ownership.
+    A process stopped (or rebalanced away) while its partitions were idle left its last claims standing
+    in every repartition partition: the merges trusted them until the new owner's first record and
+    released the other sources' events past the events produced meanwhile (docs/detection.md)."""
+    topo = pipeline("topo-resign", partitions=2, commit_interval_ms=200, processing_guarantee="exactly-once")
+    topic = topo.settings.repartition_topic()
+    with topo.consumer("only"):
+        topo.send([(n % 2, event(f"r{n}", NOW - 60 + n)) for n in range(4)])
+        topo.detections()
+        wait_for(lambda: _claims(topo.kafka, topic) == {0: True, 1: True}, 60, "both sources idle")
+    assert _claims(topo.kafka, topic) == {0: False, 1: False}  # stopped: withdrawn
 
 
 # --------------------------------------------------------------------------- rescaling, exactly-once

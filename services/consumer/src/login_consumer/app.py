@@ -114,6 +114,7 @@ class ConsumerApp:
         self.metrics.rebalances.labels("revoke").inc()
         gone = {(p.topic, p.partition) for p in partitions}
         self.topology.complete_held(exactly_once=self.exactly_once)
+        self.topology.resign(gone)  # their idle claims end with this process's ownership
         self._commit(sync=True)  # everything processed so far, before the partitions move
         self._forget(gone, lost=False)
         self._log.info("partitions.revoked", partitions=sorted(f"{t}/{p}" for t, p in gone))
