@@ -1,4 +1,4 @@
-"""Where an input partition ends right after an assignment (``PartitionGroup.at_end``), on a real broker.
+"""Where an input partition ends right after an assignment (``intake/ends.py``), on a real broker.
 
 A partition read to its end makes the user stage's progress records say *idle*, and the network stage's
 merge then stops waiting for it (``stages/merge.py``). The client caches each partition's high watermark

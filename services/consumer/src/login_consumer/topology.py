@@ -117,6 +117,12 @@ class Topology:
             records.extend(self.user_stage.progress(p, idle=self.group.idle((topic, p))))
         self.sender.send(records)
 
+    def hand_over(self, gone: set[TP], *, exactly_once: bool) -> None:
+        """Before partitions move: complete what is held (``complete_held``), withdraw the idle claims of
+        the input partitions (``resign``)."""
+        self.complete_held(exactly_once=exactly_once)
+        self.resign(gone)
+
     def resign(self, gone: set[TP]) -> None:
         """Before input partitions leave (a rebalance, a stop): a last progress record for each, *not*
         idle, in the batch the hand-over commits. An idle claim (stages/merge.py) says what this process

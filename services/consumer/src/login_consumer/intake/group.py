@@ -11,8 +11,8 @@ input topic and decides what the loop gets:
 * back-pressure (``backpressure``): above ``MAX_IN_FLIGHT`` unacknowledged outputs every partition is
   paused until half of them are acknowledged (partitions assigned meanwhile start paused too);
 * pausing itself, for any of these reasons or a restore's hold: ``intake/pauses.py`` (one rule resumes);
-* where each partition is (``at_end``, ``lag``): from cached watermarks, no broker round trip (but at
-  an assignment: the cache may predate it);
+* where each partition is (``at_end``: ``intake/ends.py``; ``lag``): from cached watermarks, no broker
+  round trip (but at an assignment: the cache may predate it);
 * which partitions the broker refused to let it read (``intake/refusals.py``).
 
 It knows nothing of stages or outputs: the conductor (``app.py``) hands what it reads to the stages.
@@ -26,6 +26,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from login_consumer.intake.align import Aligner
+from login_consumer.intake.ends import Ends
 from login_consumer.intake.pauses import Pauses, Warn
 from login_consumer.intake.pauses import tps_of as _tps
 from login_consumer.intake.refusals import Refusals
@@ -53,8 +54,7 @@ class PartitionGroup:
         self._warn = warn
         self._out_of_order = out_of_order
         self.assignment: set[TP] = set()
-        self._starts: dict[TP, int] = {}  # committed offsets of the input partitions at assignment
-        self._ends: dict[TP, int] = {}  # their high watermarks, asked of the broker at assignment
+        self.ends = Ends(consumer, warn)  # where the input partitions stand against their ends
         self.pauses = Pauses(consumer, warn)  # crowded (aligner), held (restore), throttled (in flight)
         self.refused = Refusals()  # partitions a consume error refused
 
@@ -66,36 +66,8 @@ class PartitionGroup:
         self.refused.assigned(set(tps))
         inputs = [tp for tp in tps if tp[0] == self.input_topic]
         if inputs:
-            self._starts_of(inputs)
+            self.ends.assigned(inputs)
         self.pauses.assigned(set(tps))
-
-    def _starts_of(self, tps: list[TP]) -> None:
-        """Where newly assigned input partitions start (their committed offsets) and end (their high
-        watermarks, asked of the broker): a partition with nothing left to read has no consumer position
-        until a message arrives, yet it is at its end.
-
-        The end is asked, not taken from the client's cache: the cache keeps what the last fetch of the
-        partition said, and for a partition this process owned before (a rebalance hands it back) that fetch
-        predates the hand-over. With the stale end, a partition whose new owner has not fetched yet looked
-        read to its end while others had written to it meanwhile: its progress records said *idle* and the
-        network stage's merge released other sources' events ahead of it (a rescale flagged other events
-        of a credential-stuffing wave than one process: docs/detection.md)."""
-        try:
-            found = self.consumer.committed(_tps(tps), timeout=10)
-        except KafkaException as exc:
-            self._warn("committed.failed", error=str(exc))
-            return
-        for tp in found:
-            self._starts[(tp.topic, tp.partition)] = tp.offset
-        for topic, partition in tps:
-            try:
-                _, high = self.consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=10, cached=False
-                )
-            except KafkaException as exc:
-                self._warn("watermarks.failed", error=str(exc), partition=partition)
-                continue  # unknown: not at its end until a message of it is read
-            self._ends[(topic, partition)] = high
 
     def hold(self, tps: set[TP]) -> None:
         """Read nothing more of these partitions until ``release`` (their state could not be restored)."""
@@ -115,9 +87,7 @@ class PartitionGroup:
         self.pauses.forget(gone)
         self.refused.forget(gone)
         self.assignment -= gone
-        for tp in gone:
-            self._starts.pop(tp, None)
-            self._ends.pop(tp, None)
+        self.ends.forget(gone)
 
     def inputs(self) -> list[TP]:
         """The assigned partitions of the input topic."""
@@ -200,23 +170,8 @@ class PartitionGroup:
         return (self.aligner is None or not self.aligner.holding(tp)) and self.at_end(tp)
 
     def at_end(self, tp: TP) -> bool:
-        """True when every message of the partition that the broker had at the last fetch was read (before
-        the first message since the assignment: at the assignment, ``_starts_of``)."""
-        part = TopicPartition(tp[0], tp[1])
-        try:
-            low, high = self.consumer.get_watermark_offsets(part, cached=True)
-            position = self.consumer.position([part])[0].offset
-        except KafkaException:
-            return False
-        if position < 0:  # nothing consumed since the assignment: it starts at its committed offset
-            end = self._ends.get(tp)  # the cache may predate the assignment: never trusted alone
-            if end is None:
-                return False  # its end at the assignment is unknown
-            high = max(high, end)
-            position = self._starts.get(tp, -1)
-        if high < 0:
-            return False
-        return position >= high if position >= 0 else high == low
+        """Read to its end (``intake/ends.py``)."""
+        return self.ends.at_end(tp)
 
     # ------------------------------------------------------------------ back-pressure and lag
 

@@ -14,7 +14,7 @@ merges its sources by event time before detecting, as a single process would hav
   its end). A claim stands until the source's owner writes again, so an owner giving the source up (a
   rebalance, a stop) withdraws it in the batch its hand-over commits (``Topology.resign``), and a new
   owner judges "its end" by the broker's high watermark at the assignment, never by the client's cache
-  of a fetch from before the hand-over (``PartitionGroup.at_end``);
+  of a fetch from before the hand-over (``intake/ends.py``);
 * here each source has a FIFO queue (its events stay in their order) and a bound: an event is released
   when its key is before every other source's bound, where a source with queued events is bounded
   by its first event, an idle source not at all, and any other source by its last progress record;
