@@ -14,6 +14,7 @@ from login_common.settings import load_settings
 from login_consumer.config import ConsumerSettings
 from login_consumer.detectors.base import DetectBatch, DetectorConfig, Detectors, NoDetectors
 from login_consumer.detectors.names import DEFAULT_RISKS, DETECTOR_NAMES, parse_detectors, parse_risks
+from login_consumer.detectors.networks import NetEvent, NetworkDetector
 from login_consumer.detectors.users import UserDetectors
 from login_consumer.in_process import AllDetectors
 from login_consumer.stages.keys import network_of
@@ -437,3 +438,28 @@ def test_out_of_order_failures_stay_bounded() -> None:
     entry = next(iter(feed.detectors.users.state.partitions[0].failures.values()))
     assert len(entry.live) <= 256
     assert len(entry.grace) <= 256
+
+
+def test_a_late_success_scores_alike_before_and_after_a_restore() -> None:
+    """*hot* is not in the changelog: a restore marks every network hot. A late success was gated on it, so
+    the same success was flagged by the partition's new owner and not by its old one (a late success on a
+    network a later success had cooled)."""
+    net = "192.0.2.0/24"
+
+    def burst() -> list[NetEvent]:
+        wave = [NetEvent(0, 0, n, net, f"u{n}", T0 + n, True) for n in range(10)]  # 10 accounts: hot
+        cooled = NetEvent(0, 0, 10, net, "x", T0 + 700, False)  # in order, window empty: not hot
+        ahead = NetEvent(0, 1, 0, "198.51.100.0/24", "y", T0 + 700, False)  # source 1's clock at T0+700
+        return [*wave, cooled, ahead]
+
+    late = NetEvent(0, 1, 1, net, "z", T0 + 9, False)  # 691 s behind source 1: late; its window has 10
+    live = NetworkDetector()
+    live.detect(burst())
+    records = [(key, value) for _, key, value in live.state.changes()]
+    restored = NetworkDetector()
+    restored.state.restore(0, records)
+    verdicts = [d.detect([late]).get(0) for d in (live, restored)]
+    assert [v is not None for v in verdicts] == [True, True]
+    assert verdicts[0] == verdicts[1]
+    assert verdicts[0] is not None
+    assert verdicts[0].evidence[1].startswith("late: 691s behind")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 import random
 
+from login_consumer.detectors.networks import NetEvent, NetworkDetector
 from login_consumer.stages.merge import LAST_OF_SECOND, SourceMerge
 from login_consumer.stages.network import read_progress
 from login_consumer.stages.user import PROGRESS_CREATED_HEADER, PROGRESS_HEADER
+from login_consumer.stores.networks import NOTHING_RELEASED
 
 
 class Clock:
@@ -153,3 +155,47 @@ def test_progress_records_carry_the_create_time_in_a_header_an_older_reader_igno
     # what an older user stage wrote: its whole second
     assert read_progress([(PROGRESS_HEADER, b"3 1700000000 1")]) == (3, 1700000000.0, LAST_OF_SECOND, True)
     assert read_progress([("x-other", b"1")]) is None
+
+
+def test_an_event_arriving_behind_a_released_one_is_counted_late() -> None:
+    """Idle is a claim about the broker: a source read to its end can still be written an event created
+    before ones another source delivered (its producer batch arrived later). The merge cannot wait for
+    what it cannot know of, but it sees the event arrive behind what it released and counts it."""
+    merge: SourceMerge[str] = SourceMerge(2, clock=Clock())
+    merge.progress(1, 90, idle=True, created=900)  # source 1: read to its end
+    merge.add(0, 100, 0, "a100", created=1_000)
+    assert merge.release() == ["a100"]
+    assert merge.top == (100, 1_000, 0)
+    merge.add(1, 100, 1, "b100-earlier", created=999)  # created before a100, on its way meanwhile
+    merge.add(1, 100, 2, "b100-later", created=1_001)  # after a100: in order
+    assert merge.late == 1
+    merge.progress(0, 100, idle=True, created=1_000)
+    assert merge.release() == ["b100-earlier", "b100-later"]
+    assert merge.late == 1
+    assert merge.timeouts == merge.forced == 0  # neither of the other causes saw it
+
+
+def test_what_was_released_survives_a_handover_through_the_changelog() -> None:
+    """The partition's next owner restores the released key from the network changelog and counts an event
+    arriving behind it, as the previous owner would have."""
+    detector = NetworkDetector()
+    merge: SourceMerge[str] = SourceMerge(2, clock=Clock(), top=detector.released(3))
+    merge.progress(1, 90, idle=True)
+    merge.add(0, 100, 7, "a", created=1_000)
+    assert merge.release() == ["a"]
+    detector.mark_released(3, merge.top)
+    detector.detect([NetEvent(3, 0, 7, "192.0.2.0/24", "u1", 100, True)])
+    records = [(key, value) for p, key, value in detector.state.changes() if p == 3]
+
+    successor = NetworkDetector()
+    successor.state.restore(3, records)
+    assert successor.released(3) == (100, 1_000, 0)
+    assert successor.state.partition(3).processed == {0: 7}
+    handed: SourceMerge[str] = SourceMerge(2, clock=Clock(), top=successor.released(3))
+    handed.progress(0, 100, idle=True, created=1_000)
+    handed.add(1, 99, 9, "b", created=990)
+    assert handed.late == 1
+    assert handed.release() == ["b"]
+    fresh = NetworkDetector()
+    fresh.state.restore(3, [(k, v) for k, v in records if k != b"W"])  # an older version's changelog
+    assert fresh.released(3) == NOTHING_RELEASED

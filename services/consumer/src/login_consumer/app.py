@@ -113,7 +113,7 @@ class ConsumerApp:
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalances.labels("revoke").inc()
         gone = {(p.topic, p.partition) for p in partitions}
-        self.topology.complete_held(exactly_once=self.exactly_once)
+        self.topology.hand_over(gone, exactly_once=self.exactly_once)  # what is held; the idle claims
         self._commit(sync=True)  # everything processed so far, before the partitions move
         self._forget(gone, lost=False)
         self._log.info("partitions.revoked", partitions=sorted(f"{t}/{p}" for t, p in gone))

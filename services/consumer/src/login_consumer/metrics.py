@@ -67,7 +67,7 @@ ERROR_KINDS: Final = (
 REBALANCE_EVENTS: Final = ("assign", "revoke", "lost")
 STAGES: Final = ("user", "network")  # the topology's stages (stages/)
 # Why the event-time ordering released without waiting for every source (intake/align.py, stages/merge.py)
-OUT_OF_ORDER_CAUSES: Final = ("silent_source", "too_many_held")
+OUT_OF_ORDER_CAUSES: Final = ("silent_source", "too_many_held", "late_arrival")
 # Detections count from 0 (ConsumerMetrics.create), so that the first ones count: increase()
 # (LoginStreamBruteForceBurst) cannot see what a series already holds in its first sample.
 
@@ -195,8 +195,10 @@ class ConsumerMetrics:
                 "login_consumer_out_of_order_releases",
                 "Releases of the event-time ordering that did not wait for every source, by stage and cause: "
                 "silent_source (release rounds that stopped waiting for a source silent past its max wait), "
-                "too_many_held (events released early: more held than allowed). Windows spanning them may "
-                "detect differently from one in-order pass.",
+                "too_many_held (events released early: more held than allowed), late_arrival (network stage: "
+                "events that arrived after a later event of their partition was released, their source "
+                "taken as idle while they were still on their way). Windows spanning them may detect "
+                "differently from one in-order pass.",
                 ["stage", "cause"],
                 registry=registry,
             ),

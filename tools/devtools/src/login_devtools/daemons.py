@@ -107,15 +107,27 @@ class Daemon:
 
     def serve(self) -> int:
         """Until SIGINT/SIGTERM (0) or the daemon's own exit (1); stops it either way."""
-        stopping = False
-
-        def on_signal(_signum: int, _frame: object) -> None:
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
-        while not stopping and self.process.poll() is None:
+        stop = StopRequest.install()
+        while not stop.requested and self.process.poll() is None:
             time.sleep(0.5)
         self.stop()
-        return 0 if stopping else 1
+        return 0 if stop.requested else 1
+
+
+class StopRequest:
+    """Ctrl-C and SIGTERM only ask to stop: a foreground tool that runs daemons (``Daemon.serve``, the
+    demo) notes the request, and stops what it started itself, on its own terms."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    @classmethod
+    def install(cls) -> StopRequest:
+        """A request flag set by SIGINT and SIGTERM from now on (this process's handlers replaced)."""
+        stop = cls()
+        signal.signal(signal.SIGINT, stop._on_signal)
+        signal.signal(signal.SIGTERM, stop._on_signal)
+        return stop
+
+    def _on_signal(self, _signum: int, _frame: object) -> None:
+        self.requested = True

@@ -28,6 +28,7 @@ from rich.live import Live
 
 from login_common.kafka import ensure_topics
 from login_devtools import ROOT, local_pipeline
+from login_devtools.daemons import StopRequest
 from login_devtools.live_view import HighRiskTail, View, render
 
 DEMO_DIR = ROOT / ".cache" / "demo"
@@ -100,14 +101,7 @@ def main() -> int:
     # group, and the consumer must keep running until it has drained what the producer wrote. The demo
     # stops them itself (below); what a killed demo left behind is stopped by the next one.
     # From here on, Ctrl-C and SIGTERM only ask the demo to stop, so that it always stops them.
-    stopping = False
-
-    def on_signal(_signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stop = StopRequest.install()
     previous = local_pipeline.Pipeline.load(DEMO_DIR)
     if previous is not None:
         local_pipeline.terminate(previous.procs)
@@ -134,14 +128,14 @@ def main() -> int:
     problem = local_pipeline.wait_ready(pipeline)  # --duration counts from here
     if problem:
         console.print(f"[red]{problem}[/red]")
-        stopping, code = True, 1
+        stop.requested, code = True, 1
     started = time.monotonic()
     final = view.tick()
     try:
         with Live(
             frame("starting"), console=console, refresh_per_second=2, transient=not console.is_terminal
         ) as live:
-            while not stopping:
+            while not stop.requested:
                 if args.duration and time.monotonic() - started >= args.duration:
                     break
                 if consumer.poll() is not None or producer.poll() is not None:

@@ -26,6 +26,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Final
@@ -290,14 +291,32 @@ class SecureBroker:
     # ---------------------------------------------------------------- ACLs
 
     def grant(self, acls_by_user: dict[str, list[Any]], timeout: float = 30.0) -> int:
-        """Create the ACLs (Acl lists by user name) as admin; existing ones stay. Returns their count."""
+        """Create the ACLs (Acl lists by user name) as admin; existing ones stay. Returns their count once
+        the broker enforces them all.
+
+        KRaft: CreateAcls answers once the controller has committed the records; the broker's authorizer
+        applies them when its metadata publisher reaches them, a moment later (seconds on a loaded
+        machine). A client let in before that is refused (TOPIC_AUTHORIZATION_FAILED for a right it has:
+        seen here). DescribeAcls is answered from the broker's authorizer, so it is asked until every
+        binding is there."""
         from confluent_kafka.admin import AdminClient
 
         bindings = [acl_binding(user, rule) for user, acls in acls_by_user.items() for rule in _rules(acls)]
         client = AdminClient({**self.client_config("admin"), "log_level": 3})
         for future in client.create_acls(bindings, request_timeout=timeout).values():
             future.result(timeout=timeout)
-        return len(bindings)
+        deadline = time.monotonic() + timeout
+        missing = set(bindings)
+        while True:
+            missing -= set(client.describe_acls(_any_acl(), request_timeout=timeout).result(timeout=timeout))
+            if not missing:
+                return len(bindings)
+            if time.monotonic() > deadline:
+                raise SecuritySetupError(
+                    f"{len(missing)} of {len(bindings)} ACLs created but not in effect on the broker "
+                    f"within {timeout:.0f}s"
+                )
+            time.sleep(0.2)
 
     def create_topics(self, topics: dict[str, int], timeout: float = 30.0) -> list[str]:
         """Create the topics that do not exist yet, as admin (the services' users may not); their names."""
@@ -316,6 +335,27 @@ class SecureBroker:
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise SecuritySetupError(f"could not create topic {name} as admin: {exc}") from exc
         return created
+
+
+def _any_acl() -> Any:
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]
+        AclBindingFilter,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    # None matches any name, principal and host (confluent-kafka's AclBindingFilter; its stubs say str)
+    return AclBindingFilter(
+        ResourceType.ANY,
+        None,  # type: ignore[arg-type]
+        ResourcePatternType.ANY,
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
 
 
 def _rules(acls: list[Any]) -> list[tuple[str, str, str, str]]:

@@ -4,13 +4,17 @@ The network stage reads the repartition topic, where one network's events all la
 the count is exact whatever the number of consumer processes. Per event, in partition order: a failure
 records its account in the network's window (``stores/networks.py``) and is flagged when the window holds
 at least ``STUFFING_ACCOUNTS`` accounts; a success is flagged when its network is *hot* (its last failure
-saw that many accounts) and still has that many accounts in the success's own window.
+saw that many accounts) and still has that many accounts in the success's own window. For an in-order
+success the two are one condition (the window only loses accounts after the last failure); *hot* only
+spares the look-up for every other network.
 
 Events reach the detector in event-time order across their sources (``stages/merge.py``). Late rule, as on
 the user stage: an event more than ``grace`` seconds behind the watermark of the input partition it came
 from, or already applied before a restore (a replay: its input offset is at or before the last one the
 changelog says was processed from that source), is scored against the state as it is, flagged in its
-evidence, and changes nothing.
+evidence, and changes nothing. A late success is scored by its own window alone, not by *hot*: *hot* is
+not in the changelog (a restore marks every network hot until its next in-order success), so gating a late
+success on it flagged it after a hand-over and not before, or after a later success had cooled the network.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Final, NamedTuple
 from login_consumer.detectors.base import Detection, DetectorConfig
 from login_consumer.detectors.names import CREDENTIAL_STUFFING
 from login_consumer.records import PartitionRef
-from login_consumer.stores.networks import NEVER, NetWindow, NetworkState
+from login_consumer.stores.networks import NEVER, NetWindow, NetworkState, Released
 from login_consumer.stores.restore import Restorer, StateSource
 
 _REPLAYED: Final = "replayed: applied before the restore; state not updated"
@@ -92,6 +96,17 @@ class NetworkDetector:
         """The event was processed already (before a restart or a rebalance read it again)."""
         return source_offset <= self.state.partition(partition).processed.get(source, -1)
 
+    def released(self, partition: int) -> Released:
+        """The greatest order key the partition's merge released (restored with the partition)."""
+        return self.state.partition(partition).released
+
+    def mark_released(self, partition: int, top: Released) -> None:
+        """The partition's merge has released up to ``top``: written to the changelog with its progress."""
+        ps = self.state.partition(partition)
+        if top > ps.released:
+            ps.released = top
+            ps.meta_dirty = True
+
     def changes(self) -> list[tuple[str, int, bytes, bytes | None]]:
         """(topic, partition, key, value) changelog records since the last call."""
         if self.source is None:
@@ -154,20 +169,22 @@ class NetworkDetector:
                     if window is not None:
                         ps.hot[net] = window
                     found[i] = self._detection(accounts, net, late)
-            elif ps.hot:  # only a hot network can flag a success
+            elif late is not None:  # scored in its own window, whatever the network did since
+                if window is not None:
+                    accounts = window.count(ts - window_s, ts)
+                    if accounts >= m:
+                        found[i] = self._detection(accounts, net, late)
+            elif ps.hot:  # only a hot network can flag an in-order success
                 window = ps.hot.get(net)
                 if window is None:
                     continue
-                if late is None:
-                    accounts = window.accounts_at(ts, window_s, grace)
-                    if window.dead and window.gen != gen:
-                        window.gen = gen
-                        ps.dirty.append(window)
-                else:
-                    accounts = window.count(ts - window_s, ts)
+                accounts = window.accounts_at(ts, window_s, grace)
+                if window.dead and window.gen != gen:
+                    window.gen = gen
+                    ps.dirty.append(window)
                 if accounts >= m:
                     found[i] = self._detection(accounts, net, late)
-                elif late is None:
+                else:
                     del ps.hot[net]
         state.sweep()
         return found

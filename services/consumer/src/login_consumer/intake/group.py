@@ -11,7 +11,8 @@ input topic and decides what the loop gets:
 * back-pressure (``backpressure``): above ``MAX_IN_FLIGHT`` unacknowledged outputs every partition is
   paused until half of them are acknowledged (partitions assigned meanwhile start paused too);
 * pausing itself, for any of these reasons or a restore's hold: ``intake/pauses.py`` (one rule resumes);
-* where each partition is (``at_end``, ``lag``): from cached watermarks, no broker round trip;
+* where each partition is (``at_end``: ``intake/ends.py``; ``lag``): from cached watermarks, no broker
+  round trip (but at an assignment: the cache may predate it);
 * which partitions the broker refused to let it read (``intake/refusals.py``).
 
 It knows nothing of stages or outputs: the conductor (``app.py``) hands what it reads to the stages.
@@ -25,6 +26,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from login_consumer.intake.align import Aligner
+from login_consumer.intake.ends import Ends
 from login_consumer.intake.pauses import Pauses, Warn
 from login_consumer.intake.pauses import tps_of as _tps
 from login_consumer.intake.refusals import Refusals
@@ -52,7 +54,7 @@ class PartitionGroup:
         self._warn = warn
         self._out_of_order = out_of_order
         self.assignment: set[TP] = set()
-        self._starts: dict[TP, int] = {}  # committed offsets of the input partitions at assignment
+        self.ends = Ends(consumer, warn)  # where the input partitions stand against their ends
         self.pauses = Pauses(consumer, warn)  # crowded (aligner), held (restore), throttled (in flight)
         self.refused = Refusals()  # partitions a consume error refused
 
@@ -64,19 +66,8 @@ class PartitionGroup:
         self.refused.assigned(set(tps))
         inputs = [tp for tp in tps if tp[0] == self.input_topic]
         if inputs:
-            self._starts_of(inputs)
+            self.ends.assigned(inputs)
         self.pauses.assigned(set(tps))
-
-    def _starts_of(self, tps: list[TP]) -> None:
-        """Where newly assigned input partitions start (their committed offsets): a partition with nothing
-        left to read has no consumer position until a message arrives, yet it is at its end."""
-        try:
-            found = self.consumer.committed(_tps(tps), timeout=10)
-        except KafkaException as exc:
-            self._warn("committed.failed", error=str(exc))
-            return
-        for tp in found:
-            self._starts[(tp.topic, tp.partition)] = tp.offset
 
     def hold(self, tps: set[TP]) -> None:
         """Read nothing more of these partitions until ``release`` (their state could not be restored)."""
@@ -96,8 +87,7 @@ class PartitionGroup:
         self.pauses.forget(gone)
         self.refused.forget(gone)
         self.assignment -= gone
-        for tp in gone:
-            self._starts.pop(tp, None)
+        self.ends.forget(gone)
 
     def inputs(self) -> list[TP]:
         """The assigned partitions of the input topic."""
@@ -180,18 +170,8 @@ class PartitionGroup:
         return (self.aligner is None or not self.aligner.holding(tp)) and self.at_end(tp)
 
     def at_end(self, tp: TP) -> bool:
-        """True when every message of the partition that the broker had at the last fetch was read."""
-        part = TopicPartition(tp[0], tp[1])
-        try:
-            low, high = self.consumer.get_watermark_offsets(part, cached=True)
-            position = self.consumer.position([part])[0].offset
-        except KafkaException:
-            return False
-        if high < 0:
-            return False
-        if position < 0:  # nothing consumed since the assignment: it starts at its committed offset
-            position = self._starts.get(tp, -1)
-        return position >= high if position >= 0 else high == low
+        """Read to its end (``intake/ends.py``)."""
+        return self.ends.at_end(tp)
 
     # ------------------------------------------------------------------ back-pressure and lag
 

@@ -11,7 +11,10 @@ merges its sources by event time before detecting, as a single process would hav
   record per input partition it owns to every repartition partition: the event time (order key) of the
   last event it wrote from that source, and whether that source is *idle* (read to its end with nothing
   held back: what it writes next is newer than anything so far, as align.py assumes for a partition at
-  its end);
+  its end). A claim stands until the source's owner writes again, so an owner giving the source up (a
+  rebalance, a stop) withdraws it in the batch its hand-over commits (``Topology.resign``), and a new
+  owner judges "its end" by the broker's high watermark at the assignment, never by the client's cache
+  of a fetch from before the hand-over (``intake/ends.py``);
 * here each source has a FIFO queue (its events stay in their order) and a bound: an event is released
   when its key is before every other source's bound, where a source with queued events is bounded
   by its first event, an idle source not at all, and any other source by its last progress record;
@@ -25,7 +28,13 @@ merges its sources by event time before detecting, as a single process would hav
 * a source that has not moved on for ``max_wait`` seconds (no event and no higher bound: its process died,
   the group is rebalancing, or its owner is stuck) stops holding the others back, like align.py's silent
   partitions and Kafka Streams' ``max.task.idle.ms``; more than ``max_buffered`` held events release the
-  oldest.
+  oldest;
+* *idle* is a claim about the broker, not about the producers: an input partition read to its end can
+  still be written an event created before the ones another partition already delivered (a producer's
+  batch for one partition reaches the broker after its batch for another). Such an event arrives here
+  after a later one was released: it is counted (``late``, cause ``late_arrival`` in the metrics) where
+  it is seen, as an out-of-order release. What was released is remembered (``top``) in the network
+  changelog with the partition's other progress, so the new owner of a partition counts it too.
 
 Offsets: what is held is not processed, so the network stage commits a repartition partition only up to
 its first held offset; records after it that were already processed are read again after a restart or a
@@ -54,6 +63,8 @@ LAST_OF_SECOND: Final = 1 << 62  # a bound's create time when its progress recor
 Key = tuple[float, int, int, int]
 NEVER: Final[Key] = (-math.inf, 0, -1, -1)
 OPEN: Final[Key] = (math.inf, 0, -1, -1)  # no bound at all
+Released = tuple[float, int, int]  # a key's order fields: (event time, input create time ms, source)
+NOTHING: Final[Released] = (-math.inf, 0, -1)  # nothing released yet
 
 
 @dataclass(slots=True)
@@ -75,7 +86,9 @@ class SourceMerge(Generic[T]):
         max_wait: float = 2.0,
         max_buffered: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
+        top: Released = NOTHING,
     ) -> None:
+        """``top``: the greatest key released from this partition before (by a previous owner)."""
         now = clock()
         self._clock = clock
         self.max_wait = max_wait
@@ -86,6 +99,8 @@ class SourceMerge(Generic[T]):
         self.buffered = 0
         self.forced = 0
         self.timeouts = 0
+        self.top = top  # the greatest key released so far
+        self.late = 0  # events that arrived after a later one was released
 
     def _source(self, source: int) -> _Source[T]:
         found = self.sources.get(source)
@@ -110,6 +125,8 @@ class SourceMerge(Generic[T]):
         order = max((ts, created), src.last)
         src.last = order
         key = (order[0], order[1], source, offset)
+        if key[:3] < self.top:
+            self.late += 1
         src.queue.append((key, item))
         src.heard = self._clock()
         self._offsets.append(offset)
@@ -140,6 +157,7 @@ class SourceMerge(Generic[T]):
         heapq.heapify(heads)
         out: list[T] = []
         released = self._released
+        last = NEVER
         while heads:
             key, number = heads[0]
             if key > bound:  # never equal: the bound is another source's (its third field differs)
@@ -148,6 +166,7 @@ class SourceMerge(Generic[T]):
             _, item = src.queue.popleft()
             out.append(item)
             released.add(key[3])
+            last = key
             if src.queue:
                 heapq.heapreplace(heads, (src.queue[0][0], number))
             else:
@@ -155,9 +174,14 @@ class SourceMerge(Generic[T]):
                 if not src.idle and now - src.heard <= self.max_wait:
                     bound = min(bound, max(src.bound, key))  # it may still send from here on
         self.buffered -= len(out)
+        self._top(last)
         if self.buffered > self.max_buffered:
             out.extend(self._oldest(self.buffered - self.max_buffered // 2))
         return out
+
+    def _top(self, key: Key) -> None:
+        """``key`` was released last (keys leave the heap in ascending order: the greatest of a round)."""
+        self.top = max(self.top, key[:3])
 
     def flush(self) -> list[T]:
         """Everything held, in event-time order, without waiting for any source."""
@@ -168,17 +192,20 @@ class SourceMerge(Generic[T]):
         heads = [(src.queue[0][0], number) for number, src in self.sources.items() if src.queue]
         heapq.heapify(heads)
         out: list[T] = []
+        last = NEVER
         while heads and len(out) < count:
             key, number = heads[0]
             src = self.sources[number]
             _, item = src.queue.popleft()
             out.append(item)
             self._released.add(key[3])
+            last = key
             if src.queue:
                 heapq.heapreplace(heads, (src.queue[0][0], number))
             else:
                 heapq.heappop(heads)
         self.buffered -= len(out)
+        self._top(last)
         if forced:
             self.forced += len(out)
         return out

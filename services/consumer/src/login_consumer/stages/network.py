@@ -151,7 +151,10 @@ class NetworkStage:
         if merge is None:
             share = max(1_000, self.max_buffered // max(1, len(self.merges) + 1))
             merge = self.merges[partition] = SourceMerge(
-                self.sources, max_wait=self.max_wait, max_buffered=share
+                self.sources,
+                max_wait=self.max_wait,
+                max_buffered=share,
+                top=self.detector.released(partition),
             )
         return merge
 
@@ -193,7 +196,7 @@ class NetworkStage:
                 )
         held: list[Held] = []
         disorder = stats.out_of_order
-        for merge in self.merges.values():
+        for q, merge in self.merges.items():
             if merge.buffered:
                 timeouts, forced = merge.timeouts, merge.forced
                 held.extend(merge.release() if self.ordered and not flush else merge.flush())
@@ -201,6 +204,10 @@ class NetworkStage:
                     disorder["network", "silent_source"] += merge.timeouts - timeouts
                 if merge.forced != forced:
                     disorder["network", "too_many_held"] += merge.forced - forced
+                if merge.late:  # arrived behind what was released (stages/merge.py: idle is no promise)
+                    disorder["network", "late_arrival"] += merge.late
+                    merge.late = 0
+                self.detector.mark_released(q, merge.top)
         found, traced = self._complete(held, result)
         if self.tracer is not None:
             self.tracer.network_stage(

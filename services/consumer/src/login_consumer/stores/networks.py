@@ -16,11 +16,14 @@ front-deletion leaves behind).
 Changelog records (per partition of ``<GROUP_ID>-network-state``): ``N<network> <user>`` -> the account's
 latest failure time (ASCII integer), tombstones for accounts that left the window, and ``W`` -> the
 partition's progress per source (input) partition: its event-time watermark and the input offset of the
-last event processed (events are merged across sources, so a repartition offset is no prefix).
+last event processed (events are merged across sources, so a repartition offset is no prefix), and the
+merge's greatest released key (``released``: event time, create time ms, source; ``stages/merge.py``), so
+that the partition's next owner still recognises an event arriving behind it.
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,6 +39,8 @@ W_KEY: Final = b"W"
 
 # (key, value or None for a tombstone)
 Record = tuple[bytes, bytes | None]
+Released = tuple[float, int, int]  # the merge's order key: (event time, input create time ms, source)
+NOTHING_RELEASED: Final[Released] = (-math.inf, 0, -1)
 
 
 class NetWindow:
@@ -136,6 +141,7 @@ class NetworkPartition:
     hot: dict[str, NetWindow] = field(default_factory=dict)  # last failure saw >= threshold accounts
     watermarks: dict[int, int] = field(default_factory=dict)  # source (input) partition -> latest event time
     processed: dict[int, int] = field(default_factory=dict)  # source -> input offset of its last event done
+    released: Released = NOTHING_RELEASED  # the greatest key the partition's merge released
     dirty: list[NetWindow] = field(default_factory=list)
     tombstones: list[bytes] = field(default_factory=list)
     meta_dirty: bool = False
@@ -227,10 +233,12 @@ class NetworkState:
                 window.changed.clear()
             state.dirty.clear()
             if state.meta_dirty:
-                meta = {
+                meta: dict[str, object] = {
                     "watermarks": {str(k): v for k, v in state.watermarks.items()},
                     "processed": {str(k): v for k, v in state.processed.items()},
                 }
+                if state.released != NOTHING_RELEASED:
+                    meta["released"] = list(state.released)
                 out.append((p, W_KEY, orjson.dumps(meta)))
                 state.meta_dirty = False
         self.gen += 1
@@ -265,6 +273,9 @@ class NetworkState:
                         state.watermarks[int(source)] = int(wm)
                     for source, offset in dict(meta["processed"]).items():
                         state.processed[int(source)] = int(offset)
+                    if "released" in meta:  # absent: written by an older version, or nothing released
+                        ts, created, source = meta["released"]
+                        state.released = (float(ts), int(created), int(source))
                 elif raw_key[:1] == b"N":
                     net, _, user = raw_key[1:].decode().partition(" ")
                     found.append((int(raw_value), net, user))
