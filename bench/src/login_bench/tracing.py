@@ -16,22 +16,23 @@ Modes: off; 1 % (``OTEL_TRACES_SAMPLER=parentbased_traceidratio``, ``OTEL_TRACES
 producer decides, the consumer follows); 100 % (ratio 1). At 100 % the SDK's batch span processor drops
 what its queue cannot hold (``OTEL_BSP_MAX_QUEUE_SIZE``, 2048): the spans are made and paid for either way.
 
-``--spans``: in process, no broker. First the per-event versus per-batch choice (login_consumer/tracing.py):
-the user stage on 5,000-event batches without tracing (the code path before tracing existed, and with
-the tracer unset), then with one span chain per sampled event (what the stages do) and with one span per
-batch linking the sampled events, at 1 % and 100 %. Then both stages as the consumer runs them (user
-stage with every user detector, its repartition records read by the network stage): tracing off; on with
-the 1 % sampler but no event sampled (every ``traceparent`` flagged 00: the unsampled path alone); 1 %;
-100 %; and, measured beside them but not what the stages do, one span per stage instead of the chain
-(``OneSpanPerStage``) at 1 % and 100 %. CPU microseconds per event (the process's CPU time, the span processor's export thread included,
-over the batch and the export flush, each batch started after a full collection), the median of the
-repeats (the minimum beside it), the ways interleaved repeat by repeat, each with its own stages and
-provider; ratios against the first row of each group, and the median of each repeat's own ratio (paired:
-the same events, the same minute's load), the ways' order rotated repeat by repeat. ``--only <regex>``
-runs a subset. Instructions instead of CPU time (a count the machine's load does not change): ``--untimed``
-runs only the ``--only`` ways, ``--repeats`` batches after one warm-up batch, and writes nothing; under
-``valgrind --tool=callgrind``, (instructions at ``--repeats 5`` - at ``--repeats 1``) / (4 x ``--batch``)
-is one way's count per event (docs/observability.md, "Cost").
+``--spans``: in process, no broker. First the per-event versus per-batch choice
+(login_consumer/tracing.py): the user stage on 5,000-event batches without tracing (the code path before
+tracing existed, and with the tracer unset), then with one span chain per sampled event (what the stages
+do) and with one span per batch linking the sampled events, at 1 % and 100 %. Then both stages as the
+consumer runs them (user stage with every user detector, its repartition records read by the network
+stage): tracing off; on with the 1 % sampler but no event sampled (every ``traceparent`` flagged 00: the
+unsampled path alone); 1 %; 100 %; and, measured beside them but not what the stages do, one span per
+stage instead of the chain (``OneSpanPerStage``) at 1 % and 100 %. CPU microseconds per event (the
+process's CPU time, the span processor's export thread included, over the batch and the export flush, each
+batch started after a full collection), the median of the repeats (the minimum beside it), the ways
+interleaved repeat by repeat, each with its own stages and provider; ratios against the first row of each
+group, and the median of each repeat's own ratio (paired: the same events, the same minute's load), the
+ways' order rotated repeat by repeat. ``--only <regex>`` runs a subset. Instructions instead of CPU time
+(a count the machine's load does not change): ``--untimed`` runs only the ``--only`` ways, ``--repeats``
+batches after one warm-up batch, and writes nothing; under ``valgrind --tool=callgrind``, (instructions at
+``--repeats 3`` - at ``--repeats 1``) / (2 x ``--batch``) is one way's count per event
+(docs/observability.md, "Cost").
 
 Writes bench/results/tracing.{json,md} (``--out``) and prints the table. Exit 0 whatever the figures.
 
