@@ -32,7 +32,8 @@ Log lines of a sampled event (``event.flagged``, ``event.dead_lettered``) name i
 Batching: one span chain per sampled event, not one span per batch with a link per event. Both were
 measured (``python -m login_bench.tracing --spans``: the user stage on 5,000-event batches, each way
 with its own stage and tracer provider, the export flushed inside its time, the minimum of 40 rounds;
-bench/results/tracing-spans.md). On this shared 2-core machine (load 6-12) one SDK span costs 20-60 us,
+a later run, CPU medians, is in bench/results/tracing-spans.md: 5.7x against 2.0x at 100 %, 1.15x against
+1.22x at 1 %). On this shared 2-core machine (load 6-12) one SDK span costs 20-60 us,
 so: at 100 % sampling the per-event chains made the user stage 6.7-8.0x as costly as without tracing,
 per-batch spans with links 1.7-1.9x; at 1 % the two differ by less than the measurement's noise (0.97 to
 1.07x against 1.03 to 1.20x, over three runs). Per event was chosen anyway, for what tracing is for: the
@@ -42,6 +43,13 @@ own that a backend shows only by following links (Jaeger's API returns links as 
 traces), and the next hop would continue the batch's trace, not the event's. At the rate meant for
 production (1 %) the choice costs nothing measurable over the alternative; at 100 % (a local run, a
 debugging session) it is the price of complete traces, and ``make bench-tracing`` states it.
+
+Three spans per stage, not one: a sampled event's six spans cost about 1.2 million instructions (an SDK
+span ~122,000, each attribute ~7,000 more), five events' worth of the consumer, so at 1 % the chain alone
+is ~5 % of the consumer's cost and issue 22's 5 % target is not met with it (docs/observability.md,
+"Cost": 1.073x in instructions). One span per stage (the bench's ``OneSpanPerStage``) would halve that
+(1.045x) but lose the receive span (the time an event waited in the topic) and the send span whose
+context the next hop continues; that choice is the project's, not made here.
 """
 
 from __future__ import annotations
