@@ -211,6 +211,48 @@ def test_a_canonical_unsampled_context_takes_the_fast_path_whole(flags: bytes) -
     assert forwardable({TRACEPARENT: value}) is None
 
 
+def _header_cases() -> list[Any]:
+    """Header lists around every ``TRACEPARENTS`` value: alone, last after others, not last, with a
+    ``tracestate`` before or after it, a str value; and no headers at all."""
+    cases: list[Any] = [None, [], [("x-correlation-id", b"c")], [(TRACEPARENT, UNSAMPLED.decode())]]
+    for value in TRACEPARENTS:
+        cases += [
+            [(TRACEPARENT, value)],
+            [("x-correlation-id", b"c"), ("x", b"1"), (TRACEPARENT, value)],
+            [(TRACEPARENT, value), ("x", b"1")],
+            [(TRACESTATE, b"k=v"), (TRACEPARENT, value)],
+            [(TRACEPARENT, value), (TRACESTATE, b"k=v")],
+        ]
+    return cases
+
+
+@pytest.mark.parametrize("headers", _header_cases())
+def test_the_processors_inline_check_is_forwardable(
+    headers: list[tuple[str, Any]] | None, spans: tuple[Any, InMemorySpanExporter]
+) -> None:
+    """The user stage's processor inlines ``forwardable`` (Processor.trace_fast, no call per event): the
+    same decision for every header list, the same header carried on, the others left to the tracer."""
+    tracer, _ = spans
+    stage = _stage(tracer, repartition="g-network-repartition")
+    result = stage.process([_msg(9, _event("u1"), [] if headers is None else list(headers))])
+    ((_source, _key, _value, out),) = result.batch.outputs
+    fast = forwardable(headers)
+    assert (result.batch.traced == []) == (fast is not None)
+    assert bool(_route_flags(result.records[0]) & ROUTE_TRACED) == (fast is None)
+    if fast is not None:
+        assert out[-1] is fast  # as it came: the same header, nothing rebuilt
+    assert stage.processor.trace_fast is True
+
+
+def test_a_sampler_that_decides_for_itself_sends_every_event_to_the_tracer() -> None:
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    stage = _stage(provider.get_tracer("always-off"))
+    assert stage.processor.trace_fast is False
+    result = stage.process([_msg(9, _event("u1"), [(TRACEPARENT, UNSAMPLED)])])
+    assert result.batch.traced == [0]
+    assert dict(result.records[0][4])[TRACEPARENT] == UNSAMPLED  # not recorded: the context goes on
+
+
 @pytest.mark.parametrize(
     ("sampler", "follows"),
     [
@@ -326,6 +368,11 @@ def test_the_user_stage_continues_sampled_traces_and_forwards_the_others(
     assert receive.attributes["messaging.consumer.group.name"] == "g"
     assert process.attributes["login.risk.level"] in ("low", "medium", "high")
     assert "login.risk.score" in process.attributes
+    # the verdicts are the output's (taken from its document as serialized, not parsed back)
+    output = orjson.loads(result.records[0][3])
+    assert process.attributes["login.event_id"] == output["event_id"]
+    assert process.attributes["login.risk.score"] == output["risk_score"]
+    assert list(process.attributes["login.reasons"]) == output["reasons"]
     assert receive.start_time <= receive.end_time <= process.start_time <= process.end_time
     # the output carries the send span's context; the unsampled event's context goes on as it came
     assert sampled[TRACEPARENT] == b"00-%032x-%016x-01" % (send.context.trace_id, send.context.span_id)

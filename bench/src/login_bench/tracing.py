@@ -16,16 +16,23 @@ Modes: off; 1 % (``OTEL_TRACES_SAMPLER=parentbased_traceidratio``, ``OTEL_TRACES
 producer decides, the consumer follows); 100 % (ratio 1). At 100 % the SDK's batch span processor drops
 what its queue cannot hold (``OTEL_BSP_MAX_QUEUE_SIZE``, 2048): the spans are made and paid for either way.
 
-``--spans``: in process, no broker. First the per-event versus per-batch choice (login_consumer/tracing.py):
-the user stage on 5,000-event batches without tracing (the code path before tracing existed, and with
-the tracer unset), then with one span chain per sampled event (what the stages do) and with one span per
-batch linking the sampled events, at 1 % and 100 %. Then both stages as the consumer runs them (user
-stage with every user detector, its repartition records read by the network stage): tracing off; on with
-the 1 % sampler but no event sampled (every ``traceparent`` flagged 00: the unsampled path alone); 1 %;
-100 %. CPU microseconds per event (the process's CPU time, the span processor's export thread included,
-over the batch and the export flush, each batch started after a full collection), the median of the
-repeats (the minimum beside it), the ways interleaved repeat by repeat, each with its own stages and
-provider; ratios against the first row of each group. ``--only <regex>`` runs a subset.
+``--spans``: in process, no broker. First the per-event versus per-batch choice
+(login_consumer/tracing.py): the user stage on 5,000-event batches without tracing (the code path before
+tracing existed, and with the tracer unset), then with one span chain per sampled event (what the stages
+do) and with one span per batch linking the sampled events, at 1 % and 100 %. Then both stages as the
+consumer runs them (user stage with every user detector, its repartition records read by the network
+stage): tracing off; on with the 1 % sampler but no event sampled (every ``traceparent`` flagged 00: the
+unsampled path alone); 1 %; 100 %; and, measured beside them but not what the stages do, one span per
+stage instead of the chain (``OneSpanPerStage``) at 1 % and 100 %. CPU microseconds per event (the
+process's CPU time, the span processor's export thread included, over the batch and the export flush, each
+batch started after a full collection), the median of the repeats (the minimum beside it), the ways
+interleaved repeat by repeat, each with its own stages and provider; ratios against the first row of each
+group, and the median of each repeat's own ratio (paired: the same events, the same minute's load), the
+ways' order rotated repeat by repeat. ``--only <regex>`` runs a subset. Instructions instead of CPU time
+(a count the machine's load does not change): ``--untimed`` runs only the ``--only`` ways, ``--repeats``
+batches after one warm-up batch, and writes nothing; under ``valgrind --tool=callgrind``, (instructions at
+``--repeats 3`` - at ``--repeats 1``) / (2 x ``--batch``) is one way's count per event
+(docs/observability.md, "Cost").
 
 Writes bench/results/tracing.{json,md} (``--out``) and prints the table. Exit 0 whatever the figures.
 
@@ -58,6 +65,7 @@ from login_devtools.local_jaeger import Jaeger, find_binary, tracing_env
 from login_devtools.service_env import service_env
 
 MODES: dict[str, str | None] = {"off": None, "1%": "0.01", "100%": "1"}
+Runner = tuple[Any, float | None, Any]  # --spans: (run a batch, the sampled share of its inputs, provider)
 
 
 def mode_env(mode: str, jaeger: Jaeger) -> dict[str, str]:
@@ -206,7 +214,14 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
 
     from login_common.logs import configure_logging
     from login_common.settings import load_settings
-    from login_common.tracing import TRACEPARENT, context_headers, is_sampled, parent_context, read_context
+    from login_common.tracing import (
+        TRACEPARENT,
+        context_headers,
+        is_sampled,
+        parent_context,
+        read_context,
+        replace_context,
+    )
     from login_consumer.config import ConsumerSettings
     from login_consumer.process import Processor, tune_gc
     from login_consumer.stages.user import UserStage
@@ -275,7 +290,7 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
             span.end()
 
     size = args.batch
-    runners: dict[str, tuple[Any, float | None, Any]] = {}
+    makers: dict[str, Any] = {}  # name -> a function that builds its Runner (only the ways that run)
 
     def stage(tr: Any = None) -> UserStage:
         made = UserStage(Processor.from_settings(settings), output_topic="out", repartition_topic="rep")
@@ -286,27 +301,56 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
 
     # each way its own stage (caches) and, traced, its own provider, flushed inside the timed window: the
     # export thread's work is part of the cost, and no way's backlog runs in another's window
-    before, off = stage(), stage()
-    runners["before tracing (processor + routing)"] = (
-        lambda m: before._route(before.processor.process(m)),
-        None,
-        None,
-    )
-    runners["tracing off (tracer unset)"] = (off.process, 0.01, None)
-    for ratio, label in ((0.01, "1%"), (1.0, "100%")):
+    def unchanged() -> Runner:
+        before = stage()
+        return (lambda m: before._route(before.processor.process(m)), None, None)
+
+    def per_event(ratio: float) -> Runner:
         tr, provider = tracer(ratio)
-        runners[f"per event, {label}"] = (stage(tr).process, ratio, provider)
+        return (stage(tr).process, ratio, provider)
+
+    def linked(ratio: float) -> Runner:
         tr, provider = tracer(ratio)
         alt = stage()
-        runners[f"per batch with links, {label}"] = (
-            lambda m, s=alt, t=tr: per_batch(s, m, t),
-            ratio,
-            provider,
-        )
+        return (lambda m: per_batch(alt, m, tr), ratio, provider)
+
+    makers["before tracing (processor + routing)"] = unchanged
+    makers["tracing off (tracer unset)"] = lambda: (stage().process, 0.01, None)
+    for ratio, label in ((0.01, "1%"), (1.0, "100%")):
+        makers[f"per event, {label}"] = lambda r=ratio: per_event(r)
+        makers[f"per batch with links, {label}"] = lambda r=ratio: linked(r)
 
     # both stages, as the consumer runs them without Kafka: the user stage (all user detectors) writes
     # repartition records, read back as messages by the network stage (credential_stuffing)
-    def pipeline_runner(tr: Any = None) -> Any:
+    class OneSpanPerStage(StageTracer):
+        """Measured beside the stages' chain, not used by them: per sampled event and stage one span
+        (``process``, with the receive span's messaging attributes), whose context the produced record
+        carries; no receive and no send span (login_consumer/tracing.py: why the chain)."""
+
+        pending: dict[str, Any] = {}  # noqa: RUF012 - the receive attributes, until the process span
+
+        def _receive(self, msg: Message, ctx: Any, started_ns: int) -> tuple[Any, bool]:
+            self.pending = {
+                "messaging.system": "kafka",
+                "messaging.destination.name": msg.topic() or "",
+                "messaging.destination.partition.id": str(msg.partition()),
+                "messaging.kafka.offset": msg.offset() or 0,
+                "messaging.consumer.group.name": self.group,
+                "messaging.kafka.message.key": (msg.key() or b"").decode("utf-8", "replace"),
+            }
+            return trace.get_current_span(ctx), True
+
+        def _process(
+            self, receive: Any, msg: Message, stage: str, started_ns: int, attributes: dict[str, Any]
+        ) -> Any:
+            return super()._process(receive, msg, stage, started_ns, {**self.pending, **attributes})
+
+        def _send(self, process: Any, destination: str, headers: Any, partition: int, ended_ns: int) -> Any:
+            if headers is not None:
+                replace_context(headers, context_headers(process))
+            return process
+
+    def pipeline_runner(tr: Any = None, way: type[StageTracer] = StageTracer) -> Any:
         full = load_settings(ConsumerSettings, metrics_port=0, state_changelog=False)
         processor = Processor.from_settings(full, build_detectors(full))
         network = build_network_detector(full)
@@ -315,7 +359,7 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
             raise SystemExit("bench: DETECTORS leaves out credential_stuffing: no network stage to measure")
         user.partitions, net.ordered = 6, False
         if tr is not None:
-            user.tracer = net.tracer = StageTracer(tr, group="g", dlq_topic="dlq")
+            user.tracer = net.tracer = way(tr, group="g", dlq_topic="dlq")
         stamp = (1, now * 1000)
 
         def run(messages: list[Message]) -> None:
@@ -330,28 +374,46 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
 
         return run
 
-    runners["both stages: tracing off"] = (pipeline_runner(), 0.01, None)
-    tr, provider = tracer(0.01)
-    runners["both stages: 1% sampler, none sampled"] = (pipeline_runner(tr), 0.0, provider)
+    def both(ratio: float, sampled: float, way: type[StageTracer] = StageTracer) -> Runner:
+        tr, provider = tracer(ratio)
+        return (pipeline_runner(tr, way), sampled, provider)
+
+    makers["both stages: tracing off"] = lambda: (pipeline_runner(), 0.01, None)
+    makers["both stages: 1% sampler, none sampled"] = lambda: both(0.01, 0.0)
     for sampled, label in ((0.01, "1%"), (1.0, "100%")):
-        tr, provider = tracer(sampled)
-        runners[f"both stages: per event, {label}"] = (pipeline_runner(tr), sampled, provider)
+        makers[f"both stages: per event, {label}"] = lambda r=sampled: both(r, r)
+    for sampled, label in ((0.01, "1%"), (1.0, "100%")):
+        makers[f"both stages: one span per stage (not used), {label}"] = lambda r=sampled: both(
+            r, r, OneSpanPerStage
+        )
+    kept = set(makers)
     if args.only:  # a subset, with the first row of each group it touches (the ratios' base)
         wanted = re.compile(args.only)
-        kept = {name for name in runners if wanted.search(name)}
+        kept = {name for name in makers if wanted.search(name)}
         for base in ("before tracing (processor + routing)", "both stages: tracing off"):
-            if any(name.startswith("both") == base.startswith("both") for name in kept):
+            if not args.untimed and any(name.startswith("both") == base.startswith("both") for name in kept):
                 kept.add(base)
-        runners = {name: runner for name, runner in runners.items() if name in kept}
+    runners: dict[str, Runner] = {name: make() for name, make in makers.items() if name in kept}
     timings: dict[str, list[float]] = {name: [] for name in runners}
     tune_gc()  # as login-consumer does
     for run, sampling, provider in runners.values():  # warm the caches of each stage
         run(batch(values(size), sampling))
         if provider is not None:
             provider.force_flush()
-    for _ in range(args.repeats):  # interleaved: a change of load hits every way alike
+    if args.untimed:  # for an instruction counter (see the module doc): the batches, nothing else
+        for _ in range(args.repeats):
+            events = values(size)
+            for run, sampling, provider in runners.values():
+                run(batch(events, sampling))
+                if provider is not None:
+                    provider.force_flush()
+        return {"kind": "untimed", "ways": list(runners)}
+    names = list(runners)
+    for repeat in range(args.repeats):  # interleaved: a change of load hits every way alike
         events = values(size)
-        for name, (run, sampling, provider) in runners.items():
+        turn = repeat % len(names)  # and each way first, middle and last in turn (no place's bias)
+        for name in names[turn:] + names[:turn]:
+            run, sampling, provider = runners[name]
             messages = batch(events, sampling)
             # each batch from the same collector state: the cyclic collector runs when allocations
             # pass a count (50,000 after tune_gc), whoever allocates; without this one way's garbage was
@@ -367,8 +429,15 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
     # (they still slow it through the caches: the median of the interleaved repeats, the minimum beside it)
     results = {name: round(statistics.median(values), 2) for name, values in timings.items()}
     minima = {name: round(min(values), 2) for name, values in timings.items()}
+    # paired: each repeat's figure over its group's first in the same repeat (the same events, the same
+    # minute's load), the median of those ratios; steadier than a ratio of medians on a loaded machine
+    paired: dict[str, float] = {}
+    for name, figures in timings.items():
+        firsts = timings[_group_base(name)]
+        if firsts:
+            paired[name] = round(statistics.median(f / b for f, b in zip(figures, firsts, strict=True)), 4)
     for name, value in results.items():
-        say(f"{name}: {value:.2f} CPU µs/event (min {minima[name]:.2f})")
+        say(f"{name}: {value:.2f} CPU µs/event (min {minima[name]:.2f}, paired {paired.get(name, 0):.3f})")
     return {
         "kind": "spans",
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -376,21 +445,29 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
         "config": {"batch": size, "repeats": args.repeats, "loadavg_start": load, "measure": "cpu"},
         "cpu_us_per_event": results,
         "cpu_us_per_event_min": minima,
+        "paired_ratio_median": paired,
     }
+
+
+def _group_base(name: str) -> str:
+    """The first row of ``name``'s group: the base of its ratios."""
+    return "both stages: tracing off" if name.startswith("both") else "before tracing (processor + routing)"
 
 
 def spans_table(doc: dict[str, Any]) -> str:
     minima = doc["cpu_us_per_event_min"]
     values = doc["cpu_us_per_event"]
+    paired = doc.get("paired_ratio_median", {})
     lines = [
-        f"| {doc['config']['batch']:,}-event batches | CPU µs/event (median) | vs first | min |",
-        "|---|---:|---:|---:|",
+        f"| {doc['config']['batch']:,}-event batches | CPU µs/event (median) | vs first | min "
+        "| paired ratio (median) |",
+        "|---|---:|---:|---:|---:|",
     ]
     for name, value in values.items():
-        first = (
-            "both stages: tracing off" if name.startswith("both") else "before tracing (processor + routing)"
-        )
-        lines.append(f"| {name} | {value:.2f} | {value / values[first]:.3f} | {minima[name]:.2f} |")
+        first = values.get(_group_base(name))
+        ratio = f"{value / first:.3f}" if first else "-"
+        pair = f"{paired[name]:.3f}" if name in paired else "-"
+        lines.append(f"| {name} | {value:.2f} | {ratio} | {minima[name]:.2f} | {pair} |")
     return "\n".join(lines) + "\n"
 
 
@@ -412,9 +489,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=5000, help="--spans: events per batch")
     parser.add_argument("--repeats", type=int, default=40, help="--spans: batches per figure")
     parser.add_argument("--only", help="--spans: only the ways whose name matches this regular expression")
+    parser.add_argument(
+        "--untimed",
+        action="store_true",
+        help="--spans: run the --only ways (no base added) for --repeats batches; no timing, no files",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
     doc = spans(args) if args.spans else pipeline(args)
+    if doc["kind"] == "untimed":
+        return 0
     table = spans_table(doc) if args.spans else pipeline_table(doc)
     name = "tracing-spans" if args.spans else "tracing"
     args.out.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Final, NamedTuple
 
 import orjson
@@ -27,6 +28,7 @@ from login_common.contract import (
     HEADER_SCHEMA_VERSION,
     PROCESSED_SCHEMA_VERSION,
 )
+from login_common.tracing import TRACEPARENT, TRACESTATE, unsampled_traceparent
 from login_consumer import __version__
 from login_consumer.config import ConsumerSettings
 from login_consumer.detectors.base import NO_DETECTIONS, DetectBatch, Detection, Detectors, NoDetectors
@@ -40,6 +42,7 @@ log = structlog.get_logger("login_consumer")
 
 _SCHEMA_HEADER: Final[Header] = (HEADER_SCHEMA_VERSION, str(PROCESSED_SCHEMA_VERSION).encode())
 _JSON_HEADER: Final[Header] = (HEADER_CONTENT_TYPE, b"application/json")
+_NAME: Final = itemgetter(0)
 
 
 @dataclass(slots=True)
@@ -88,8 +91,10 @@ class BatchResult:
     dead: list[tuple[Message, Invalid]]
     stats: BatchStats
     routes: list[Route] = field(default_factory=list)  # one per output
-    # tracing on: indexes of the outputs whose trace context the stage's tracer reads (ROUTE_TRACED)
+    # tracing on: indexes of the outputs whose trace context the stage's tracer reads (ROUTE_TRACED), and
+    # their documents as serialized (the verdicts of a sampled event's span, without parsing its output)
     traced: list[int] = field(default_factory=list)
+    traced_docs: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Processor:
@@ -109,11 +114,14 @@ class Processor:
         # may still change, so they are counted there, not here
         self.final = True
         self.privacy = privacy  # OUTPUT_PRIVACY: rewrites IP and device id of each output (privacy.py)
-        # tracing on (set with the user stage's tracer, tracing.StageTracer.fast_path): given an input's
-        # headers, the trace context header its output carries on as it came (an unsampled event: no
-        # span, no OpenTelemetry call), or None: the output's index goes to ``BatchResult.traced`` and
-        # its route gets ROUTE_TRACED, for the tracer. None here: tracing off, nothing read.
-        self.trace_context: Callable[[Any], Header | None] | None = None
+        # Tracing (set with the user stage's tracer, stages/user.py): None = off, nothing read. True = the
+        # fast path, inline (``login_common.tracing.forwardable``'s test, without a call per event): an
+        # input whose last header is a canonical version-00 ``traceparent`` without the sampled flag, and
+        # that has no ``tracestate``, has that header carried on to its output as it came (no span, no
+        # OpenTelemetry call). Any other output (and every one when False: a sampler that decides for
+        # itself, ``tracing.follows_parent``) has its index in ``BatchResult.traced`` and ROUTE_TRACED in
+        # its route, for the stages' tracer. tests/unit/test_tracing.py pins it against ``forwardable``.
+        self.trace_fast: bool | None = None
 
     @classmethod
     def from_settings(cls, settings: ConsumerSettings, detectors: Detectors | None = None) -> Processor:
@@ -185,10 +193,12 @@ class Processor:
         outputs: list[Output] = []
         routes: list[Route] = []
         traced: list[int] = []
-        trace_context = self.trace_context
+        traced_docs: list[dict[str, Any]] = []
+        trace_fast = self.trace_fast
         final = self.final
         assess = self.risk.assess
         protect = self.privacy
+        unsampled = unsampled_traceparent
         dumps = orjson.dumps
         scores = stats.risk_scores
         levels: list[str] = []
@@ -230,15 +240,24 @@ class Processor:
                 correlation = fresh_prefix + b"%012x" % fresh
             elif type(correlation) is not bytes:
                 correlation = str(correlation).encode()
-            out_headers = [_SCHEMA_HEADER, _JSON_HEADER, (HEADER_CORRELATION_ID, correlation)]
             flags = (doc["outcome"] == "failure") | (2 if dets else 0)
-            if trace_context is not None:
-                context = trace_context(headers)
-                if context is None:
-                    traced.append(len(outputs))
-                    flags |= ROUTE_TRACED
-                else:
-                    out_headers.append(context)
+            if trace_fast is None:
+                out_headers = [_SCHEMA_HEADER, _JSON_HEADER, (HEADER_CORRELATION_ID, correlation)]
+            elif (
+                trace_fast
+                and type(headers) is list
+                and headers
+                and (last := headers[-1])[0] == TRACEPARENT
+                and type(parent := last[1]) is bytes
+                and unsampled(parent) is not None
+                and (len(headers) == 1 or TRACESTATE not in map(_NAME, headers))
+            ):  # not sampled: its context goes on as it came
+                out_headers = [_SCHEMA_HEADER, _JSON_HEADER, (HEADER_CORRELATION_ID, correlation), last]
+            else:  # for the tracer
+                out_headers = [_SCHEMA_HEADER, _JSON_HEADER, (HEADER_CORRELATION_ID, correlation)]
+                traced.append(len(outputs))
+                traced_docs.append(doc)
+                flags |= ROUTE_TRACED
             outputs.append((msg, key, value, out_headers))
             routes.append(
                 Route(
@@ -277,7 +296,7 @@ class Processor:
             stats.flagged_users[doc["user_id"]] += 1
             stats.flagged_ips[doc["ip"]] += 1
         stats.seconds = time.perf_counter() - started
-        return BatchResult(outputs, dead, stats, routes, traced)
+        return BatchResult(outputs, dead, stats, routes, traced, traced_docs)
 
 
 def tune_gc() -> None:

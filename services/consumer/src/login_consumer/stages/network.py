@@ -22,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Final, NamedTuple
 
 import orjson
@@ -38,6 +39,7 @@ from login_consumer.tracing import StageTracer
 from login_consumer.validate import Invalid
 
 _ROUTE: Final = ROUTE_HEADER
+_NAME: Final = itemgetter(0)
 
 
 @dataclass(slots=True)
@@ -56,6 +58,8 @@ def read_progress(
     if not headers:
         return None
     items = headers.items() if isinstance(headers, dict) else headers
+    if PROGRESS_HEADER not in map(_NAME, items):  # every other record: one scan in C, not a loop here
+        return None
     found: tuple[int, float, bool] | None = None
     created = LAST_OF_SECOND
     for name, value in items:
@@ -75,7 +79,10 @@ def read_route(
         return None
     if isinstance(headers, dict):
         headers = list(headers.items())
-    for at in range(len(headers) - 1, -1, -1):
+    name, value = headers[-1]
+    if name == _ROUTE and isinstance(value, bytes):  # last, where the user stage puts it: a slice, no scan
+        return headers[:-1] if type(headers) is list else list(headers[:-1]), value
+    for at in range(len(headers) - 2, -1, -1):
         name, value = headers[at]
         if name == _ROUTE and isinstance(value, bytes):
             return [h for i, h in enumerate(headers) if i != at], value

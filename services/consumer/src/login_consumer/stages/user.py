@@ -89,13 +89,13 @@ class UserStage:
     @property
     def tracer(self) -> StageTracer | None:
         """Set when tracing is on (wiring.py); setting it tells the processor to read each input's trace
-        context on its way (``Processor.trace_context``)."""
+        context on its way (``Processor.trace_fast``)."""
         return self._tracer
 
     @tracer.setter
     def tracer(self, tracer: StageTracer | None) -> None:
         self._tracer = tracer
-        self.processor.trace_context = tracer.fast_path if tracer is not None else None
+        self.processor.trace_fast = tracer.follows_parent if tracer is not None else None
 
     def process(self, messages: Sequence[Message], now: float | None = None) -> UserStageResult:
         tracer = self._tracer
@@ -104,7 +104,9 @@ class UserStage:
         started_ns = time.time_ns()
         result = self._route(self.processor.process(messages, now))
         batch = result.batch
-        tracer.user_stage(batch.outputs, result.records, batch.dead, batch.traced, started_ns=started_ns)
+        tracer.user_stage(
+            batch.outputs, result.records, batch.dead, batch.traced, batch.traced_docs, started_ns=started_ns
+        )
         return result
 
     def _route(self, batch: BatchResult) -> UserStageResult:
