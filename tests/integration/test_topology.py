@@ -182,7 +182,8 @@ def test_a_process_giving_up_its_input_partitions_withdraws_their_idle_claims(
 
 
 def _simulated(path: Path, events: int) -> list[dict[str, Any]]:
-    """The producer's population with its attack mix (labels dropped), re-timed to end a minute ago."""
+    """The producer's population with its attack mix (labels dropped), the same every run, re-timed to end a
+    minute ago."""
     subprocess.run(
         [
             str(BIN / "login-producer"),
@@ -194,6 +195,8 @@ def _simulated(path: Path, events: int) -> list[dict[str, Any]]:
             "400",
             "--seed",
             "7",
+            "--start-time",  # the same events every run (the population's day follows the start time)
+            "1796194800",  # 07:00 UTC: a stuffing wave in the mix (about 2,000 of 12,000 events)
         ],
         check=True,
         capture_output=True,
