@@ -37,13 +37,14 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import suppress
-from typing import Final
+from typing import Any, Final
 
 import structlog
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from login_common.access import Backoff
 from login_consumer.config import ConsumerSettings
+from login_consumer.delivery.checkpoint import Checkpoint
 from login_consumer.detectors.base import Detectors
 from login_consumer.detectors.networks import NetworkDetector
 from login_consumer.errors import CommitFailed
@@ -255,8 +256,19 @@ class ConsumerApp:
             self._consumer.close()  # leaves the group (revocation commits again: nothing left)
         except (KafkaException, RuntimeError) as exc:
             self._log.warning("consumer.close_failed", error=str(exc))
-        self.checkpoint.abort()
-        left = self.sender.producer.flush(2.0 if stop.is_set() else 10.0)
-        if left:
-            self._log.warning("producer.unflushed", messages=left)
+        _close_producer(self.checkpoint, self.sender.producer, 2.0 if stop.is_set() else 10.0, self._log)
         self._log.info("consumer.closed")
+
+
+def _close_producer(checkpoint: Checkpoint, producer: Producer, seconds: float, log: Any) -> None:
+    """Abort what is open and flush the rest. A fenced (fatal) producer raises there: its open transaction
+    is the broker's to abort and what it held is redone by the partitions' next owner, so a clear line,
+    not a traceback."""
+    try:
+        checkpoint.abort()
+        left = producer.flush(seconds)
+    except KafkaException as exc:
+        log.warning("producer.close_failed", error=str(exc.args[0]))
+        return
+    if left:
+        log.warning("producer.unflushed", messages=left)
