@@ -87,7 +87,7 @@ test-readme: init kafka-up ## Run every command the README shows, as written, an
 	KAFKA_BOOTSTRAP=$${KAFKA_BOOTSTRAP:-$(BOOTSTRAP_SERVERS)} $(BIN)/pytest tests/readme $(PYTEST_ARGS)
 
 # The README commands too slow (or too speed-bound) for `make test`: make evaluate, make bench (quick and
-# full) and make bench-producer (tests/readme/test_long.py). CI runs this; `make test` skips them, naming it.
+# full) and make bench-producer (tests/readme/test_long.py). `make test` skips them, naming it; CI has no time for them.
 .PHONY: test-readme-long
 test-readme-long: init kafka-up ## The README tier with its long commands too (evaluate, bench, bench-producer): for CI
 	README_LONG=1 KAFKA_BOOTSTRAP=$${KAFKA_BOOTSTRAP:-$(BOOTSTRAP_SERVERS)} $(BIN)/pytest tests/readme $(PYTEST_ARGS)

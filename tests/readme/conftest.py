@@ -12,7 +12,7 @@ KAFKA_PORT is stopped and started by the kafka-up/-down tests and is running aga
 
 The commands too slow for ``make test`` (``make evaluate``, ``make bench`` and its quick run, ``make
 bench-producer``: tests/readme/test_long.py says why) run only with README_LONG=1 (``make
-test-readme-long``, for CI); they are registered and tested all the same.
+test-readme-long``, run by hand: CI has no time); they are registered and tested all the same.
 """
 
 from __future__ import annotations
@@ -216,4 +216,6 @@ def readme_tier() -> Iterator[None]:
 
 def only_long() -> pytest.MarkDecorator:
     """For the commands too slow for `make test`: they run with README_LONG=1 (make test-readme-long)."""
-    return pytest.mark.skipif(not LONG, reason="too slow for make test: runs in `make test-readme-long` (CI)")
+    return pytest.mark.skipif(
+        not LONG, reason="too slow for make test: runs in `make test-readme-long` (by hand: CI has no time)"
+    )
