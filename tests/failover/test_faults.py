@@ -221,11 +221,22 @@ def probe_write(config: dict[str, Any], topic: str, timeout: float = 30.0) -> st
     return result[0] if result else "no answer"
 
 
+# The two-brokers outage outlasts the group's max.poll.interval.ms (made short here, as the settings allow:
+# 4 x DELIVERY_TIMEOUT, and SESSION_TIMEOUT_MS's default) twice over: the loop must keep reading while Kafka
+# refuses its writes (a pending abort, a full queue), or the group drops it for not reading. Before the fix
+# the loop stayed in ``Transactions.begin`` retrying the abort. (The group may still drop it for its
+# session: a group coordinator among the killed brokers answers no heartbeat; that is the cluster's doing
+# and the consumer rejoins when one returns.)
+POLL_INTERVAL_MS = 45_000
+OUTAGE_SETTINGS = {"delivery_timeout": 10, "max_poll_interval_ms": POLL_INTERVAL_MS}
+REFUSED_FOR = 2.5 * POLL_INTERVAL_MS / 1000
+
+
 @pytest.mark.parametrize("guarantee", GUARANTEES)
 def test_two_brokers_down_refuses_writes_and_recovers_when_one_returns(
-    pipeline: Callable[[str], Pipeline], guarantee: str
+    pipeline: Callable[..., Pipeline], guarantee: str
 ) -> None:
-    pipe = pipeline(guarantee)
+    pipe = pipeline(guarantee, **OUTAGE_SETTINGS)
     cluster = pipe.cluster.cluster
     consumer = pipe.consumer
 
@@ -247,10 +258,12 @@ def test_two_brokers_down_refuses_writes_and_recovers_when_one_returns(
         assert pipe.load is not None
         window = time.monotonic()
         queued = pipe.load.sent
-        time.sleep(5.0)  # a fixed window of observation, not a wait for something to happen
+        # a fixed window of observation, longer than the group lets a member go without reading
+        time.sleep(max(0.0, REFUSED_FOR - (window - killed_at)))
         acked_in_window = pipe.load.acked_between(window, time.monotonic())
         assert acked_in_window == 0, "a write was acknowledged below min.insync.replicas"
         assert consumer.alive(), "the consumer must stay up while the cluster refuses writes"
+        assert consumer.get("/ready")[0] == 503, "/ready must say the cluster refuses writes all along"
         outage = time.monotonic() - killed_at
         back = time.monotonic()
         pipe.cluster.start(down[0])
@@ -261,6 +274,8 @@ def test_two_brokers_down_refuses_writes_and_recovers_when_one_returns(
         wait_until(lambda: consumer.get("/ready")[0] == 200, 300, "/ready 200 again", 0.5)
         pipe.cluster.start(down[1])
         cluster.wait_registered([down[1].node_id], START)
+        dropped = dropped_for_not_reading(pipe)
+        assert not dropped, f"the loop went longer than max.poll.interval.ms without reading: {dropped}"
         return {
             "refused_after": f"{refusing:.1f}s",
             "probe": answer,
@@ -271,6 +286,16 @@ def test_two_brokers_down_refuses_writes_and_recovers_when_one_returns(
         }
 
     run(pipe, "two-brokers-down", fault)
+
+
+def dropped_for_not_reading(pipe: Pipeline) -> list[str]:
+    """Lines of the consumer's log that say the group dropped it for not reading: librdkafka's "maximum
+    poll interval ... exceeded" log line or error."""
+    return [
+        line[:300]
+        for line in pipe.consumer.log_path.read_text(errors="replace").splitlines()
+        if "maximum poll interval" in line.lower() or "MAX_POLL_EXCEEDED" in line
+    ]
 
 
 @pytest.mark.parametrize("guarantee", GUARANTEES)

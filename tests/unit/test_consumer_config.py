@@ -37,6 +37,25 @@ def test_exactly_once_uses_a_stable_transactional_id() -> None:
     assert named.consumer_config()["isolation.level"] == "read_committed"
 
 
+def test_the_poll_interval_outlasts_every_wait_of_the_loop_on_kafka() -> None:
+    """Between two reads the loop may wait on Kafka WAITS_PER_READ x DELIVERY_TIMEOUT (a full queue, a
+    commit's retries, an abort): max.poll.interval.ms is never shorter, or the group would drop the member
+    while it waits (a two-broker outage did that: the output stopped for good)."""
+    assert load_settings(ConsumerSettings).consumer_config()["max.poll.interval.ms"] == 300_000
+    slow = load_settings(ConsumerSettings, delivery_timeout=120)
+    assert slow.consumer_config()["max.poll.interval.ms"] == 4 * 120_000
+    tight = load_settings(
+        ConsumerSettings, delivery_timeout=10, session_timeout_ms=10_000, max_poll_interval_ms=40_000
+    )
+    assert tight.consumer_config()["max.poll.interval.ms"] == 40_000
+    with pytest.raises(ConfigError, match="MAX_POLL_INTERVAL_MS"):
+        load_settings(ConsumerSettings, delivery_timeout=10, max_poll_interval_ms=39_999)
+    with pytest.raises(ConfigError, match="MAX_POLL_INTERVAL_MS"):
+        load_settings(
+            ConsumerSettings, delivery_timeout=1, session_timeout_ms=45_000, max_poll_interval_ms=30_000
+        )
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [

@@ -74,3 +74,24 @@ def test_a_setting_that_can_never_work_is_raised() -> None:
 
     with pytest.raises(StateRestoreError, match="must match"):
         retrier.until_done(threading.Event(), "start-up", step)
+
+
+def test_a_step_retried_between_two_reads_gives_up_after_its_time() -> None:
+    """``within``: the loop retries init_transactions for at most DELIVERY_TIMEOUT before it reads again
+    (the group would drop a member that stops reading for longer: delivery/producer.py)."""
+    import time
+
+    retrier, _, warned = _retrier()
+    attempts: list[float] = []
+
+    def step() -> None:
+        attempts.append(time.monotonic())
+        raise InternalTopicError("coordinator away", KafkaError(KafkaError.COORDINATOR_NOT_AVAILABLE))
+
+    started = time.monotonic()
+    assert not retrier.until_done(threading.Event(), "init_transactions", step, within=1.2)
+    took = time.monotonic() - started
+    assert len(attempts) == 2  # at 0 s and after 0.5 s; the next would start after 1.5 s: not tried
+    assert attempts[-1] - started < 1.2
+    assert took < 1.2  # no pause after the last attempt
+    assert warned == ["init_transactions.retrying"] * len(attempts)

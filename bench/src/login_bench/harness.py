@@ -94,6 +94,7 @@ class Plan:
     contenders: tuple[str, ...] = CONTENDERS
     p_users: int = 100_000
     max_drain_seconds: float = 0.0  # 0: drain everything; else stop there and measure what was drained
+    consumer: str = ""  # the login-consumer command measured ("": this environment's)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Plan:
@@ -114,7 +115,10 @@ class Plan:
             samples["limit"] = LIMIT_RECORDS
         cap = args.max_drain_seconds if args.max_drain_seconds is not None else (60.0 if quick else 120.0)
         scale_runs = args.scale_runs or (1 if quick else runs)
-        return cls(events, runs, samples, latency, scale_runs, quick, only, max_drain_seconds=cap)
+        consumer = str(Path(args.consumer).resolve()) if args.consumer else ""
+        return cls(
+            events, runs, samples, latency, scale_runs, quick, only, max_drain_seconds=cap, consumer=consumer
+        )
 
 
 # ---------------------------------------------------------------------------------------------- kafka
@@ -327,9 +331,11 @@ def start(name: str, argv: list[str], env: dict[str, str]) -> Proc:
     return Proc(name, popen, psutil.Process(popen.pid), log)
 
 
-def contender_argv(contender: str) -> list[str]:
+def contender_argv(contender: str, consumer: str = "") -> list[str]:
+    """The command of ``contender``; ``consumer``: the login-consumer measured (default this environment's;
+    ``--consumer``: another checkout's, to compare two versions under the same harness)."""
     if contender in ("pipeline", "pipeline_eos"):
-        return [str(BIN / "login-consumer")]
+        return [consumer or str(BIN / "login-consumer")]
     if contender == "passthrough":
         return [sys.executable, "-m", "login_bench.contenders", "passthrough"]
     if contender == "seed_loop":
@@ -433,7 +439,10 @@ class Bench:
         env["DETECTORS"] = detectors
         env.update(extra_env or {})
         load1 = os.getloadavg()[0]
-        procs = [start(f"{contender}-{workload}", contender_argv(contender), env) for _ in range(processes)]
+        procs = [
+            start(f"{contender}-{workload}", contender_argv(contender, self.plan.consumer), env)
+            for _ in range(processes)
+        ]
         started = time.monotonic()
         cap = self.plan.max_drain_seconds
         deadline = started + (cap or 120 + target / 500)
@@ -562,7 +571,10 @@ class Bench:
         self.kafka.create({source: PARTITIONS})  # CreateTime: when the paced producer created each event
         self.kafka.create({out: PARTITIONS, dlq: 1}, append_time=True)
         env = contender_env("pipeline", self.bootstrap, source=source, out=out, dlq=dlq, group=group)
-        procs = [start(f"latency-{rate_name}", contender_argv("pipeline"), env) for _ in range(processes)]
+        procs = [
+            start(f"latency-{rate_name}", contender_argv("pipeline", self.plan.consumer), env)
+            for _ in range(processes)
+        ]
         producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 1, "enable.idempotence": True})
         sent = 0
         paced_seconds = 0.0
@@ -667,6 +679,7 @@ class Bench:
                 "partitions": PARTITIONS,
                 "contenders": list(self.plan.contenders),
                 "max_drain_seconds": self.plan.max_drain_seconds,
+                "consumer": self.plan.consumer or "this checkout",
             },
             runs=runs,
             limit_detail=limit_detail,
@@ -867,6 +880,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--scale-runs", type=int, default=0, help="runs of the 2-process and network-stage drains"
+    )
+    parser.add_argument(
+        "--consumer",
+        default="",
+        help="the login-consumer executable measured (default this environment's); another checkout's "
+        ".venv/bin/login-consumer compares two versions on the same harness and traffic",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory (default bench/results)")
     parser.add_argument("--update-readme", action="store_true", help="replace the README's benchmark table")

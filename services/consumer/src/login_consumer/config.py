@@ -4,15 +4,16 @@ List settings (``DETECTORS``, ``DETECTOR_RISKS``, ``RISK_WEIGHTS``) stay text in
 chart and the docs write them, and are parsed once, when the model is loaded, by the one list parser
 (``names.py``): ``detector_names``, ``risks`` and ``weights()`` are the typed values everything else uses.
 The detectors' own settings (``DETECTORS``, thresholds, bounds) are a part of this model defined with them
-(``detectors/settings.py``), as the privacy settings are (``privacy.py``). This module imports names and
+(``detectors/settings.py``), as the privacy settings are (``privacy.py``) and what an input must be
+(``validate.py``, ``InputSettings``). This module imports names and
 settings parts, never the detectors themselves: nothing below the settings imports them back.
 
 The consumer's other settings are typed groups, one class per concern, each naming the code it configures:
 ``PipelineSettings`` (topics, group, metrics port), ``LoopSettings`` (batch, poll, commit interval,
 outputs in flight), ``InternalTopicSettings``, ``DeliverySettings`` (guarantee, client timeouts),
-``InputSettings`` (what an input must be), ``RiskSettings``, ``EnrichmentSettings`` and ``StateSettings``
-(changelog, restore, event-time alignment). ``ConsumerSettings`` inherits them all, so every setting is
-still one environment variable and one attribute (``settings.batch_size``): nothing outside changes.
+``RiskSettings``, ``EnrichmentSettings`` and ``StateSettings`` (changelog, restore, event-time alignment).
+``ConsumerSettings`` inherits them all, so every setting is still one environment variable and one attribute
+(``settings.batch_size``): nothing outside changes.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from __future__ import annotations
 import socket
 from typing import Any, Literal
 
-from packaging.version import InvalidVersion, Version
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 from pydantic_settings import BaseSettings
 
 from login_common.settings import CommonSettings
@@ -29,8 +29,11 @@ from login_consumer.detectors.names import CREDENTIAL_STUFFING
 from login_consumer.detectors.settings import DetectorSettings
 from login_consumer.privacy import PrivacySettings
 from login_consumer.risk import DEFAULT_WEIGHTS, parse_weights
+from login_consumer.validate import InputSettings
 
 Guarantee = Literal["at-least-once", "exactly-once"]
+
+WAITS_PER_READ = 4  # the loop waits on Kafka at most this many DELIVERY_TIMEOUTs between reads (delivery/)
 
 
 class PipelineSettings(BaseSettings):
@@ -113,6 +116,8 @@ class InternalTopicSettings(BaseSettings):
 class DeliverySettings(BaseSettings):
     """The processing guarantee and the Kafka clients' timeouts (``delivery/``, ``operations/clients.py``)."""
 
+    _poll_ms: int = PrivateAttr(default=300_000)  # max.poll.interval.ms (_poll_interval)
+
     processing_guarantee: Guarantee = Field(
         "at-least-once",
         description="at-least-once (commit after outputs are acknowledged) or exactly-once (transactions).",
@@ -136,6 +141,10 @@ class DeliverySettings(BaseSettings):
         30.0, gt=0, le=600, description="Seconds to wait for the broker to acknowledge a batch's outputs."
     )
 
+    max_poll_interval_ms: int = Field(
+        0, ge=0, le=86_400_000, description="max.poll.interval.ms; 0 = max(300000, 4 x DELIVERY_TIMEOUT)."
+    )
+
     linger_ms: int = Field(5, ge=0, le=1_000, description="Output producer linger.ms (batching delay).")
 
     shutdown_timeout: float = Field(
@@ -146,34 +155,18 @@ class DeliverySettings(BaseSettings):
     def exactly_once(self) -> bool:
         return self.processing_guarantee == "exactly-once"
 
-
-class InputSettings(BaseSettings):
-    """What an input event must be, else it is dead-lettered (``validate.py``)."""
-
-    max_event_bytes: int = Field(
-        65_536, ge=256, le=10_485_760, description="Larger input messages are dead-lettered (too_large)."
-    )
-
-    timestamp_max_age_seconds: int = Field(
-        30 * 86_400, ge=0, description="Events older than this (by their timestamp) are invalid."
-    )
-
-    timestamp_max_ahead_seconds: int = Field(
-        300, ge=0, description="Events further in the future than this are invalid."
-    )
-
-    min_app_version: str = Field(
-        "2.3.0", min_length=1, description="Oldest supported app version (PEP 440, e.g. 2.3.0)."
-    )
-
-    @field_validator("min_app_version")
-    @classmethod
-    def _version(cls, value: str) -> str:
-        try:
-            Version(value)
-        except InvalidVersion:
-            raise ValueError(f"{value!r} is not a PEP 440 version") from None
-        return value
+    @model_validator(mode="after")
+    def _poll_interval(self) -> DeliverySettings:
+        """The group must not drop the loop while it waits on Kafka (mid-commit) nor before its session."""
+        least = max(self.session_timeout_ms, int(WAITS_PER_READ * self.delivery_timeout * 1000))
+        if 0 < self.max_poll_interval_ms < least:
+            raise ValueError(
+                f"MAX_POLL_INTERVAL_MS ({self.max_poll_interval_ms}) must be at least {least}: "
+                f"SESSION_TIMEOUT_MS and {WAITS_PER_READ} x DELIVERY_TIMEOUT, the loop's longest wait "
+                "on Kafka between two reads"
+            )
+        self._poll_ms = self.max_poll_interval_ms or max(300_000, least)
+        return self
 
 
 class RiskSettings(BaseSettings):
@@ -315,6 +308,7 @@ class ConsumerSettings(
             "isolation.level": "read_committed",
             "session.timeout.ms": self.session_timeout_ms,
             "heartbeat.interval.ms": min(3000, self.session_timeout_ms // 3),
+            "max.poll.interval.ms": self._poll_ms,
         }
 
     def producer_config(self) -> dict[str, Any]:

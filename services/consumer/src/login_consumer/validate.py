@@ -19,9 +19,42 @@ from typing import Annotated, Any, Final, Literal, Protocol, Union
 
 import msgspec
 import orjson
+from packaging.version import InvalidVersion, Version
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings
 
 from login_common.contract import field_enums, field_limits, field_types, required_fields, schema
 from login_consumer.addresses import parse_ip
+
+
+class InputSettings(BaseSettings):
+    """What an input event must be, else it is dead-lettered (``validate.py``)."""
+
+    max_event_bytes: int = Field(
+        65_536, ge=256, le=10_485_760, description="Larger input messages are dead-lettered (too_large)."
+    )
+
+    timestamp_max_age_seconds: int = Field(
+        30 * 86_400, ge=0, description="Events older than this (by their timestamp) are invalid."
+    )
+
+    timestamp_max_ahead_seconds: int = Field(
+        300, ge=0, description="Events further in the future than this are invalid."
+    )
+
+    min_app_version: str = Field(
+        "2.3.0", min_length=1, description="Oldest supported app version (PEP 440, e.g. 2.3.0)."
+    )
+
+    @field_validator("min_app_version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        try:
+            Version(value)
+        except InvalidVersion:
+            raise ValueError(f"{value!r} is not a PEP 440 version") from None
+        return value
+
 
 # Every reason an input can be dead-lettered for (the ``reason`` label of login_consumer_events_dlq_total).
 ERROR_TYPES: Final = (

@@ -235,7 +235,13 @@ def assemble(
     )
     events.delivery_failed = checkpoint.delivery_failed
     events.produce_failed = checkpoint.produce_failed
-    sender = Sender(producer, settings.dlq_topic, begin=checkpoint.begin, refused=events.on_produce_refused)
+    sender = Sender(
+        producer,
+        settings.dlq_topic,
+        begin=checkpoint.begin,
+        refused=events.on_produce_refused,
+        wait=settings.delivery_timeout,
+    )
     topology = Topology(
         user_stage,
         network_stage,
@@ -262,6 +268,7 @@ def assemble(
         sender,
         exactly_once=settings.exactly_once,
         log=events.log,
+        timeout=settings.delivery_timeout,
     )
     probes = Probes(
         events.access,

@@ -4,7 +4,10 @@ A transactional producer whose ``init_transactions`` failed, or any producer tha
 fenced or refused transactional id, an idempotence failure), can never produce again: librdkafka requires a
 new instance. ``ProducerKeeper`` makes it (with the process's callbacks) and hands it to the sender and the
 checkpoint; in exactly-once mode it initialises its transactions again, retried with backoff by the caller
-while the broker refuses (``operations/retry.py``). The failed interval was aborted and rewound before, so
+while the broker refuses (``operations/retry.py``), for at most DELIVERY_TIMEOUT at a time (``recover``):
+while the transaction coordinator is away (two brokers of three down) the loop goes back to reading, so
+that the group does not drop it for exceeding ``max.poll.interval.ms``, and the next failed checkpoint tries
+again (a producer not ready refuses the batch). The failed interval was aborted and rewound before, so
 nothing is lost or written twice.
 """
 
@@ -12,14 +15,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaException, Producer
 
 from login_consumer.delivery.checkpoint import Checkpoint
 from login_consumer.delivery.sender import Sender
 
-Retry = Callable[[threading.Event, str, Callable[[], None]], bool]  # Retrier.until_done
+
+class Retry(Protocol):
+    """``Retrier.until_done``."""
+
+    def __call__(
+        self, stop: threading.Event, what: str, step: Callable[[], None], *, within: float | None = None
+    ) -> bool: ...
 
 
 class ProducerKeeper:
@@ -31,19 +40,23 @@ class ProducerKeeper:
         *,
         exactly_once: bool,
         log: Any,
+        timeout: float = 30.0,
     ) -> None:
+        """``timeout``: DELIVERY_TIMEOUT, the longest one ``init_transactions`` waits, and the longest
+        ``recover`` retries it before the loop reads again."""
         self._make = make
         self.checkpoint = checkpoint
         self.sender = sender
         self.exactly_once = exactly_once
         self._log = log
+        self.timeout = timeout
 
     def init_transactions(self) -> None:
         """init_transactions (a producer it failed on is unusable: the next attempt gets a new one)."""
         if self.checkpoint.transactions.broken is not None:
             self.replace()
         try:
-            self.sender.producer.init_transactions(30)
+            self.sender.producer.init_transactions(self.timeout)
         except KafkaException as exc:
             self.checkpoint.transactions.broken = exc.args[0]
             raise
@@ -55,10 +68,11 @@ class ProducerKeeper:
         self.sender.producer = producer
 
     def recover(self, stop: threading.Event, retry: Retry) -> None:
-        """Replace a broken producer (exactly-once: and initialise its transactions, retried)."""
+        """Replace a broken producer (exactly-once: and initialise its transactions, retried for at most
+        ``timeout``; if they are not ready by then the producer stays broken until the next try)."""
         if self.checkpoint.transactions.broken is None or stop.is_set():
             return
         if self.exactly_once:
-            retry(stop, "init_transactions", self.init_transactions)
+            retry(stop, "init_transactions", self.init_transactions, within=self.timeout)
         else:
             self.replace()

@@ -5,10 +5,13 @@ Outputs, repartition and progress records go to their topic as they are; a dead 
 dead-letter headers (``dlq_headers``: error type
 and detail, source topic, partition and offset, consumer version, time); a changelog record goes to its
 store's changelog partition. When the producer's local queue is full the sender serves delivery reports
-until there is room (``BufferError``); acknowledgements are checked per checkpoint
-(``delivery/checkpoint.py``), which also opens the interval's transaction before the first record
-(``begin``) in exactly-once mode. A producer that raises instead of queueing (a refused transaction, a fatal
-error) stops the batch and tells the checkpoint, which then rewinds the interval: nothing is lost.
+until there is room (``BufferError``), for at most DELIVERY_TIMEOUT per batch (``wait``): a queue that does
+not drain (the cluster refusing writes) refuses the batch like a producer error, so that the loop reads
+again within ``max.poll.interval.ms`` and keeps its partitions (``config.WAITS_PER_READ``); acknowledgements
+are checked per checkpoint (``delivery/checkpoint.py``), which also opens the interval's transaction before
+the first record (``begin``) in exactly-once mode. A producer that raises instead of queueing (a refused
+transaction, a fatal error) stops the batch and tells the checkpoint, which then rewinds the interval:
+nothing is lost.
 """
 
 from __future__ import annotations
@@ -63,14 +66,20 @@ class Sender:
         *,
         begin: Callable[[], None],
         refused: Callable[[KafkaError], None],
+        wait: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``begin``: called before each non-empty send (opens the checkpoint's transaction); ``refused``:
         told when the producer raises instead of queueing (a refused or fatal producer, a transaction in
-        error): the rest of the batch is not sent, and the interval is rewound."""
+        error): the rest of the batch is not sent, and the interval is rewound; ``wait``: the longest one
+        batch waits for room in the producer's queue (DELIVERY_TIMEOUT)."""
         self.producer = producer
         self.dlq_topic = dlq_topic
         self._begin = begin
         self._refused = refused
+        self.wait = wait
+        self._clock = clock
+        self._until: float | None = None  # the current batch's end of waiting for room (set when it waits)
 
     def __len__(self) -> int:
         """Records handed over and not yet acknowledged."""
@@ -85,6 +94,7 @@ class Sender:
         """Hand a batch's records to the producer (no waiting: acknowledgements are checked per interval)."""
         if not (records or dead or changes):
             return
+        self._until = None
         try:
             self._begin()
             self._send(records, dead, changes)
@@ -117,11 +127,21 @@ class Sender:
     def _produce_waiting(
         self, topic: str, value: bytes | None, key: bytes | None, partition: int, headers: Any
     ) -> None:
+        if self._until is None:
+            self._until = self._clock() + self.wait
         while True:
             try:
                 self.producer.produce(topic, value, key, partition, headers=headers)
                 return
-            except BufferError:  # local queue full: let deliveries drain
+            except BufferError:  # local queue full: let deliveries drain, for a while
+                if self._clock() >= self._until:
+                    raise KafkaException(
+                        KafkaError(
+                            KafkaError._QUEUE_FULL,
+                            f"the producer's queue did not drain in {self.wait:g}s (DELIVERY_TIMEOUT)",
+                            retriable=True,
+                        )
+                    ) from None
                 self.serve(0.05)
 
     def serve(self, timeout: float = 0.0) -> None:

@@ -5,11 +5,25 @@ librdkafka retries produce requests itself (NOT_LEADER_FOR_PARTITION, NOT_ENOUGH
 transaction call that fails with a retriable error (the coordinator moving, a timeout) is called again, as
 librdkafka documents, until DELIVERY_TIMEOUT (``retrying``); an error that needs an abort aborts and
 rewinds. An abort the cluster did not confirm (it cannot write the abort markers while too few replicas are
-in sync) stays pending and is finished before the next transaction begins, tried again until it is
-(``abort_once``): nothing is produced outside a transaction, nothing is dead-lettered, the process does not
-crash. A fatal error (the producer fenced, as a coordinator move can leave it) marks the producer broken:
+in sync) stays pending and is finished before the next transaction begins (``abort_once``): ``begin``
+tries it once more, for at most ABORT_TRY_SECONDS (or DELIVERY_TIMEOUT if shorter), and while it is not
+confirmed refuses to open a transaction (a retriable ``_TIMED_OUT``: the sender refuses the batch, the
+interval is rewound), so that the loop goes back to reading between tries and the group does not drop it
+for exceeding ``max.poll.interval.ms`` (``config.WAITS_PER_READ``); a two-broker outage once kept ``begin``
+trying for minutes, the group took the partitions away, and the output stopped for good. Nothing is
+produced outside a transaction, nothing is dead-lettered, the process does not crash. A fatal error (the
+producer fenced, as a coordinator move can leave it) marks the producer broken:
 the conductor replaces it with a new one of the same transactional id (``producer.py``: init_transactions
 fences the old one and aborts its transaction) after rewinding, as Kafka Streams does on a fenced producer.
+
+``send_offsets_to_transaction`` is called in a thread of its own and waited on for its timeout and
+OFFSETS_GRACE_SECONDS more (``bounded``): librdkafka 2.16 can block in it past its timeout, for good, when
+the group coordinator it cached is gone (confluentinc/librdkafka#5456: a coordinator request's timeout is
+never checked; #5511: a coordinator decommissioned after it left the metadata is not looked up again until
+some other broker changes state). The failover tier's two-brokers-down test hung there: one broker back,
+the output stopped for ten minutes. A call that does not return is a fatal error of that producer: the
+conductor replaces it (the new one's ``init_transactions`` fences the stuck one and aborts its
+transaction), and the abandoned thread ends when librdkafka answers it, holding the old producer until then.
 
 ``Transactions`` is that lifecycle for the checkpoint's producer: ``begin`` (after finishing a pending
 abort), ``commit`` (the interval's offsets sent to the transaction, then committed, each retried), ``abort``
@@ -19,6 +33,7 @@ transactional producer, or an idempotent one's fatal error): the conductor repla
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Final
@@ -28,6 +43,39 @@ from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 from login_consumer.errors import CommitFailed
 
 ABORT_TRY_SECONDS: Final = 10.0  # one try of an abort; a pending abort is tried again until it is done
+OFFSETS_GRACE_SECONDS: Final = 5.0  # past its own timeout, send_offsets_to_transaction is given up on
+
+
+def bounded(call: Callable[[], object], seconds: float, what: str, heartbeat: Callable[[], None]) -> None:
+    """``call()`` in a thread of its own, waited on for ``seconds`` (``heartbeat`` called each second):
+    what it raises is raised here; if it has not returned by then, a fatal ``_TIMED_OUT`` is (the caller's
+    producer is stuck and must be replaced; the thread is left to finish when librdkafka answers)."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread, raised there
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    worker = threading.Thread(target=run, name=f"kafka-{what}", daemon=True)
+    worker.start()
+    end = time.monotonic() + seconds
+    while worker.is_alive() and time.monotonic() < end:
+        worker.join(min(1.0, max(0.0, end - time.monotonic())))
+        heartbeat()
+    if not outcome:
+        raise KafkaException(
+            KafkaError(
+                KafkaError._TIMED_OUT,
+                f"{what} did not return within {seconds:g}s (librdkafka blocked past its timeout)",
+                fatal=True,
+            )
+        )
+    if outcome[0] is not None:
+        raise outcome[0]
 
 
 def retrying(
@@ -91,10 +139,19 @@ class Transactions:
 
     def begin(self) -> None:
         """Before producing: open the interval's transaction (exactly-once) if none is open, after
-        finishing an abort that is still pending (raises what the producer raises)."""
+        finishing an abort that is still pending (one bounded try: raises a retriable ``_TIMED_OUT`` while
+        it is not confirmed; else raises what the producer raises)."""
         if self.exactly_once and not self.open:
-            while self.abort_pending and self.broken is None:
-                self._try_abort(ABORT_TRY_SECONDS)
+            if self.abort_pending and self.broken is None:
+                self._try_abort(min(ABORT_TRY_SECONDS, self.timeout))
+                if self.abort_pending:  # not confirmed yet: read again before the next try
+                    raise KafkaException(
+                        KafkaError(
+                            KafkaError._TIMED_OUT,
+                            "the previous transaction's abort is not confirmed yet",
+                            retriable=True,
+                        )
+                    )
             self.producer.begin_transaction()
             self.open = True
 
@@ -116,7 +173,12 @@ class Transactions:
             if offsets:
                 metadata = group()
                 retrying(
-                    lambda left: producer.send_offsets_to_transaction(offsets, metadata, left),
+                    lambda left: bounded(
+                        lambda: producer.send_offsets_to_transaction(offsets, metadata, left),
+                        left + OFFSETS_GRACE_SECONDS,
+                        "send_offsets_to_transaction",
+                        self._heartbeat,
+                    ),
                     end,
                     self._clock,
                     lambda err: self.waiting("transaction.retrying", err, what="send_offsets"),

@@ -55,9 +55,14 @@ class Retrier:
             self._alive()
             stop.wait(min(1.0, left))
 
-    def until_done(self, stop: threading.Event, what: str, step: Callable[[], None]) -> bool:
-        """Run ``step`` until it succeeds (True) or ``stop`` is set (False); see the module doc."""
+    def until_done(
+        self, stop: threading.Event, what: str, step: Callable[[], None], *, within: float | None = None
+    ) -> bool:
+        """Run ``step`` until it succeeds (True) or ``stop`` is set (False); see the module doc. ``within``:
+        give up (False) once that many seconds have passed, an attempt never cut short (the loop calls it
+        so between two reads: ``delivery/producer.py``)."""
         backoff = Backoff()
+        end = None if within is None else time.monotonic() + within
         while not stop.is_set():
             try:
                 self._before()
@@ -69,7 +74,12 @@ class Retrier:
                 self.waiting = f"{what}: {str(exc)[:240]}"
                 if not self.access.check(err, what, str(exc)[:160]):
                     self._warn(f"{what}.retrying", error=str(exc)[:300])
-                self.pause(stop, backoff.next())
+                if end is not None and time.monotonic() >= end:
+                    return False
+                pause = backoff.next()
+                if end is not None and pause >= end - time.monotonic():
+                    return False  # the next attempt would start after the time is up
+                self.pause(stop, pause)
                 continue
             if self.waiting is not None:
                 self.access.clear()
