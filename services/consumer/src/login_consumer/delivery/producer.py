@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from login_consumer.delivery.checkpoint import Checkpoint
 from login_consumer.delivery.sender import Sender
@@ -52,14 +52,23 @@ class ProducerKeeper:
         self.timeout = timeout
 
     def init_transactions(self) -> None:
-        """init_transactions (a producer it failed on is unusable: the next attempt gets a new one)."""
-        if self.checkpoint.transactions.broken is not None:
+        """init_transactions, on a new producer if the last one is broken. A retriable failure (the
+        coordinator away, a timeout) keeps the producer: calling it again resumes the same initialisation
+        (librdkafka: "retry call to resume"), and until then the producer takes no transaction; any other
+        failure makes it unusable, and the next attempt gets a new one."""
+        transactions = self.checkpoint.transactions
+        if transactions.broken is not None:
             self.replace()
         try:
             self.sender.producer.init_transactions(self.timeout)
         except KafkaException as exc:
-            self.checkpoint.transactions.broken = exc.args[0]
+            err: KafkaError = exc.args[0]
+            if err.retriable() and not err.fatal():
+                transactions.initialising = True
+            else:
+                transactions.broken = err
             raise
+        transactions.initialising = False
 
     def replace(self) -> None:
         self._log.warning("producer.replaced", error=str(self.checkpoint.transactions.broken))
@@ -68,9 +77,11 @@ class ProducerKeeper:
         self.sender.producer = producer
 
     def recover(self, stop: threading.Event, retry: Retry) -> None:
-        """Replace a broken producer (exactly-once: and initialise its transactions, retried for at most
-        ``timeout``; if they are not ready by then the producer stays broken until the next try)."""
-        if self.checkpoint.transactions.broken is None or stop.is_set():
+        """Replace a broken producer and, exactly-once, initialise its transactions (or finish initialising
+        them), retried for at most ``timeout``: if they are not ready by then, the next failed checkpoint
+        tries again, and meanwhile the producer takes no transaction (``Transactions.initialising``)."""
+        transactions = self.checkpoint.transactions
+        if (transactions.broken is None and not transactions.initialising) or stop.is_set():
             return
         if self.exactly_once:
             retry(stop, "init_transactions", self.init_transactions, within=self.timeout)

@@ -136,12 +136,21 @@ class Transactions:
         self.open = False  # a transaction is open (exactly-once)
         self.abort_pending = False  # an abort not confirmed yet: finished before the next transaction
         self.broken: KafkaError | None = None  # the producer's fatal error: it must be replaced
+        self.initialising = False  # init_transactions not done yet (retriable failure: called again)
 
     def begin(self) -> None:
         """Before producing: open the interval's transaction (exactly-once) if none is open, after
         finishing an abort that is still pending (one bounded try: raises a retriable ``_TIMED_OUT`` while
         it is not confirmed; else raises what the producer raises)."""
         if self.exactly_once and not self.open:
+            if self.initialising and self.broken is None:
+                raise KafkaException(
+                    KafkaError(
+                        KafkaError._STATE,
+                        "the producer's transactions are not initialised yet",
+                        retriable=True,
+                    )
+                )
             if self.abort_pending and self.broken is None:
                 self._try_abort(min(ABORT_TRY_SECONDS, self.timeout))
                 if self.abort_pending:  # not confirmed yet: read again before the next try
@@ -235,3 +244,4 @@ class Transactions:
         self.open = False
         self.abort_pending = False
         self.broken = None
+        self.initialising = False
