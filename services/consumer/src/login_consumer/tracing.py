@@ -53,7 +53,12 @@ the separate receive span (the time an event waited in its topic is now ``login.
 span, not a span of its own in the trace's timeline) and the send span (the produced record carries the
 process span's context; the hand-over to the producer is the process span's end, and the topic it went to
 is ``login.output.topic``). Measured in instructions (docs/observability.md, "Cost";
-bench/results/tracing-spans-instructions.md): FIGURES.
+bench/results/tracing-spans-instructions.md; both stages, 5,000-event batches): at 1 % the stages now cost
+1.047x tracing off (a sampled event ~700,000 instructions over an unsampled one: two spans, 31
+attributes), the chain measured beside it 1.068x (the bench's ``ThreeSpansPerStage``), unsampled only
+1.016x: the 1.05x target is met in instructions, in process, with a no-op exporter, by 0.3 points; the
+OTLP export of each span comes on top in the real consumer's exporter thread (two spans per sampled event
+now, not six).
 """
 
 from __future__ import annotations
