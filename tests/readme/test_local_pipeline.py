@@ -174,7 +174,10 @@ def test_trace_lists_flagged_logins_and_prints_one_as_a_tree(started: Ran) -> No
         tree = tree_of_trace()
     assert f"trace {trace_id.group(1)} (" in tree.stdout
     assert producer_send.search(tree.stdout), tree.stdout
-    assert re.search(r"^    login-consumer: receive user-login ", tree.stdout, re.M), tree.stdout
+    # the user stage's one span, child of the producer's send, with its wait in the topic
+    consumer_span = re.search(r"^    login-consumer: process user-login .*$", tree.stdout, re.M)
+    assert consumer_span, tree.stdout
+    assert re.search(r" queued_ms=\d+ ", consumer_span.group(0)), consumer_span.group(0)
     assert "level=high" in tree.stdout or "detection=credential_stuffing" in tree.stdout, tree.stdout
 
 

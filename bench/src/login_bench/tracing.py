@@ -18,21 +18,21 @@ what its queue cannot hold (``OTEL_BSP_MAX_QUEUE_SIZE``, 2048): the spans are ma
 
 ``--spans``: in process, no broker. First the per-event versus per-batch choice
 (login_consumer/tracing.py): the user stage on 5,000-event batches without tracing (the code path before
-tracing existed, and with the tracer unset), then with one span chain per sampled event (what the stages
-do) and with one span per batch linking the sampled events, at 1 % and 100 %. Then both stages as the
-consumer runs them (user stage with every user detector, its repartition records read by the network
-stage): tracing off; on with the 1 % sampler but no event sampled (every ``traceparent`` flagged 00: the
-unsampled path alone); 1 %; 100 %; and, measured beside them but not what the stages do, one span per
-stage instead of the chain (``OneSpanPerStage``) at 1 % and 100 %. CPU microseconds per event (the
-process's CPU time, the span processor's export thread included, over the batch and the export flush, each
-batch started after a full collection), the median of the repeats (the minimum beside it), the ways
-interleaved repeat by repeat, each with its own stages and provider; ratios against the first row of each
-group, and the median of each repeat's own ratio (paired: the same events, the same minute's load), the
-ways' order rotated repeat by repeat. ``--only <regex>`` runs a subset. Instructions instead of CPU time
-(a count the machine's load does not change): ``--untimed`` runs only the ``--only`` ways, ``--repeats``
-batches after one warm-up batch, and writes nothing; under ``valgrind --tool=callgrind``, (instructions at
-``--repeats 3`` - at ``--repeats 1``) / (2 x ``--batch``) is one way's count per event
-(docs/observability.md, "Cost").
+tracing existed, and with the tracer unset), then with one span per sampled event and stage (what
+the stages do) and with one span per batch linking the sampled events, at 1 % and 100 %. Then both stages
+as the consumer runs them (user stage with every user detector, its repartition records read by the
+network stage): tracing off; on with the 1 % sampler but no event sampled (every ``traceparent`` flagged
+00: the unsampled path alone); 1 %; 100 %; and, measured beside them but no longer what the stages do, the
+chain of three spans per stage they had before (``ThreeSpansPerStage``: receive, process, send) at 1 % and
+100 %. CPU microseconds per event (the process's CPU time, the span processor's export thread included,
+over the batch and the export flush, each batch started after a full collection), the median of the
+repeats (the minimum beside it), the ways interleaved repeat by repeat, each with its own stages and
+provider; ratios against the first row of each group, and the median of each repeat's own ratio (paired:
+the same events, the same minute's load), the ways' order rotated repeat by repeat. ``--only <regex>``
+runs a subset. Instructions instead of CPU time (a count the machine's load does not change):
+``--untimed`` runs only the ``--only`` ways, ``--repeats`` batches after one warm-up batch, and writes
+nothing; under ``valgrind --tool=callgrind``, (instructions at ``--repeats 3`` - at ``--repeats 1``) /
+(2 x ``--batch``) is one way's count per event (docs/observability.md, "Cost").
 
 Writes bench/results/tracing.{json,md} (``--out``) and prints the table. Exit 0 whatever the figures.
 
@@ -220,7 +220,6 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
         is_sampled,
         parent_context,
         read_context,
-        replace_context,
     )
     from login_consumer.config import ConsumerSettings
     from login_consumer.process import Processor, tune_gc
@@ -322,33 +321,58 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
 
     # both stages, as the consumer runs them without Kafka: the user stage (all user detectors) writes
     # repartition records, read back as messages by the network stage (credential_stuffing)
-    class OneSpanPerStage(StageTracer):
-        """Measured beside the stages' chain, not used by them: per sampled event and stage one span
-        (``process``, with the receive span's messaging attributes), whose context the produced record
-        carries; no receive and no send span (login_consumer/tracing.py: why the chain)."""
+    class ThreeSpansPerStage(StageTracer):
+        """Measured beside the stages' one span, not used by them: the chain they had before (issue 22's
+        third pass), per sampled event and stage ``receive <topic>`` (CONSUMER, the messaging attributes,
+        from the record's timestamp to the read), ``process <topic>`` (INTERNAL, the stage and its
+        verdicts) and ``send <destination>`` (PRODUCER), whose context the produced record carries."""
 
-        pending: dict[str, Any] = {}  # noqa: RUF012 - the receive attributes, until the process span
-
-        def _receive(self, msg: Message, ctx: Any, started_ns: int) -> tuple[Any, bool]:
-            self.pending = {
-                "messaging.system": "kafka",
-                "messaging.destination.name": msg.topic() or "",
-                "messaging.destination.partition.id": str(msg.partition()),
-                "messaging.kafka.offset": msg.offset() or 0,
-                "messaging.consumer.group.name": self.group,
-                "messaging.kafka.message.key": (msg.key() or b"").decode("utf-8", "replace"),
-            }
-            return trace.get_current_span(ctx), True
-
-        def _process(
-            self, receive: Any, msg: Message, stage: str, started_ns: int, attributes: dict[str, Any]
+        def _start(
+            self, msg: Message, ctx: Any, stage: str, attributes: dict[str, Any], *, started_ns: int, to: str
         ) -> Any:
-            return super()._process(receive, msg, stage, started_ns, {**self.pending, **attributes})
+            topic = msg.topic() or ""
+            kind, created_ms = msg.timestamp()
+            created_ns = created_ms * 1_000_000
+            start = created_ns if kind and 0 < created_ns <= started_ns else started_ns
+            receive = self.tracer.start_span(
+                f"receive {topic}",
+                context=ctx,
+                kind=trace.SpanKind.CONSUMER,
+                start_time=start,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.operation.type": "receive",
+                    "messaging.destination.name": topic,
+                    "messaging.destination.partition.id": str(msg.partition()),
+                    "messaging.kafka.offset": msg.offset() or 0,
+                    "messaging.consumer.group.name": self.group,
+                    "messaging.kafka.message.key": (msg.key() or b"").decode("utf-8", "replace"),
+                },
+            )
+            if not receive.is_recording():
+                return receive
+            receive.end(started_ns)
+            return self.tracer.start_span(
+                f"process {topic}",
+                context=trace.set_span_in_context(receive),
+                start_time=started_ns,
+                attributes={"messaging.operation.type": "process", "login.stage": stage, **attributes},
+            )
 
-        def _send(self, process: Any, destination: str, headers: Any, partition: int, ended_ns: int) -> Any:
-            if headers is not None:
-                replace_context(headers, context_headers(process))
-            return process
+        def _carried(self, span: Any, destination: str, ended_ns: int) -> list[tuple[str, Any]]:
+            send = self.tracer.start_span(
+                f"send {destination}",
+                context=trace.set_span_in_context(span),
+                kind=trace.SpanKind.PRODUCER,
+                start_time=ended_ns,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.operation.type": "send",
+                    "messaging.destination.name": destination,
+                },
+            )
+            send.end()
+            return context_headers(send)
 
     def pipeline_runner(tr: Any = None, way: type[StageTracer] = StageTracer) -> Any:
         full = load_settings(ConsumerSettings, metrics_port=0, state_changelog=False)
@@ -383,8 +407,8 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
     for sampled, label in ((0.01, "1%"), (1.0, "100%")):
         makers[f"both stages: per event, {label}"] = lambda r=sampled: both(r, r)
     for sampled, label in ((0.01, "1%"), (1.0, "100%")):
-        makers[f"both stages: one span per stage (not used), {label}"] = lambda r=sampled: both(
-            r, r, OneSpanPerStage
+        makers[f"both stages: three spans per stage (previous), {label}"] = lambda r=sampled: both(
+            r, r, ThreeSpansPerStage
         )
     kept = set(makers)
     if args.only:  # a subset, with the first row of each group it touches (the ratios' base)

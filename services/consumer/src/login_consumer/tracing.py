@@ -1,18 +1,21 @@
 """The consumer's spans: each stage continues the event's trace (``login_common.tracing`` for the set-up and
 the Kafka headers; docs/observability.md, "Tracing").
 
-Per stage, for each event whose trace is sampled, three spans in a chain, each the parent of the next:
+Per stage, for each event whose trace is sampled, one span:
 
-* ``receive <topic>`` (kind CONSUMER), child of the upstream record's span (the producer's ``send``, or the
-  user stage's ``send`` to the repartition topic): from the record's Kafka timestamp to the read that
-  handed it to the stage, i.e. the time it waited in the topic; attributes ``messaging.*`` (system,
-  destination, partition, offset, consumer group, key);
-* ``process <topic>`` (INTERNAL): the batch's processing, with the stage's verdicts on this event
-  (``login.risk.score``, ``login.risk.level``, ``login.reasons``, ``login.detections``; the network stage's
-  ``login.network`` and its detector's verdict); a dead-lettered event's span has status ERROR with the
-  dead letter's ``error.type`` and detail, and an ``exception`` event;
-* ``send <topic>`` (PRODUCER): the hand-over to the producer; its context is what the produced record
-  (output, repartition or dead letter) carries on, so the next hop, and ``replay-dlq``, continue from it.
+* ``process <topic>`` (kind CONSUMER, as OpenTelemetry's messaging conventions have a process span), child
+  of the upstream record's context (the producer's ``send`` span, or the user stage's span for a
+  repartition record), from the read of the batch that brought the record to its hand-over to the producer.
+  Attributes: the messaging conventions' (``messaging.system``, ``messaging.operation.type`` "process",
+  ``messaging.destination.name``, ``messaging.destination.partition.id``, ``messaging.kafka.offset``,
+  ``messaging.consumer.group.name``, ``messaging.kafka.message.key``), ``login.stage``, the topic the
+  produced record goes to (``login.output.topic``: output, repartition or dead-letter topic), the time the
+  record waited in its topic (``login.queued_ms``: the read's time less the record's Kafka timestamp), and
+  the stage's verdicts on this event (``login.risk.score``, ``login.risk.level``, ``login.reasons``,
+  ``login.detections``; the network stage's ``login.network`` and its detector's verdict). Its context is
+  what the produced record (output, repartition or dead letter) carries on, so the next hop, and
+  ``replay-dlq``, continue from it. A dead-lettered event's span has status ERROR with the dead letter's
+  ``error.type`` and an ``exception`` event with the detail.
 
 An event whose trace is not sampled gets no span and costs no OpenTelemetry call: the decision is read
 from the ``traceparent``'s flags (``login_common.tracing``: parent-based sampling, the producer's flag
@@ -26,30 +29,36 @@ too. An input without a trace context (a producer without tracing), or with an i
 here: the sampler (``OTEL_TRACES_SAMPLER``) decides as for a root span. A sampler that does not follow the
 parent's flag (``always_on``, ``traceidratio``: ``follows_parent``) sends every event through the SDK.
 
-Log lines of a sampled event (``event.flagged``, ``event.dead_lettered``) name its process span's
-``trace_id`` and ``span_id`` directly, not through the current context: no per-event attach and detach.
+Log lines of a sampled event (``event.flagged``, ``event.dead_lettered``) name its span's ``trace_id`` and
+``span_id`` directly, not through the current context: no per-event attach and detach.
 
-Batching: one span chain per sampled event, not one span per batch with a link per event. Both were
+Batching: one span per sampled event and stage, not one span per batch with a link per event. Both were
 measured (``python -m login_bench.tracing --spans``: the user stage on 5,000-event batches, each way
-with its own stage and tracer provider, the export flushed inside its time, the minimum of 40 rounds;
-a later run, CPU medians, is in bench/results/tracing-spans.md: 5.7x against 2.0x at 100 %, 1.15x against
-1.22x at 1 %). On this shared 2-core machine (load 6-12) one SDK span costs 20-60 us,
-so: at 100 % sampling the per-event chains made the user stage 6.7-8.0x as costly as without tracing,
-per-batch spans with links 1.7-1.9x; at 1 % the two differ by less than the measurement's noise (0.97 to
-1.07x against 1.03 to 1.20x, over three runs). Per event was chosen anyway, for what tracing is for: the
-event's own trace shows its whole path producer -> user stage -> network stage with its own verdicts and
-error, opened by the trace id its output record carries, where a batch span lives in a trace of its
-own that a backend shows only by following links (Jaeger's API returns links as references into other
-traces), and the next hop would continue the batch's trace, not the event's. At the rate meant for
-production (1 %) the choice costs nothing measurable over the alternative; at 100 % (a local run, a
-debugging session) it is the price of complete traces, and ``make bench-tracing`` states it.
+with its own stage and tracer provider, the export flushed inside its time; bench/results/tracing-spans.md).
+On this shared 2-core machine (load 6-12) one SDK span costs 20-60 us: at 100 % sampling per-event spans
+cost several times the stage, per-batch spans with links about 2x; at 1 % the two differ by less than the
+measurement's noise. Per event was chosen anyway, for what tracing is for: the event's own trace shows its
+whole path producer -> user stage -> network stage with its own verdicts and error, opened by the trace id
+its output record carries, where a batch span lives in a trace of its own that a backend shows only by
+following links (Jaeger's API returns links as references into other traces), and the next hop would
+continue the batch's trace, not the event's. At 100 % (a local run, a debugging session) it is the price
+of complete traces, and ``make bench-tracing`` states it.
 
-Three spans per stage, not one: a sampled event's six spans cost about 1.2 million instructions (an SDK
-span ~122,000, each attribute ~7,000 more), five events' worth of the consumer, so at 1 % the chain alone
-is ~5 % of the consumer's cost and issue 22's 5 % target is not met with it (docs/observability.md,
-"Cost": 1.073x in instructions). One span per stage (the bench's ``OneSpanPerStage``) would halve that
-(1.045x) but lose the receive span (the time an event waited in the topic) and the send span whose
-context the next hop continues; that choice is the project's, not made here.
+One span per stage, not the chain of three (``receive``, ``process``, ``send``) the stages had before (the
+project's decision, issue 22): the issue asks that each stage "add a span (consume -> process -> produce)
+linked to the event's trace", and the chain's six spans per sampled event cost about 1.2 million
+instructions (an SDK span ~122,000, each attribute ~7,000 more), five events' worth of the consumer, which
+alone put 1 % sampling at 1.073x the consumer's instructions against the issue's 1.05x target. Given up:
+the separate receive span (the time an event waited in its topic is now ``login.queued_ms`` on the process
+span, not a span of its own in the trace's timeline) and the send span (the produced record carries the
+process span's context; the hand-over to the producer is the process span's end, and the topic it went to
+is ``login.output.topic``). Measured in instructions (docs/observability.md, "Cost";
+bench/results/tracing-spans-instructions.md; both stages, 5,000-event batches): at 1 % the stages now cost
+1.047x tracing off (a sampled event ~700,000 instructions over an unsampled one: two spans, 31
+attributes), the chain measured beside it 1.068x (the bench's ``ThreeSpansPerStage``), unsampled only
+1.016x: the 1.05x target is met in instructions, in process, with a no-op exporter, by 0.3 points; the
+OTLP export of each span comes on top in the real consumer's exporter thread (two spans per sampled event
+now, not six).
 """
 
 from __future__ import annotations
@@ -92,7 +101,6 @@ class StageTracer:
         # stage's processor inlines it (``Processor.trace_fast``)
         self._trace = trace
         self._consumer = trace.SpanKind.CONSUMER
-        self._producer = trace.SpanKind.PRODUCER
 
     # ------------------------------------------------------------------ the stages
 
@@ -108,8 +116,8 @@ class StageTracer:
     ) -> None:
         """After the user stage: the events the fast path left (``traced``: indexes into ``outputs`` and
         ``records``, one record per output, to the output or the repartition topic; ``docs``: their
-        documents as serialized, ``BatchResult.traced_docs``) get their spans or their context; ``dead``
-        entries of sampled events get their send span's context (``Invalid.trace``)."""
+        documents as serialized, ``BatchResult.traced_docs``) get their span or their context; ``dead``
+        entries of sampled events get their span's context (``Invalid.trace``)."""
         ended_ns = time.time_ns()
         for at, doc in zip(traced, docs, strict=True):
             msg = outputs[at][0]
@@ -118,22 +126,21 @@ class StageTracer:
             if ctx is None:  # not sampled: the context goes on as it came
                 record[4].extend(came)
                 continue
-            receive, recording = self._receive(msg, ctx, started_ns)
-            if not recording:  # the sampler said no: the input's context, or the new trace's, goes on
-                record[4].extend(came or context_headers(receive))
-                continue
             verdicts = _user_verdicts(doc)
-            process = self._process(receive, msg, "user", started_ns, verdicts)
-            self._send(process, record[0], record[4], record[1], ended_ns)
+            span = self._start(msg, ctx, "user", verdicts, started_ns=started_ns, to=record[0])
+            if not span.is_recording():  # the sampler said no: the input's context, or the new trace's
+                record[4].extend(came or context_headers(span))
+                continue
+            replace_context(record[4], self._carried(span, record[0], ended_ns))
             if verdicts.get("login.risk.level") == "high" or verdicts.get("login.detections"):
                 log.info(
                     "event.flagged",
                     stage="user",
                     **_where(msg),
                     reasons=verdicts["login.reasons"],
-                    **_ids(process),
+                    **_ids(span),
                 )
-            process.end(ended_ns)
+            span.end(ended_ns)
         self._dead(dead, "user", started_ns, ended_ns)
 
     def network_stage(
@@ -149,7 +156,7 @@ class StageTracer:
         """After the network stage's completion: ``held`` (stages/network.Held, in the order they were
         completed), the detector's verdicts by index, the indexes of those the user stage marked
         (``ROUTE_TRACED``) and the stage's dead letters. An output record's headers are its Held's
-        ``headers`` (the same list), so a send span's context is written there."""
+        ``headers`` (the same list), so the span's context is written there."""
         ended_ns = time.time_ns()
         dead_ids = {id(msg) for msg, _ in dead}
         for i in traced:
@@ -160,17 +167,11 @@ class StageTracer:
             ctx, came = incoming(item.headers, follows_parent=self.follows_parent)
             if ctx is None:  # not sampled: the record's headers carry the context on, as they came
                 continue
-            receive, recording = self._receive(msg, ctx, started_ns)
-            if not recording:
-                if not came:
-                    replace_context(item.headers, context_headers(receive))
-                continue
             det = found.get(i)
-            process = self._process(
-                receive,
+            span = self._start(
                 msg,
+                ctx,
                 "network",
-                started_ns,
                 {
                     "login.network": (msg.key() or b"").decode("utf-8", "replace"),
                     "login.network.detection": det.detector if det is not None else "none",
@@ -178,82 +179,65 @@ class StageTracer:
                     "login.network.accounts": det.count if det is not None else 0,
                     "login.risk.score.user_stage": item.score,
                 },
+                started_ns=started_ns,
+                to=output_topic,
             )
-            self._send(process, output_topic, item.headers, -1, ended_ns)
+            if not span.is_recording():
+                if not came:
+                    replace_context(item.headers, context_headers(span))
+                continue
+            replace_context(item.headers, self._carried(span, output_topic, ended_ns))
             if det is not None:
-                log.info(
-                    "event.flagged", stage="network", **_where(msg), detector=det.detector, **_ids(process)
-                )
-            process.end(ended_ns)
+                log.info("event.flagged", stage="network", **_where(msg), detector=det.detector, **_ids(span))
+            span.end(ended_ns)
         self._dead(dead, "network", started_ns, ended_ns)
 
-    # ------------------------------------------------------------------ spans
+    # ------------------------------------------------------------------ the span
 
-    def _receive(self, msg: Message, ctx: Any, started_ns: int) -> tuple[Any, bool]:
-        """The receive span (ended: from the record's creation to the read), and whether it records. Its
-        attributes are the messaging conventions' only (``login.stage`` is on its child, the process span:
-        each attribute costs the SDK ~7,000 instructions, a twentieth of a span)."""
+    def _start(
+        self, msg: Message, ctx: Any, stage: str, attributes: dict[str, Any], *, started_ns: int, to: str
+    ) -> Any:
+        """The stage's span for one event (open; it may not record: the sampler decides): ``process
+        <topic>``, kind CONSUMER (OpenTelemetry's messaging conventions: a process span is a consumer's),
+        child of the upstream record's context ``ctx``, from the read of the batch (``started_ns``). Its
+        attributes, given at its start (one pass of the SDK's checks, not one per ``set_attribute``; each
+        costs ~7,000 instructions): the messaging conventions' for the record it processes, the stage, the
+        topic its context goes on to (``to``, as ``login.output.topic``: output, repartition or dead-letter),
+        the time the record waited in the topic before the read (``login.queued_ms``: the read's time less
+        the record's Kafka timestamp; left out when the record has none), then the stage's ``attributes``."""
         topic = msg.topic() or ""
+        span_attributes: dict[str, Any] = {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": topic,
+            "messaging.destination.partition.id": str(msg.partition()),
+            "messaging.kafka.offset": msg.offset() or 0,
+            "messaging.consumer.group.name": self.group,
+            "messaging.kafka.message.key": (msg.key() or b"").decode("utf-8", "replace"),
+            "login.stage": stage,
+            "login.output.topic": to,
+        }
         kind, created_ms = msg.timestamp()
-        start = created_ms * 1_000_000 if kind and 0 < created_ms * 1_000_000 <= started_ns else started_ns
-        receive = self.tracer.start_span(
-            f"receive {topic}",
+        if kind and 0 < created_ms * 1_000_000 <= started_ns:
+            span_attributes["login.queued_ms"] = started_ns // 1_000_000 - created_ms
+        span_attributes.update(attributes)
+        return self.tracer.start_span(
+            f"process {topic}",
             context=ctx,
             kind=self._consumer,
-            start_time=start,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.operation.type": "receive",
-                "messaging.destination.name": topic,
-                "messaging.destination.partition.id": str(msg.partition()),
-                "messaging.kafka.offset": msg.offset() or 0,
-                "messaging.consumer.group.name": self.group,
-                "messaging.kafka.message.key": (msg.key() or b"").decode("utf-8", "replace"),
-            },
-        )
-        recording: bool = receive.is_recording()  # (False once ended)
-        receive.end(started_ns)
-        return receive, recording
-
-    def _process(
-        self, receive: Any, msg: Message, stage: str, started_ns: int, attributes: dict[str, Any]
-    ) -> Any:
-        """The process span (open), child of ``receive``, its attributes given at its start (one pass of
-        the SDK's attribute checks, not one per ``set_attribute``)."""
-        return self.tracer.start_span(
-            f"process {msg.topic() or ''}",
-            context=self._trace.set_span_in_context(receive),
             start_time=started_ns,
-            attributes={"messaging.operation.type": "process", "login.stage": stage, **attributes},
+            attributes=span_attributes,
         )
 
-    def _send(
-        self, process: Any, destination: str, headers: list[Header] | None, partition: int, ended_ns: int
-    ) -> Any:
-        """The send span (ended), child of ``process``; its context replaces any in ``headers``."""
-        attributes: dict[str, Any] = {
-            "messaging.system": "kafka",
-            "messaging.operation.type": "send",
-            "messaging.destination.name": destination,
-        }
-        if partition >= 0:
-            attributes["messaging.destination.partition.id"] = str(partition)
-        send = self.tracer.start_span(
-            f"send {destination}",
-            context=self._trace.set_span_in_context(process),
-            kind=self._producer,
-            start_time=ended_ns,
-            attributes=attributes,
-        )
-        if headers is not None:
-            replace_context(headers, context_headers(send))
-        send.end()
-        return send
+    def _carried(self, span: Any, destination: str, ended_ns: int) -> list[Header]:
+        """The context the record ``span``'s stage produces to ``destination`` carries on: the span's own
+        (one span per stage; the bench's ``ThreeSpansPerStage`` puts a send span here instead)."""
+        return context_headers(span)
 
     def _dead(self, dead: list[tuple[Message, Invalid]], stage: str, started_ns: int, ended_ns: int) -> None:
-        """Spans of sampled dead letters: the process span in error, and the send to the DLQ, whose context
-        the dead letter carries (``Invalid.trace``, used by delivery/sender.dlq_headers). An unsampled
-        letter keeps the input's headers, its context with them."""
+        """Spans of sampled dead letters: the stage's span in error, whose context the dead letter carries
+        (``Invalid.trace``, used by delivery/sender.dlq_headers). An unsampled letter keeps the input's
+        headers, its context with them."""
         trace = self._trace
         for at, (msg, why) in enumerate(dead):
             headers = msg.headers()
@@ -262,20 +246,19 @@ class StageTracer:
             ctx, _came = incoming(headers, follows_parent=self.follows_parent)
             if ctx is None:
                 continue
-            receive, recording = self._receive(msg, ctx, started_ns)
-            if not recording:
+            error = {"error.type": why.error_type}
+            span = self._start(msg, ctx, stage, error, started_ns=started_ns, to=self.dlq_topic)
+            if not span.is_recording():
                 continue
-            process = self._process(receive, msg, stage, started_ns, {"error.type": why.error_type})
-            process.add_event(
+            span.add_event(
                 "exception", {"exception.type": why.error_type, "exception.message": why.detail[:500]}
             )
-            process.set_status(trace.Status(trace.StatusCode.ERROR, f"{why.error_type}: {why.detail[:200]}"))
-            send = self._send(process, self.dlq_topic, None, -1, ended_ns)
-            dead[at] = (msg, replace(why, trace=tuple(context_headers(send))))
+            span.set_status(trace.Status(trace.StatusCode.ERROR, f"{why.error_type}: {why.detail[:200]}"))
+            dead[at] = (msg, replace(why, trace=tuple(self._carried(span, self.dlq_topic, ended_ns))))
             log.info(
-                "event.dead_lettered", stage=stage, **_where(msg), error_type=why.error_type, **_ids(process)
+                "event.dead_lettered", stage=stage, **_where(msg), error_type=why.error_type, **_ids(span)
             )
-            process.end(ended_ns)
+            span.end(ended_ns)
 
 
 def trace_replay(tracer: Any, msg: Message, headers: list[Header], *, target: str, error_type: str) -> None:

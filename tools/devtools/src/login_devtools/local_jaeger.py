@@ -232,14 +232,18 @@ def render(trace: dict[str, Any]) -> str:
         "messaging.destination.partition.id",
         "messaging.kafka.offset",
     )
+    keep += ("login.queued_ms", "login.output.topic")  # a stage's wait in its topic, where it went on to
     keep += ("login.risk.score", "login.risk.level", "login.reasons", "login.network.detection", "error.type")
+    labels = {"login.output.topic": "to"}
     lines = [f"trace {trace['traceID']} ({len(spans)} spans)"]
 
     def walk(parent: str | None, depth: int) -> None:
         for span in sorted(children.get(parent, []), key=lambda s: s["startTime"]):
             service = processes.get(span["processID"], {}).get("serviceName", "?")
             found = tags(span)
-            shown = " ".join(f"{k.rsplit('.', 1)[-1]}={found[k]}" for k in keep if k in found)
+            shown = " ".join(
+                f"{labels.get(k) or k.rsplit('.', 1)[-1]}={found[k]}" for k in keep if k in found
+            )
             error = " ERROR" if found.get("error") or found.get("otel.status_code") == "ERROR" else ""
             took = f"{span['duration'] / 1000:.1f}ms"
             lines.append(f"{'  ' * depth}{service}: {span['operationName']} {took}{error} {shown}")
