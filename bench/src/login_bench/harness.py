@@ -107,6 +107,8 @@ class Plan:
         runs = args.runs or (1 if quick else 3)
         samples = {"quix": 20_000, "seed_loop": 1_000} if quick else {"quix": 50_000, "seed_loop": 5_000}
         latency = {"1k": 6.0, "10k": 4.0} if quick else {"1k": 20.0, "10k": 10.0}
+        if args.latency_seconds:
+            latency = dict.fromkeys(latency, args.latency_seconds)
         only = tuple(c for c in (args.only.split(",") if args.only else CONTENDERS) if c)
         unknown = set(only) - set(CONTENDERS)
         if unknown:
@@ -880,6 +882,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--scale-runs", type=int, default=0, help="runs of the 2-process and network-stage drains"
+    )
+    parser.add_argument(
+        "--latency-seconds",
+        type=float,
+        default=0.0,
+        help="seconds of paced input per latency measurement (default 20 at 1k/s, 10 at 10k/s; quick 6, 4)",
     )
     parser.add_argument(
         "--consumer",
