@@ -224,7 +224,7 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
     from login_consumer.config import ConsumerSettings
     from login_consumer.process import Processor, tune_gc
     from login_consumer.stages.user import UserStage
-    from login_consumer.tracing import StageTracer
+    from login_consumer.tracing import StageTracer, record_attributes
     from login_consumer.wiring import build_detectors, build_network_detector, build_stages
 
     class Nop(SpanExporter):
@@ -339,15 +339,7 @@ def spans(args: argparse.Namespace) -> dict[str, Any]:
                 context=ctx,
                 kind=trace.SpanKind.CONSUMER,
                 start_time=start,
-                attributes={
-                    "messaging.system": "kafka",
-                    "messaging.operation.type": "receive",
-                    "messaging.destination.name": topic,
-                    "messaging.destination.partition.id": str(msg.partition()),
-                    "messaging.kafka.offset": msg.offset() or 0,
-                    "messaging.consumer.group.name": self.group,
-                    "messaging.kafka.message.key": (msg.key() or b"").decode("utf-8", "replace"),
-                },
+                attributes=record_attributes(msg, self.group, "receive"),
             )
             if not receive.is_recording():
                 return receive

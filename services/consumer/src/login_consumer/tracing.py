@@ -206,17 +206,9 @@ class StageTracer:
         the time the record waited in the topic before the read (``login.queued_ms``: the read's time less
         the record's Kafka timestamp; left out when the record has none), then the stage's ``attributes``."""
         topic = msg.topic() or ""
-        span_attributes: dict[str, Any] = {
-            "messaging.system": "kafka",
-            "messaging.operation.type": "process",
-            "messaging.destination.name": topic,
-            "messaging.destination.partition.id": str(msg.partition()),
-            "messaging.kafka.offset": msg.offset() or 0,
-            "messaging.consumer.group.name": self.group,
-            "messaging.kafka.message.key": (msg.key() or b"").decode("utf-8", "replace"),
-            "login.stage": stage,
-            "login.output.topic": to,
-        }
+        span_attributes = record_attributes(msg, self.group, "process")
+        span_attributes["login.stage"] = stage
+        span_attributes["login.output.topic"] = to
         kind, created_ms = msg.timestamp()
         if kind and 0 < created_ms * 1_000_000 <= started_ns:
             span_attributes["login.queued_ms"] = started_ns // 1_000_000 - created_ms
@@ -287,6 +279,19 @@ def trace_replay(tracer: Any, msg: Message, headers: list[Header], *, target: st
     replace_context(headers, context_headers(span))
     log.info("event.replayed", **_where(msg), target=target, error_type=error_type, **_ids(span))
     span.end()
+
+
+def record_attributes(msg: Message, group: str, operation: str) -> dict[str, Any]:
+    """OpenTelemetry's messaging attributes of a consumed record (``operation``: "process", "receive")."""
+    return {
+        "messaging.system": "kafka",
+        "messaging.operation.type": operation,
+        "messaging.destination.name": msg.topic() or "",
+        "messaging.destination.partition.id": str(msg.partition()),
+        "messaging.kafka.offset": msg.offset() or 0,
+        "messaging.consumer.group.name": group,
+        "messaging.kafka.message.key": (msg.key() or b"").decode("utf-8", "replace"),
+    }
 
 
 def _ids(span: Any) -> dict[str, str]:
